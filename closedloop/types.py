@@ -1,0 +1,114 @@
+"""The data that flows along the one-way path: chunks, frames and commands.
+
+Every stage of the pipeline exchanges these small containers and nothing else,
+so that each stage can be built and tested on its own (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A block of consecutive EEG samples.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_samples, n_channels)
+        Sample values (float32 or float64), in the units of the stream (µV for
+        EEG in closedloop).
+    timestamps : ndarray of float64, shape (n_samples,)
+        Sample times in the LSL clock (``pylsl.local_clock()`` domain, s),
+        after clock correction.
+    """
+
+    data: np.ndarray
+    timestamps: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.data.shape[1])
+
+
+class Quality(enum.IntFlag):
+    """Quality flags a frame can carry; a flagged frame is still produced."""
+
+    OK = 0
+    ARTIFACT = 1  # amplitude over threshold
+    FLAT = 2  # a flat channel
+    NONFINITE = 4  # NaN or Inf in the input
+    EMG = 8  # high-frequency (muscle) power
+    GAP = 16  # a gap or jump in the timestamps
+    SATURATION = 32  # amplifier saturation
+    BASELINE = 64  # baseline/calibration block still running
+
+
+@dataclass(slots=True)
+class Frame:
+    """One value per named feature, computed on the sample clock.
+
+    Parameters
+    ----------
+    time : float
+        Sample time of the newest sample the frame used (LSL clock, s).
+    values : ndarray of float64, shape (n_features,)
+        Feature values, in the order of ``names``.
+    names : tuple of str
+        Feature names.
+    flags : Quality
+        Quality flags of the window the frame was computed on.
+    index : int
+        Running frame number since the start of the session.
+    """
+
+    time: float
+    values: np.ndarray
+    names: tuple[str, ...]
+    flags: Quality = Quality.OK
+    index: int = 0
+
+    def __getitem__(self, name: str) -> float:
+        try:
+            return float(self.values[self.names.index(name)])
+        except ValueError:
+            raise KeyError(f"no feature {name!r}; this frame has {list(self.names)}") from None
+
+    def as_dict(self) -> dict[str, float]:
+        return {n: float(v) for n, v in zip(self.names, self.values)}
+
+
+@dataclass(slots=True)
+class Command:
+    """Stimulation parameters (desired by a controller or allowed by safety).
+
+    Attributes
+    ----------
+    amplitude_mA : float
+        Stimulation amplitude (tES: peak current in mA; rTMS: intensity in
+        %MSO is carried in ``extra``; see the device profile).
+    frequency_Hz : float
+        Stimulation frequency (0 for tDCS).
+    on : bool
+        Whether the controller wants stimulation on.
+    time : float
+        Frame time the command is based on (LSL clock, s).
+    extra : dict
+        Further modality-specific parameters with units in the key name.
+    """
+
+    amplitude_mA: float = 0.0
+    frequency_Hz: float = 0.0
+    on: bool = False
+    time: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def copy(self) -> "Command":
+        return Command(self.amplitude_mA, self.frequency_Hz, self.on, self.time, dict(self.extra))
