@@ -1,0 +1,341 @@
+"""Pipeline files: one TOML file describes a whole session, validated before anything starts.
+
+Every error names the key (``features.bands.alpha``) and what is allowed.
+See ``pipelines/alpha_tacs.toml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from closedloop.control import ControllerConfig
+from closedloop.devices import DeviceProfile, find_profile, load_profile
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SyntheticSourceConfig(_Strict):
+    """Built-in synthetic EEG, published over LSL on this machine and read back."""
+
+    kind: Literal["synthetic"]
+    n_channels: int = Field(32, ge=1, le=512)
+    sfreq: float = Field(500.0, gt=0, le=20000)
+    seed: int = 0
+    chunk_size: int = Field(10, ge=1, le=10000, description="samples per pushed chunk")
+    alpha_uV: float = Field(10.0, ge=0)
+    theta_uV: float = Field(4.0, ge=0)
+    plant_gain_per_mA: float = Field(0.8, ge=0, description="relative alpha rise per mA of stimulation")
+    plant_tau_s: float = Field(2.0, gt=0)
+    stall_timeout_s: float = Field(0.5, gt=0)
+
+    @property
+    def ch_names(self) -> list[str]:
+        from closedloop.synth import standard_channel_names
+
+        return standard_channel_names(self.n_channels)
+
+
+class LSLSourceConfig(_Strict):
+    """An EEG stream on the lab network, resolved by name/type/source_id."""
+
+    kind: Literal["lsl"]
+    name: str | None = None
+    type: str | None = "EEG"
+    source_id: str | None = None
+    sfreq: float = Field(gt=0, le=20000, description="nominal rate the stream must have")
+    channels: list[str] | None = Field(None, description="labels the stream must carry, in order")
+    n_channels: int | None = Field(None, ge=1)
+    resolve_timeout_s: float = Field(5.0, gt=0)
+    stall_timeout_s: float = Field(0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _identified(self) -> "LSLSourceConfig":
+        if not (self.name or self.source_id or self.type):
+            raise ValueError("source: give at least one of name, type, source_id")
+        if self.channels is not None and self.n_channels is not None and len(self.channels) != self.n_channels:
+            raise ValueError(
+                f"source.channels lists {len(self.channels)} labels but source.n_channels is {self.n_channels}"
+            )
+        return self
+
+    @property
+    def ch_names(self) -> list[str] | None:
+        return self.channels
+
+
+SourceConfig = Annotated[Union[SyntheticSourceConfig, LSLSourceConfig], Field(discriminator="kind")]
+
+
+class PreprocessConfig(_Strict):
+    """Causal preprocessing applied to every chunk before features."""
+
+    reference: Literal["none", "average"] = "none"
+    highpass_hz: float | None = Field(None, gt=0, description="causal Butterworth high-pass corner")
+    notch_hz: float | None = Field(None, gt=0, description="line frequency to notch (50 or 60)")
+    filter_order: int = Field(2, ge=1, le=8)
+
+
+class FeaturesConfig(_Strict):
+    """Band powers on the sample clock: a frame every ``hop_samples`` over ``window_samples``."""
+
+    channels: list[str] = Field(min_length=1, description="channels the features are computed on")
+    combine: Literal["mean", "each"] = Field(
+        "mean", description="'mean': one virtual channel averaging them; 'each': features per channel"
+    )
+    window_samples: int = Field(ge=8, description="analysis window (samples)")
+    hop_samples: int = Field(ge=1, description="a new frame every hop (samples)")
+    bands: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"theta": (4.0, 8.0), "alpha": (8.0, 12.0)}
+    )
+    ratios: dict[str, tuple[str, str]] = Field(
+        default_factory=lambda: {"theta_alpha": ("theta", "alpha")},
+        description="name -> (numerator band, denominator band)",
+    )
+    log10: bool = Field(True, description="report log10 of powers and ratios")
+    smoothing_s: float = Field(0.0, ge=0, description="EMA time constant of the features (s); 0 = off")
+    method: Literal["periodogram"] = "periodogram"
+
+    @field_validator("bands")
+    @classmethod
+    def _bands(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        if not v:
+            raise ValueError("at least one band is needed")
+        for name, (lo, hi) in v.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"band name {name!r} must be an identifier")
+            if not 0 < lo < hi:
+                raise ValueError(f"band {name!r}: need 0 < low < high, got [{lo}, {hi}]")
+        return v
+
+    @model_validator(mode="after")
+    def _ratios(self) -> "FeaturesConfig":
+        for name, (num, den) in self.ratios.items():
+            for part in (num, den):
+                if part not in self.bands:
+                    raise ValueError(
+                        f"ratios.{name} refers to band {part!r}; defined bands: {sorted(self.bands)}"
+                    )
+            if name in self.bands:
+                raise ValueError(f"ratios.{name}: the name is already a band")
+        if self.hop_samples > self.window_samples:
+            raise ValueError(
+                f"hop_samples ({self.hop_samples}) must be <= window_samples ({self.window_samples})"
+            )
+        return self
+
+
+class DeviceConfig(_Strict):
+    profile: str = Field(description="device profile name (devices/NAME.toml) or path")
+
+
+class SafetyOverrides(_Strict):
+    """Per-pipeline tightening of the device limits; loosening is an error."""
+
+    max_amplitude_mA: float | None = Field(None, ge=0)
+    max_ramp_rate_mA_per_s: float | None = Field(None, gt=0)
+    max_session_duration_s: float | None = Field(None, gt=0)
+    max_charge_C: float | None = Field(None, ge=0)
+    watchdog_timeout_s: float | None = Field(None, gt=0)
+
+
+class OutputConfig(_Strict):
+    folder: str = Field("sessions", description="parent folder of session folders")
+
+
+class PipelineInfo(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+
+
+class PipelineConfig(_Strict):
+    """A whole session: source → preprocess → features → controller → safety → device."""
+
+    pipeline: PipelineInfo
+    source: SourceConfig
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    features: FeaturesConfig
+    controller: ControllerConfig
+    device: DeviceConfig
+    safety: SafetyOverrides = Field(default_factory=SafetyOverrides)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @property
+    def sfreq(self) -> float:
+        return self.source.sfreq
+
+
+class PipelineError(ValueError):
+    """A pipeline file is invalid. The message lists every problem with its key."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"invalid pipeline {path}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _format_pydantic(err: ValidationError) -> list[str]:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("synthetic", "lsl", "threshold")))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not allowed here; check spelling)"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in e and e["type"] not in ("value_error",):
+            msg = f"{msg} (got {e['input']!r})"
+        out.append(f"{loc}: {msg}" if loc else msg)
+    return out
+
+
+def _cross_checks(cfg: PipelineConfig, profile: DeviceProfile) -> list[str]:
+    """Checks that need more than one section (Nyquist, window length, channels, limits)."""
+    problems = []
+    fs = cfg.sfreq
+    nyq = fs / 2
+    f = cfg.features
+    for name, (lo, hi) in f.bands.items():
+        if hi > nyq:
+            problems.append(f"features.bands.{name}: upper edge {hi} Hz is above Nyquist ({nyq} Hz at {fs} Hz)")
+        period = fs / lo
+        if f.window_samples < period:
+            problems.append(
+                f"features.window_samples: {f.window_samples} samples is shorter than one period of "
+                f"band {name!r} at {lo} Hz ({math.ceil(period)} samples at {fs} Hz); allowed: >= {math.ceil(period)}"
+            )
+        resolution = fs / f.window_samples
+        if hi - lo < resolution:
+            problems.append(
+                f"features.bands.{name}: {hi - lo} Hz wide but the window resolves only {resolution:.3g} Hz; "
+                f"use window_samples >= {math.ceil(fs / (hi - lo))}"
+            )
+    for key, val in (("highpass_hz", cfg.preprocess.highpass_hz), ("notch_hz", cfg.preprocess.notch_hz)):
+        if val is not None and val >= nyq:
+            problems.append(f"preprocess.{key}: {val} Hz is not below Nyquist ({nyq} Hz)")
+    names = cfg.source.ch_names
+    if names is not None:
+        missing = [c for c in f.channels if c not in names]
+        if missing:
+            problems.append(f"features.channels: {missing} not among the source's channels {names}")
+    if len(set(f.channels)) != len(f.channels):
+        problems.append("features.channels: a channel is listed twice")
+    c = cfg.controller
+    feats = feature_names(cfg)
+    if getattr(c, "feature", None) is not None and c.feature not in feats:
+        problems.append(f"controller.feature: {c.feature!r} is not a feature of this pipeline; choose one of {feats}")
+    if profile.device.modality == "tes":
+        amp = getattr(c, "amplitude_mA", None)
+        if amp is not None and amp > profile.limit("max_amplitude_mA"):
+            problems.append(
+                f"controller.amplitude_mA: {amp} mA exceeds the device limit "
+                f"{profile.limit('max_amplitude_mA')} mA ({profile.device.name})"
+            )
+        fr = getattr(c, "frequency_Hz", None)
+        if fr is not None and not profile.limit("min_frequency_Hz") <= fr <= profile.limit("max_frequency_Hz"):
+            problems.append(
+                f"controller.frequency_Hz: {fr} Hz outside the device range "
+                f"[{profile.limit('min_frequency_Hz')}, {profile.limit('max_frequency_Hz')}] Hz"
+            )
+    watchdog = cfg.safety.watchdog_timeout_s or profile.limits.get("watchdog_timeout_s")
+    watchdog = getattr(watchdog, "value", watchdog)
+    if watchdog is not None and f.hop_samples / fs >= watchdog:
+        problems.append(
+            f"features.hop_samples: a frame every {f.hop_samples / fs:.3g} s is slower than the watchdog "
+            f"({watchdog} s) would allow; allowed: hop_samples < {math.floor(watchdog * fs)}"
+        )
+    for key, val in cfg.safety.model_dump(exclude_none=True).items():
+        if key not in profile.limits:
+            problems.append(f"safety.{key}: the {profile.device.modality} profile has no such limit")
+        elif val > profile.limit(key):
+            problems.append(
+                f"safety.{key}: {val} is looser than the device limit {profile.limit(key)}; "
+                "overrides may only tighten"
+            )
+    return problems
+
+
+def feature_names(cfg: PipelineConfig) -> list[str]:
+    """Names of the features a pipeline produces, in frame order."""
+    f = cfg.features
+    base = list(f.bands) + list(f.ratios)
+    if f.combine == "mean":
+        return base
+    return [f"{b}_{ch}" for ch in f.channels for b in base]
+
+
+class ResolvedPipeline(BaseModel):
+    """A validated pipeline together with its device profile."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    config: PipelineConfig
+    profile: DeviceProfile
+    path: str
+
+    def envelope(self) -> dict[str, dict[str, object]]:
+        """Effective safety envelope: device limits tightened by ``[safety]`` overrides."""
+        over = self.config.safety.model_dump(exclude_none=True)
+        env = {}
+        for name, lim in self.profile.limits.items():
+            if name in over:
+                env[name] = {"value": over[name], "unit": lim.unit,
+                             "source": f"pipeline [safety] override (device limit {lim.value}: {lim.source})"}
+            else:
+                env[name] = {"value": lim.value, "unit": lim.unit, "source": lim.source}
+        return env
+
+
+def load_pipeline(path: str | Path, overrides: dict[str, object] | None = None) -> ResolvedPipeline:
+    """Read, validate and resolve a pipeline file.
+
+    Parameters
+    ----------
+    path : str | Path
+        The TOML file.
+    overrides : dict, optional
+        Dotted keys replacing values of the file (``{"controller.lower": 1.2}``),
+        validated like the file itself (used by parameter sweeps).
+
+    Raises
+    ------
+    PipelineError
+        Listing every problem, each naming its key and what is allowed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(str(path), [f"file not found: {path}"])
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as e:
+        raise PipelineError(str(path), [f"not valid TOML: {e}"]) from None
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        cfg = PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        raise PipelineError(str(path), _format_pydantic(e)) from None
+    try:
+        prof_path = find_profile(cfg.device.profile, [path.parent, path.parent.parent / "devices"])
+        profile = load_profile(prof_path)
+    except FileNotFoundError as e:
+        raise PipelineError(str(path), [f"device.profile: {e}"]) from None
+    except (ValidationError, ValueError) as e:
+        msgs = _format_pydantic(e) if isinstance(e, ValidationError) else [str(e)]
+        raise PipelineError(str(path), [f"device.profile ({cfg.device.profile}): {m}" for m in msgs]) from None
+    problems = _cross_checks(cfg, profile)
+    if problems:
+        raise PipelineError(str(path), problems)
+    return ResolvedPipeline(config=cfg, profile=profile, path=str(path.resolve()))

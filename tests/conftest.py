@@ -1,0 +1,26 @@
+"""Test configuration: keep LSL on this machine before anything touches liblsl."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from closedloop.lslconfig import configure_lsl
+
+configure_lsl()  # before any other LSL call: machine-only resolution, IPv6 off, KnownPeers 127.0.0.1
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def unique_name(request) -> str:
+    """A stream name no other test (or other process) uses."""
+    return f"cltest-{request.node.name[:30]}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
