@@ -1,0 +1,85 @@
+"""Fixed-size latency histograms: constant memory however long the session runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class LatencyHistogram:
+    """Log-spaced histogram of durations in seconds (1 µs to 100 s, ~1 % bins).
+
+    Quantiles are read off the bins (relative error below the bin width);
+    count, min, max and mean are exact.
+    """
+
+    LO = 1e-6
+    HI = 100.0
+    BINS_PER_DECADE = 240
+
+    def __init__(self) -> None:
+        n = int(round(math.log10(self.HI / self.LO) * self.BINS_PER_DECADE))
+        self.counts = np.zeros(n + 2, dtype=np.int64)  # [underflow, bins..., overflow]
+        self._k = self.BINS_PER_DECADE / math.log(10.0)
+        self.n = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def add(self, seconds: float) -> None:
+        if not math.isfinite(seconds):
+            return
+        if seconds < self.LO:
+            i = 0
+        else:
+            i = min(int(math.log(seconds / self.LO) * self._k) + 1, self.counts.shape[0] - 1)
+        self.counts[i] += 1
+        self.n += 1
+        self.total += seconds
+        self.min = min(self.min, seconds)
+        self.max = max(self.max, seconds)
+
+    def quantile(self, q: float) -> float:
+        """Approximate ``q``-quantile (0..1) in seconds (NaN when empty)."""
+        if self.n == 0:
+            return math.nan
+        target = q * (self.n - 1) + 1
+        i = int(np.searchsorted(np.cumsum(self.counts), target))
+        if i == 0:
+            return self.min
+        if i >= self.counts.shape[0] - 1:
+            return self.max
+        mid = self.LO * math.exp((i - 0.5) / self._k)  # geometric centre of bin i
+        return min(max(mid, self.min), self.max)
+
+    def summary_ms(self) -> dict[str, float | None]:
+        """``{median, p99, max, mean, n}`` in milliseconds (None when empty)."""
+        if self.n == 0:
+            return {"median": None, "p99": None, "max": None, "mean": None, "n": 0}
+        return {
+            "median": self.quantile(0.5) * 1e3,
+            "p99": self.quantile(0.99) * 1e3,
+            "max": self.max * 1e3,
+            "mean": self.total / self.n * 1e3,
+            "n": self.n,
+        }
+
+
+class RunningStats:
+    """Mean and standard deviation per feature (Welford), NaNs skipped."""
+
+    def __init__(self, n: int) -> None:
+        self.n = np.zeros(n, dtype=np.int64)
+        self.mean = np.zeros(n)
+        self.m2 = np.zeros(n)
+
+    def add(self, x: np.ndarray) -> None:
+        ok = np.isfinite(x)
+        self.n += ok
+        d = np.where(ok, x - self.mean, 0.0)
+        self.mean += np.where(ok, d / np.maximum(self.n, 1), 0.0)
+        self.m2 += np.where(ok, d * (x - self.mean), 0.0)
+
+    def std(self) -> np.ndarray:
+        return np.sqrt(np.where(self.n > 1, self.m2 / np.maximum(self.n - 1, 1), np.nan))
