@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from closedloop.control import ControllerConfig
 from closedloop.devices import DeviceProfile, find_profile, load_profile
+from closedloop.safety.envelope import check_pipeline_limits
+from closedloop.features.config import FeaturesConfig, PreprocessConfig, check_features, features_of
 
 
 class _Strict(BaseModel):
@@ -72,64 +74,6 @@ class LSLSourceConfig(_Strict):
 
 
 SourceConfig = Annotated[Union[SyntheticSourceConfig, LSLSourceConfig], Field(discriminator="kind")]
-
-
-class PreprocessConfig(_Strict):
-    """Causal preprocessing applied to every chunk before features."""
-
-    reference: Literal["none", "average"] = "none"
-    highpass_hz: float | None = Field(None, gt=0, description="causal Butterworth high-pass corner")
-    notch_hz: float | None = Field(None, gt=0, description="line frequency to notch (50 or 60)")
-    filter_order: int = Field(2, ge=1, le=8)
-
-
-class FeaturesConfig(_Strict):
-    """Band powers on the sample clock: a frame every ``hop_samples`` over ``window_samples``."""
-
-    channels: list[str] = Field(min_length=1, description="channels the features are computed on")
-    combine: Literal["mean", "each"] = Field(
-        "mean", description="'mean': one virtual channel averaging them; 'each': features per channel"
-    )
-    window_samples: int = Field(ge=8, description="analysis window (samples)")
-    hop_samples: int = Field(ge=1, description="a new frame every hop (samples)")
-    bands: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: {"theta": (4.0, 8.0), "alpha": (8.0, 12.0)}
-    )
-    ratios: dict[str, tuple[str, str]] = Field(
-        default_factory=lambda: {"theta_alpha": ("theta", "alpha")},
-        description="name -> (numerator band, denominator band)",
-    )
-    log10: bool = Field(True, description="report log10 of powers and ratios")
-    smoothing_s: float = Field(0.0, ge=0, description="EMA time constant of the features (s); 0 = off")
-    method: Literal["periodogram"] = "periodogram"
-
-    @field_validator("bands")
-    @classmethod
-    def _bands(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
-        if not v:
-            raise ValueError("at least one band is needed")
-        for name, (lo, hi) in v.items():
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError(f"band name {name!r} must be an identifier")
-            if not 0 < lo < hi:
-                raise ValueError(f"band {name!r}: need 0 < low < high, got [{lo}, {hi}]")
-        return v
-
-    @model_validator(mode="after")
-    def _ratios(self) -> "FeaturesConfig":
-        for name, (num, den) in self.ratios.items():
-            for part in (num, den):
-                if part not in self.bands:
-                    raise ValueError(
-                        f"ratios.{name} refers to band {part!r}; defined bands: {sorted(self.bands)}"
-                    )
-            if name in self.bands:
-                raise ValueError(f"ratios.{name}: the name is already a band")
-        if self.hop_samples > self.window_samples:
-            raise ValueError(
-                f"hop_samples ({self.hop_samples}) must be <= window_samples ({self.window_samples})"
-            )
-        return self
 
 
 class DeviceConfig(_Strict):
@@ -198,77 +142,18 @@ def _format_pydantic(err: ValidationError) -> list[str]:
 
 def _cross_checks(cfg: PipelineConfig, profile: DeviceProfile) -> list[str]:
     """Checks that need more than one section (Nyquist, window length, channels, limits)."""
-    problems = []
-    fs = cfg.sfreq
-    nyq = fs / 2
-    f = cfg.features
-    for name, (lo, hi) in f.bands.items():
-        if hi > nyq:
-            problems.append(f"features.bands.{name}: upper edge {hi} Hz is above Nyquist ({nyq} Hz at {fs} Hz)")
-        period = fs / lo
-        if f.window_samples < period:
-            problems.append(
-                f"features.window_samples: {f.window_samples} samples is shorter than one period of "
-                f"band {name!r} at {lo} Hz ({math.ceil(period)} samples at {fs} Hz); allowed: >= {math.ceil(period)}"
-            )
-        resolution = fs / f.window_samples
-        if hi - lo < resolution:
-            problems.append(
-                f"features.bands.{name}: {hi - lo} Hz wide but the window resolves only {resolution:.3g} Hz; "
-                f"use window_samples >= {math.ceil(fs / (hi - lo))}"
-            )
-    for key, val in (("highpass_hz", cfg.preprocess.highpass_hz), ("notch_hz", cfg.preprocess.notch_hz)):
-        if val is not None and val >= nyq:
-            problems.append(f"preprocess.{key}: {val} Hz is not below Nyquist ({nyq} Hz)")
-    names = cfg.source.ch_names
-    if names is not None:
-        missing = [c for c in f.channels if c not in names]
-        if missing:
-            problems.append(f"features.channels: {missing} not among the source's channels {names}")
-    if len(set(f.channels)) != len(f.channels):
-        problems.append("features.channels: a channel is listed twice")
+    problems = check_features(cfg.features, cfg.preprocess, cfg.sfreq, cfg.source.ch_names)
     c = cfg.controller
     feats = feature_names(cfg)
     if getattr(c, "feature", None) is not None and c.feature not in feats:
         problems.append(f"controller.feature: {c.feature!r} is not a feature of this pipeline; choose one of {feats}")
-    if profile.device.modality == "tes":
-        amp = getattr(c, "amplitude_mA", None)
-        if amp is not None and amp > profile.limit("max_amplitude_mA"):
-            problems.append(
-                f"controller.amplitude_mA: {amp} mA exceeds the device limit "
-                f"{profile.limit('max_amplitude_mA')} mA ({profile.device.name})"
-            )
-        fr = getattr(c, "frequency_Hz", None)
-        if fr is not None and not profile.limit("min_frequency_Hz") <= fr <= profile.limit("max_frequency_Hz"):
-            problems.append(
-                f"controller.frequency_Hz: {fr} Hz outside the device range "
-                f"[{profile.limit('min_frequency_Hz')}, {profile.limit('max_frequency_Hz')}] Hz"
-            )
-    watchdog = cfg.safety.watchdog_timeout_s or profile.limits.get("watchdog_timeout_s")
-    watchdog = getattr(watchdog, "value", watchdog)
-    if watchdog is not None and f.hop_samples / fs >= watchdog:
-        problems.append(
-            f"features.hop_samples: a frame every {f.hop_samples / fs:.3g} s is slower than the watchdog "
-            f"({watchdog} s) would allow; allowed: hop_samples < {math.floor(watchdog * fs)}"
-        )
-    for key, val in cfg.safety.model_dump(exclude_none=True).items():
-        if key not in profile.limits:
-            problems.append(f"safety.{key}: the {profile.device.modality} profile has no such limit")
-        elif val > profile.limit(key):
-            problems.append(
-                f"safety.{key}: {val} is looser than the device limit {profile.limit(key)}; "
-                "overrides may only tighten"
-            )
+    problems += check_pipeline_limits(cfg, profile)
     return problems
 
 
 def feature_names(cfg: PipelineConfig) -> list[str]:
     """Names of the features a pipeline produces, in frame order."""
-    f = cfg.features
-    base = list(f.bands) + list(f.ratios)
-    if f.combine == "mean":
-        return base
-    return [f"{b}_{ch}" for ch in f.channels for b in base]
+    return features_of(cfg.features)
 
 
 class ResolvedPipeline(BaseModel):

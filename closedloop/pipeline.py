@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 from closedloop.config import ResolvedPipeline
 from closedloop.control import build_controller
-from closedloop.features import FeatureExtractor
-from closedloop.preprocess import Preprocessor
-from closedloop.safety import SafetyEvent, SafetyLayer, TESEnvelope
+from closedloop.features import build_chain
+from closedloop.safety.envelope import build_safety_layer
 from closedloop.types import Chunk, Command, Frame
 
 
@@ -40,19 +39,10 @@ class Pipeline:
 
     def __init__(self, resolved: ResolvedPipeline, ch_names: list[str], on_event=None) -> None:
         cfg = resolved.config
-        f = cfg.features
-        pp = cfg.preprocess
         self.resolved = resolved
-        self.preprocess = Preprocessor(
-            ch_names, f.channels, cfg.sfreq, combine=f.combine, reference=pp.reference,
-            highpass_hz=pp.highpass_hz, notch_hz=pp.notch_hz, filter_order=pp.filter_order,
-        )
-        self.features = FeatureExtractor(
-            cfg.sfreq, self.preprocess.out_names, f.bands, f.ratios, f.window_samples, f.hop_samples,
-            log10=f.log10, smoothing_s=f.smoothing_s, per_channel=f.combine == "each",
-        )
+        self.preprocess, self.features = build_chain(cfg.features, cfg.preprocess, cfg.sfreq, ch_names)
         self.controller = build_controller(cfg.controller)
-        self.safety = SafetyLayer(TESEnvelope.from_envelope(resolved.envelope()), on_event=on_event)
+        self.safety = build_safety_layer(resolved, on_event=on_event)
         self.samples_in = 0
 
     @property

@@ -7,43 +7,25 @@ The loop thread only pulls, computes and issues; it never sleeps on a timer
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
-
-import numpy as np
 
 from closedloop.adapters import LimitViolation, build_adapter
 from closedloop.config import LSLSourceConfig, ResolvedPipeline, SyntheticSourceConfig
 from closedloop.lslconfig import configure_lsl
 from closedloop.pipeline import Pipeline, Step
 from closedloop.sources import LSLSource, SourceError
-from closedloop.telemetry import LatencyHistogram, RunningStats
+from closedloop.summary import SessionStats, build_summary
+from closedloop.telemetry import RunningStats
 
 
 def default_out_dir(resolved: ResolvedPipeline) -> Path:
     """``<output.folder>/<YYYYmmdd-HHMMSS>-<pipeline name>``."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path(resolved.config.output.folder) / f"{stamp}-{resolved.config.pipeline.name}"
-
-
-@dataclass
-class SessionStats:
-    """Counters and fixed-size histograms kept while a session runs."""
-
-    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
-    data_age: LatencyHistogram = field(default_factory=LatencyHistogram)
-    frames: int = 0
-    commands_applied: int = 0
-    adapter_refusals: int = 0
-    watchdog_trips: int = 0
-    stop_reason: str = "duration reached"
-    feature_stats: RunningStats | None = None
-    amplitude_max: float = 0.0
 
 
 def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float]):
@@ -207,49 +189,8 @@ class LiveSession:
             except Exception:  # noqa: BLE001 - shutdown must reach every step
                 pass
 
-    # -- summary ---------------------------------------------------------------
     def _summary(self, started: str) -> dict:
-        from closedloop import __version__
-
-        st = self.stats
-        p = self.pipeline
-        feats = {}
-        if p is not None and st.feature_stats is not None:
-            std = st.feature_stats.std()
-            for i, n in enumerate(p.feature_names):
-                m = st.feature_stats.mean[i] if st.feature_stats.n[i] else math.nan
-                feats[n] = {"mean": _num(m), "std": _num(std[i]), "n": int(st.feature_stats.n[i])}
-        safety = p.safety if p is not None else None
-        lat = st.latency.summary_ms()
-        age = st.data_age.summary_ms()
-        return {
-            "closedloop_version": __version__,
-            "pipeline": self.resolved.config.pipeline.name,
-            "pipeline_file": self.resolved.path,
-            "device": self.resolved.profile.device.name,
-            "started": started,
-            "duration_s": self.duration_s,
-            "stop_reason": st.stop_reason,
-            "samples_in": int(p.samples_in) if p else 0,
-            "frames": st.frames,
-            "commands_applied": st.commands_applied,
-            "adapter_refusals": st.adapter_refusals,
-            "safety_clamps": safety.clamps if safety else 0,
-            "safety_events": dict(safety.counts) if safety else {},
-            "watchdog_trips": st.watchdog_trips,
-            "stim_time_s": safety.stim_time_s if safety else 0.0,
-            "charge_C": safety.charge_C if safety else 0.0,
-            "amplitude_max_mA": st.amplitude_max,
-            "controller": p.controller.state() if p else {},
-            "latency_ms": {k: lat[k] for k in ("median", "p99", "max")},
-            "data_age_ms": {k: age[k] for k in ("median", "p99")},
-            "features": feats,
-            "safety_envelope": {k: v["value"] for k, v in self.resolved.envelope().items()},
-        }
-
-
-def _num(x: float) -> float | None:
-    return None if not np.isfinite(x) else float(x)
+        return build_summary(self.resolved, self.pipeline, self.stats, started, self.duration_s)
 
 
 class _StatusLine:
