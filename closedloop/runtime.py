@@ -145,7 +145,7 @@ class LiveSession:
                             self.on_step(s)
                     stats.frames += len(steps)
                     self._apply(steps[-1].allowed, clock)
-                    stats.latency.add(clock() - steps[-1].frame.time)
+                    stats.latency.add(clock() - self.source.local_time(steps[-1].frame.time))
                     status.update(now, t_first, steps[-1], self.source.data_age, stats)
             if now - last_frame_wall > watchdog:
                 stats.watchdog_trips += 1

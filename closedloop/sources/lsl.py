@@ -95,8 +95,10 @@ class LSLSource:
         self.ch_names: list[str] = []
         self.inlet = None
         self.info = None
-        self.clock_offset = 0.0
-        self.offsets: list[tuple[float, float]] = []
+        self.clock_offset = 0.0  # latest measured remote → local offset (s)
+        self.pipeline_offset = 0.0  # offset applied to every chunk: the one measured at open()
+        self.on_offset = None  # callable(collection_time, offset), e.g. the recorder
+        self.raw_timestamps = np.zeros(0)  # the last chunk's timestamps exactly as received
         self._last_offset_time = -1e9
         self.samples_in = 0
         self.newest_time = float("nan")
@@ -139,8 +141,13 @@ class LSLSource:
         dtype = np.float32 if info.channel_format() == pylsl.cf_float32 else np.float64
         self._buf = np.zeros((self.max_chunk, n), dtype=dtype)
         self._stamps = np.zeros(self.max_chunk)
+        self._raw = np.zeros(self.max_chunk)
         inlet.open_stream(timeout=self.resolve_timeout_s)
         self._update_offset(force=True)  # the first call takes ~0.6 s: before the session starts
+        # One offset for the whole session keeps the pipeline's time base free of steps, so a
+        # replay (raw timestamps + this offset) reproduces it exactly; later measurements are
+        # recorded and used for latency and data age only.
+        self.pipeline_offset = self.clock_offset
         self.last_data_wall = pylsl.local_clock()
 
     def _update_offset(self, force: bool = False) -> None:
@@ -151,8 +158,8 @@ class LSLSource:
         if force or now - self._last_offset_time > 5.0:
             self.clock_offset = self.inlet.time_correction(timeout=2.0 if force else 0.05)
             self._last_offset_time = now
-            if len(self.offsets) < 100_000:
-                self.offsets.append((now, self.clock_offset))
+            if self.on_offset is not None:
+                self.on_offset(now, self.clock_offset)
 
     def pull(self, timeout: float = 0.05) -> Chunk | None:
         """Wait up to ``timeout`` for new samples; return all that are there (a view), or None.
@@ -179,18 +186,28 @@ class LSLSource:
         n = len(ts)
         if n == 0:
             self.stalled = now - self.last_data_wall > self.stall_timeout_s
-            self.data_age = now - self.newest_time if self.samples_in else float("nan")
+            self.data_age = now - self.newest_time - self._drift() if self.samples_in else float("nan")
             return None
         self.stalled = False
+        raw = self._raw[:n]
+        raw[:] = ts
         stamps = self._stamps[:n]
-        stamps[:] = ts
-        stamps += self.clock_offset
+        np.add(raw, self.pipeline_offset, out=stamps)
+        self.raw_timestamps = raw
         self.samples_in += n
         self.newest_time = stamps[-1]
         self.last_data_wall = now
-        self.data_age = now - self.newest_time
+        self.data_age = now - self.newest_time - self._drift()
         self.backlog = n == self.max_chunk
         return Chunk(self._buf[:n], stamps)
+
+    def _drift(self) -> float:
+        """How far the remote clock has moved against ours since open() (s)."""
+        return self.clock_offset - self.pipeline_offset
+
+    def local_time(self, pipeline_time: float) -> float:
+        """Convert a pipeline (sample) time to the local clock, with the latest offset."""
+        return pipeline_time + self._drift()
 
     def flush(self) -> int:
         """Drop samples queued before the session starts; return how many."""
