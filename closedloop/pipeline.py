@@ -7,6 +7,7 @@ so what a researcher tunes offline is what runs live.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from time import perf_counter
 
 from closedloop.config import ResolvedPipeline
 from closedloop.control import build_controller
@@ -44,6 +45,8 @@ class Pipeline:
         self.controller = build_controller(cfg.controller)
         self.safety = build_safety_layer(resolved, on_event=on_event)
         self.samples_in = 0
+        #: seconds spent per stage on the last chunk (see :data:`closedloop.telemetry.STAGES`)
+        self.stage_s = {"preprocess": 0.0, "features": 0.0, "controller": 0.0, "safety": 0.0}
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -52,12 +55,26 @@ class Pipeline:
     def process(self, chunk: Chunk) -> list[Step]:
         """Run one chunk through every stage; one :class:`Step` per completed frame."""
         self.samples_in += chunk.n_samples
-        frames = self.features.step(self.preprocess.step(chunk))
+        t0 = perf_counter()
+        pre = self.preprocess.step(chunk)
+        t1 = perf_counter()
+        frames = self.features.step(pre)
+        t2 = perf_counter()
         steps = []
+        t_ctl = t_safe = 0.0
         for frame in frames:
+            ta = perf_counter()
             desired = self.controller.update(frame)
+            tb = perf_counter()
             allowed = self.safety.step(desired, frame.time)
+            t_safe += perf_counter() - tb
+            t_ctl += tb - ta
             steps.append(Step(frame, desired, allowed))
+        times = self.stage_s
+        times["preprocess"] = t1 - t0
+        times["features"] = t2 - t1
+        times["controller"] = t_ctl
+        times["safety"] = t_safe
         return steps
 
     def warmup(self) -> None:

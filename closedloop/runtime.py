@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from time import perf_counter
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -69,15 +70,19 @@ class LiveSession:
         Show a live status line (rich).
     on_step : callable, optional
         Called with every :class:`~closedloop.pipeline.Step` (tests, custom displays).
+    on_command : callable, optional
+        Called after every command sent to the adapter with ``(command, loop_latency_s, stage_s)``.
     """
 
     def __init__(self, resolved: ResolvedPipeline, duration_s: float, out_dir: Path,
-                 show_status: bool = True, on_step: Callable[[Step], None] | None = None) -> None:
+                 show_status: bool = True, on_step: Callable[[Step], None] | None = None,
+                 on_command: Callable[[object, float, dict], None] | None = None) -> None:
         self.resolved = resolved
         self.duration_s = duration_s
         self.out_dir = Path(out_dir)
         self.show_status = show_status
         self.on_step = on_step
+        self.on_command = on_command
         self.stats = SessionStats()
         self.adapter = build_adapter(resolved.profile)
         self.pipeline: Pipeline | None = None
@@ -122,6 +127,9 @@ class LiveSession:
     def _loop(self, clock) -> None:
         stats = self.stats
         watchdog = self.pipeline.safety.env.watchdog_timeout_s
+        hop = self.resolved.config.features.hop_samples
+        hop_s = hop / self.resolved.config.sfreq
+        typical_chunk = float(hop)  # running mean of pulled chunk sizes, to tell a backlog from the source's chunking
         status = _StatusLine(self.show_status, self.pipeline.feature_names)
         t_first = None
         last_frame_wall = clock()
@@ -135,7 +143,13 @@ class LiveSession:
             if chunk is not None:
                 if t_first is None:
                     t_first = now
-                stats.data_age.add(self.source.data_age)
+                age = self.source.data_age
+                stats.data_age.add(age)
+                n = chunk.n_samples
+                backlog = self.source.backlog or n > 2 * max(hop, typical_chunk)
+                typical_chunk += 0.01 * (n - typical_chunk)
+                if age > hop_s or backlog:
+                    stats.note_behind(age, n if backlog else 0, hop_s)
                 steps = self.pipeline.process(chunk)
                 if steps:
                     last_frame_wall = now
@@ -144,9 +158,18 @@ class LiveSession:
                         if self.on_step is not None:
                             self.on_step(s)
                     stats.frames += len(steps)
+                    t_adapter = perf_counter()
                     self._apply(steps[-1].allowed, clock)
-                    stats.latency.add(clock() - self.source.local_time(steps[-1].frame.time))
-                    status.update(now, t_first, steps[-1], self.source.data_age, stats)
+                    issued = clock()
+                    stage = self.pipeline.stage_s
+                    stage["adapter"] = perf_counter() - t_adapter
+                    stage["data_age"] = age
+                    stats.stages.add(stage)
+                    latency = issued - self.source.local_time(steps[-1].frame.time)
+                    stats.latency.add(latency)
+                    if self.on_command is not None:
+                        self.on_command(steps[-1].allowed, latency, stage)
+                    status.update(now, t_first, steps[-1], age, stats)
             if now - last_frame_wall > watchdog:
                 stats.watchdog_trips += 1
                 cmd = self.pipeline.safety.ramp_down(
@@ -218,7 +241,8 @@ class _StatusLine:
         feats = "  ".join(f"{n}={v:+.3f}" for n, v in zip(self.names, step.frame.values))
         line = (f"t={now - t0:6.1f}s  {feats}  amp={step.allowed.amplitude_mA:.3f} mA"
                 f"{' ON ' if step.desired.on else ' off'}  age={data_age * 1e3:5.1f} ms  "
-                f"lat={stats.latency.quantile(0.5) * 1e3:5.2f} ms")
+                f"lat={stats.latency.quantile(0.5) * 1e3:5.2f} ms"
+                f"{'  BEHIND x' + str(stats.behind) if stats.behind else ''}")
         self._live.update(line, refresh=True)
 
     def __del__(self) -> None:

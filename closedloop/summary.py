@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from closedloop.telemetry import LatencyHistogram, RunningStats
+from closedloop.telemetry import LatencyHistogram, RunningStats, StageTimes
 
 
 @dataclass
@@ -23,6 +23,17 @@ class SessionStats:
     stop_reason: str = "duration reached"
     feature_stats: RunningStats | None = None
     amplitude_max: float = 0.0
+    stages: StageTimes = field(default_factory=StageTimes)
+    behind: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def note_behind(self, data_age: float, backlog_samples: int, hop_s: float) -> None:
+        """Count a pull on which the loop was behind; keep the first few reasons as warnings."""
+        self.behind += 1
+        if len(self.warnings) < 10:
+            why = f"a backlog of {backlog_samples} samples in the inlet" if backlog_samples else (
+                f"data {data_age * 1e3:.1f} ms old at pull, older than a hop ({hop_s * 1e3:.1f} ms)")
+            self.warnings.append(f"loop fell behind: {why}")
 
 
 def _num(x: float) -> float | None:
@@ -64,7 +75,10 @@ def build_summary(resolved, pipeline, stats: SessionStats, started: str, duratio
         "amplitude_max_mA": st.amplitude_max,
         "controller": p.controller.state() if p else {},
         "latency_ms": {k: lat[k] for k in ("median", "p99", "max")},
-        "data_age_ms": {k: age[k] for k in ("median", "p99")},
+        "data_age_ms": {k: age[k] for k in ("median", "p99", "max")},
+        "stage_ms": st.stages.summary_ms(),
+        "loop_behind": st.behind,
+        "warnings": list(st.warnings),
         "features": feats,
         "safety_envelope": {k: v["value"] for k, v in resolved.envelope().items()},
     }

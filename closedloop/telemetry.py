@@ -83,3 +83,26 @@ class RunningStats:
 
     def std(self) -> np.ndarray:
         return np.sqrt(np.where(self.n > 1, self.m2 / np.maximum(self.n - 1, 1), np.nan))
+
+
+#: Stages of one command, in path order; "data_age" is the time the newest sample waited before the pull.
+STAGES = ("data_age", "preprocess", "features", "controller", "safety", "adapter")
+
+
+class StageTimes:
+    """Per-stage durations of every command, each in a fixed-size :class:`LatencyHistogram`."""
+
+    def __init__(self) -> None:
+        self.hist = {name: LatencyHistogram() for name in STAGES}
+
+    def add(self, durations: dict[str, float]) -> None:
+        for name, seconds in durations.items():
+            self.hist[name].add(seconds)
+
+    def summary_ms(self) -> dict[str, dict[str, float | None]]:
+        """``{stage: {median, p99, max}}`` in milliseconds."""
+        out = {}
+        for name, h in self.hist.items():
+            s = h.summary_ms()
+            out[name] = {"median": s["median"], "p99": s["p99"], "max": s["max"]}
+        return out
