@@ -105,6 +105,7 @@ class LiveSession:
             self.pipeline = Pipeline(self.resolved, self.source.ch_names)
             self.pipeline.warmup()
             self.stats.feature_stats = RunningStats(len(self.pipeline.feature_names))
+            self.stats.feature_stats.warmup()
             self.adapter.connect()
             self.source.flush()  # start on the newest data, not on what queued during warm-up
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 
@@ -66,6 +67,17 @@ class LatencyHistogram:
         }
 
 
+@numba.njit(cache=True, nogil=True)
+def _welford_add(n, mean, m2, x):
+    for i in range(x.shape[0]):
+        v = x[i]
+        if np.isfinite(v):
+            n[i] += 1
+            d = v - mean[i]
+            mean[i] += d / n[i]
+            m2[i] += d * (v - mean[i])
+
+
 class RunningStats:
     """Mean and standard deviation per feature (Welford), NaNs skipped."""
 
@@ -75,11 +87,11 @@ class RunningStats:
         self.m2 = np.zeros(n)
 
     def add(self, x: np.ndarray) -> None:
-        ok = np.isfinite(x)
-        self.n += ok
-        d = np.where(ok, x - self.mean, 0.0)
-        self.mean += np.where(ok, d / np.maximum(self.n, 1), 0.0)
-        self.m2 += np.where(ok, d * (x - self.mean), 0.0)
+        _welford_add(self.n, self.mean, self.m2, x)
+
+    def warmup(self) -> None:
+        """Compile the update kernel before the session clock starts."""
+        _welford_add(np.zeros(1, np.int64), np.zeros(1), np.zeros(1), np.zeros(1))
 
     def std(self) -> np.ndarray:
         return np.sqrt(np.where(self.n > 1, self.m2 / np.maximum(self.n - 1, 1), np.nan))

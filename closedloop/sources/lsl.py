@@ -142,6 +142,7 @@ class LSLSource:
         self._buf = np.zeros((self.max_chunk, n), dtype=dtype)
         self._stamps = np.zeros(self.max_chunk)
         self._raw = np.zeros(self.max_chunk)
+        self._bind_pull()
         inlet.open_stream(timeout=self.resolve_timeout_s)
         self._update_offset(force=True)  # the first call takes ~0.6 s: before the session starts
         # One offset for the whole session keeps the pipeline's time base free of steps, so a
@@ -173,8 +174,7 @@ class LSLSource:
         import pylsl.util
 
         try:
-            _, ts = self.inlet.pull_chunk(timeout=timeout, max_samples=self.max_chunk,
-                                          dest_obj=self._buf, min_samples=1)
+            n = self._pull_into(timeout)
             try:
                 self._update_offset()
             except pylsl.util.TimeoutError:
@@ -183,14 +183,12 @@ class LSLSource:
             self.lost = True
             raise SourceError(f"stream {self.info.name()!r} lost (its outlet went away)") from None
         now = pylsl.local_clock()
-        n = len(ts)
         if n == 0:
             self.stalled = now - self.last_data_wall > self.stall_timeout_s
             self.data_age = now - self.newest_time - self._drift() if self.samples_in else float("nan")
             return None
         self.stalled = False
         raw = self._raw[:n]
-        raw[:] = ts
         stamps = self._stamps[:n]
         np.add(raw, self.pipeline_offset, out=stamps)
         self.raw_timestamps = raw
@@ -200,6 +198,34 @@ class LSLSource:
         self.data_age = now - self.newest_time - self._drift()
         self.backlog = n == self.max_chunk
         return Chunk(self._buf[:n], stamps)
+
+    def _bind_pull(self) -> None:
+        """Prepare liblsl chunk pulls straight into the preallocated buffers (no allocation per pull)."""
+        import ctypes
+
+        n_ch = self._buf.shape[1]
+        fn = self.inlet.do_pull_chunk
+        obj = self.inlet.obj
+        err = ctypes.c_int()
+        item = self._buf.itemsize
+        first = (ctypes.c_void_p(self._buf.ctypes.data), ctypes.c_void_p(self._raw.ctypes.data))
+        rest = (ctypes.c_void_p(self._buf.ctypes.data + n_ch * item), ctypes.c_void_p(self._raw.ctypes.data + 8))
+        one = (ctypes.c_size_t(n_ch), ctypes.c_size_t(1))
+        more = (ctypes.c_size_t(n_ch * (self.max_chunk - 1)), ctypes.c_size_t(self.max_chunk - 1))
+        zero = ctypes.c_double(0.0)
+        from pylsl.util import handle_error
+
+        def pull_into(timeout: float) -> int:
+            # wait up to `timeout` for the first sample, then take whatever else is already there
+            got = fn(obj, first[0], first[1], one[0], one[1], ctypes.c_double(timeout), ctypes.byref(err))
+            handle_error(err)
+            if got == 0:
+                return 0
+            got += fn(obj, rest[0], rest[1], more[0], more[1], zero, ctypes.byref(err))
+            handle_error(err)
+            return got // n_ch
+
+        self._pull_into = pull_into
 
     def _drift(self) -> float:
         """How far the remote clock has moved against ours since open() (s)."""
