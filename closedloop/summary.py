@@ -73,6 +73,7 @@ def build_summary(resolved, pipeline, stats: SessionStats, started: str, duratio
         "stim_time_s": safety.stim_time_s if safety else 0.0,
         "charge_C": safety.charge_C if safety else 0.0,
         "amplitude_max_mA": st.amplitude_max,
+        "final_amplitude_mA": safety.amplitude_mA if safety else 0.0,
         "controller": p.controller.state() if p else {},
         "latency_ms": {k: lat[k] for k in ("median", "p99", "max")},
         "data_age_ms": {k: age[k] for k in ("median", "p99", "max")},
