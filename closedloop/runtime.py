@@ -133,7 +133,10 @@ class LiveSession:
         typical_chunk = float(hop)  # running mean of pulled chunk sizes, to tell a backlog from the source's chunking
         status = _StatusLine(self.show_status, self.pipeline.feature_names)
         t_first = None
-        last_frame_wall = clock()
+        last_frame_wall = None  # the watchdog is armed by the first frame
+        window_s = self.resolved.config.features.window_samples / self.resolved.config.sfreq
+        t_start = clock()
+        first_frame_deadline = t_start + window_s + max(2.0, 5 * watchdog)
         while True:
             try:
                 chunk = self.source.pull(timeout=0.02)
@@ -171,7 +174,12 @@ class LiveSession:
                     if self.on_command is not None:
                         self.on_command(steps[-1].allowed, latency, stage)
                     status.update(now, t_first, steps[-1], age, stats)
-            if now - last_frame_wall > watchdog:
+            if last_frame_wall is None:
+                if now > first_frame_deadline:
+                    stats.stop_reason = (f"no frame within {first_frame_deadline - t_start:.1f} s of the start "
+                                         f"({self.source.samples_in} samples received)")
+                    return
+            elif now - last_frame_wall > watchdog:
                 stats.watchdog_trips += 1
                 cmd = self.pipeline.safety.ramp_down(
                     now, f"no fresh frame for more than {watchdog} s (watchdog)", emergency=True)
