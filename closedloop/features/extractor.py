@@ -1,4 +1,16 @@
-"""From preprocessed chunks to frames: band powers, ratios, log scale, smoothing, flags."""
+"""From preprocessed chunks to frames: band powers, derived features, PAF, quality flags.
+
+One :meth:`FeatureExtractor.step` runs, each as one numba call over the whole
+chunk, the band-power method, the quality monitor, the PAF estimator (if any)
+and the derived-feature stage, all on the sample clock: frames fall at sample
+counts ``window + j * hop`` whatever the chunking, and every kernel walks the
+samples in order, so frames are bit-identical for any chunk sizes.
+
+Memory: all state and output buffers are allocated up front (and grown only
+if a larger chunk than ever before arrives); frames come from a
+:class:`~closedloop.features.framepool.FramePool`, so steady-state steps
+allocate nothing but the returned list.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +18,31 @@ import math
 
 import numpy as np
 
-from closedloop.features.bandpower import BandPower
-from closedloop.types import Chunk, Frame, Quality
+from closedloop.features.bandpower import Bands, BandPowerMethod
+from closedloop.features.derived import FeatureDeriver
+from closedloop.features.framepool import FramePool
+from closedloop.features.iir import IIRBandPower
+from closedloop.features.paf import PeakAlphaFrequency
+from closedloop.features.quality import QualityMonitor
+from closedloop.features.sliding_dft import SlidingDFTBandPower
+from closedloop.features.welch import WelchBandPower
+from closedloop.preprocess.buffers import Float64Input, as_stamps
+from closedloop.types import Chunk, Frame
+
+METHODS = {"welch": WelchBandPower, "periodogram": WelchBandPower, "sliding_dft": SlidingDFTBandPower,
+           "iir": IIRBandPower}
+_BROAD = "__broad__"
+
+
+def make_bandpower(method: str, sfreq: float, n_channels: int, bands: Bands, window: int, hop: int,
+                   **options) -> BandPowerMethod:
+    """A band-power method by name: ``welch`` (``segment``, ``overlap``), ``sliding_dft``, ``iir``
+    (``order``, ``smoothing``, ``tau_s``)."""
+    try:
+        cls = METHODS[method]
+    except KeyError:
+        raise ValueError(f"unknown band-power method {method!r}; choose from {sorted(METHODS)}") from None
+    return cls(sfreq, n_channels, bands, window, hop, **options)
 
 
 class FeatureExtractor:
@@ -18,94 +53,140 @@ class FeatureExtractor:
     sfreq : float
         Sampling rate (Hz).
     ch_names : list of str
-        Names of the (virtual) channels coming out of preprocessing.
+        Names of the (virtual) channels the features are computed on (the first
+        columns of each chunk).
     bands : dict of str -> (low, high)
         Frequency bands (Hz).
-    ratios : dict of str -> (numerator, denominator)
+    ratios : dict of str -> (numerator, denominator), optional
         Ratios of band powers.
     window, hop : int
         Window and hop in samples.
     log10 : bool
         Report log10 of powers and ratios.
     smoothing_s : float
-        Time constant of an exponential moving average applied per frame (0 = off).
+        EMA time constant of the features (0 = off).
     per_channel : bool
-        Name features ``{feature}_{channel}`` (one set per channel); otherwise a
-        single channel is expected and features carry the bare names.
+        Name features ``{feature}_{channel}``; otherwise exactly one channel is
+        expected and features carry bare names.
+    method : {"welch", "sliding_dft", "iir", "periodogram"}
+        Band-power method; ``method_options`` go to its constructor.
+    relative_to : (float, float), optional
+        Broad band; adds ``<band>_rel`` features.
+    paf : dict, optional
+        Keyword arguments of :class:`~closedloop.features.paf.PeakAlphaFrequency`
+        (``segment`` required); adds ``paf_cog`` / ``paf_peak``.
+    baseline_s : float, optional
+        Length of the baseline block (s of samples): z-score against it.
+    baseline_features : list of str, optional
+        Bare names to normalise (default: powers, relative powers, ratios).
+    quality : dict, optional
+        Keyword arguments of :class:`~closedloop.features.quality.QualityMonitor`
+        (thresholds; DOMAIN.md defaults otherwise).
+    monitor_names : list of str
+        Extra trailing columns of each chunk used only by the quality checks.
     """
 
     def __init__(
         self,
         sfreq: float,
         ch_names: list[str],
-        bands: dict[str, tuple[float, float]],
+        bands: Bands,
         ratios: dict[str, tuple[str, str]] | None = None,
         window: int = 500,
         hop: int = 25,
         log10: bool = True,
         smoothing_s: float = 0.0,
         per_channel: bool = False,
+        *,
+        method: str = "welch",
+        method_options: dict | None = None,
+        relative_to: tuple[float, float] | None = None,
+        paf: dict | None = None,
+        baseline_s: float | None = None,
+        baseline_features: list[str] | None = None,
+        quality: dict | None = None,
+        monitor_names: list[str] | tuple[str, ...] = (),
     ) -> None:
         self.sfreq = float(sfreq)
-        self.bandpower = BandPower(sfreq, len(ch_names), bands, window, hop)
+        self.ch_names = list(ch_names)
+        self.monitor_names = list(monitor_names)
+        self.window, self.hop = int(window), int(hop)
+        self.method = method
+        n_sig = len(self.ch_names)
+        self.n_columns = n_sig + len(self.monitor_names)
         self.ratios = dict(ratios or {})
-        band_idx = {b: i for i, b in enumerate(bands)}
-        self._ratio_idx = [(band_idx[n], band_idx[d]) for n, d in self.ratios.values()]
-        base = list(bands) + list(self.ratios)
+        all_bands = dict(bands)
+        if relative_to is not None:
+            all_bands[_BROAD] = tuple(relative_to)
+        self.bandpower = make_bandpower(method, self.sfreq, n_sig, all_bands, self.window, self.hop,
+                                        **(method_options or {}))
+        self.paf = (PeakAlphaFrequency(self.sfreq, n_sig, self.window, self.hop, **paf) if paf else None)
+        self.quality = QualityMonitor(self.sfreq, self.n_columns, self.window, self.hop, **(quality or {}))
+        ema_a = 1.0 - math.exp(-self.hop / (smoothing_s * self.sfreq)) if smoothing_s > 0 else 1.0
+        bl_end = int(round(baseline_s * self.sfreq)) if baseline_s else -1
+        self.deriver = FeatureDeriver(n_sig, list(bands), self.ratios, relative_to is not None,
+                                      self.paf.names if self.paf else (), log10, ema_a, bl_end, baseline_features)
+        base = self.deriver.base_names
         if per_channel:
-            self.names = tuple(f"{f}_{ch}" for ch in ch_names for f in base)
+            self.names = tuple(f"{f}_{ch}" for ch in self.ch_names for f in base)
         else:
-            if len(ch_names) != 1:
+            if n_sig != 1:
                 raise ValueError("without per_channel, features need exactly one (virtual) channel")
             self.names = tuple(base)
-        self.log10 = log10
-        self.n_base = len(base)
-        self._ema_a = 1.0 - math.exp(-hop / (smoothing_s * sfreq)) if smoothing_s > 0 else 1.0
-        self._ema = np.full(len(self.names), np.nan)
-        self._row = np.empty(len(self.names))
-        self._last_stamp = math.nan
-        self._gap = False
+        self._input = Float64Input(self.n_columns)
+        self._pool = FramePool(self.names)
         self.frames = 0
+        self._alloc(64)
+
+    def _alloc(self, max_frames: int) -> None:
+        n_sig = len(self.ch_names)
+        self._power = np.zeros((max_frames, n_sig, self.bandpower.n_bands))
+        self._times = np.zeros(max_frames)
+        self._qflags = np.zeros(max_frames, dtype=np.int64)
+        self._flags = np.zeros(max_frames, dtype=np.int64)
+        self._pafv = np.full((max_frames, n_sig, len(self.paf.names) if self.paf else 0), np.nan)
+        self._rows = np.zeros((max_frames, len(self.names)))
+        self._pool.ensure(2 * max_frames + 2)
+
+    @property
+    def baseline_done(self) -> bool:
+        """Whether the baseline block (if any) is over."""
+        return self.window + max(self.frames - 1, 0) * self.hop > self.deriver.bl_end
 
     def step(self, chunk: Chunk) -> list[Frame]:
-        """Feed a chunk; return the frames completed by it (possibly none)."""
-        ts = chunk.timestamps
-        if ts.shape[0]:
-            expected = 1.0 / self.sfreq
-            prev = self._last_stamp
-            first_gap = (not math.isnan(prev)) and abs(ts[0] - prev - expected) > 0.5 * expected + 1e-3
-            inner_gap = ts.shape[0] > 1 and np.max(np.abs(np.diff(ts) - expected)) > 0.5 * expected + 1e-3
-            self._gap = self._gap or first_gap or bool(inner_gap)
-            self._last_stamp = ts[-1]
-        power, times, bad = self.bandpower.step(chunk.data, ts)
-        frames = []
-        nb = power.shape[2]
-        for k in range(power.shape[0]):
-            row = self._row
-            for c in range(power.shape[1]):
-                base = c * self.n_base
-                row[base : base + nb] = power[k, c]
-                for r, (i, j) in enumerate(self._ratio_idx):
-                    row[base + nb + r] = power[k, c, i] / power[k, c, j] if power[k, c, j] > 0 else np.nan
-            if self.log10:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    np.log10(row, out=row)
-            if self._ema_a < 1.0:
-                fresh = np.isnan(self._ema)
-                self._ema[fresh] = row[fresh]
-                self._ema += self._ema_a * (row - self._ema)
-                values = self._ema.copy()
-            else:
-                values = row.copy()
-            flags = Quality.OK
-            if bad[k] or not np.all(np.isfinite(values)):
-                flags |= Quality.NONFINITE
-            if self._gap:
-                flags |= Quality.GAP
-                self._gap = False
-            frames.append(Frame(float(times[k]), values, self.names, flags, self.frames))
-            self.frames += 1
+        """Feed a chunk; return the frames completed by it (possibly none).
+
+        The frames' ``values`` are read-only; keep them as long as you like
+        (see :mod:`~closedloop.features.framepool`).
+        """
+        x = self._input(chunk.data)
+        stamps = as_stamps(chunk.timestamps)
+        if stamps.shape[0] != x.shape[0]:
+            raise ValueError(f"{x.shape[0]} samples but {stamps.shape[0]} timestamps")
+        need = self.bandpower.max_frames(x.shape[0])
+        if need > self._times.shape[0]:
+            self._alloc(need)
+        k = self.bandpower.process(x, stamps, self._power, self._times)
+        self.quality.process(x, stamps, self._qflags)
+        if self.paf is not None:
+            self.paf.process(x, self._pafv)
+        self.deriver.run(k, self.frames, self.window, self.hop, self._power, self._pafv, self._qflags,
+                         self._rows, self._flags)
+        frames = self._pool.emit(k, self._rows, self._times, self._flags, self.frames)
+        self.frames += k
         return frames
 
     def warmup(self) -> None:
-        self.bandpower.warmup()
+        """Compile every kernel this extractor uses, on a throwaway twin (own state untouched)."""
+        twin = FeatureExtractor.__new__(FeatureExtractor)
+        twin.__dict__.update(_twin_state(self))
+        n = self.window + self.hop
+        twin.step(Chunk(np.zeros((n, self.n_columns)), np.arange(n) / self.sfreq))
+        twin.step(Chunk(np.zeros((n, self.n_columns), dtype=np.float32), (n + np.arange(n)) / self.sfreq))
+
+
+def _twin_state(ext: FeatureExtractor) -> dict:
+    """A deep copy of an extractor's state, cheap enough to run the kernels once."""
+    import copy
+
+    return copy.deepcopy(ext.__dict__)

@@ -1,0 +1,196 @@
+"""Causal, stateful preprocessing: picks, re-reference, Laplacian, ROI means, IIR filters.
+
+One numba kernel per chunk applies the sparse spatial map (see
+:mod:`closedloop.preprocess.spatial`) and the filter cascade (see
+:mod:`closedloop.preprocess.filters`) sample by sample into a preallocated
+buffer. The IIR state carries over between chunks, so the output does not
+depend on how samples are chunked (bit for bit).
+
+Non-finite input never poisons the filters: a NaN/Inf output sample leaves the
+filter state untouched (the filter skips it) and comes out as NaN; the feature
+extractor flags the windows that hold it.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from scipy import signal
+
+from closedloop.preprocess.buffers import Float64Input, as_stamps
+from closedloop.preprocess.filters import design_sos, sosfilt_inplace
+from closedloop.preprocess.spatial import SpatialMap, build_spatial_map
+from closedloop.types import Chunk
+
+__all__ = ["Preprocessor", "SpatialMap", "build_spatial_map", "design_sos", "sosfilt_inplace"]
+
+
+@numba.njit(cache=True, nogil=True)
+def _preprocess_kernel(x, ptr, idx, weight, rowsum, ref_idx, sos, zi, zi_unit, started, out):
+    """Spatial map then SOS cascade, per sample, into ``out`` (n_samples, n_out)."""
+    n = x.shape[0]
+    n_out = out.shape[1]
+    n_sec = sos.shape[0]
+    n_ref = ref_idx.shape[0]
+    for i in range(n):
+        r = 0.0
+        if n_ref > 0:
+            for j in range(n_ref):
+                r += x[i, ref_idx[j]]
+            r /= n_ref
+        for o in range(n_out):
+            acc = 0.0
+            for k in range(ptr[o], ptr[o + 1]):
+                acc += weight[k] * x[i, idx[k]]
+            v = acc - rowsum[o] * r if rowsum[o] != 0.0 else acc
+            if n_sec > 0:
+                if not np.isfinite(v):
+                    out[i, o] = np.nan  # skip: the filter state stays finite
+                    continue
+                if started[o] == 0:
+                    # start in the steady state for this first value (no step transient)
+                    for s in range(n_sec):
+                        zi[s, o, 0] = zi_unit[s, 0] * v
+                        zi[s, o, 1] = zi_unit[s, 1] * v
+                    started[o] = 1
+                for s in range(n_sec):
+                    y = sos[s, 0] * v + zi[s, o, 0]
+                    zi[s, o, 0] = sos[s, 1] * v - sos[s, 4] * y + zi[s, o, 1]
+                    zi[s, o, 1] = sos[s, 2] * v - sos[s, 5] * y
+                    v = y
+            out[i, o] = v
+
+
+class Preprocessor:
+    """Spatial map (picks, reference, Laplacian, ROI means), then causal filters.
+
+    Parameters
+    ----------
+    ch_names : list of str
+        Channels of the incoming stream, in order.
+    channels : list of str, optional
+        Channels the features use (combined by ``combine``); ignored when ``rois``.
+    sfreq : float
+        Sampling rate (Hz).
+    combine : {"mean", "each"}
+        ``"mean"`` averages ``channels`` into one virtual channel (an ROI).
+    reference : "none", "average" or list of str
+        Common average over the picks, or the mean of the listed channels.
+    highpass_hz, notch_hz : float | None
+        Butterworth high-pass corner; line frequency notched (Q = ``notch_q``)
+        with ``notch_harmonics`` multiples.
+    filter_order : int
+        Butterworth order of the high-pass and band-pass.
+    rois : dict, optional
+        ROI name -> list of channels (mean) or {channel: weight}.
+    picks : list of str, optional
+        Stream channels kept (default: all).
+    laplacian : dict of str -> list of str, optional
+        Hjorth Laplacian: centre minus the mean of its neighbours.
+    bandpass_hz : (float, float), optional
+        Butterworth band-pass.
+    monitor : bool
+        Also output, after the feature signals, every electrode that feeds an
+        ROI mean (filtered alike), so quality checks can see single channels.
+
+    Attributes
+    ----------
+    signal_names : list of str
+        The feature signals (first columns of the output).
+    monitor_names : list of str
+        The monitor electrodes (last columns; empty unless ``monitor``).
+    out_names : list of str
+        All output columns.
+    """
+
+    def __init__(
+        self,
+        ch_names: list[str],
+        channels: list[str] | None = None,
+        sfreq: float = 1.0,
+        combine: str = "mean",
+        reference: str | list[str] = "none",
+        highpass_hz: float | None = None,
+        notch_hz: float | None = None,
+        filter_order: int = 2,
+        *,
+        rois: dict[str, list[str] | dict[str, float]] | None = None,
+        picks: list[str] | None = None,
+        laplacian: dict[str, list[str]] | None = None,
+        notch_harmonics: int = 1,
+        notch_q: float = 30.0,
+        bandpass_hz: tuple[float, float] | None = None,
+        monitor: bool = False,
+    ) -> None:
+        self.sfreq = float(sfreq)
+        self.ch_names = list(ch_names)
+        signals = _signals(channels, combine, rois)
+        members = [ch for w in signals.values() for ch in w]
+        self.signal_names = list(signals)
+        self.monitor_names: list[str] = []
+        if monitor:
+            plain = {n for n, w in signals.items() if list(w) == [n]}
+            for ch in dict.fromkeys(members):
+                if ch not in plain:
+                    self.monitor_names.append(ch)
+                    signals[f"{ch} (monitor)"] = {ch: 1.0}
+        self.map = build_spatial_map(self.ch_names, signals, picks=picks, reference=reference, laplacian=laplacian)
+        self.out_names = self.signal_names + self.monitor_names
+        self.sos = design_sos(self.sfreq, highpass_hz, notch_hz, notch_harmonics, notch_q, bandpass_hz, filter_order)
+        n_out, n_sec = len(self.out_names), self.sos.shape[0]
+        self.zi = np.zeros((n_sec, n_out, 2))
+        self._zi_unit = np.ascontiguousarray(signal.sosfilt_zi(self.sos)) if n_sec else np.zeros((0, 2))
+        self._started = np.zeros(n_out, dtype=np.int8)
+        self._input = Float64Input(len(self.ch_names))
+        self._out = np.zeros((64, n_out))
+
+    @classmethod
+    def from_config(cls, pp, features, sfreq: float, ch_names: list[str], monitor: bool = True) -> "Preprocessor":
+        """Build from a pipeline's ``[preprocess]`` and ``[features]`` sections."""
+        return cls(
+            ch_names, features.channels, sfreq, combine=features.combine, reference=pp.reference,
+            highpass_hz=pp.highpass_hz, notch_hz=pp.notch_hz, filter_order=pp.filter_order, rois=features.rois,
+            picks=pp.picks, laplacian=pp.laplacian, notch_harmonics=pp.notch_harmonics, notch_q=pp.notch_q,
+            bandpass_hz=pp.bandpass_hz, monitor=monitor,
+        )
+
+    @property
+    def n_out(self) -> int:
+        return len(self.out_names)
+
+    def step(self, chunk: Chunk) -> Chunk:
+        """Return the preprocessed chunk (its data is a view valid until the next call)."""
+        x = self._input(chunk.data)
+        n = x.shape[0]
+        if n > self._out.shape[0]:
+            self._out = np.zeros((max(n, 2 * self._out.shape[0]), self.n_out))
+        out = self._out[:n]
+        m = self.map
+        _preprocess_kernel(x, m.ptr, m.idx, m.weight, m.rowsum, m.ref_idx, self.sos, self.zi, self._zi_unit,
+                           self._started, out)
+        return Chunk(out, as_stamps(chunk.timestamps))
+
+    def warmup(self) -> None:
+        """Compile the numba kernels before the session clock starts (state untouched)."""
+        twin = Preprocessor(["a"], ["a"], 100.0, highpass_hz=1.0)
+        twin.step(Chunk(np.zeros((4, 1)), np.zeros(4)))
+        sosfilt_inplace(np.zeros((1, 6)), np.zeros((1, 1, 2)), np.zeros((2, 1)))
+
+
+def _signals(channels, combine, rois) -> dict[str, dict[str, float]]:
+    """Signal name -> {channel: weight} from ``channels``/``combine`` or ``rois``."""
+    if rois:
+        out = {}
+        for name, members in rois.items():
+            if isinstance(members, dict):
+                out[name] = {ch: float(w) for ch, w in members.items()}
+            else:
+                out[name] = {ch: 1.0 / len(members) for ch in members}
+        return out
+    if not channels:
+        raise ValueError("give channels or rois")
+    if combine == "mean":
+        return {"+".join(channels): {ch: 1.0 / len(channels) for ch in channels}}
+    if combine == "each":
+        return {ch: {ch: 1.0} for ch in channels}
+    raise ValueError(f"combine must be 'mean' or 'each', got {combine!r}")
