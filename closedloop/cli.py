@@ -49,7 +49,10 @@ def check(pipeline: Path = typer.Argument(..., help="pipeline TOML file")) -> No
     out.print(f"device profile: {resolved.profile.path}")
     out.print(f"features: {', '.join(feature_names(cfg))}  "
               f"(window {cfg.features.window_samples} / hop {cfg.features.hop_samples} samples at {cfg.sfreq:g} Hz)")
-    out.print_json(json.dumps(cfg.model_dump(mode="json")))
+    shown = cfg.model_dump(mode="json")
+    if shown["controller"].get("blinded"):  # a blinded schedule: the console does not show the arm
+        shown["controller"]["arm"] = "(blinded)"
+    out.print_json(json.dumps(shown))
     out.print(_envelope_table(resolved))
 
 
@@ -97,15 +100,51 @@ def synth(
 
 
 @app.command()
-def devices() -> None:
-    """List adapters and device profiles with their limits."""
-    from closedloop.adapters import _REGISTRY
-    from closedloop.devices import device_search_path, list_profiles
+def devices(
+    name: Optional[str] = typer.Argument(None, help="show only this profile (name or path)"),
+) -> None:
+    """List adapters (built-in and from entry points) and device profiles with their limits."""
+    from closedloop.adapters import adapter_factory, available_adapters
+    from closedloop.devices import device_search_path, find_profile, load_profile
 
-    out.print(f"adapters: {', '.join(sorted(_REGISTRY))}")
-    out.print(f"profile folders: {', '.join(str(p) for p in device_search_path())}")
-    for prof in list_profiles():
-        table = Table(title=f"{prof.device.name} — {prof.device.modality}, adapter {prof.device.adapter} ({prof.path})")
+    adapters = Table(title="Adapters")
+    adapters.add_column("adapter")
+    adapters.add_column("modalities")
+    adapters.add_column("from")
+    adapters.add_column("what it drives", overflow="fold")
+    for adapter, origin in available_adapters().items():
+        try:
+            factory = adapter_factory(adapter)
+            modalities = ", ".join(getattr(factory, "modalities", ("tes", "rtms", "tus")))
+            doc = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+        except Exception as e:  # noqa: BLE001 - a broken plug-in must not hide the others
+            modalities, doc = "?", f"[red]cannot load: {e}[/]"
+        adapters.add_row(adapter, modalities, origin, doc)
+    if name is None:
+        out.print(adapters)
+        out.print(f"profile folders: {', '.join(str(p) for p in device_search_path())}")
+        files, seen = [], set()
+        for folder in device_search_path():
+            for f in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+                if f.stem not in seen:
+                    seen.add(f.stem)
+                    files.append(f)
+    else:
+        try:
+            files = [find_profile(name)]
+        except FileNotFoundError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False)
+            raise typer.Exit(2) from None
+    known = available_adapters()
+    for f in files:
+        try:
+            prof = load_profile(f)
+        except Exception as e:  # noqa: BLE001 - show why a profile is unusable, then go on
+            out.print(f"[bold red]invalid profile[/] {f}: {e}", highlight=False)
+            continue
+        note = "" if prof.device.adapter in known else " [red](adapter not installed)[/]"
+        table = Table(title=f"{prof.device.name} — {prof.device.modality}, adapter {prof.device.adapter}"
+                            f"{note} ({prof.path})", caption=prof.device.description or None)
         table.add_column("limit")
         table.add_column("value", justify="right")
         table.add_column("unit")
@@ -113,6 +152,9 @@ def devices() -> None:
         for n, lim in prof.limits.items():
             table.add_row(n, f"{lim.value:g}", lim.unit, lim.source)
         out.print(table)
+        if prof.adapter_options:
+            opts = ", ".join(f"{k} = {v!r}" for k, v in prof.adapter_options.items())
+            out.print(f"  adapter_options: {opts}", highlight=False)
 
 
 def main() -> None:

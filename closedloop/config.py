@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from closedloop.control import ControllerConfig
+from closedloop.control import CONTROLLER_KINDS, ControllerConfig
 from closedloop.devices import DeviceProfile, find_profile, load_profile
 from closedloop.safety.envelope import check_pipeline_limits
 from closedloop.features.config import FeaturesConfig, PreprocessConfig, check_features, features_of
@@ -88,6 +88,16 @@ class SafetyOverrides(_Strict):
     max_session_duration_s: float | None = Field(None, gt=0)
     max_charge_C: float | None = Field(None, ge=0)
     watchdog_timeout_s: float | None = Field(None, gt=0)
+    # rTMS (a min_* limit tightens upward)
+    max_intensity_pct: float | None = Field(None, ge=0)
+    max_pulses_per_session: float | None = Field(None, ge=0)
+    min_inter_train_interval_s: float | None = Field(None, ge=0)
+    # TUS
+    max_mechanical_index: float | None = Field(None, ge=0)
+    max_ispta_mW_per_cm2: float | None = Field(None, ge=0)
+    max_duty_cycle: float | None = Field(None, gt=0, le=1)
+    max_sonication_s: float | None = Field(None, gt=0)
+    max_total_sonication_s: float | None = Field(None, ge=0)
 
 
 class OutputConfig(_Strict):
@@ -128,7 +138,7 @@ class PipelineError(ValueError):
 def _format_pydantic(err: ValidationError) -> list[str]:
     out = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("synthetic", "lsl", "threshold")))
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("synthetic", "lsl", *CONTROLLER_KINDS)))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not allowed here; check spelling)"
@@ -145,8 +155,10 @@ def _cross_checks(cfg: PipelineConfig, profile: DeviceProfile) -> list[str]:
     problems = check_features(cfg.features, cfg.preprocess, cfg.sfreq, cfg.source.ch_names)
     c = cfg.controller
     feats = feature_names(cfg)
-    if getattr(c, "feature", None) is not None and c.feature not in feats:
-        problems.append(f"controller.feature: {c.feature!r} is not a feature of this pipeline; choose one of {feats}")
+    keys = c.feature_keys() if hasattr(c, "feature_keys") else {"feature": getattr(c, "feature", None)}
+    for key, name in keys.items():
+        if name is not None and name not in feats:
+            problems.append(f"controller.{key}: {name!r} is not a feature of this pipeline; choose one of {feats}")
     problems += check_pipeline_limits(cfg, profile)
     return problems
 

@@ -16,6 +16,7 @@ comes from, so that a reviewer can check each number (DOMAIN.md §3)::
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -36,9 +37,42 @@ REQUIRED_LIMITS: dict[str, dict[str, str]] = {
         "max_frequency_Hz": "Hz",
         "watchdog_timeout_s": "s",
     },
-    "rtms": {},
-    "tus": {},
+    "rtms": {
+        "max_intensity_pct": "%MT",  # percent of the resting motor threshold (the train table's unit)
+        "min_inter_train_interval_s": "s",
+        "max_pulses_per_session": "pulses",
+        "max_session_duration_s": "s",
+        "watchdog_timeout_s": "s",
+    },
+    "tus": {
+        "max_mechanical_index": "",
+        "max_ispta_mW_per_cm2": "mW/cm²",
+        "max_duty_cycle": "",
+        "max_burst_s": "s",
+        "min_center_frequency_MHz": "MHz",
+        "max_center_frequency_MHz": "MHz",
+        "max_sonication_s": "s",
+        "min_pause_s": "s",
+        "max_total_sonication_s": "s",
+        "max_session_duration_s": "s",
+        "watchdog_timeout_s": "s",
+    },
 }
+
+#: rTMS profiles also give the verified cells of the train-duration table as limits named
+#: ``train_max_s_<rate>Hz_<intensity>pctMT`` (``p`` for a decimal point), e.g.
+#: ``train_max_s_20Hz_110pctMT``: trains at 20 Hz up to 110 %MT may last at most ``value`` s.
+#: At least one cell is required; combinations no cell covers are refused.
+TRAIN_LIMIT_PREFIX = "train_max_s_"
+_TRAIN_LIMIT_RE = re.compile(r"^train_max_s_(?P<f>\d+(?:p\d+)?)Hz_(?P<i>\d+(?:p\d+)?)pctMT$")
+
+
+def parse_train_limit(name: str) -> tuple[float, float] | None:
+    """``train_max_s_20Hz_110pctMT`` → ``(20.0, 110.0)`` (rate in Hz, intensity in %MT); else ``None``."""
+    m = _TRAIN_LIMIT_RE.match(name)
+    if m is None:
+        return None
+    return float(m["f"].replace("p", ".")), float(m["i"].replace("p", "."))
 
 
 class Limit(BaseModel):
@@ -92,6 +126,22 @@ class DeviceProfile(BaseModel):
         for name, lim in self.limits.items():
             if lim.value < 0:
                 raise ValueError(f"limits.{name}.value must be >= 0, got {lim.value}")
+        if self.device.modality == "rtms":
+            self._check_train_table()
+
+    def _check_train_table(self) -> None:
+        cells = [n for n in self.limits if n.startswith(TRAIN_LIMIT_PREFIX)]
+        bad = [n for n in cells if parse_train_limit(n) is None]
+        if bad:
+            raise ValueError(f"limits {bad}: train-table cells are named train_max_s_<rate>Hz_<intensity>pctMT, "
+                             "e.g. train_max_s_20Hz_110pctMT (p for a decimal point: 0p5Hz)")
+        if not cells:
+            raise ValueError(f"device profile {self.device.name!r} (rtms) has no verified train-duration cell "
+                             "(limits.train_max_s_<rate>Hz_<intensity>pctMT with value and source); "
+                             "without one every train would be refused")
+        for n in cells:
+            if not self.limits[n].unit:
+                self.limits[n] = self.limits[n].model_copy(update={"unit": "s"})
 
     def limit(self, name: str) -> float:
         """Return the value of limit ``name``."""

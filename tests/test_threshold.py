@@ -54,3 +54,19 @@ def test_flagged_and_nan_frames_hold_state():
     flags = [Quality.OK, Quality.ARTIFACT, Quality.OK, Quality.OK]
     on, _ = run(cfg(), trace, flags)
     assert on == [True, True, True, False]
+
+
+def test_bad_frames_can_switch_stimulation_off():
+    trace = [0.5, 1.5, 1.5, 1.5, 0.5]
+    flags = [Quality.OK, Quality.ARTIFACT, Quality.OK, Quality.OK, Quality.OK]
+    on, ctl = run(cfg(on_bad_frame="ramp_down"), trace, flags)
+    # the artefact switches off (not counted as a switch); between the thresholds it stays off; below → on
+    assert on == [True, False, False, False, True]
+    assert ctl.switches == 2 and ctl.bad_frames == 1
+
+
+def test_state_keys_are_stable_and_display_shows_the_state():
+    ctl = ThresholdController(cfg())
+    keys = list(ctl.state())
+    ctl.update(Frame(0.0, np.array([0.5]), ("alpha",)))
+    assert list(ctl.state()) == keys and ctl.display_state() == ctl.state()

@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Union
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 
-from closedloop.control.base import Controller
+from closedloop.control.base import Controller, ControllerConfigBase, OnBadFrame, display_state
+from closedloop.control.baseline import BaselineConfig, BaselineController
+from closedloop.control.dual_threshold import DualThresholdConfig, DualThresholdController
+from closedloop.control.pid import PIConfig, PIController
+from closedloop.control.schedule import ScheduleConfig, ScheduleController
 from closedloop.control.threshold import ThresholdConfig, ThresholdController
 
-#: ``[controller]`` section: one model per ``kind``.
-ControllerConfig = Annotated[Union[ThresholdConfig], Field(discriminator="kind")]
+#: Controllers a baseline block may wrap (every kind but ``baseline``).
+InnerControllerConfig = Annotated[
+    Union[ThresholdConfig, DualThresholdConfig, PIConfig, ScheduleConfig], Field(discriminator="kind")
+]
 
-_REGISTRY = {"threshold": ThresholdController}
+#: ``[controller]`` section: one model per ``kind``.
+ControllerConfig = Annotated[
+    Union[ThresholdConfig, DualThresholdConfig, PIConfig, ScheduleConfig, BaselineConfig],
+    Field(discriminator="kind"),
+]
+
+#: The controller kinds (also the tags pydantic puts in error locations).
+CONTROLLER_KINDS = ("threshold", "dual_threshold", "pi", "schedule", "baseline")
+
+_REGISTRY = {
+    "threshold": ThresholdController,
+    "dual_threshold": DualThresholdController,
+    "pi": PIController,
+    "schedule": ScheduleController,
+    "baseline": BaselineController,
+}
+
+
+@lru_cache(maxsize=1)
+def inner_config_adapter() -> TypeAdapter:
+    """Validator for the controllers a baseline may wrap."""
+    return TypeAdapter(InnerControllerConfig)
 
 
 def build_controller(config) -> Controller:
@@ -20,4 +48,9 @@ def build_controller(config) -> Controller:
     return _REGISTRY[config.kind](config)
 
 
-__all__ = ["Controller", "ControllerConfig", "ThresholdConfig", "ThresholdController", "build_controller"]
+__all__ = [
+    "BaselineConfig", "BaselineController", "CONTROLLER_KINDS", "Controller", "ControllerConfig",
+    "ControllerConfigBase", "DualThresholdConfig", "DualThresholdController", "OnBadFrame", "PIConfig",
+    "PIController", "ScheduleConfig", "ScheduleController", "ThresholdConfig", "ThresholdController",
+    "build_controller", "display_state",
+]

@@ -5,18 +5,17 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from closedloop.types import Command, Frame, Quality
+from closedloop.control.base import ControllerConfigBase, OnBadFrame
+from closedloop.control.quality import BAD_FLAGS, usable
+from closedloop.types import Command, Frame
 
-#: Flags that make a frame unusable for a control decision.
-BAD_FLAGS = Quality.ARTIFACT | Quality.FLAT | Quality.NONFINITE | Quality.GAP | Quality.SATURATION
+__all__ = ["BAD_FLAGS", "ThresholdConfig", "ThresholdController"]
 
 
-class ThresholdConfig(BaseModel):
+class ThresholdConfig(ControllerConfigBase):
     """``[controller]`` with ``kind = "threshold"``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["threshold"] = "threshold"
     feature: str = Field(description="name of the feature the thresholds apply to")
@@ -30,6 +29,7 @@ class ThresholdConfig(BaseModel):
     onset: int = Field(1, ge=1, description="consecutive frames past the on-threshold to switch on")
     termination: int = Field(1, ge=1, description="consecutive frames past the off-threshold to switch off")
     blanking_s: float = Field(0.0, ge=0, description="frames ignored after each state change (s)")
+    on_bad_frame: OnBadFrame = Field("hold", description="'hold' the state, or 'ramp_down' (switch off)")
 
     @model_validator(mode="after")
     def _ordered(self) -> "ThresholdConfig":
@@ -44,8 +44,10 @@ class ThresholdController:
     With ``direction="below"`` stimulation switches on after ``onset``
     consecutive frames with the feature below ``lower`` and off after
     ``termination`` consecutive frames above ``upper``; ``"above"`` mirrors
-    this. Frames that are flagged or non-finite change nothing (hold). After
-    each switch, frames within ``blanking_s`` of frame time are ignored.
+    this. After each switch, frames within ``blanking_s`` of frame time are
+    ignored. A flagged or non-finite frame changes nothing (``on_bad_frame =
+    "hold"``) or switches stimulation off (``"ramp_down"``; the safety layer
+    ramps the current down) without counting as a switch.
     """
 
     def __init__(self, config: ThresholdConfig) -> None:
@@ -54,6 +56,7 @@ class ThresholdController:
         self._count = 0
         self._blank_until = -math.inf
         self.switches = 0
+        self.bad_frames = 0
 
     def _wants_on(self, x: float) -> bool:
         c = self.config
@@ -66,8 +69,12 @@ class ThresholdController:
     def update(self, frame: Frame) -> Command:
         c = self.config
         x = frame[c.feature]
-        usable = math.isfinite(x) and not (frame.flags & BAD_FLAGS) and frame.time >= self._blank_until
-        if usable:
+        if not usable(frame, x):
+            self.bad_frames += 1
+            if c.on_bad_frame == "ramp_down":
+                self.on = False
+                self._count = 0
+        elif frame.time >= self._blank_until:
             crossing = self._wants_off(x) if self.on else self._wants_on(x)
             self._count = self._count + 1 if crossing else 0
             if self._count >= (c.termination if self.on else c.onset):
@@ -84,3 +91,6 @@ class ThresholdController:
 
     def state(self) -> dict[str, float]:
         return {"on": float(self.on), "count": float(self._count), "switches": float(self.switches)}
+
+    def display_state(self) -> dict[str, float]:
+        return self.state()

@@ -1,6 +1,22 @@
-"""The safety layer, separate from controllers and adapters."""
+"""The safety layer, separate from controllers and adapters.
 
-from closedloop.safety.envelope import build_safety_layer, check_pipeline_limits
-from closedloop.safety.layer import SafetyEvent, SafetyLayer, TESEnvelope
+One layer per modality (:mod:`.tes`, :mod:`.rtms`, :mod:`.tus`) on a shared
+base (:mod:`.layer`: clock, state machine, events, dose); a watchdog
+component (:mod:`.watchdog`); the pipeline-level envelope (:mod:`.envelope`).
+"""
 
-__all__ = ["SafetyEvent", "SafetyLayer", "TESEnvelope", "build_safety_layer", "check_pipeline_limits"]
+from closedloop.safety.dose import Dose
+from closedloop.safety.events import EventLog, SafetyEvent
+from closedloop.safety.layer import SafetyLayer
+from closedloop.safety.rtms import RTMSEnvelope, RTMSSafetyLayer, TrainLimit
+from closedloop.safety.state import StimState
+from closedloop.safety.tes import TESEnvelope, TESSafetyLayer
+from closedloop.safety.tus import TUSEnvelope, TUSSafetyLayer, ispta_mW_per_cm2, mechanical_index
+from closedloop.safety.watchdog import Watchdog, WatchdogTrip
+from closedloop.safety.envelope import build_envelope, build_safety_layer, check_pipeline_limits  # noqa: E402
+
+__all__ = [
+    "Dose", "EventLog", "RTMSEnvelope", "RTMSSafetyLayer", "SafetyEvent", "SafetyLayer", "StimState",
+    "TESEnvelope", "TESSafetyLayer", "TUSEnvelope", "TUSSafetyLayer", "TrainLimit", "Watchdog", "WatchdogTrip",
+    "build_envelope", "build_safety_layer", "check_pipeline_limits", "ispta_mW_per_cm2", "mechanical_index",
+]

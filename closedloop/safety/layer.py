@@ -1,178 +1,272 @@
 """The safety layer: the only path from a desired command to an applied one.
 
-It enforces the effective envelope (device limits, tightened by the
-pipeline), limits slew, accounts the dose, and ramps down when data go
-missing. Every clamp, refusal and watchdog action becomes a
-:class:`SafetyEvent` with a reason. Time is the caller's clock: frame time
-(sample clock) when a frame drives it, ``local_clock()`` for the watchdog —
-both in the LSL clock domain.
+:class:`SafetyLayer` holds what every modality shares — the layer's clock,
+the state machine (idle → armed → stimulating → ramping down → stopped), the
+event log and the dose account — and each modality (:mod:`.tes`,
+:mod:`.rtms`, :mod:`.tus`) adds its own envelope. ``SafetyLayer(envelope)``
+builds the layer that matches the envelope's type.
+
+Time is the caller's clock: frame time (sample clock) when a frame drives
+:meth:`~SafetyLayer.step`, ``local_clock()`` for the watchdog — both in the
+LSL clock domain. The layer's clock never goes backwards: a repeated or
+earlier time moves nothing; a non-finite time is refused.
+
+The guarantee every layer gives: no applied command leaves the envelope, and
+as long as the layer is called at least once every ``watchdog_timeout_s``
+(the runtime's contract), no dose or duration limit is ever exceeded — the
+layer starts its final ramp early enough. A longer gap between calls is a
+watchdog failure the layer can only report (a ``gap`` event).
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Callable
+import threading
+from typing import Callable, ClassVar
 
+from closedloop.safety.dose import Dose
+from closedloop.safety.events import EventLog, SafetyEvent
+from closedloop.safety.state import StateMachine, StimState
 from closedloop.types import Command
 
 
-@dataclass(frozen=True, slots=True)
-class TESEnvelope:
-    """Hard limits for transcranial electrical stimulation, with their sources."""
-
-    max_amplitude_mA: float
-    max_ramp_rate_mA_per_s: float
-    emergency_ramp_rate_mA_per_s: float
-    max_session_duration_s: float
-    max_charge_C: float
-    min_frequency_Hz: float
-    max_frequency_Hz: float
-    watchdog_timeout_s: float
-    sources: dict[str, str] = field(default_factory=dict, compare=False)
-
-    @classmethod
-    def from_envelope(cls, env: dict[str, dict[str, object]]) -> "TESEnvelope":
-        """Build from :meth:`closedloop.config.ResolvedPipeline.envelope`."""
-        names = [f for f in cls.__dataclass_fields__ if f != "sources"]
-        return cls(**{n: float(env[n]["value"]) for n in names}, sources={n: str(env[n]["source"]) for n in names})
-
-
-@dataclass(frozen=True, slots=True)
-class SafetyEvent:
-    time: float
-    kind: str  # clamp | refuse | watchdog | dose | stop | frequency
-    reason: str
-    desired_mA: float
-    applied_mA: float
-
-
 class SafetyLayer:
-    """Bound every command by a :class:`TESEnvelope`.
+    """Bound every command by an envelope; the base of the per-modality layers.
+
+    ``SafetyLayer(envelope, ...)`` returns the layer for ``type(envelope)``
+    (:class:`~closedloop.safety.tes.TESSafetyLayer` for a
+    :class:`~closedloop.safety.tes.TESEnvelope`, and so on).
 
     Parameters
     ----------
-    envelope : TESEnvelope
-        The limits in force.
+    envelope
+        The limits in force (a modality's envelope dataclass).
     on_event : callable, optional
-        Called with every :class:`SafetyEvent` (e.g. to record it).
+        Called with every logged :class:`SafetyEvent`.
+    auto_arm : bool
+        Arm on the first :meth:`step` (for runtimes that do not call
+        :meth:`arm`). With ``False`` nothing is applied before :meth:`arm`.
+
+    Notes
+    -----
+    All public methods take a lock, so a watchdog thread may call
+    :meth:`emergency_stop` while the loop thread calls :meth:`step`.
     """
 
-    def __init__(self, envelope: TESEnvelope, on_event: Callable[[SafetyEvent], None] | None = None) -> None:
+    envelope_type: ClassVar[type | None] = None
+    modality: ClassVar[str] = ""
+    _by_envelope: ClassVar[dict[type, type["SafetyLayer"]]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.envelope_type is not None:
+            SafetyLayer._by_envelope[cls.envelope_type] = cls
+
+    def __new__(cls, envelope=None, *args, **kwargs):
+        if cls is SafetyLayer:
+            try:
+                cls = SafetyLayer._by_envelope[type(envelope)]
+            except KeyError:
+                raise TypeError(f"no safety layer for envelope type {type(envelope).__name__}") from None
+        return super().__new__(cls)
+
+    def __init__(self, envelope, on_event: Callable[[SafetyEvent], None] | None = None,
+                 auto_arm: bool = True) -> None:
         self.env = envelope
-        self.on_event = on_event
-        self.events: deque[SafetyEvent] = deque(maxlen=1000)
-        self.counts: dict[str, int] = {}
-        self.amplitude_mA = 0.0
-        self.frequency_Hz = 0.0
-        self._pending_frequency: float | None = None
+        self.log = EventLog(on_event)
+        self.machine = StateMachine()
+        self.account = Dose()
+        self.auto_arm = auto_arm
         self.t: float | None = None
         self.t_start: float | None = None
-        self.charge_C = 0.0
-        self.stim_time_s = 0.0
-        self.stopped = False
         self.stop_reason = ""
-        self._last_reason: dict[str, str] = {}
+        self.gaps = 0
+        self._emergency = False  # the emergency ramp rate is in force
+        self._emergency_latched = False
+        self._lock = threading.RLock()
 
-    # -- bookkeeping ---------------------------------------------------------
-    def _event(self, t: float, kind: str, reason: str, desired: float) -> None:
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        # log a repeated identical reason once per change, count every occurrence
-        if self._last_reason.get(kind) == reason:
-            return
-        self._last_reason[kind] = reason
-        ev = SafetyEvent(t, kind, reason, desired, self.amplitude_mA)
-        self.events.append(ev)
-        if self.on_event is not None:
-            self.on_event(ev)
+    # -- what the runtime and the summary read -----------------------------------
+    @property
+    def on_event(self) -> Callable[[SafetyEvent], None] | None:
+        return self.log.on_event
 
-    def _advance(self, t: float) -> float:
-        if self.t is None:
-            self.t = self.t_start = t
-            return 0.0
-        dt = t - self.t
-        if not dt > 0:  # also catches NaN
-            return 0.0
-        self.t = t
-        return dt
+    @on_event.setter
+    def on_event(self, fn: Callable[[SafetyEvent], None] | None) -> None:
+        self.log.on_event = fn
 
-    def _move_toward(self, target: float, dt: float, rate: float) -> None:
-        a0 = self.amplitude_mA
-        step = rate * dt
-        a1 = min(target, a0 + step) if target > a0 else max(target, a0 - step)
-        # dose: trapezoid of |I| over dt (mA·s → C)
-        self.charge_C += 0.5 * (abs(a0) + abs(a1)) * dt / 1000.0
-        if a0 > 0 or a1 > 0:
-            self.stim_time_s += dt
-        self.amplitude_mA = a1
+    @property
+    def events(self):
+        """The logged :class:`SafetyEvent` objects (most recent 1000)."""
+        return self.log.events
 
-    def _output(self, t: float) -> Command:
-        return Command(self.amplitude_mA, self.frequency_Hz, self.amplitude_mA > 0, t)
-
-    # -- the three ways in -----------------------------------------------------
-    def step(self, desired: Command, t: float) -> Command:
-        """Return the command allowed at time ``t`` given what the controller wants."""
-        env = self.env
-        dt = self._advance(t)
-        target = desired.amplitude_mA if desired.on else 0.0
-        if not math.isfinite(target):
-            self._event(t, "refuse", f"non-finite amplitude {target!r} requested; target 0", target)
-            target = 0.0
-        if target < 0:
-            self._event(t, "clamp", f"negative amplitude {target} mA clamped to 0", target)
-            target = 0.0
-        if target > env.max_amplitude_mA:
-            self._event(t, "clamp", f"{target:.4g} mA clamped to device limit {env.max_amplitude_mA} mA", target)
-            target = env.max_amplitude_mA
-        if self.stopped:
-            target = 0.0
-        elif self.t_start is not None and (t - self.t_start) >= env.max_session_duration_s:
-            self._stop(t, f"session duration limit {env.max_session_duration_s} s reached", target)
-            target = 0.0
-        elif self.charge_C >= env.max_charge_C:
-            self._stop(t, f"charge limit {env.max_charge_C} C reached", target)
-            target = 0.0
-        self._frequency(desired.frequency_Hz, t)
-        if self._pending_frequency is not None and self.amplitude_mA == 0.0:
-            self.frequency_Hz = self._pending_frequency
-            self._pending_frequency = None
-        if self._pending_frequency is not None:
-            target = 0.0  # ramp to zero before a frequency change
-        self._move_toward(target, dt, env.max_ramp_rate_mA_per_s)
-        return self._output(t)
-
-    def _frequency(self, f: float, t: float) -> None:
-        env = self.env
-        if not math.isfinite(f):
-            self._event(t, "refuse", f"non-finite frequency {f!r}; keeping {self.frequency_Hz} Hz", f)
-            return
-        if not env.min_frequency_Hz <= f <= env.max_frequency_Hz:
-            clamped = min(max(f, env.min_frequency_Hz), env.max_frequency_Hz)
-            self._event(t, "clamp", f"frequency {f} Hz clamped to {clamped} Hz", f)
-            f = clamped
-        if f != self.frequency_Hz and f != self._pending_frequency:
-            if self.amplitude_mA == 0.0:
-                self.frequency_Hz = f
-                self._pending_frequency = None
-            else:
-                self._pending_frequency = f
-                self._event(t, "frequency", f"ramping to 0 before changing {self.frequency_Hz} → {f} Hz", f)
-
-    def ramp_down(self, t: float, reason: str, emergency: bool = False) -> Command:
-        """Move toward zero at the normal (or emergency) ramp rate; used by watchdog and shutdown."""
-        rate = self.env.emergency_ramp_rate_mA_per_s if emergency else self.env.max_ramp_rate_mA_per_s
-        dt = self._advance(t)
-        self._event(t, "watchdog" if emergency else "stop", reason, 0.0)
-        self._move_toward(0.0, dt, rate)
-        return self._output(t)
-
-    def _stop(self, t: float, reason: str, desired: float) -> None:
-        self.stopped = True
-        self.stop_reason = reason
-        self._event(t, "dose", reason, desired)
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of events of each kind, repeats included."""
+        return self.log.counts
 
     @property
     def clamps(self) -> int:
         """Commands clamped or refused (not counting normal slew limiting)."""
         return self.counts.get("clamp", 0) + self.counts.get("refuse", 0)
+
+    @property
+    def state(self) -> StimState:
+        return self.machine.state
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a stop is latched (ramping down or stopped): nothing can rise again."""
+        return self.machine.latched
+
+    @property
+    def charge_C(self) -> float:
+        return self.account.charge_C
+
+    @property
+    def stim_time_s(self) -> float:
+        return self.account.stim_time_s
+
+    @property
+    def amplitude_mA(self) -> float:
+        """Applied current (tES); 0 for modalities without a current."""
+        return 0.0
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is being applied right now."""
+        raise NotImplementedError
+
+    @property
+    def dose(self) -> dict[str, float]:
+        """Dose so far, for ``summary.json``."""
+        return self.account.as_dict(self.modality)
+
+    def status(self) -> dict[str, object]:
+        """State, stop reason and dose in one dict (for displays and summaries)."""
+        return {"state": self.state.value, "stop_reason": self.stop_reason, "gaps": self.gaps, **self.dose}
+
+    # -- the ways in --------------------------------------------------------------
+    def arm(self, t: float, reason: str = "armed by the operator") -> None:
+        """Allow stimulation (idle → armed); no effect in any other state."""
+        with self._lock:
+            if self.machine.state is StimState.IDLE:
+                self._advance(t)
+                self._go(StimState.ARMED, t, reason)
+
+    def step(self, desired: Command, t: float) -> Command:
+        """Return the command allowed at time ``t`` given what the controller wants."""
+        with self._lock:
+            dt = self._advance(t)
+            if self.machine.state is StimState.IDLE and self.auto_arm:
+                self._go(StimState.ARMED, t, "armed automatically on the first frame")
+            self._emergency = self._emergency_latched  # a fresh frame ends a watchdog ramp
+            self._check_session_time(t)
+            out = self._step(desired, t, dt)
+            self._sync_state(t)
+            return out
+
+    def ramp_down(self, t: float, reason: str, emergency: bool = False) -> Command:
+        """Move toward zero once, at the normal (or emergency) rate; nothing is latched.
+
+        Used by the watchdog (``emergency=True``, stimulation resumes if fresh
+        frames come back) and at shutdown. Once an emergency ramp has begun,
+        later calls keep the emergency rate until a fresh frame arrives.
+        """
+        with self._lock:
+            dt = self._advance(t)
+            if emergency:
+                self._emergency = True
+            self.log.add(self._now(t), "watchdog" if emergency else "stop", reason, 0.0, self.amplitude_mA)
+            out = self._ramp(t, dt)
+            self._sync_state(t)
+            return out
+
+    def stop(self, t: float, reason: str) -> Command:
+        """Latch a stop: ramp to zero at the normal rate, then stay stopped."""
+        with self._lock:
+            dt = self._advance(t)
+            self._latch(t, reason, "stop")
+            out = self._ramp(t, dt)
+            self._sync_state(t)
+            return out
+
+    def emergency_stop(self, t: float, reason: str) -> Command:
+        """Latch a stop from any state at the profile's fastest allowed ramp."""
+        with self._lock:
+            dt = self._advance(t)
+            self._latch(t, reason, "emergency", emergency=True)
+            out = self._ramp(t, dt)
+            self._sync_state(t)
+            return out
+
+    # -- for the modalities ---------------------------------------------------------
+    def _step(self, desired: Command, t: float, dt: float) -> Command:
+        raise NotImplementedError
+
+    def _ramp(self, t: float, dt: float) -> Command:
+        raise NotImplementedError
+
+    def _now(self, t: float) -> float:
+        """The layer's clock (``t`` if nothing valid has been seen)."""
+        return self.t if self.t is not None else t
+
+    def _event(self, t: float, kind: str, reason: str, desired_mA: float = 0.0) -> None:
+        self.log.add(self._now(t), kind, reason, desired_mA, self.amplitude_mA)
+
+    def _advance(self, t: float) -> float:
+        """Move the layer's clock to ``t``; return the elapsed time (0 if ``t`` is not later)."""
+        try:
+            t = float(t)
+        except (TypeError, ValueError):
+            t = math.nan
+        if not math.isfinite(t):
+            self._event(0.0 if self.t is None else self.t, "refuse", f"non-finite time {t!r}; clock not moved")
+            return 0.0
+        if self.t is None:
+            self.t = self.t_start = t
+            return 0.0
+        dt = t - self.t
+        if not dt > 0.0:
+            return 0.0
+        if not math.isfinite(dt):
+            self._event(t, "refuse", f"time jump from {self.t} to {t} overflows; clock not moved")
+            return 0.0
+        self.t = t
+        if dt > self.env.watchdog_timeout_s and self.active:
+            self.gaps += 1
+            self._event(t, "gap", f"no call for {dt:.3g} s (> watchdog {self.env.watchdog_timeout_s} s) "
+                                  "while stimulating; limits hold only for shorter gaps")
+        return dt
+
+    def _check_session_time(self, t: float) -> None:
+        limit = self.env.max_session_duration_s
+        if self.t_start is not None and self.t - self.t_start >= limit:
+            self._latch(t, f"session duration limit {limit:g} s reached", "dose")
+
+    def _latch(self, t: float, reason: str, kind: str, emergency: bool = False) -> None:
+        """Latch a stop (once); an emergency may upgrade an ongoing stop to the fast ramp."""
+        if emergency and not self._emergency_latched:
+            self._emergency_latched = self._emergency = True
+            if self.machine.latched:
+                self._event(t, kind, f"{reason} (stop already under way: now at the emergency rate)")
+        if self.machine.latched:
+            return
+        self.stop_reason = reason
+        self._event(t, kind, reason)
+        self._go(StimState.RAMPING_DOWN if self.active else StimState.STOPPED, t, reason)
+
+    def _go(self, new: StimState, t: float, reason: str) -> None:
+        old = self.machine.state
+        if self.machine.go(new):
+            self._event(t, "state", f"{old.value} → {new.value}: {reason}")
+
+    def _sync_state(self, t: float) -> None:
+        """Follow the output: armed ↔ stimulating; ramping down → stopped at zero."""
+        s = self.machine.state
+        active = self.active
+        if s is StimState.ARMED and active:
+            self._go(StimState.STIMULATING, t, "output on")
+        elif s is StimState.STIMULATING and not active:
+            self._go(StimState.ARMED, t, "output off")
+        elif s is StimState.RAMPING_DOWN and not active:
+            self._go(StimState.STOPPED, t, f"output at zero after: {self.stop_reason}")

@@ -1,0 +1,15 @@
+"""Which frames a controller may act on."""
+
+from __future__ import annotations
+
+import math
+
+from closedloop.types import Frame, Quality
+
+#: Flags that make a frame unusable for a control decision.
+BAD_FLAGS = Quality.ARTIFACT | Quality.FLAT | Quality.NONFINITE | Quality.GAP | Quality.SATURATION
+
+
+def usable(frame: Frame, value: float) -> bool:
+    """Whether ``value`` (read from ``frame``) may drive a decision: finite and not flagged bad."""
+    return math.isfinite(value) and not (frame.flags & BAD_FLAGS)

@@ -1,0 +1,68 @@
+"""The stimulation state machine: idle → armed → stimulating → ramping down → stopped."""
+
+from __future__ import annotations
+
+import enum
+
+
+class StimState(str, enum.Enum):
+    """Where a stimulation session stands.
+
+    ``IDLE``: nothing may be applied until the layer is armed.
+    ``ARMED``: stimulation may start; nothing is being applied.
+    ``STIMULATING``: something is being applied (current, a train, a sonication).
+    ``RAMPING_DOWN``: a stop was latched; the output goes to zero and cannot rise.
+    ``STOPPED``: terminal; nothing is applied any more.
+    """
+
+    IDLE = "idle"
+    ARMED = "armed"
+    STIMULATING = "stimulating"
+    RAMPING_DOWN = "ramping_down"
+    STOPPED = "stopped"
+
+
+#: Allowed transitions; anything else is a programming error.
+TRANSITIONS: dict[StimState, frozenset[StimState]] = {
+    StimState.IDLE: frozenset({StimState.ARMED, StimState.STOPPED}),
+    StimState.ARMED: frozenset({StimState.STIMULATING, StimState.RAMPING_DOWN, StimState.STOPPED}),
+    StimState.STIMULATING: frozenset({StimState.ARMED, StimState.RAMPING_DOWN, StimState.STOPPED}),
+    StimState.RAMPING_DOWN: frozenset({StimState.STOPPED}),
+    StimState.STOPPED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A transition the state machine does not allow was attempted."""
+
+
+class StateMachine:
+    """Hold the current :class:`StimState` and allow only the transitions in :data:`TRANSITIONS`."""
+
+    def __init__(self) -> None:
+        self.state = StimState.IDLE
+
+    @property
+    def may_stimulate(self) -> bool:
+        """Whether output may rise (armed or stimulating)."""
+        return self.state in (StimState.ARMED, StimState.STIMULATING)
+
+    @property
+    def latched(self) -> bool:
+        """Whether a stop has been latched (ramping down or stopped)."""
+        return self.state in (StimState.RAMPING_DOWN, StimState.STOPPED)
+
+    def go(self, new: StimState) -> bool:
+        """Move to ``new``; return whether the state changed.
+
+        Raises
+        ------
+        IllegalTransition
+            If the move is not in :data:`TRANSITIONS`.
+        """
+        if new == self.state:
+            return False
+        if new not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"{self.state.value} → {new.value} is not allowed")
+        self.state = new
+        return True

@@ -1,0 +1,178 @@
+"""Transcranial ultrasound: mechanical index, I_SPTA, duty cycle and sonication time.
+
+A controller asks for a sonication with ``on=True`` and, in ``Command.extra``,
+the in-situ (derated) acoustic parameters from the calibration of the setup::
+
+    pnp_MPa               peak negative pressure (MPa)
+    center_frequency_MHz  centre frequency (MHz)
+    isppa_W_per_cm2       spatial-peak pulse-average intensity (W/cm²)
+    duty_cycle            fraction of time on (0-1) = burst_s × prf_Hz
+    prf_Hz                pulse repetition frequency (Hz)
+    burst_s               pulse (burst) length (s), repeated every 1/prf_Hz
+
+The layer computes MI = pnp / sqrt(f_MHz) and I_SPTA = I_SPPA × duty and
+refuses a sonication that breaks any limit (nothing is scaled silently). A
+sonication is on from one call to the next; the layer ends it early enough
+that neither the per-sonication nor the session's total sonication time is
+exceeded. Thermal limits need a thermal model of the setup and are not
+enforced here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from closedloop.safety.layer import SafetyLayer
+from closedloop.safety.limits import envelope_from_limits
+from closedloop.types import Command
+
+#: The parameters a TUS command must carry, in ``Command.extra``.
+TUS_KEYS = ("pnp_MPa", "center_frequency_MHz", "isppa_W_per_cm2", "duty_cycle", "prf_Hz", "burst_s")
+
+
+@dataclass(frozen=True, slots=True)
+class TUSEnvelope:
+    """Hard limits for transcranial ultrasound, with their sources."""
+
+    max_mechanical_index: float
+    max_ispta_mW_per_cm2: float
+    max_duty_cycle: float
+    max_burst_s: float
+    min_center_frequency_MHz: float
+    max_center_frequency_MHz: float
+    max_sonication_s: float
+    min_pause_s: float
+    max_total_sonication_s: float
+    max_session_duration_s: float
+    watchdog_timeout_s: float
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.watchdog_timeout_s > 0:
+            raise ValueError("watchdog_timeout_s must be > 0")
+        if not 0 < self.max_duty_cycle <= 1:
+            raise ValueError("max_duty_cycle must be in (0, 1]")
+
+    @classmethod
+    def from_envelope(cls, env: dict[str, dict[str, object]]) -> "TUSEnvelope":
+        """Build from :meth:`closedloop.config.ResolvedPipeline.envelope`."""
+        values, sources = envelope_from_limits(cls, env)
+        return cls(**values, sources=sources)
+
+
+def mechanical_index(pnp_MPa: float, center_frequency_MHz: float) -> float:
+    """MI = p_neg [MPa] / sqrt(f [MHz])."""
+    return pnp_MPa / math.sqrt(center_frequency_MHz)
+
+
+def ispta_mW_per_cm2(isppa_W_per_cm2: float, duty_cycle: float) -> float:
+    """I_SPTA = I_SPPA × duty cycle, in mW/cm²."""
+    return isppa_W_per_cm2 * duty_cycle * 1000.0
+
+
+class TUSSafetyLayer(SafetyLayer):
+    """Allow or refuse sonications by a :class:`TUSEnvelope`; stop them in time."""
+
+    envelope_type = TUSEnvelope
+    modality = "tus"
+
+    def __init__(self, envelope: TUSEnvelope, on_event=None, auto_arm: bool = True) -> None:
+        super().__init__(envelope, on_event, auto_arm)
+        self._on = False
+        self._params: dict[str, float] = {}
+        self.sonication_s = 0.0  # length of the current (or last) sonication
+        self.off_s = math.inf  # time since the last sonication ended
+
+    @property
+    def active(self) -> bool:
+        return self._on
+
+    def _elapse(self, dt: float) -> None:
+        if self._on:
+            self.sonication_s += dt
+            self.account.stim_time_s += dt
+        else:
+            self.off_s += dt
+
+    def _output(self, t: float) -> Command:
+        if not self._on:
+            return Command(0.0, 0.0, False, t, {k: 0.0 for k in TUS_KEYS})
+        p = self._params
+        extra = dict(p)
+        extra["mechanical_index"] = mechanical_index(p["pnp_MPa"], p["center_frequency_MHz"])
+        extra["ispta_mW_per_cm2"] = ispta_mW_per_cm2(p["isppa_W_per_cm2"], p["duty_cycle"])
+        return Command(0.0, p["prf_Hz"], True, t, extra)
+
+    def _set(self, on: bool, params: dict[str, float] | None = None) -> None:
+        if on and not self._on:
+            self.account.sonications += 1
+            self.sonication_s = 0.0
+        if self._on and not on:
+            self.off_s = 0.0
+        self._on = on
+        self._params = params or {}
+
+    def _step(self, desired: Command, t: float, dt: float) -> Command:
+        env = self.env
+        self._elapse(dt)
+        if not (desired.on and self.machine.may_stimulate):
+            self._set(False)
+            return self._output(t)
+        params, problem = self._check(desired)
+        if not problem and not self._on and self.account.sonications and self.off_s < env.min_pause_s:
+            problem = f"only {self.off_s:.3g} s since the last sonication; the minimum pause is {env.min_pause_s:g} s"
+        h = env.watchdog_timeout_s
+        if not problem and (self.sonication_s if self._on else 0.0) + h > env.max_sonication_s:
+            problem = f"sonication time limit {env.max_sonication_s:g} s: sonication ended"
+        if not problem and self.account.stim_time_s + h > env.max_total_sonication_s:
+            problem = f"total sonication time limit {env.max_total_sonication_s:g} s reached"
+            self._latch(t, problem, "dose")
+        if not problem and self.t - self.t_start + h > env.max_session_duration_s:
+            problem = f"session duration limit {env.max_session_duration_s:g} s: no sonication in its last {h:g} s"
+        if problem:
+            self._event(t, "refuse", f"sonication refused: {problem}")
+            self._set(False)
+        else:
+            self._set(True, params)
+        return self._output(t)
+
+    def _check(self, desired: Command) -> tuple[dict[str, float], str]:
+        """The requested parameters and why they cannot be applied (empty if they can)."""
+        env = self.env
+        extra = desired.extra if isinstance(desired.extra, dict) else {}
+        params: dict[str, float] = {}
+        for key in TUS_KEYS:
+            try:
+                v = float(extra[key])
+            except (KeyError, TypeError, ValueError):
+                return params, f"{key} missing or not a number"
+            if not (math.isfinite(v) and v > 0):
+                return params, f"{key} = {v!r} is not a positive number"
+            params[key] = v
+        if self.t is None:
+            return params, "no valid time yet"
+        f = params["center_frequency_MHz"]
+        if not env.min_center_frequency_MHz <= f <= env.max_center_frequency_MHz:
+            return params, (f"centre frequency {f:g} MHz outside the transducer range "
+                            f"[{env.min_center_frequency_MHz:g}, {env.max_center_frequency_MHz:g}] MHz")
+        duty = params["duty_cycle"]
+        if duty > env.max_duty_cycle:
+            return params, f"duty cycle {duty:g} above the limit {env.max_duty_cycle:g}"
+        if params["burst_s"] > env.max_burst_s:
+            return params, f"burst (pulse) length {params['burst_s']:g} s above the limit {env.max_burst_s:g} s"
+        implied = params["burst_s"] * params["prf_Hz"]
+        if abs(implied - duty) > 0.01 * duty:
+            return params, f"duty_cycle {duty:g} disagrees with burst_s × prf_Hz = {implied:g}"
+        mi = mechanical_index(params["pnp_MPa"], f)
+        if mi > env.max_mechanical_index:
+            return params, f"mechanical index {mi:.3g} above the limit {env.max_mechanical_index:g}"
+        ispta = ispta_mW_per_cm2(params["isppa_W_per_cm2"], duty)
+        if ispta > env.max_ispta_mW_per_cm2:
+            return params, f"I_SPTA {ispta:.4g} mW/cm² above the limit {env.max_ispta_mW_per_cm2:g} mW/cm²"
+        return params, ""
+
+    def _ramp(self, t: float, dt: float) -> Command:
+        self._elapse(dt)
+        self._set(False)
+        return self._output(t)
