@@ -1,22 +1,89 @@
-"""Device adapters, found by the name a device profile gives."""
+"""Device adapters, found by the name a device profile gives.
 
-from closedloop.adapters.base import Adapter, LimitViolation
-from closedloop.adapters.simulated import SimulatedStimulator
+Built-in adapters are listed in :data:`BUILTIN`. Third-party packages add
+their own without touching closedloop, through an entry point in the group
+``closedloop.adapters`` whose object is a class (or factory) called with the
+:class:`~closedloop.devices.DeviceProfile`::
+
+    # pyproject.toml of the third-party package
+    [project.entry-points."closedloop.adapters"]
+    my_stimulator = "my_package.adapter:MyStimulatorAdapter"
+
+A profile then says ``adapter = "my_stimulator"``. Built-in names win over
+entry points of the same name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+from closedloop.adapters.base import Adapter, AdapterBase, DeviceFault, LimitViolation
+from closedloop.adapters.iolog import IOLog, IORecord
+from closedloop.adapters.simulated import SimulatedRTMS, SimulatedStimulator, SimulatedTUS
+from closedloop.adapters.threaded import ThreadedAdapter
 from closedloop.devices import DeviceProfile
 
-_REGISTRY = {"simulated": SimulatedStimulator}
+ENTRY_POINT_GROUP = "closedloop.adapters"
+
+#: Built-in adapters: name -> "module:attribute" (imported on first use).
+BUILTIN: dict[str, str] = {
+    "simulated": "closedloop.adapters.simulated:simulated_adapter",
+    "lsl_commands": "closedloop.adapters.lsl_commands:LSLCommandAdapter",
+    "ttl": "closedloop.adapters.ttl:TTLTriggerAdapter",
+    "magstim": "closedloop.adapters.magstim:MagstimAdapter",
+    "magpro": "closedloop.adapters.magpro:MagProAdapter",
+    "starstim": "closedloop.adapters.starstim:StarstimAdapter",
+}
 
 
-def build_adapter(profile: DeviceProfile) -> Adapter:
-    """Instantiate the adapter a device profile names."""
+def _load(target: str) -> Callable[..., Any]:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_adapters() -> dict[str, str]:
+    """Every adapter name with where it comes from (``builtin`` or the entry point's target)."""
+    found = {name: "builtin" for name in BUILTIN}
+    for name, ep in sorted(_entry_points().items()):
+        if name not in found:
+            dist = getattr(getattr(ep, "dist", None), "name", None)
+            found[name] = f"entry point {ep.value}" + (f" ({dist})" if dist else "")
+    return found
+
+
+def adapter_factory(name: str) -> Callable[..., Any]:
+    """The class or factory registered as ``name``.
+
+    Raises
+    ------
+    ValueError
+        If no built-in adapter or entry point has that name (the message lists those that exist).
+    """
+    if name in BUILTIN:
+        return _load(BUILTIN[name])
+    eps = _entry_points()
+    if name in eps:
+        return eps[name].load()
+    raise ValueError(f"no adapter named {name!r}; available: {sorted(available_adapters())}")
+
+
+def build_adapter(profile: DeviceProfile, **kwargs: Any) -> Adapter:
+    """Instantiate the adapter a device profile names (keyword arguments go to its constructor)."""
     try:
-        cls = _REGISTRY[profile.device.adapter]
-    except KeyError:
-        raise ValueError(
-            f"device profile {profile.device.name!r} names adapter {profile.device.adapter!r}; "
-            f"available: {sorted(_REGISTRY)}"
-        ) from None
-    return cls(profile)
+        factory = adapter_factory(profile.device.adapter)
+    except ValueError as e:
+        raise ValueError(f"device profile {profile.device.name!r}: {e}") from None
+    return factory(profile, **kwargs)
 
 
-__all__ = ["Adapter", "LimitViolation", "SimulatedStimulator", "build_adapter"]
+__all__ = [
+    "Adapter", "AdapterBase", "BUILTIN", "DeviceFault", "ENTRY_POINT_GROUP", "IOLog", "IORecord",
+    "LimitViolation", "SimulatedRTMS", "SimulatedStimulator", "SimulatedTUS", "ThreadedAdapter",
+    "adapter_factory", "available_adapters", "build_adapter",
+]

@@ -1,0 +1,131 @@
+"""TTL trigger pulses on a serial line, for triggered TMS and TUS.
+
+The stimulator is set up (intensity, waveform, burst) on its own panel or
+by its own software; closedloop only decides *when*: each firing command
+sends ``pulses`` trigger pulses at ``frequency_Hz``, either by raising a
+modem-control line (RTS or DTR, e.g. through a level shifter) for
+``pulse_width_ms`` or by writing a trigger byte (for USB trigger boxes that
+turn a byte into a TTL pulse). Pulses are timed by the adapter's own thread
+against absolute deadlines: expect about a millisecond of jitter (USB
+serial adds its own latency); an emergency stop aborts a running train
+between two pulses.
+
+Limits (defence in depth): train rate, pulses per train, inter-train
+interval and the session's pulse count, from the profile.
+
+``[adapter_options]``: ``port`` (device path or pyserial URL), ``line``
+(``rts`` | ``dtr`` | ``byte``), ``pulse_width_ms`` (5), ``trigger_byte``
+(1), ``active_high`` (true), ``baudrate`` (115200), ``arm_on_connect``
+(false), plus those of :class:`~closedloop.adapters.threaded.ThreadedAdapter`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from closedloop.adapters.threaded import ThreadedAdapter
+from closedloop.adapters.limits import fires
+from closedloop.adapters.transport import SerialLink
+from closedloop.devices import DeviceProfile
+from closedloop.types import Command
+
+
+class TTLTriggerAdapter(ThreadedAdapter):
+    """Send trigger pulses (RTS/DTR line or a byte) on a serial port."""
+
+    modalities = ("rtms", "tus")
+    lost_link_advice = "no further triggers are sent; check the trigger line"
+    required_limits = ("max_frequency_Hz", "max_pulses_per_train", "min_inter_train_interval_s",
+                       "max_pulses_per_session")
+
+    def __init__(self, profile: DeviceProfile, **kwargs: Any) -> None:
+        super().__init__(profile, **kwargs)
+        self.port = self.option("port", "")
+        if not self.port:
+            raise ValueError(f"device profile {self.name!r}: adapter_options.port is required for ttl")
+        self.line = self.option("line", "rts")
+        if self.line not in ("rts", "dtr", "byte"):
+            raise ValueError(f"device profile {self.name!r}: adapter_options.line must be rts, dtr or byte")
+        self.width_s = self.option("pulse_width_ms", 5.0) / 1000.0
+        self.trigger_byte = self.option("trigger_byte", 1)
+        self.active_high = self.option("active_high", True)
+        self.baudrate = self.option("baudrate", 115200)
+        self.max_rate = profile.limit("max_frequency_Hz")
+        if self.line != "byte" and self.max_rate > 0 and self.width_s >= 1.0 / self.max_rate:
+            raise ValueError(f"device profile {self.name!r}: pulse_width_ms {self.width_s * 1e3:g} leaves no "
+                             f"low time at the maximum rate {self.max_rate:g} Hz")
+        self.pulse_times: list[float] = []
+        self._abort = threading.Event()
+
+    def problems(self, command: Command, now: float) -> list[str]:
+        p = super().problems(command, now)
+        if fires(command):
+            n = command.extra.get("pulses", 1.0)
+            if n > self.profile.limit("max_pulses_per_train"):
+                p.append(f"{n:g} pulses exceed max_pulses_per_train {self.profile.limit('max_pulses_per_train'):g}")
+            if n > 1 and not 0 < command.frequency_Hz <= self.max_rate:
+                p.append(f"train rate {command.frequency_Hz} Hz outside (0, {self.max_rate}] Hz")
+        return p
+
+    def _level(self, active: bool) -> None:
+        level = active if self.active_high else not active
+        self.link.set_lines(**{self.line: level})
+
+    def _pulse(self, note: str) -> None:
+        t = self.clock()
+        if self.line == "byte":
+            self.link.write(bytes([self.trigger_byte]), note)
+        else:
+            self.log.add("tx", note=f"{note}: {self.line.upper()} high")
+            self._level(True)
+            time.sleep(self.width_s)
+            self._level(False)
+        self.pulse_times.append(t)
+        self._acked()
+
+    # -- hooks -----------------------------------------------------------------------
+    def _io_open(self) -> None:
+        self.link = SerialLink(self.port, self.baudrate, self.reply_timeout_s, self.log)
+        if self.line != "byte":
+            self._level(False)
+        if self.option("arm_on_connect", False):
+            self.armed = True
+
+    def _io_arm(self) -> None:
+        self._abort.clear()
+
+    def _io_disarm(self) -> None:
+        self._io_safe()
+
+    def _io_apply(self, command: Command) -> None:
+        if not fires(command) or not self.armed:
+            return
+        n = int(command.extra.get("pulses", 1))
+        period = 1.0 / command.frequency_Hz if n > 1 else 0.0
+        start = time.monotonic()
+        for k in range(n):
+            delay = start + k * period - time.monotonic()
+            if (delay > 0 and self._abort.wait(delay)) or self._abort.is_set():
+                self.log.add("event", note=f"train aborted after {k} of {n} pulses")
+                return
+            self._pulse(f"pulse {k + 1}/{n}")
+
+    def _io_safe(self) -> None:
+        self.armed = False
+        if self.line != "byte":
+            self._level(False)
+
+    def emergency_stop(self) -> None:
+        self._abort.set()  # stops a running train at once, from the caller's thread
+        super().emergency_stop()
+
+    def arm(self) -> None:
+        self._abort.clear()
+        super().arm()
+
+    def status(self) -> dict[str, object]:
+        st = super().status()
+        st.update(pulses_sent=len(self.pulse_times), line=self.line)
+        return st
