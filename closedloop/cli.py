@@ -157,6 +157,133 @@ def devices(
             out.print(f"  adapter_options: {opts}", highlight=False)
 
 
+@app.command()
+def replay(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="recording: XDF, EDF, BDF, FIF, BrainVision, EEGLAB..."),
+    pipeline: Path = typer.Option(..., "--pipeline", "-p", help="pipeline TOML file"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default sessions/<time>-replay-<name>)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
+) -> None:
+    """Run a pipeline offline over a recording as fast as the CPU allows (session.xdf, summary.json, report.html)."""
+    from datetime import datetime
+
+    from closedloop.recording.files import RecordingError
+    from closedloop.replay import replay as run_replay
+
+    resolved = _load(pipeline)
+    folder = out_dir or Path(resolved.config.output.folder) / (
+        f"{datetime.now():%Y%m%d-%H%M%S}-replay-{resolved.config.pipeline.name}")
+    try:
+        result = run_replay(file, resolved, folder, progress=not quiet, report=not no_report)
+    except (RecordingError, FileExistsError, OSError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(3) from None
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    out.print_json(json.dumps(result.summary, default=str))
+    err.print(f"replayed {result.duration_s:.1f} s in {result.wall_s:.2f} s ({result.realtime_factor:.0f}x real time)"
+              f" → {folder}")
+
+
+@app.command()
+def play(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="recording: XDF or any format MNE reads"),
+    speed: float = typer.Option(1.0, "--speed", min=0.001, help="pace as a multiple of real time"),
+    loop: bool = typer.Option(False, "--loop", help="start again at the end (Ctrl-C stops)"),
+    name: Optional[str] = typer.Option(None, "--name", help="LSL stream name (default: the recording's)"),
+    source_id: Optional[str] = typer.Option(None, "--source-id", help="LSL source_id (default closedloop-play-NAME)"),
+    wait_consumer: float = typer.Option(0.0, "--wait-consumer", min=0.0,
+                                        help="wait up to this many seconds for a consumer before starting"),
+) -> None:
+    """Publish a recording as LSL streams (EEG plus a marker stream of its annotations)."""
+    from closedloop.play import play as run_play
+    from closedloop.recording.files import RecordingError
+
+    def started(stats) -> None:
+        err.print(f"closedloop play: {file} as LSL streams {stats.name!r} and {stats.marker_name!r} "
+                  f"at {speed:g}x{' (looping)' if loop else ''}", highlight=False)
+
+    try:
+        stats = run_play(file, speed, loop, name, source_id, wait_consumer_s=wait_consumer, on_start=started)
+    except RecordingError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(3) from None
+    err.print(f"sent {stats.samples} samples and {stats.markers} markers in {stats.wall_s:.1f} s")
+
+
+@app.command()
+def sweep(
+    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="recordings"),
+    pipeline: Path = typer.Option(..., "--pipeline", "-p", help="pipeline TOML file"),
+    grid: list[str] = typer.Option([], "--grid", "-g", help="KEY=V1,V2,... (repeat; cartesian product)"),
+    out_csv: Path = typer.Option(Path("sweep.csv"), "--out", help="CSV table of outcome metrics"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (default: local processes)"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="local processes (default: all cores)"),
+    band: Optional[str] = typer.Option(None, "--band", help="LOW,HIGH target band of the controlled feature "
+                                       "(default: the pipeline's controller.lower,upper)"),
+    states: Optional[str] = typer.Option(None, "--states", help="comma-separated marker labels that name states"),
+    stim_states: Optional[str] = typer.Option(None, "--stim-states",
+                                              help="comma-separated states during which stimulation is wanted"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Replay recordings with every combination of parameter values; write a CSV of outcome metrics."""
+    from closedloop.config import PipelineError
+    from closedloop.sweep import parse_grid, sweep as run_sweep
+
+    def split(text: Optional[str]) -> list[str] | None:
+        return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+    try:
+        parsed = parse_grid(grid)
+        target = None
+        if band:
+            low, high = (float(x) for x in band.split(","))
+            target = (low, high)
+        rows = run_sweep(files, pipeline, parsed, scheduler=scheduler, workers=workers, progress=not quiet,
+                         band=target, states=split(states), stim_states=split(stim_states), csv_path=out_csv)
+    except PipelineError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    except (ValueError, FileNotFoundError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    failed = [r for r in rows if r.get("error")]
+    err.print(f"{len(rows)} runs → {out_csv}" + (f" ({len(failed)} failed: see the error column)" if failed else ""))
+
+
+@app.command()
+def repair(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="XDF file cut short by a crash or full disk"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="report only; change nothing"),
+) -> None:
+    """Trim an XDF file back to its last whole chunk and add missing footers, reporting what was dropped."""
+    from closedloop.recording import repair_xdf, scan_xdf
+
+    try:
+        report = scan_xdf(file) if dry_run else repair_xdf(file)
+    except (ValueError, OSError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    table = Table(title=f"{file} — {'would keep' if dry_run else 'kept'}")
+    for col in ("stream", "name", "samples", "first", "last", "footer"):
+        table.add_column(col)
+    for sid, s in report.streams.items():
+        table.add_row(str(sid), s.name, str(s.sample_count),
+                      "" if s.first_timestamp is None else f"{s.first_timestamp:.3f}",
+                      "" if s.last_timestamp is None else f"{s.last_timestamp:.3f}",
+                      "added" if sid in report.footers_added else ("present" if s.has_footer else "missing"))
+    out.print(table)
+    if report.ok:
+        out.print(f"{file}: intact, nothing to do")
+        return
+    verb = "would drop" if dry_run else "dropped"
+    out.print(f"{file}: {verb} {report.bytes_dropped} bytes"
+              + (f" ({report.cut_reason})" if report.cut_reason else "")
+              + f"; {'would add' if dry_run else 'added'} footers for streams {report.footers_added or 'none'}"
+              + ("; the file header was rebuilt" if report.header_rebuilt else ""))
+
+
 def main() -> None:
     app()
 

@@ -23,6 +23,7 @@ class Step:
     frame: Frame
     desired: Command
     allowed: Command
+    state: dict[str, float] | None = None  # the controller's state() after this frame (recorded)
 
 
 class Pipeline:
@@ -69,7 +70,7 @@ class Pipeline:
             allowed = self.safety.step(desired, frame.time)
             t_safe += perf_counter() - tb
             t_ctl += tb - ta
-            steps.append(Step(frame, desired, allowed))
+            steps.append(Step(frame, desired, allowed, self.controller.state()))
         times = self.stage_s
         times["preprocess"] = t1 - t0
         times["features"] = t2 - t1

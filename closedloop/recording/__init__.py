@@ -1,21 +1,36 @@
-"""Recording sessions to XDF: an incremental writer, a background recorder and repair.
+"""Recording sessions to XDF, reading recordings back, and repairing cut files.
 
+- :class:`SessionRecording` writes everything a session produces to
+  ``session.xdf`` (live and replayed sessions alike) and ``report.html``.
 - :class:`XDFWriter` writes XDF chunk by chunk (one ``os.write`` per chunk).
 - :class:`Recorder` owns a writer on a thread, fed by the hot loop through a
   bounded queue; :func:`check_writable` checks a folder before a session.
+- :class:`XDFReader` reads XDF incrementally (constant memory);
+  :func:`open_recording` opens XDF or any MNE-readable file as EEG blocks
+  plus events.
 - :func:`repair_xdf` cuts a damaged file back to its last whole chunk and adds
   the missing footers; :func:`scan_xdf` reports without writing.
 """
 
+from closedloop.recording.files import Event, RecordingError, RecordingFile, open_recording
+from closedloop.recording.reader import XDFReader, XDFStream
 from closedloop.recording.recorder import Recorder, RecorderStats, check_writable
 from closedloop.recording.repair import RepairReport, StreamSummary, repair_xdf, scan_xdf
+from closedloop.recording.session import SessionRecording
 from closedloop.recording.xdf import XDFWriter
 
 __all__ = [
+    "SessionRecording",
     "XDFWriter",
+    "XDFReader",
+    "XDFStream",
     "Recorder",
     "RecorderStats",
     "check_writable",
+    "open_recording",
+    "RecordingFile",
+    "RecordingError",
+    "Event",
     "repair_xdf",
     "scan_xdf",
     "RepairReport",

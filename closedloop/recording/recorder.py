@@ -77,6 +77,10 @@ class Recorder:
         Most pushes waiting for the thread; more are dropped and counted.
     max_batch_samples : int
         A stream's batch is written early when it reaches this many samples.
+    block_when_full : bool
+        Make :meth:`push` wait for room in the queue instead of dropping
+        (offline replays, where losing data is worse than waiting; never on
+        a live loop).
 
     Notes
     -----
@@ -94,6 +98,7 @@ class Recorder:
         boundary_interval_s: float = 10.0,
         max_queue: int = 10_000,
         max_batch_samples: int = 100_000,
+        block_when_full: bool = False,
     ) -> None:
         if flush_interval_s <= 0 or boundary_interval_s <= 0:
             raise ValueError("flush_interval_s and boundary_interval_s must be > 0")
@@ -104,6 +109,7 @@ class Recorder:
         self.flush_interval_s = float(flush_interval_s)
         self.boundary_interval_s = float(boundary_interval_s)
         self.max_batch_samples = int(max_batch_samples)
+        self.block_when_full = bool(block_when_full)
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._specs: dict[int, StreamSpec] = {}
         self._pending_headers: list[tuple[StreamSpec, str]] = []
@@ -211,6 +217,12 @@ class Recorder:
                 return
             except queue.Full:
                 pass
+            while self.block_when_full and self._error is None and self.running:
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
         with self._lock:
             self._dropped_pushes += 1
             self._dropped_samples += n_samples

@@ -1,0 +1,148 @@
+"""Record the other LSL streams of a live session (markers, ratings) from a background thread.
+
+The EEG goes through the loop; everything else a session should keep —
+the synthetic source's blink markers, a task's event markers, pain ratings —
+is pulled here, off the loop thread, and handed to
+:meth:`SessionRecording.on_marker` with raw timestamps, plus a clock offset
+per stream every few seconds (as LabRecorder records them).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+from closedloop.lslconfig import configure_lsl
+
+__all__ = ["StreamInlets"]
+
+log = logging.getLogger(__name__)
+
+_FORMATS = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int16", 6: "int8", 7: "int64"}
+
+
+class StreamInlets:
+    """Pull some LSL streams into a :class:`~closedloop.recording.SessionRecording`.
+
+    Parameters
+    ----------
+    recording : SessionRecording
+        Where the samples go.
+    queries : list of dict
+        One per stream: any of ``name``, ``type``, ``source_id`` (as for
+        :func:`closedloop.sources.resolve_one`).
+    resolve_timeout_s : float
+        How long to look for each stream in :meth:`start`.
+    offset_interval_s : float
+        Interval between clock offset measurements per stream.
+    required : bool
+        Raise if a stream is not found; otherwise log and skip it.
+
+    Attributes
+    ----------
+    names : list of str
+        The streams being recorded.
+    samples : dict of str to int
+        Samples forwarded per stream.
+    error : BaseException or None
+        What stopped the thread, if anything.
+    """
+
+    def __init__(self, recording, queries: Sequence[Mapping[str, str]], resolve_timeout_s: float = 2.0,
+                 offset_interval_s: float = 5.0, required: bool = False) -> None:
+        self.recording = recording
+        self.queries = [dict(q) for q in queries]
+        self.resolve_timeout_s = resolve_timeout_s
+        self.offset_interval_s = offset_interval_s
+        self.required = required
+        self.names: list[str] = []
+        self.samples: dict[str, int] = {}
+        self.error: BaseException | None = None
+        self._inlets: list = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> StreamInlets:
+        """Resolve the streams, declare them in the recording, and start pulling."""
+        configure_lsl()
+        import pylsl
+
+        from closedloop.sources.lsl import SourceError, resolve_one
+
+        for query in self.queries:
+            try:
+                info = resolve_one(**query, timeout=self.resolve_timeout_s, settle=0.2)
+            except SourceError as err:
+                if self.required:
+                    raise
+                log.warning("not recording %s: %s", query, err)
+                continue
+            inlet = pylsl.StreamInlet(info, max_buflen=60, recover=False, processing_flags=0)
+            full = inlet.info(timeout=self.resolve_timeout_s)
+            name = full.name()
+            fmt = _FORMATS.get(full.channel_format(), "double64")
+            labels = _labels(full)
+            self.recording.add_stream(name, full.type(), full.channel_count(), full.nominal_srate(), fmt,
+                                      full.source_id(), labels or None, full.as_xml())
+            inlet.open_stream(timeout=self.resolve_timeout_s)
+            self.recording.on_clock_offset(pylsl.local_clock(), inlet.time_correction(timeout=2.0), stream=name)
+            self._inlets.append((name, inlet, fmt))
+            self.names.append(name)
+            self.samples[name] = 0
+        self._thread = threading.Thread(target=self._run, name="closedloop-stream-inlets", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import pylsl
+
+        next_offset = time.monotonic() + self.offset_interval_s
+        try:
+            while not self._stop.is_set():
+                got = False
+                for name, inlet, fmt in self._inlets:
+                    values, stamps = inlet.pull_chunk(timeout=0.0)
+                    if stamps:
+                        got = True
+                        self.recording.on_marker(name, values, stamps)
+                        self.samples[name] += len(stamps)
+                if time.monotonic() >= next_offset:
+                    for name, inlet, _ in self._inlets:
+                        try:
+                            self.recording.on_clock_offset(pylsl.local_clock(), inlet.time_correction(timeout=0.5),
+                                                           stream=name)
+                        except pylsl.util.TimeoutError:
+                            pass
+                    next_offset = time.monotonic() + self.offset_interval_s
+                if not got:
+                    self._stop.wait(0.02)
+        except Exception as err:  # noqa: BLE001 - a lost marker stream must not take the session down
+            self.error = err
+            log.warning("stream inlets stopped: %s: %s", type(err).__name__, err)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Pull what is left, stop the thread and close the inlets."""
+        if self._thread is not None:
+            time.sleep(0.05)  # let markers pushed just before the end arrive
+            self._stop.set()
+            self._thread.join(timeout)
+        for name, inlet, _ in self._inlets:
+            try:
+                values, stamps = inlet.pull_chunk(timeout=0.0)
+                if stamps:
+                    self.recording.on_marker(name, values, stamps)
+                    self.samples[name] += len(stamps)
+                inlet.close_stream()
+            except Exception:  # noqa: BLE001 - closing a lost stream may fail; nothing to save
+                pass
+        self._inlets = []
+
+
+def _labels(info) -> list[str]:
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(info.as_xml())
+    labels = [(ch.findtext("label") or "") for ch in root.findall("./desc/channels/channel")]
+    return labels if len(labels) == info.channel_count() and all(labels) else []

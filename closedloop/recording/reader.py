@@ -1,0 +1,406 @@
+"""Read XDF files incrementally: headers first, then one stream's samples block by block.
+
+:func:`pyxdf.load_xdf` reads a whole file into memory. A replay of a long
+recording needs constant memory, so :class:`XDFReader` makes one pass over
+the chunk headers (seeking past numeric sample data) to collect stream
+headers, footers, clock offsets and the (small) string streams, and then
+reads a numeric stream's Samples chunks one at a time with
+:meth:`XDFReader.iter_samples`.
+
+Values and timestamps come out exactly as stored: no clock synchronisation,
+no dejitter (the same as ``pyxdf.load_xdf(..., synchronize_clocks=False,
+dejitter_timestamps=False)``). Samples whose timestamp was omitted (timestamp
+byte 0) get the previous timestamp plus ``1 / nominal_srate``, as in pyxdf.
+
+A file cut short (a crash, a full disk) is read up to its last whole chunk;
+:attr:`XDFReader.truncated` says where and why it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import xml.etree.ElementTree as ET
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from closedloop.recording.xdf import (
+    BOUNDARY_UUID,
+    CHANNEL_FORMATS,
+    FORMAT_ALIASES,
+    MAGIC,
+    TAG_BOUNDARY,
+    TAG_CLOCK_OFFSET,
+    TAG_FILE_HEADER,
+    TAG_SAMPLES,
+    TAG_STREAM_FOOTER,
+    TAG_STREAM_HEADER,
+)
+
+__all__ = ["XDFReader", "XDFStream", "xml_to_dict"]
+
+
+def xml_to_dict(element: ET.Element) -> dict | str:
+    """An XML element as nested dicts (repeated children become lists; leaves are text)."""
+    children = list(element)
+    if not children:
+        return element.text or ""
+    out: dict[str, object] = {}
+    for child in children:
+        value = xml_to_dict(child)
+        if child.tag in out:
+            previous = out[child.tag]
+            if isinstance(previous, list):
+                previous.append(value)
+            else:
+                out[child.tag] = [previous, value]
+        else:
+            out[child.tag] = value
+    return out
+
+
+@dataclass
+class XDFStream:
+    """One stream of an XDF file, as its header, footer and clock offsets describe it.
+
+    Attributes
+    ----------
+    stream_id : int
+        Id in the file.
+    name, type, source_id : str
+        LSL stream properties.
+    channel_count : int
+        Number of channels.
+    nominal_srate : float
+        Nominal rate (0 for irregular streams).
+    channel_format : str
+        XDF channel format (``float32``, ``double64``, ``string``, ...).
+    ch_names, units, ch_types : list of str
+        Per-channel labels, units and types from ``desc/channels`` (empty
+        strings where absent).
+    header : xml.etree.ElementTree.Element
+        The stream header's ``<info>`` element.
+    footer : Element or None
+        The stream footer's ``<info>`` element, if the file has one.
+    clock_offsets : list of (float, float)
+        ``(collection time, offset)`` pairs in file order.
+    sample_count : int
+        Samples found in the file (whole chunks only).
+    strings : list of list of str
+        Values of a string stream (read in the header pass); empty otherwise.
+    string_stamps : ndarray
+        Timestamps of a string stream.
+    """
+
+    stream_id: int
+    name: str
+    type: str
+    source_id: str
+    channel_count: int
+    nominal_srate: float
+    channel_format: str
+    ch_names: list[str]
+    units: list[str]
+    ch_types: list[str]
+    header: ET.Element
+    footer: ET.Element | None = None
+    clock_offsets: list[tuple[float, float]] = field(default_factory=list)
+    sample_count: int = 0
+    strings: list[list[str]] = field(default_factory=list)
+    string_stamps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    _chunks: array = field(default_factory=lambda: array("q"), repr=False)  # (pos, length) pairs
+    _string_stamps: list[float] = field(default_factory=list, repr=False)
+    _last_stamp: float = field(default=0.0, repr=False)
+
+    @property
+    def dtype(self) -> np.dtype | None:
+        """Little-endian numpy dtype of the values (None for strings)."""
+        code = CHANNEL_FORMATS[self.channel_format]
+        return None if code is None else np.dtype(code)
+
+    def desc(self, path: str) -> str | None:
+        """Text at ``path`` below ``<desc>`` (e.g. ``"closedloop/pipeline_offset"``), or None."""
+        return self.header.findtext(f"./desc/{path}")
+
+
+class _Stop(Exception):
+    """The chunk at the current position is incomplete or invalid."""
+
+
+def _varlen(buf: bytes, pos: int) -> tuple[int, int]:
+    if pos >= len(buf):
+        raise _Stop("varlen integer past the end")
+    width = buf[pos]
+    if width not in (1, 4, 8) or pos + 1 + width > len(buf):
+        raise _Stop(f"invalid varlen integer (width byte {width})")
+    return int.from_bytes(buf[pos + 1 : pos + 1 + width], "little"), pos + 1 + width
+
+
+@numba.njit(cache=True)
+def _parse_samples_kernel(buf, pos, n, value_bytes, tdiff, last, out_ts_bytes, out_has_ts, out_values):
+    """Walk ``n`` samples with mixed timestamp bytes; copy raw bytes out. Returns the end position or -1."""
+    size = buf.shape[0]
+    for i in range(n):
+        if pos >= size:
+            return -1
+        tb = buf[pos]
+        pos += 1
+        if tb == 8:
+            if pos + 8 > size:
+                return -1
+            for b in range(8):
+                out_ts_bytes[i, b] = buf[pos + b]
+            out_has_ts[i] = True
+            pos += 8
+        elif tb == 0:
+            out_has_ts[i] = False
+        else:
+            return -1
+        if pos + value_bytes > size:
+            return -1
+        for b in range(value_bytes):
+            out_values[i, b] = buf[pos + b]
+        pos += value_bytes
+    return pos
+
+
+@numba.njit(cache=True)
+def _fill_deduced(stamps, has_ts, tdiff, last):
+    """Timestamps omitted from the file: previous + 1/rate (pyxdf's rule)."""
+    for i in range(stamps.shape[0]):
+        if has_ts[i]:
+            last = stamps[i]
+        else:
+            last = last + tdiff
+            stamps[i] = last
+    return last
+
+
+class XDFReader:
+    """An XDF file opened for incremental reading.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+
+    Attributes
+    ----------
+    streams : dict of int to XDFStream
+        Every stream whose header was found.
+    file_header : Element
+        The file header's ``<info>`` element.
+    truncated : str or None
+        Why the header pass stopped before the end of the file (a cut or
+        corrupt chunk), or None for a complete file.
+    valid_bytes : int
+        Bytes of whole, valid chunks from the start.
+
+    Raises
+    ------
+    ValueError
+        If the file is not XDF.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.size = self.path.stat().st_size
+        self.streams: dict[int, XDFStream] = {}
+        self.file_header = ET.Element("info")
+        self.truncated: str | None = None
+        self.valid_bytes = 0
+        self._scan()
+
+    # -- header pass -------------------------------------------------------------
+    def _scan(self) -> None:
+        with open(self.path, "rb") as f:
+            if f.read(4) != MAGIC:
+                raise ValueError(f"{self.path} is not an XDF file (it does not start with 'XDF:')")
+            pos = 4
+            while pos < self.size:
+                try:
+                    pos = self._chunk(f, pos)
+                except _Stop as err:
+                    self.truncated = f"chunk at byte {pos}: {err}"
+                    break
+                self.valid_bytes = pos
+        for stream in self.streams.values():
+            stream.string_stamps = np.array(stream._string_stamps, dtype=np.float64)
+            stream._string_stamps = []
+
+    def _chunk(self, f, pos: int) -> int:
+        f.seek(pos)
+        head = f.read(9)
+        width = head[0]
+        if width not in (1, 4, 8) or len(head) < 1 + width:
+            raise _Stop(f"invalid or cut chunk length (width byte {width})")
+        length = int.from_bytes(head[1 : 1 + width], "little")
+        start = pos + 1 + width
+        end = start + length
+        if length < 2 or end > self.size:
+            raise _Stop(f"chunk of {length} bytes runs past the end of the file")
+        f.seek(start)
+        tag = int.from_bytes(f.read(2), "little")
+        if tag == TAG_FILE_HEADER:
+            self.file_header = _parse(f.read(length - 2))
+            return end
+        if tag == TAG_BOUNDARY:
+            if f.read(length - 2) != BOUNDARY_UUID:
+                raise _Stop("boundary chunk without the boundary UUID")
+            return end
+        if tag not in (TAG_STREAM_HEADER, TAG_SAMPLES, TAG_CLOCK_OFFSET, TAG_STREAM_FOOTER) or length < 6:
+            raise _Stop(f"unknown chunk tag {tag} (or chunk too short)")
+        stream_id = int.from_bytes(f.read(4), "little")
+        content_len = length - 6
+        if tag == TAG_STREAM_HEADER:
+            self.streams[stream_id] = _stream_from_header(stream_id, _parse(f.read(content_len)))
+            return end
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            raise _Stop(f"tag {tag} chunk for undeclared stream {stream_id}")
+        if tag == TAG_CLOCK_OFFSET:
+            raw = f.read(content_len)
+            if len(raw) != 16:
+                raise _Stop("clock offset chunk of the wrong size")
+            stream.clock_offsets.append(struct.unpack("<dd", raw))
+        elif tag == TAG_STREAM_FOOTER:
+            stream.footer = _parse(f.read(content_len))
+        elif stream.channel_format == "string":
+            self._strings(stream, f.read(content_len))
+        else:
+            n, _ = _varlen(f.read(min(9, content_len)), 0)
+            if n:
+                stream._chunks.extend((start + 6, content_len))
+                stream.sample_count += n
+        return end
+
+    def _strings(self, stream: XDFStream, buf: bytes) -> None:
+        n, pos = _varlen(buf, 0)
+        tdiff = 1.0 / stream.nominal_srate if stream.nominal_srate > 0 else 0.0
+        rows, stamps = [], []
+        last = stream._last_stamp
+        for _ in range(n):
+            if pos >= len(buf):
+                raise _Stop("string samples chunk ends inside a sample")
+            tb = buf[pos]
+            if tb == 8:
+                if pos + 9 > len(buf):
+                    raise _Stop("string samples chunk ends inside a timestamp")
+                last = struct.unpack_from("<d", buf, pos + 1)[0]
+                pos += 9
+            elif tb == 0:
+                last += tdiff
+                pos += 1
+            else:
+                raise _Stop(f"invalid timestamp byte {tb}")
+            row = []
+            for _ in range(stream.channel_count):
+                length, pos = _varlen(buf, pos)
+                if pos + length > len(buf):
+                    raise _Stop("string value runs past the end of the chunk")
+                row.append(buf[pos : pos + length].decode("utf-8", errors="replace"))
+                pos += length
+            rows.append(row)
+            stamps.append(last)
+        if pos != len(buf):
+            raise _Stop("string samples chunk length does not match its samples")
+        stream._last_stamp = last
+        stream.strings.extend(rows)
+        stream._string_stamps.extend(stamps)
+        stream.sample_count += n
+
+    # -- data pass ---------------------------------------------------------------
+    def iter_samples(self, stream_id: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(values, timestamps)`` per Samples chunk of a numeric stream.
+
+        ``values`` has shape (n, channel_count) and the stream's dtype;
+        both arrays are new for each chunk (callers may keep them).
+        """
+        stream = self.streams[stream_id]
+        dtype = stream.dtype
+        if dtype is None:
+            raise ValueError(f"stream {stream.name!r} holds strings; read XDFStream.strings instead")
+        value_bytes = dtype.itemsize * stream.channel_count
+        record = np.dtype([("tsbyte", "u1"), ("ts", "<f8"), ("values", dtype, (stream.channel_count,))])
+        tdiff = 1.0 / stream.nominal_srate if stream.nominal_srate > 0 else 0.0
+        last = 0.0
+        chunks = stream._chunks
+        with open(self.path, "rb") as f:
+            for k in range(0, len(chunks), 2):
+                f.seek(chunks[k])
+                buf = f.read(chunks[k + 1])
+                n, pos = _varlen(buf, 0)
+                if len(buf) - pos == n * record.itemsize:
+                    recs = np.frombuffer(buf, dtype=record, count=n, offset=pos)
+                    if np.all(recs["tsbyte"] == 8):  # our writer and LabRecorder: explicit stamps
+                        stamps = recs["ts"].copy()
+                        last = float(stamps[-1])
+                        yield recs["values"].copy(), stamps
+                        continue
+                raw = np.frombuffer(buf, dtype=np.uint8)
+                ts_bytes = np.zeros((n, 8), dtype=np.uint8)
+                has_ts = np.zeros(n, dtype=np.bool_)
+                values = np.empty((n, value_bytes), dtype=np.uint8)
+                end = _parse_samples_kernel(raw, pos, n, value_bytes, tdiff, last, ts_bytes, has_ts, values)
+                if end != len(buf):
+                    raise ValueError(f"{self.path}: samples chunk at byte {chunks[k]} of stream "
+                                     f"{stream.name!r} does not parse")
+                stamps = ts_bytes.view("<f8").reshape(n).copy()
+                last = _fill_deduced(stamps, has_ts, tdiff, last)
+                yield values.view(dtype).reshape(n, stream.channel_count), stamps
+
+    def read_stream(self, stream_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """All of a numeric stream's samples at once (for small streams)."""
+        stream = self.streams[stream_id]
+        parts = list(self.iter_samples(stream_id))
+        if not parts:
+            return np.zeros((0, stream.channel_count), dtype=stream.dtype), np.zeros(0)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def find(self, name: str | None = None, type: str | None = None) -> list[XDFStream]:
+        """Streams matching a name and/or type (type compared case-insensitively)."""
+        return [s for s in self.streams.values()
+                if (name is None or s.name == name) and (type is None or s.type.lower() == type.lower())]
+
+
+def _parse(raw: bytes) -> ET.Element:
+    try:
+        return ET.fromstring(raw)
+    except ET.ParseError as err:
+        raise _Stop(f"XML does not parse ({err})") from None
+
+
+def _stream_from_header(stream_id: int, root: ET.Element) -> XDFStream:
+    fmt = (root.findtext("channel_format") or "").strip()
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
+    if fmt not in CHANNEL_FORMATS:
+        raise _Stop(f"stream {stream_id}: unknown channel_format {fmt!r}")
+    try:
+        count = int(root.findtext("channel_count") or "0")
+        srate = float(root.findtext("nominal_srate") or "0")
+    except ValueError:
+        raise _Stop(f"stream {stream_id}: bad channel_count or nominal_srate") from None
+    channels = root.findall("./desc/channels/channel")
+    labels = [(ch.findtext("label") or "").strip() for ch in channels]
+    units = [(ch.findtext("unit") or "").strip() for ch in channels]
+    types = [(ch.findtext("type") or "").strip() for ch in channels]
+    if len(labels) != count:
+        labels, units, types = [""] * count, [""] * count, [""] * count
+    return XDFStream(
+        stream_id=stream_id,
+        name=root.findtext("name") or "",
+        type=root.findtext("type") or "",
+        source_id=root.findtext("source_id") or "",
+        channel_count=count,
+        nominal_srate=srate,
+        channel_format=fmt,
+        ch_names=labels,
+        units=units,
+        ch_types=types,
+        header=root,
+    )

@@ -1,0 +1,435 @@
+"""Everything a session writes: ``session.xdf`` (and ``report.html`` at the end).
+
+:class:`SessionRecording` is used by the live runtime and by the offline
+replay alike, so both write the same streams:
+
+============================ =========== ==================================================
+stream (name)                type        content, one sample per ...
+============================ =========== ==================================================
+the EEG source's own name    EEG         ... raw sample, values and LSL timestamps as received
+``closedloop-features``      Features    ... frame: feature values, quality flags, frame index
+``closedloop-controller``    Controller  ... frame: the controller's state after the frame
+``closedloop-commands``      Commands    ... frame: desired and allowed command
+``closedloop-applied``       Commands    ... command the adapter issued (issue time, latency)
+``closedloop-safety``        Events      ... safety event, as JSON text
+other names (markers, ...)   as declared ... sample of that LSL stream, raw timestamps
+============================ =========== ==================================================
+
+Frame-based streams are stamped with the frame time (the pipeline's time
+base), so a replay of the file reproduces them exactly. The EEG stream keeps
+the raw LSL timestamps; the clock offset the pipeline added to them is in the
+EEG stream header under ``desc/closedloop/pipeline_offset``, and every later
+clock measurement is a ClockOffset chunk. The file header and the features
+stream header carry the resolved pipeline (JSON and the TOML text), the
+device profile and the closedloop version.
+
+Every ``on_*`` method only copies into the :class:`~closedloop.recording.Recorder`
+queue and returns: it never blocks the loop and never raises because of the
+disk; a disk error shows up in :attr:`SessionRecording.error`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from closedloop.recording.recorder import Recorder, check_writable
+
+__all__ = ["SessionRecording", "eeg_info_from_lsl", "COMMAND_CHANNELS", "APPLIED_CHANNELS"]
+
+log = logging.getLogger(__name__)
+
+#: Channels of the ``closedloop-commands`` stream.
+COMMAND_CHANNELS = (
+    "desired_on", "desired_amplitude_mA", "desired_frequency_Hz",
+    "allowed_on", "allowed_amplitude_mA", "allowed_frequency_Hz",
+)
+#: Channels of the ``closedloop-applied`` stream.
+APPLIED_CHANNELS = ("amplitude_mA", "frequency_Hz", "on", "frame_time", "latency_s")
+
+FEATURES_STREAM = "closedloop-features"
+CONTROLLER_STREAM = "closedloop-controller"
+COMMANDS_STREAM = "closedloop-commands"
+APPLIED_STREAM = "closedloop-applied"
+SAFETY_STREAM = "closedloop-safety"
+
+
+def _version() -> str:
+    from closedloop import __version__
+
+    return __version__
+
+
+def eeg_info_from_lsl(source) -> dict:
+    """The ``eeg`` description :class:`SessionRecording` needs, from an opened LSL source.
+
+    Parameters
+    ----------
+    source : closedloop.sources.LSLSource
+        A source after ``open()``.
+    """
+    import pylsl
+
+    info = source.info
+    xml = info.as_xml()
+    root = ET.fromstring(xml)
+    units = [(ch.findtext("unit") or "") for ch in root.findall("./desc/channels/channel")]
+    if len(units) != len(source.ch_names):
+        units = ["microvolts"] * len(source.ch_names)
+    return {
+        "name": info.name(),
+        "type": info.type(),
+        "source_id": info.source_id(),
+        "sfreq": info.nominal_srate(),
+        "channel_format": "float32" if info.channel_format() == pylsl.cf_float32 else "double64",
+        "ch_names": list(source.ch_names),
+        "units": units,
+        "pipeline_offset": float(source.pipeline_offset),
+        "header_xml": xml,
+        "created_at": info.created_at(),
+    }
+
+
+class SessionRecording:
+    """Write one session's ``session.xdf`` incrementally, and its report at the end.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The session folder (created). It must not hold a ``session.xdf`` yet.
+    resolved : ResolvedPipeline
+        The pipeline and device profile of the session (written to the headers).
+    eeg : dict
+        The EEG stream as received: ``name``, ``type``, ``source_id``,
+        ``sfreq``, ``channel_format`` (``"float32"`` or ``"double64"``),
+        ``ch_names``, ``units`` (one string or one per channel),
+        ``pipeline_offset`` (the clock offset the pipeline added to every
+        raw timestamp, s) and optionally ``header_xml`` (the source's LSL
+        header, embedded as text) and ``created_at``.
+    feature_names : tuple of str
+        Feature names, in frame order.
+    controller_state_names : list of str, optional
+        Keys of the controller's ``state()``; by default those of a
+        controller built from ``resolved``.
+    extra_streams : list of dict, optional
+        Further streams to record (markers, ratings): ``name`` and optionally
+        ``type`` (``"Markers"``), ``channel_count`` (1), ``nominal_srate`` (0),
+        ``channel_format`` (``"string"``), ``source_id``, ``ch_names``,
+        ``header_xml``. Streams not declared here are added as one-channel
+        string streams the first time :meth:`on_marker` names them.
+    block : bool
+        Wait for the writer instead of dropping data when its queue is full
+        (offline replays only; a live loop must never block).
+    min_free_bytes : int
+        Free space the folder must have before the session starts.
+    flush_interval_s : float
+        Longest time data wait in memory before they are written (the
+        recorder also writes a boundary chunk and syncs every 10 s).
+    report : bool
+        Write ``report.html`` on :meth:`close`.
+
+    Raises
+    ------
+    OSError
+        Naming the folder, if it cannot be created or written, lacks free
+        space, or already holds a ``session.xdf`` — before the session starts.
+    """
+
+    FILE_NAME = "session.xdf"
+    REPORT_NAME = "report.html"
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        resolved,
+        eeg: Mapping[str, object],
+        feature_names: Sequence[str],
+        controller_state_names: Sequence[str] | None = None,
+        extra_streams: Sequence[Mapping[str, object]] | None = None,
+        *,
+        block: bool = False,
+        min_free_bytes: int = 100_000_000,
+        flush_interval_s: float = 0.5,
+        report: bool = True,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        check_writable(self.out_dir, min_free_bytes)
+        self.path = self.out_dir / self.FILE_NAME
+        if self.path.exists():
+            raise FileExistsError(
+                f"{self.path} already exists: a session folder holds one recording; choose another folder"
+            )
+        self.resolved = resolved
+        self.feature_names = tuple(feature_names)
+        if controller_state_names is None:
+            from closedloop.control import build_controller
+
+            controller_state_names = list(build_controller(resolved.config.controller).state())
+        self.controller_state_names = tuple(controller_state_names)
+        self.report_enabled = report
+        self.report_path: Path | None = None
+        self.report_error: BaseException | None = None
+        self._closed = False
+        self.session_id = uuid.uuid4().hex[:12]
+        version = _version()
+        self.started = datetime.now().astimezone().isoformat(timespec="seconds")
+        pipeline_meta = _pipeline_meta(resolved)
+        file_info = {"closedloop_version": version, "session_id": self.session_id,
+                     "session_started": self.started, **pipeline_meta}
+        # offline (block=True) the writer is fed as fast as the CPU allows: keep what waits in memory
+        # small (a 32-item queue, batches of about 1 MB) so memory stays flat and low
+        item = 4 if str(eeg.get("channel_format", "float32")) == "float32" else 8
+        sample_bytes = len(eeg["ch_names"]) * item + 9
+        self.recorder = Recorder(self.path, file_info, flush_interval_s=flush_interval_s, block_when_full=block,
+                                 max_queue=32 if block else 10_000,
+                                 max_batch_samples=max(1000, 1_000_000 // sample_bytes) if block else 100_000)
+        self._ids: dict[str, int] = {}
+        self._strings: set[int] = set()  # ids of string streams
+        self._n_state = len(self.controller_state_names)
+
+        # -- EEG as received -------------------------------------------------------
+        ch_names = [str(c) for c in eeg["ch_names"]]
+        units = eeg.get("units", "microvolts")
+        units = [str(units)] * len(ch_names) if isinstance(units, str) else [str(u) for u in units]
+        ch_types = eeg.get("ch_types") or ["EEG"] * len(ch_names)
+        self.eeg_name = str(eeg["name"])
+        self.pipeline_offset = float(eeg.get("pipeline_offset", 0.0))
+        meta = {"role": "eeg", "version": version, "session_id": self.session_id,
+                "pipeline_offset": repr(self.pipeline_offset)}
+        if eeg.get("header_xml"):
+            meta["source_header_xml"] = str(eeg["header_xml"])
+        self._eeg_id = self.recorder.add_stream(
+            self.eeg_name, str(eeg.get("type", "EEG")), len(ch_names), float(eeg["sfreq"]),
+            str(eeg.get("channel_format", "float32")), source_id=str(eeg.get("source_id", "")),
+            channels=[{"label": n, "unit": u, "type": t} for n, u, t in zip(ch_names, units, ch_types)],
+            desc_extra={"closedloop": meta}, created_at=_float_or_none(eeg.get("created_at")),
+        )
+        self._ids[self.eeg_name] = self._eeg_id
+
+        # -- what the pipeline made of it -------------------------------------------
+        cfg = resolved.config
+        hop_rate = cfg.sfreq / cfg.features.hop_samples
+        unit = "log10(uV^2)" if cfg.features.log10 else "uV^2"
+        feat_channels = [{"label": n, "unit": unit, "type": "feature"} for n in self.feature_names]
+        feat_channels += [{"label": "flags", "unit": "Quality", "type": "flags"},
+                          {"label": "frame_index", "unit": "", "type": "index"}]
+        self._feat_id = self._add(FEATURES_STREAM, "Features", feat_channels, hop_rate,
+                                  {"role": "features", **pipeline_meta})
+        self._state_id = self._add(
+            CONTROLLER_STREAM, "Controller",
+            [{"label": n, "unit": "", "type": "state"} for n in self.controller_state_names] or
+            [{"label": "none", "unit": "", "type": "state"}], hop_rate, {"role": "controller"})
+        self._cmd_id = self._add(
+            COMMANDS_STREAM, "Commands",
+            [{"label": n, "unit": _unit(n), "type": "command"} for n in COMMAND_CHANNELS], hop_rate,
+            {"role": "commands"})
+        self._applied_id = self._add(
+            APPLIED_STREAM, "Commands",
+            [{"label": n, "unit": _unit(n), "type": "command"} for n in APPLIED_CHANNELS], 0.0,
+            {"role": "applied"})
+        self._safety_id = self.recorder.add_stream(
+            SAFETY_STREAM, "Events", 1, 0.0, "string", source_id=f"closedloop-{self.session_id}-safety",
+            channels=[{"label": "event", "unit": "json", "type": "event"}],
+            desc_extra={"closedloop": {"role": "safety", "version": version}})
+        self._feat_row = np.empty(len(self.feature_names) + 2)
+        for spec in extra_streams or ():
+            self.add_stream(**dict(spec))
+        self.recorder.start()  # OSError naming the file if it cannot be created
+
+    @classmethod
+    def for_source(cls, out_dir, resolved, source, pipeline, extra_streams=None, **kwargs) -> SessionRecording:
+        """Record a live session on an opened :class:`~closedloop.sources.LSLSource`.
+
+        Also hooks the recording in: the source's later clock offsets
+        (``source.on_offset``) and the pipeline's safety events
+        (``pipeline.safety.on_event``) are recorded, and the offset
+        measured at ``open()`` is written first.
+        """
+        import pylsl
+
+        rec = cls(out_dir, resolved, eeg_info_from_lsl(source), pipeline.feature_names,
+                  list(pipeline.controller.state()), extra_streams, **kwargs)
+        rec.on_clock_offset(getattr(source, "_last_offset_time", pylsl.local_clock()), source.clock_offset)
+        source.on_offset = _chain(source.on_offset, rec.on_clock_offset)
+        pipeline.safety.on_event = _chain(pipeline.safety.on_event, rec.on_event)
+        return rec
+
+    def _add(self, name: str, type_: str, channels: list[dict], srate: float, meta: dict) -> int:
+        sid = self.recorder.add_stream(
+            name, type_, len(channels), srate, "double64", source_id=f"closedloop-{self.session_id}-{name[11:]}",
+            channels=channels, desc_extra={"closedloop": {"version": _version(), **meta}})
+        self._ids[name] = sid
+        return sid
+
+    def add_stream(self, name: str, type: str = "Markers", channel_count: int = 1, nominal_srate: float = 0.0,
+                   channel_format: str = "string", source_id: str = "", ch_names: Sequence[str] | None = None,
+                   header_xml: str | None = None) -> int:
+        """Declare another stream to record (also possible while recording)."""
+        if name in self._ids:
+            raise ValueError(f"stream {name!r} is already recorded in {self.path}")
+        meta: dict[str, object] = {"role": "extra", "version": _version()}
+        if header_xml:
+            meta["source_header_xml"] = header_xml
+        channels = [{"label": str(n)} for n in ch_names] if ch_names else None
+        sid = self.recorder.add_stream(name, type, int(channel_count), float(nominal_srate), channel_format,
+                                       source_id=source_id, channels=channels, desc_extra={"closedloop": meta})
+        self._ids[name] = sid
+        if channel_format == "string":
+            self._strings.add(sid)
+        return sid
+
+    # -- the loop's calls (cheap, non-blocking) ------------------------------------
+    def on_chunk(self, data: np.ndarray, raw_timestamps: np.ndarray) -> None:
+        """EEG exactly as received: values and raw LSL timestamps (copied)."""
+        self.recorder.push(self._eeg_id, data, raw_timestamps)
+
+    def on_clock_offset(self, collection_time: float, offset: float, stream: str | None = None) -> None:
+        """A clock offset measurement of the EEG stream (or of another recorded stream)."""
+        sid = self._eeg_id if stream is None else self._ids[stream]
+        self.recorder.push_clock_offset(sid, collection_time, offset)
+
+    def on_steps(self, steps: Sequence) -> None:
+        """Per frame: features with flags and index, controller state, desired and allowed command."""
+        n = len(steps)
+        if n == 0:
+            return
+        nf = len(self.feature_names)
+        feats = np.empty((n, nf + 2))
+        state = np.full((n, max(self._n_state, 1)), np.nan)
+        cmds = np.empty((n, len(COMMAND_CHANNELS)))
+        times = np.empty(n)
+        names = self.controller_state_names
+        for i, step in enumerate(steps):
+            frame, desired, allowed = step.frame, step.desired, step.allowed
+            times[i] = frame.time
+            feats[i, :nf] = frame.values
+            feats[i, nf] = int(frame.flags)
+            feats[i, nf + 1] = frame.index
+            st = getattr(step, "state", None)
+            if st:
+                for j, key in enumerate(names):
+                    state[i, j] = st.get(key, math.nan)
+            cmds[i] = (desired.on, desired.amplitude_mA, desired.frequency_Hz,
+                       allowed.on, allowed.amplitude_mA, allowed.frequency_Hz)
+        push = self.recorder.push
+        push(self._feat_id, feats, times)
+        push(self._state_id, state, times)
+        push(self._cmd_id, cmds, times)
+
+    def on_applied(self, command, issue_time: float, latency_s: float) -> None:
+        """A command the adapter issued at ``issue_time`` (local LSL clock)."""
+        row = np.array([[command.amplitude_mA, command.frequency_Hz, float(command.on), command.time, latency_s]])
+        self.recorder.push(self._applied_id, row, (issue_time,))
+
+    def on_event(self, event) -> None:
+        """A :class:`~closedloop.safety.SafetyEvent`, as JSON text stamped at its time."""
+        text = json.dumps({"time": event.time, "kind": event.kind, "reason": event.reason,
+                           "desired_mA": event.desired_mA, "applied_mA": event.applied_mA})
+        self.recorder.push(self._safety_id, [[text]], (event.time,))
+
+    def on_marker(self, stream: str, labels, timestamps) -> None:
+        """Samples of another stream (markers: a list of str; numeric: an array), raw timestamps."""
+        sid = self._ids.get(stream)
+        if sid is None:
+            sid = self.add_stream(stream)
+        stamps = np.atleast_1d(np.asarray(timestamps, dtype=np.float64))
+        if sid in self._strings:
+            rows = [[str(x)] if isinstance(x, str) else [str(v) for v in x] for x in labels]
+            self.recorder.push(sid, rows, stamps)
+        else:
+            self.recorder.push(sid, np.asarray(labels), stamps)
+
+    # -- state and end -------------------------------------------------------------
+    @property
+    def error(self) -> BaseException | None:
+        """Why recording failed (disk full, folder gone, ...); the session should then stop."""
+        return self.recorder.error
+
+    def summary_fields(self) -> dict:
+        """``{"recording": {...}}`` for ``summary.json``: file, bytes, drops, error."""
+        st = self.recorder.stats
+        return {"recording": {
+            "file": self.FILE_NAME, "bytes": st.bytes_written, "dropped_samples": st.dropped_samples,
+            "dropped_pushes": st.dropped_pushes, "error": st.last_error}}
+
+    def close(self, summary: Mapping[str, object] | None = None, stats=None) -> None:
+        """Write what is queued and the footers; then ``report.html`` next to the file.
+
+        Parameters
+        ----------
+        summary : dict, optional
+            The session summary (shown in the report).
+        stats : closedloop.summary.SessionStats, optional
+            Its latency and data-age histograms are drawn in the report;
+            without it the latencies recorded with :meth:`on_applied` are used.
+
+        Never raises: a failed report is logged and kept in :attr:`report_error`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self.recorder.close(timeout=30.0)
+        if not self.report_enabled:
+            return
+        try:
+            from closedloop.report import write_report
+
+            self.report_path = write_report(self.path, self.out_dir / self.REPORT_NAME, dict(summary or {}),
+                                            self.resolved, stats)
+        except Exception as err:  # noqa: BLE001 - a report must never break the end of a session
+            self.report_error = err
+            log.warning("report for %s failed: %s: %s", self.path, type(err).__name__, err)
+
+    def __enter__(self) -> SessionRecording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pipeline_meta(resolved) -> dict[str, str]:
+    """The resolved pipeline as text: JSON of the validated config, the TOML file, the device profile."""
+    meta = {
+        "pipeline_name": resolved.config.pipeline.name,
+        "pipeline_file": str(resolved.path),
+        "pipeline_json": json.dumps(resolved.config.model_dump(mode="json"), sort_keys=True),
+        "device_profile_json": json.dumps(resolved.profile.model_dump(mode="json"), sort_keys=True),
+        "safety_envelope_json": json.dumps(resolved.envelope(), sort_keys=True),
+    }
+    try:
+        meta["pipeline_toml"] = Path(resolved.path).read_text(encoding="utf-8")
+    except OSError:
+        meta["pipeline_toml"] = ""
+    return meta
+
+
+def _unit(name: str) -> str:
+    for suffix in ("mA", "Hz"):
+        if name.endswith(f"_{suffix}"):
+            return suffix
+    return "s" if name.endswith(("_s", "_time")) else ""
+
+
+def _float_or_none(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _chain(first, second):
+    """A callable calling ``first`` (if any) then ``second`` with the same arguments."""
+    if first is None:
+        return second
+
+    def both(*args):
+        first(*args)
+        second(*args)
+
+    return both
