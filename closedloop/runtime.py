@@ -7,6 +7,7 @@ The loop thread only pulls, computes and issues; it never sleeps on a timer
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from time import perf_counter
@@ -14,10 +15,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from closedloop.adapters import LimitViolation, build_adapter
+from closedloop.adapters import DeviceFault, LimitViolation, build_adapter
 from closedloop.config import LSLSourceConfig, ResolvedPipeline, SyntheticSourceConfig
+from closedloop.control.base import display_state
 from closedloop.lslconfig import configure_lsl
 from closedloop.pipeline import Pipeline, Step
+from closedloop.recording import SessionRecording
+from closedloop.recording.inlets import StreamInlets
+from closedloop.safety.watchdog import Watchdog, WatchdogTrip
 from closedloop.sources import LSLSource, SourceError
 from closedloop.summary import SessionStats, build_summary
 from closedloop.telemetry import RunningStats
@@ -72,11 +77,13 @@ class LiveSession:
         Called with every :class:`~closedloop.pipeline.Step` (tests, custom displays).
     on_command : callable, optional
         Called after every command sent to the adapter with ``(command, loop_latency_s, stage_s)``.
+    adapter : Adapter, optional
+        Use this adapter instead of the one the device profile names.
     """
 
     def __init__(self, resolved: ResolvedPipeline, duration_s: float, out_dir: Path,
                  show_status: bool = True, on_step: Callable[[Step], None] | None = None,
-                 on_command: Callable[[object, float, dict], None] | None = None) -> None:
+                 on_command: Callable[[object, float, dict], None] | None = None, adapter=None) -> None:
         self.resolved = resolved
         self.duration_s = duration_s
         self.out_dir = Path(out_dir)
@@ -84,11 +91,15 @@ class LiveSession:
         self.on_step = on_step
         self.on_command = on_command
         self.stats = SessionStats()
-        self.adapter = build_adapter(resolved.profile)
+        self.adapter = adapter if adapter is not None else build_adapter(resolved.profile)
         self.pipeline: Pipeline | None = None
         self.source = None
         self.publisher = None
-        self._interrupts = 0
+        self.watchdog: Watchdog | None = None
+        self.recording: SessionRecording | None = None
+        self.inlets: StreamInlets | None = None
+        self._lock = threading.Lock()  # the loop thread and the watchdog thread share the safety layer
+        self._trip: WatchdogTrip | None = None
 
     # -- lifecycle -------------------------------------------------------------
     def run(self) -> dict:
@@ -106,45 +117,89 @@ class LiveSession:
             self.pipeline.warmup()
             self.stats.feature_stats = RunningStats(len(self.pipeline.feature_names))
             self.stats.feature_stats.warmup()
+            # checks the folder (writable, free space) and raises before anything is stimulated
+            self.recording = SessionRecording.for_source(self.out_dir, self.resolved, self.source, self.pipeline)
+            if self.publisher is not None:
+                self.inlets = StreamInlets(self.recording, [{"name": self.publisher.marker_name,
+                                                             "source_id": self.publisher.marker_source_id}]).start()
             self.adapter.connect()
+            getattr(self.adapter, "arm", lambda: None)()
+            self._start_watchdog(clock)
             self.source.flush()  # start on the newest data, not on what queued during warm-up
+            emergency = False
             try:
-                self._loop(clock)
+                emergency = self._loop(clock)
             except KeyboardInterrupt:
                 self.stats.stop_reason = "interrupted by the operator (Ctrl-C)"
-            self._ramp_down(clock)
+            self._ramp_down(clock, emergency)
         except SourceError as e:
             self.stats.stop_reason = f"source error: {e}"
-            if self.pipeline is not None:
-                self._ramp_down(clock)
-            else:
+            if self.pipeline is None:
                 raise
+            self._ramp_down(clock, emergency=True)
+        except DeviceFault as e:
+            self.stats.stop_reason = f"device fault: {e}"
         finally:
             self._shutdown()
         summary = self._summary(started)
+        if self.recording is not None:
+            summary.update(self.recording.summary_fields())
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.recording is not None:
+            self.recording.close(summary, self.stats)  # footers, then report.html
         return summary
 
-    def _loop(self, clock) -> None:
+    def _start_watchdog(self, clock) -> None:
+        opts = self.resolved.profile.adapter_options
+        ack = opts.get("ack_timeout_s")
+        timeout = self.pipeline.safety.env.watchdog_timeout_s
+        self.watchdog = Watchdog(frame_timeout_s=timeout, loop_timeout_s=timeout,
+                                 device_timeout_s=float(ack) if ack is not None else None, clock=clock)
+        if hasattr(self.adapter, "on_ack"):
+            self.adapter.on_ack = lambda: self.watchdog.device_ack(clock())
+        self.watchdog.start(lambda trip: self._on_trip(trip, clock))
+
+    def _on_trip(self, trip: WatchdogTrip, clock) -> None:
+        """From the watchdog thread: the loop stalled or the device went silent — stop the output now."""
+        self._trip = trip
+        self.stats.watchdog_trips += 1
+        getattr(self.adapter, "emergency_stop", lambda: None)()
+        if self._lock.acquire(timeout=0.05):  # the loop may hold it while stalled; the adapter is already stopping
+            try:
+                self.pipeline.safety.emergency_stop(clock(), trip.reason)
+            finally:
+                self._lock.release()
+
+    def _loop(self, clock) -> bool:
+        """Run until the session ends; return whether it must end with an emergency ramp."""
         stats = self.stats
-        watchdog = self.pipeline.safety.env.watchdog_timeout_s
+        safety = self.pipeline.safety
+        wd = self.watchdog
         hop = self.resolved.config.features.hop_samples
         hop_s = hop / self.resolved.config.sfreq
         typical_chunk = float(hop)  # running mean of pulled chunk sizes, to tell a backlog from the source's chunking
-        status = _StatusLine(self.show_status, self.pipeline.feature_names)
+        status = _StatusLine(self.show_status, self.pipeline)
         t_first = None
-        last_frame_wall = None  # the watchdog is armed by the first frame
         window_s = self.resolved.config.features.window_samples / self.resolved.config.sfreq
         t_start = clock()
-        first_frame_deadline = t_start + window_s + max(2.0, 5 * watchdog)
+        first_frame_deadline = t_start + window_s + max(2.0, 5 * wd.frame_timeout_s)
         while True:
             try:
                 chunk = self.source.pull(timeout=0.02)
             except SourceError as e:
                 stats.stop_reason = f"source lost: {e}"
-                return
+                return True
             now = clock()
+            wd.heartbeat(now)
+            if self._trip is not None:
+                stats.stop_reason = self._trip.reason
+                return True
+            fault = getattr(self.adapter, "fault", None)
+            if fault:
+                stats.stop_reason = f"device fault: {fault}"
+                return True
             if chunk is not None:
+                self.recording.on_chunk(chunk.data, self.source.raw_timestamps)
                 if t_first is None:
                     t_first = now
                 age = self.source.data_age
@@ -154,19 +209,23 @@ class LiveSession:
                 typical_chunk += 0.01 * (n - typical_chunk)
                 if age > hop_s or backlog:
                     stats.note_behind(age, n if backlog else 0, hop_s)
-                steps = self.pipeline.process(chunk)
+                with self._lock:
+                    steps = self.pipeline.process(chunk)
+                    if steps:
+                        t_adapter = perf_counter()
+                        self._apply(steps[-1].allowed, clock)
+                        issued = clock()
+                        adapter_s = perf_counter() - t_adapter
                 if steps:
-                    last_frame_wall = now
+                    self.recording.on_steps(steps)
+                    wd.frame(now)
                     for s in steps:
                         stats.feature_stats.add(s.frame.values)
                         if self.on_step is not None:
                             self.on_step(s)
                     stats.frames += len(steps)
-                    t_adapter = perf_counter()
-                    self._apply(steps[-1].allowed, clock)
-                    issued = clock()
                     stage = self.pipeline.stage_s
-                    stage["adapter"] = perf_counter() - t_adapter
+                    stage["adapter"] = adapter_s
                     stage["data_age"] = age
                     stats.stages.add(stage)
                     latency = issued - self.source.local_time(steps[-1].frame.time)
@@ -174,46 +233,58 @@ class LiveSession:
                     if self.on_command is not None:
                         self.on_command(steps[-1].allowed, latency, stage)
                     status.update(now, t_first, steps[-1], age, stats)
-            if last_frame_wall is None:
+            if wd.last_frame is None:
                 if now > first_frame_deadline:
                     stats.stop_reason = (f"no frame within {first_frame_deadline - t_start:.1f} s of the start "
                                          f"({self.source.samples_in} samples received)")
-                    return
-            elif now - last_frame_wall > watchdog:
-                stats.watchdog_trips += 1
-                cmd = self.pipeline.safety.ramp_down(
-                    now, f"no fresh frame for more than {watchdog} s (watchdog)", emergency=True)
-                self._apply(cmd, clock)
-            if self.pipeline.safety.stopped and self.pipeline.safety.amplitude_mA == 0.0:
-                stats.stop_reason = self.pipeline.safety.stop_reason
-                return
+                    return False
+            else:
+                trip = wd.check(now)
+                if trip is not None and trip.kind == "frame":
+                    stats.watchdog_trips += 1
+                    with self._lock:
+                        self._apply(safety.ramp_down(now, trip.reason, emergency=True), clock)
+            if safety.stopped and not safety.active:
+                stats.stop_reason = safety.stop_reason
+                return False
+            if self.recording.error is not None:
+                stats.stop_reason = f"recording failed: {self.recording.error}"
+                return False
             if t_first is not None and now - t_first >= self.duration_s:
-                return
+                return False
 
     def _apply(self, cmd, clock) -> None:
         try:
-            self.adapter.apply(cmd, clock())
+            now = clock()
+            self.adapter.apply(cmd, now)
+            if self.recording is not None:
+                self.recording.on_applied(cmd, now, now - self.source.local_time(cmd.time))
             self.stats.commands_applied += 1
             self.stats.amplitude_max = max(self.stats.amplitude_max, cmd.amplitude_mA)
         except LimitViolation:
             self.stats.adapter_refusals += 1
 
-    def _ramp_down(self, clock) -> None:
-        """Ramp to zero at the profile's normal rate; a second Ctrl-C switches to the emergency rate."""
+    def _ramp_down(self, clock, emergency: bool = False) -> None:
+        """Ramp to zero (normal rate, or the emergency rate after a fault); a Ctrl-C here switches to emergency."""
         safety = self.pipeline.safety
-        emergency = False
         reason = f"session end: {self.stats.stop_reason}"
-        while safety.amplitude_mA > 0.0:
+        if getattr(self.adapter, "fault", None):
+            return  # a faulted adapter has already driven its device to the safe state
+        while safety.active:
             try:
-                self._apply(safety.ramp_down(clock(), reason, emergency=emergency), clock)
+                if self.watchdog is not None:
+                    self.watchdog.heartbeat(clock())  # the ramp-down loop is the loop now
+                with self._lock:
+                    self._apply(safety.ramp_down(clock(), reason, emergency=emergency), clock)
                 time.sleep(0.02)
             except KeyboardInterrupt:
                 emergency = True
                 reason = "emergency stop (second Ctrl-C)"
+                getattr(self.adapter, "emergency_stop", lambda: None)()
 
     def _shutdown(self) -> None:
-        for action in (self.adapter.stop, getattr(self.source, "close", None),
-                       getattr(self.publisher, "stop", None)):
+        for action in (getattr(self.watchdog, "stop", None), self.adapter.stop, getattr(self.inlets, "stop", None),
+                       getattr(self.source, "close", None), getattr(self.publisher, "stop", None)):
             if action is None:
                 continue
             try:
@@ -226,11 +297,18 @@ class LiveSession:
 
 
 class _StatusLine:
-    """A single refreshed console line: time, features, amplitude, data age, latency."""
+    """A single refreshed console line: time, features, amplitude, data age, latency.
 
-    def __init__(self, enabled: bool, names: tuple[str, ...]) -> None:
+    In a blinded session (``display_state`` hides the arm) neither the
+    amplitude nor the on/off state is shown.
+    """
+
+    def __init__(self, enabled: bool, pipeline: Pipeline) -> None:
         self.enabled = enabled
-        self.names = names
+        self.names = pipeline.feature_names
+        self.controller = pipeline.controller
+        self.blinded = bool(getattr(pipeline.controller, "config", None) is not None
+                            and getattr(pipeline.controller.config, "blinded", False))
         self._next = 0.0
         self._live = None
         if enabled:
@@ -248,8 +326,12 @@ class _StatusLine:
             return
         self._next = now + 0.25
         feats = "  ".join(f"{n}={v:+.3f}" for n, v in zip(self.names, step.frame.values))
-        line = (f"t={now - t0:6.1f}s  {feats}  amp={step.allowed.amplitude_mA:.3f} mA"
-                f"{' ON ' if step.desired.on else ' off'}  age={data_age * 1e3:5.1f} ms  "
+        if self.blinded:
+            shown = display_state(self.controller)
+            stim = "  " + " ".join(f"{k}={v:g}" for k, v in shown.items()) + " (blinded)"
+        else:
+            stim = f"  amp={step.allowed.amplitude_mA:.3f} mA{' ON ' if step.desired.on else ' off'}"
+        line = (f"t={now - t0:6.1f}s  {feats}{stim}  age={data_age * 1e3:5.1f} ms  "
                 f"lat={stats.latency.quantile(0.5) * 1e3:5.2f} ms"
                 f"{'  BEHIND x' + str(stats.behind) if stats.behind else ''}")
         self._live.update(line, refresh=True)
