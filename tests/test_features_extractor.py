@@ -112,6 +112,22 @@ def test_kept_frames_never_change_and_are_read_only():
         kept[-1].values[0] = 1.0
 
 
+def test_views_of_kept_values_never_change():
+    # a consumer may keep only a view of a frame's values (values[1:], values.reshape(...)): the pool
+    # must notice it through the buffer the values are a view of, and never reuse that slot
+    x, t = troubled_signal(seed=4)
+    ext = extractor("sliding_dft")
+    kept, copies = [], []
+    for i in range(0, 3000, 10):
+        for f in ext.step(Chunk(x[i : i + 10], t[i : i + 10])):
+            if f.index % 3 == 0:
+                kept.append(f.values[1:])
+                copies.append(f.values[1:].copy())
+    assert len(kept) > 50 and ext._pool.replaced > 0
+    for v, c in zip(kept, copies):
+        assert v.tobytes() == c.tobytes()
+
+
 def test_transient_frames_are_recycled():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2000, 1))

@@ -49,3 +49,26 @@ def test_nan_values_while_in_window_then_exact_recovery():
     # once the bad samples have left the window, the values equal a Welch of clean data at once
     ref, _ = WelchBandPower(fs, 2, ALPHA, window, hop).step(clean, ts)
     np.testing.assert_allclose(got[~holds], ref[~holds], rtol=1e-9)
+
+
+def test_runs_between_events_give_the_same_bits_for_any_chunking():
+    # The kernel adds samples in runs between events (block end every 250, snapshot every 7, frame at
+    # 250 + 7 j): a window that is no multiple of the hop puts the events at every relative position.
+    # One sample per call (one run per sample) is the reference; NaN rows take the per-sample path.
+    fs, window, hop = 250.0, 250, 7
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((1600, 70)) * 10
+    x[400, 3] = np.nan
+    x[401:404, 69] = np.inf
+    ts = np.arange(1600) / fs
+
+    def frames(chunk):
+        sdft = SlidingDFTBandPower(fs, 70, {"theta": (4.0, 8.0), "alpha": (8.0, 13.0)}, window, hop)
+        got = [sdft.step(x[i : i + chunk], ts[i : i + chunk])[0].copy() for i in range(0, 1600, chunk)]
+        return np.concatenate(got)
+
+    ref = frames(1)
+    assert ref.shape[0] == (1600 - window) // hop + 1
+    assert np.isnan(ref[:, 3]).any() and np.isfinite(ref[:, :3]).all()
+    for chunk in (4, 33, 1600):
+        assert frames(chunk).tobytes() == ref.tobytes(), f"chunk {chunk} differs"

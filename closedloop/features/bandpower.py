@@ -12,6 +12,9 @@ subclass :class:`BandPowerMethod`.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 
 from closedloop.preprocess.buffers import Float64Input, as_stamps
@@ -93,6 +96,8 @@ class BandPowerMethod:
         self._input = Float64Input(self.n_channels)
         self._power = np.zeros((0, self.n_channels, len(self.bands)))
         self._time = np.zeros(0)
+        self._views: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # k -> (power[:k], time[:k])
+        self._bound: Callable[[np.ndarray, np.ndarray], int] | None = None  # process into _power, _time
 
     @property
     def n_bands(self) -> int:
@@ -106,6 +111,14 @@ class BandPowerMethod:
         """Feed float64 C-contiguous ``x`` (n, >= n_channels); write frames; return how many."""
         raise NotImplementedError
 
+    def bind(self, out_power: np.ndarray, out_time: np.ndarray) -> Callable[[np.ndarray, np.ndarray], int]:
+        """``process`` with its outputs fixed: a callable ``(x, stamps) -> frames written``.
+
+        Subclasses return the kernel itself with its state bound (``functools.partial``), which saves
+        the Python method call and attribute look-ups on every chunk.
+        """
+        return functools.partial(self.process, out_power=out_power, out_time=out_time)
+
     def step(self, data: np.ndarray, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed samples; return (power (k, channels, bands), times (k,)) views valid until the next call."""
         x = self._input(data)
@@ -114,8 +127,15 @@ class BandPowerMethod:
         if need > self._time.shape[0]:
             self._power = np.zeros((need, self.n_channels, self.n_bands))
             self._time = np.zeros(need)
-        k = self.process(x, stamps, self._power, self._time)
-        return self._power[:k], self._time[:k]
+            self._views = {}
+            self._bound = None
+        if self._bound is None:
+            self._bound = self.bind(self._power, self._time)
+        k = self._bound(x, stamps)
+        views = self._views.get(k)
+        if views is None:  # the same few views come round every call: make each once
+            views = self._views[k] = (self._power[:k], self._time[:k])
+        return views
 
     def _twin_args(self) -> dict:
         """Constructor arguments of a small copy that compiles the same kernels."""

@@ -13,6 +13,9 @@ ARTIFACT/FLAT/NONFINITE/EMG/GAP do not enter the baseline statistics.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
@@ -22,9 +25,18 @@ BASELINE_EXCLUDES = int(Quality.ARTIFACT | Quality.FLAT | Quality.NONFINITE | Qu
 
 
 @numba.njit(cache=True, nogil=True)
-def _derive_kernel(k_frames, first_index, window, hop, power, paf, flags, n_bands, relative, ratio_num, ratio_den, log10, ema_a,
-                   smooth, ema, bl_end, bl_mask, bl_exclude, bl_n, bl_mean, bl_m2, rows, out_flags):
-    """Fill ``rows[:k_frames]`` (frames, features) and ``out_flags``; state in ema/bl_* arrays."""
+def _derive_kernel(setup, ema_a, ratio_idx, masks, stats, power, paf, flags, rows, out_flags, k_frames, first_index):
+    """Fill ``rows[:k_frames]`` (frames, features) and ``out_flags``; state in ``stats``.
+
+    setup = [n_bands, relative, log10, baseline end, baseline-excluding flags, window, hop];
+    ratio_idx = (numerator, denominator) band rows; masks = (smooth, normalise) per feature;
+    stats = (EMA, baseline n, mean, M2) per feature. Few arguments: each costs dispatch time.
+    """
+    n_bands, relative, log10 = setup[0], setup[1] != 0, setup[2] != 0
+    bl_end, bl_exclude, window, hop = setup[3], setup[4], setup[5], setup[6]
+    ratio_num, ratio_den = ratio_idx[0], ratio_idx[1]
+    smooth, bl_mask = masks[0], masks[1]
+    ema, bl_n, bl_mean, bl_m2 = stats[0], stats[1], stats[2], stats[3]
     n_ch = power.shape[1]
     n_rat = ratio_num.shape[0]
     n_paf = paf.shape[2]
@@ -109,16 +121,19 @@ class FeatureDeriver:
         Frames whose sample count is <= this form the baseline (-1 = none).
     baseline_features : list of str or None
         Bare feature names to normalise (default: all powers and ratios).
+    window, hop : int
+        The frame schedule (samples): frame ``j`` ends at sample count ``window + j * hop``.
     """
 
     def __init__(self, n_channels: int, bands: list[str], ratios: dict[str, tuple[str, str]], relative: bool,
                  paf_names, log10: bool, ema_a: float, baseline_frames_until: int = -1,
-                 baseline_features: list[str] | None = None) -> None:
+                 baseline_features: list[str] | None = None, *, window: int, hop: int) -> None:
         self.n_bands = len(bands)
         self.relative = bool(relative)
         idx = {b: i for i, b in enumerate(bands)}
-        self.ratio_num = np.array([idx[n] for n, _ in ratios.values()], dtype=np.int64)
-        self.ratio_den = np.array([idx[d] for _, d in ratios.values()], dtype=np.int64)
+        self._ratio_idx = np.array([[idx[n] for n, _ in ratios.values()], [idx[d] for _, d in ratios.values()]],
+                                   dtype=np.int64).reshape(2, len(ratios))
+        self.ratio_num, self.ratio_den = self._ratio_idx
         powers = list(bands) + ([f"{b}_rel" for b in bands] if relative else []) + list(ratios)
         self.base_names = powers + list(paf_names)
         self.n_paf = len(paf_names)
@@ -126,24 +141,32 @@ class FeatureDeriver:
         norm = set(powers if baseline_features is None else baseline_features)
         per_smooth = np.array([name in powers for name in self.base_names])
         per_norm = np.array([name in norm for name in self.base_names])
-        self.smooth = np.tile(per_smooth, n_channels)
-        self.bl_mask = np.tile(per_norm, n_channels) if baseline_frames_until >= 0 else np.zeros(n_feat, bool)
+        self._masks = np.zeros((2, n_feat), dtype=np.bool_)
+        self.smooth, self.bl_mask = self._masks
+        self.smooth[:] = np.tile(per_smooth, n_channels)
+        if baseline_frames_until >= 0:
+            self.bl_mask[:] = np.tile(per_norm, n_channels)
         self.log10 = bool(log10)
         self.ema_a = float(ema_a)
         self.bl_end = int(baseline_frames_until)
-        self.ema = np.full(n_feat, np.nan)
-        self.bl_n = np.zeros(n_feat)
-        self.bl_mean = np.zeros(n_feat)
-        self.bl_m2 = np.zeros(n_feat)
+        self._stats = np.zeros((4, n_feat))
+        self.ema, self.bl_n, self.bl_mean, self.bl_m2 = self._stats
+        self.ema[:] = np.nan
+        self._setup = np.array([self.n_bands, self.relative, self.log10, self.bl_end, BASELINE_EXCLUDES, window,
+                                hop], dtype=np.int64)
 
-    def run(self, k: int, first_index: int, window: int, hop: int, power, paf, flags, rows, out_flags) -> None:
+    def run(self, k: int, first_index: int, power, paf, flags, rows, out_flags) -> None:
         """Fill ``rows[:k]`` and ``out_flags[:k]`` from ``power[:k]``, ``paf[:k]``, quality ``flags``.
 
         Frame ``first_index + j`` ends at sample count ``window + (first_index + j) * hop``.
         """
-        _derive_kernel(k, first_index, window, hop, power, paf, flags, self.n_bands, self.relative, self.ratio_num, self.ratio_den,
-                       self.log10, self.ema_a, self.smooth, self.ema, self.bl_end, self.bl_mask,
-                       BASELINE_EXCLUDES, self.bl_n, self.bl_mean, self.bl_m2, rows, out_flags)
+        _derive_kernel(self._setup, self.ema_a, self._ratio_idx, self._masks, self._stats, power, paf, flags, rows,
+                       out_flags, k, first_index)
+
+    def bind(self, power, paf, flags, rows, out_flags) -> Callable[[int, int], None]:
+        """``run`` with its arrays fixed: the kernel with its state bound, called as ``(k, first_index)``."""
+        return functools.partial(_derive_kernel, self._setup, self.ema_a, self._ratio_idx, self._masks, self._stats,
+                                 power, paf, flags, rows, out_flags)
 
     def baseline_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, standard deviation) per feature of the baseline so far (NaN where undefined)."""

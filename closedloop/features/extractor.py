@@ -125,7 +125,8 @@ class FeatureExtractor:
         ema_a = 1.0 - math.exp(-self.hop / (smoothing_s * self.sfreq)) if smoothing_s > 0 else 1.0
         bl_end = int(round(baseline_s * self.sfreq)) if baseline_s else -1
         self.deriver = FeatureDeriver(n_sig, list(bands), self.ratios, relative_to is not None,
-                                      self.paf.names if self.paf else (), log10, ema_a, bl_end, baseline_features)
+                                      self.paf.names if self.paf else (), log10, ema_a, bl_end, baseline_features,
+                                      window=self.window, hop=self.hop)
         base = self.deriver.base_names
         if per_channel:
             self.names = tuple(f"{f}_{ch}" for ch in self.ch_names for f in base)
@@ -147,6 +148,12 @@ class FeatureExtractor:
         self._pafv = np.full((max_frames, n_sig, len(self.paf.names) if self.paf else 0), np.nan)
         self._rows = np.zeros((max_frames, len(self.names)))
         self._pool.ensure(2 * max_frames + 2)
+        self._bind()
+
+    def _bind(self) -> None:
+        """The three kernels with their state and these buffers bound: one C-level call each per chunk."""
+        self._kernels = (self.bandpower.bind(self._power, self._times), self.quality.bind(self._qflags),
+                         self.deriver.bind(self._power, self._pafv, self._qflags, self._rows, self._flags))
 
     @property
     def baseline_done(self) -> bool:
@@ -161,17 +168,19 @@ class FeatureExtractor:
         """
         x = self._input(chunk.data)
         stamps = as_stamps(chunk.timestamps)
-        if stamps.shape[0] != x.shape[0]:
-            raise ValueError(f"{x.shape[0]} samples but {stamps.shape[0]} timestamps")
-        need = self.bandpower.max_frames(x.shape[0])
-        if need > self._times.shape[0]:
-            self._alloc(need)
-        k = self.bandpower.process(x, stamps, self._power, self._times)
-        self.quality.process(x, stamps, self._qflags)
+        n = x.shape[0]
+        if stamps.shape[0] != n:
+            raise ValueError(f"{n} samples but {stamps.shape[0]} timestamps")
+        if n // self.hop + 1 > self._times.shape[0]:  # bandpower.max_frames(n)
+            self._alloc(n // self.hop + 1)
+        bandpower, quality, derive = self._kernels
+        k = bandpower(x, stamps)
+        quality(x, stamps)
         if self.paf is not None:
             self.paf.process(x, self._pafv)
-        self.deriver.run(k, self.frames, self.window, self.hop, self._power, self._pafv, self._qflags,
-                         self._rows, self._flags)
+        if k == 0:
+            return []
+        derive(k, self.frames)
         frames = self._pool.emit(k, self._rows, self._times, self._flags, self.frames)
         self.frames += k
         return frames
@@ -180,6 +189,7 @@ class FeatureExtractor:
         """Compile every kernel this extractor uses, on a throwaway twin (own state untouched)."""
         twin = FeatureExtractor.__new__(FeatureExtractor)
         twin.__dict__.update(_twin_state(self))
+        twin._bind()
         n = self.window + self.hop
         twin.step(Chunk(np.zeros((n, self.n_columns)), np.arange(n) / self.sfreq))
         twin.step(Chunk(np.zeros((n, self.n_columns), dtype=np.float32), (n + np.arange(n)) / self.sfreq))
@@ -189,4 +199,4 @@ def _twin_state(ext: FeatureExtractor) -> dict:
     """A deep copy of an extractor's state, cheap enough to run the kernels once."""
     import copy
 
-    return copy.deepcopy(ext.__dict__)
+    return copy.deepcopy({key: value for key, value in ext.__dict__.items() if key != "_kernels"})

@@ -12,7 +12,10 @@ transiently (the runtime's case) the same objects come round again and
 nothing is allocated.
 
 The values arrays are read-only to their users (``values.flags.writeable``
-is False): a consumer cannot corrupt a frame another consumer sees.
+is False): a consumer cannot corrupt a frame another consumer sees. Each is a
+read-only view of a writable buffer that only the pool touches; a view a
+consumer takes of ``values`` refers to that buffer (NumPy collapses view
+chains to the owner), so the buffer's count is checked too.
 """
 
 from __future__ import annotations
@@ -31,19 +34,22 @@ class FramePool:
 
     def __init__(self, names: tuple[str, ...], n_slots: int = 16) -> None:
         self.names = tuple(names)
-        self._slots: list[Frame] = [self._new() for _ in range(max(int(n_slots), 2))]
+        self._slots: list[tuple[Frame, np.ndarray]] = [self._new() for _ in range(max(int(n_slots), 2))]
         self._next = 0
         self.replaced = 0  # slots that were still held and had to be replaced (diagnostics)
-        self._free_frame, self._free_values = self._baseline_counts()
+        self._free = self._baseline_counts()
+        self._rows: np.ndarray | None = None  # the rows array last emitted from, and a view per row of it
+        self._row_views: list[np.ndarray] = []
 
-    def _new(self) -> Frame:
-        values = np.zeros(len(self.names))
+    def _new(self) -> tuple[Frame, np.ndarray]:
+        buffer = np.zeros(len(self.names))
+        values = buffer.view()
         values.flags.writeable = False
-        return Frame(0.0, values, self.names)
+        return Frame(0.0, values, self.names), buffer
 
-    def _baseline_counts(self) -> tuple[int, int]:
-        frame = self._slots[0]
-        return sys.getrefcount(frame), sys.getrefcount(frame.values)
+    def _baseline_counts(self) -> tuple[int, int, int]:
+        frame, buffer = self._slots[0]
+        return sys.getrefcount(frame), sys.getrefcount(frame.values), sys.getrefcount(buffer)
 
     def ensure(self, n_slots: int) -> None:
         """Hold at least ``n_slots`` slots (at least twice the frames one step can emit)."""
@@ -52,23 +58,31 @@ class FramePool:
 
     def emit(self, k: int, rows: np.ndarray, times: np.ndarray, flags: np.ndarray, first_index: int) -> list[Frame]:
         """Frames for ``rows[:k]`` with their times, flag bits and running indices."""
+        if k == 0:
+            return []
         out = []
         slots = self._slots
         n = len(slots)
+        free_frame, free_values, free_buffer = self._free
+        if rows is not self._rows:  # row views made once per rows array, not per frame
+            self._rows, self._row_views = rows, list(rows)
+        row_views = self._row_views
+        getrefcount = sys.getrefcount
+        i = self._next
         for j in range(k):
-            i = self._next
-            self._next = (i + 1) % n
-            frame = slots[i]
-            if sys.getrefcount(frame) > self._free_frame or sys.getrefcount(frame.values) > self._free_values:
-                frame = self._new()
-                slots[i] = frame
+            frame, buffer = slots[i]
+            if (getrefcount(frame) > free_frame or getrefcount(frame.values) > free_values
+                    or getrefcount(buffer) > free_buffer):
+                slots[i] = self._new()
+                frame, buffer = slots[i]
                 self.replaced += 1
-            values = frame.values
-            values.flags.writeable = True
-            values[:] = rows[j]
-            values.flags.writeable = False
-            frame.time = float(times[j])
-            frame.flags = _QUALITY[int(flags[j])]
+            buffer[...] = row_views[j]
+            frame.time = times.item(j)
+            frame.flags = _QUALITY[flags.item(j)]
             frame.index = first_index + j
             out.append(frame)
+            i += 1
+            if i == n:
+                i = 0
+        self._next = i
         return out

@@ -16,6 +16,7 @@ finite) and make the channel's value NaN for ``window`` samples.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -26,8 +27,8 @@ from closedloop.features.bandpower import Bands, BandPowerMethod
 
 
 @numba.njit(cache=True, nogil=True)
-def _iir_kernel(x, stamps, n_ch, sos, zi, state, hop, block, ema_a, use_ema, ema, blk, ring, wsum, last_bad,
-                work, out_power, out_time):
+def _iir_kernel(n_ch, sos, zi, state, hop, block, ema_a, use_ema, ema, blk, ring, wsum, last_bad, work, out_power,
+                out_time, x, stamps):
     """Filter, square and smooth per sample; emit at frames. Returns frames written.
 
     sos (bands, sections, 6); zi (bands, sections, 2, n_ch); ring (n_blocks, bands, n_ch). Inner loops
@@ -165,10 +166,13 @@ class IIRBandPower(BandPowerMethod):
         self._count = np.zeros(1, dtype=np.int64)
 
     def process(self, x, stamps, out_power, out_time) -> int:
-        return _iir_kernel(
-            x, stamps, self.n_channels, self._sos, self._zi, self._count, self.hop, self._block, self._ema_a,
-            self.smoothing == "ema", self._ema, self._blk, self._ring, self._wsum, self._last_bad,
-            self._work, out_power, out_time,
+        return self.bind(out_power, out_time)(x, stamps)
+
+    def bind(self, out_power, out_time):
+        return functools.partial(
+            _iir_kernel, self.n_channels, self._sos, self._zi, self._count, self.hop, self._block, self._ema_a,
+            self.smoothing == "ema", self._ema, self._blk, self._ring, self._wsum, self._last_bad, self._work,
+            out_power, out_time,
         )
 
     def _twin_args(self) -> dict:

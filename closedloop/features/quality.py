@@ -18,7 +18,9 @@ electrode offsets do not count as amplitude). Defaults: DOMAIN.md §1.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -30,48 +32,85 @@ _NEVER = -(2**62)
 
 
 @numba.njit(cache=True, nogil=True)
-def _quality_kernel(x, stamps, checks, thresholds, hp_sos, hp_zi, hp_unit, started, state, hop, window, block,
-                    last_bad, last_over, last_move, anchor, blk, ring, wsum, out_flags):
+def _quality_kernel(setup, params, trips, chan, ring, out_flags, x, stamps):
     """Track per-channel trip indices; write flag bits at frames. Returns frames written.
 
-    checks = [amplitude, flat, emg] (0/1); thresholds = [amplitude, flat, emg mean square, sample period,
-    gap tolerance]; state = [count, last gap index]; stamps of the previous sample in thresholds[5].
+    Few arguments (each costs dispatch time), unpacked here:
+    setup (int64) = [count, last gap index, hop, window, block, amplitude on, flat on, EMG on];
+    params = [amplitude, flat, EMG mean square, sample period, gap tolerance, stamp of the previous sample,
+    high-pass SOS (6), its unit-step state (2)]; trips (4, n_ch) int64 = last sample that was non-finite,
+    over amplitude, outside the flat band, and whether the high-pass has started; chan (5, n_ch) = the
+    high-pass state (2 rows), flat anchor, EMG block sum and window sum; ring (blocks, n_ch) = EMG block sums.
     """
     n, n_ch = x.shape
-    amp_on, flat_on, emg_on = checks[0] != 0, checks[1] != 0, checks[2] != 0
-    amp, flat, emg_ms = thresholds[0], thresholds[1], thresholds[2]
-    period, gap_tol = thresholds[3], thresholds[4]
+    hop, window, block = setup[2], setup[3], setup[4]
+    amp_on, flat_on, emg_on = setup[5] != 0, setup[6] != 0, setup[7] != 0
+    amp, flat, emg_ms = params[0], params[1], params[2]
+    period, gap_tol = params[3], params[4]
+    hp_sos, hp_unit = params[6:12], params[12:14]
+    last_bad, last_over, last_move, started = trips[0], trips[1], trips[2], trips[3]
+    zi0, zi1, anchor, blk, wsum = chan[0], chan[1], chan[2], chan[3], chan[4]
     n_blocks = ring.shape[0]
     k = 0
     for i in range(n):
-        count = state[0]
+        count = setup[0]
         t = stamps[i]
         if count > 0:
-            dt = t - thresholds[5]
+            dt = t - params[5]
             if not (abs(dt - period) <= 0.5 * period + gap_tol):
-                state[1] = count
-        thresholds[5] = t
+                setup[1] = count
+        params[5] = t
+        row = x[i]
+        finite = True
         for c in range(n_ch):
-            v = x[i, c]
-            if not np.isfinite(v):
-                last_bad[c] = count
-                continue
-            if amp_on and abs(v) > amp:
-                last_over[c] = count
-            if flat_on and not (abs(v - anchor[c]) <= flat):
-                anchor[c] = v
-                last_move[c] = count
+            if not np.isfinite(row[c]):
+                finite = False
+        # the same per-channel updates either way; a finite row runs them check by check over all
+        # channels (vectorised loops), a row with NaN/Inf channel by channel, skipping the bad ones
+        if finite:
+            if amp_on:
+                for c in range(n_ch):
+                    if abs(row[c]) > amp:
+                        last_over[c] = count
+            if flat_on:
+                for c in range(n_ch):
+                    v = row[c]
+                    if not (abs(v - anchor[c]) <= flat):
+                        anchor[c] = v
+                        last_move[c] = count
             if emg_on:
-                if started[c] == 0:
-                    hp_zi[c, 0] = hp_unit[0] * v
-                    hp_zi[c, 1] = hp_unit[1] * v
-                    started[c] = 1
-                y = hp_sos[0] * v + hp_zi[c, 0]
-                hp_zi[c, 0] = hp_sos[1] * v - hp_sos[4] * y + hp_zi[c, 1]
-                hp_zi[c, 1] = hp_sos[2] * v - hp_sos[5] * y
-                blk[c] += y * y
+                for c in range(n_ch):
+                    v = row[c]
+                    if started[c] == 0:
+                        zi0[c] = hp_unit[0] * v
+                        zi1[c] = hp_unit[1] * v
+                        started[c] = 1
+                    y = hp_sos[0] * v + zi0[c]
+                    zi0[c] = hp_sos[1] * v - hp_sos[4] * y + zi1[c]
+                    zi1[c] = hp_sos[2] * v - hp_sos[5] * y
+                    blk[c] += y * y
+        else:
+            for c in range(n_ch):
+                v = row[c]
+                if not np.isfinite(v):
+                    last_bad[c] = count
+                    continue
+                if amp_on and abs(v) > amp:
+                    last_over[c] = count
+                if flat_on and not (abs(v - anchor[c]) <= flat):
+                    anchor[c] = v
+                    last_move[c] = count
+                if emg_on:
+                    if started[c] == 0:
+                        zi0[c] = hp_unit[0] * v
+                        zi1[c] = hp_unit[1] * v
+                        started[c] = 1
+                    y = hp_sos[0] * v + zi0[c]
+                    zi0[c] = hp_sos[1] * v - hp_sos[4] * y + zi1[c]
+                    zi1[c] = hp_sos[2] * v - hp_sos[5] * y
+                    blk[c] += y * y
         count += 1
-        state[0] = count
+        setup[0] = count
         if emg_on and count % block == 0:
             slot = (count // block - 1) % n_blocks
             for c in range(n_ch):
@@ -88,7 +127,7 @@ def _quality_kernel(x, stamps, checks, thresholds, hp_sos, hp_zi, hp_unit, start
             continue
         start = count - window
         bits = 0
-        if state[1] > start:  # both samples around the gap are in the window
+        if setup[1] > start:  # both samples around the gap are in the window
             bits |= 16
         for c in range(n_ch):
             if last_bad[c] >= start:
@@ -130,36 +169,31 @@ class QualityMonitor:
         self.n_channels = int(n_channels)
         self.window, self.hop = int(window), int(hop)
         emg_on = emg_rms_uV is not None and emg_hz < self.sfreq / 2
-        self._checks = np.array([amplitude_uV is not None, flat_uV is not None, emg_on], dtype=np.int64)
-        self._thr = np.array([amplitude_uV or 0.0, flat_uV or 0.0, (emg_rms_uV or 0.0) ** 2, 1.0 / self.sfreq,
-                              gap_tolerance_s, 0.0])
+        self._block = math.gcd(self.window, self.hop)
+        self._setup = np.array([0, _NEVER, self.hop, self.window, self._block, amplitude_uV is not None,
+                                flat_uV is not None, emg_on], dtype=np.int64)
+        self._params = np.zeros(14)
+        self._params[:5] = [amplitude_uV or 0.0, flat_uV or 0.0, (emg_rms_uV or 0.0) ** 2, 1.0 / self.sfreq,
+                            gap_tolerance_s]
         if emg_on:
             sos = signal.butter(2, emg_hz, "highpass", fs=self.sfreq, output="sos")
-            self._hp = np.ascontiguousarray(sos[0])
-            self._hp_unit = np.ascontiguousarray(signal.sosfilt_zi(sos)[0])
-        else:
-            self._hp = np.zeros(6)
-            self._hp_unit = np.zeros(2)
+            self._params[6:12] = sos[0]
+            self._params[12:14] = signal.sosfilt_zi(sos)[0]
         nch = self.n_channels
-        self._hp_zi = np.zeros((nch, 2))
-        self._started = np.zeros(nch, dtype=np.int8)
-        self._state = np.array([0, _NEVER], dtype=np.int64)
-        self._last_bad = np.full(nch, _NEVER, dtype=np.int64)
-        self._last_over = np.full(nch, _NEVER, dtype=np.int64)
-        self._last_move = np.full(nch, _NEVER, dtype=np.int64)
-        self._anchor = np.full(nch, np.inf)
-        self._block = math.gcd(self.window, self.hop)
+        self._trips = np.full((4, nch), _NEVER, dtype=np.int64)
+        self._trips[3] = 0  # the high-pass has not started
+        self._chan = np.zeros((5, nch))
+        self._chan[2] = np.inf  # flat anchor: the first sample moves it
         self._ring = np.zeros((self.window // self._block, nch))
-        self._blk = np.zeros(nch)
-        self._wsum = np.zeros(nch)
 
     def process(self, x: np.ndarray, stamps: np.ndarray, out_flags: np.ndarray) -> int:
         """Feed float64 C-contiguous ``x`` (n, n_channels); write int64 flag bits per frame."""
-        return _quality_kernel(
-            x, stamps, self._checks, self._thr, self._hp, self._hp_zi, self._hp_unit, self._started, self._state,
-            self.hop, self.window, self._block, self._last_bad, self._last_over, self._last_move, self._anchor,
-            self._blk, self._ring, self._wsum, out_flags,
-        )
+        return _quality_kernel(self._setup, self._params, self._trips, self._chan, self._ring, out_flags, x, stamps)
+
+    def bind(self, out_flags: np.ndarray) -> Callable[[np.ndarray, np.ndarray], int]:
+        """``process`` with its output fixed: the kernel with its state bound, called as ``(x, stamps)``."""
+        return functools.partial(_quality_kernel, self._setup, self._params, self._trips, self._chan, self._ring,
+                                 out_flags)
 
 
 assert (Quality.ARTIFACT, Quality.FLAT, Quality.NONFINITE, Quality.EMG, Quality.GAP) == (1, 2, 4, 8, 16)
