@@ -72,7 +72,7 @@ def run(
     err.print(f"closedloop: running [bold]{resolved.config.pipeline.name}[/] for {duration:g} s → {folder}")
     try:
         summary = LiveSession(resolved, duration, folder, show_status=not quiet).run()
-    except SourceError as e:
+    except (SourceError, OSError) as e:  # no stream, or an output folder that cannot hold the recording
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(3) from None
     out.print_json(json.dumps(summary))

@@ -104,6 +104,28 @@ class OutputConfig(_Strict):
     folder: str = Field("sessions", description="parent folder of session folders")
 
 
+class StreamQuery(_Strict):
+    """Another LSL stream to record (markers, pain ratings, ...), resolved like the source."""
+
+    name: str | None = None
+    type: str | None = None
+    source_id: str | None = None
+    required: bool = Field(False, description="refuse to start when the stream is not found")
+
+    @model_validator(mode="after")
+    def _identified(self) -> "StreamQuery":
+        if not (self.name or self.type or self.source_id):
+            raise ValueError("give at least one of name, type, source_id")
+        return self
+
+
+class RecordingConfig(_Strict):
+    """What ``session.xdf`` holds besides the EEG, frames, commands and events."""
+
+    streams: list[StreamQuery] = Field(default_factory=list, description="other LSL streams to record")
+    report: bool = Field(True, description="write report.html at the end")
+
+
 class PipelineInfo(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -120,6 +142,7 @@ class PipelineConfig(_Strict):
     device: DeviceConfig
     safety: SafetyOverrides = Field(default_factory=SafetyOverrides)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
 
     @property
     def sfreq(self) -> float:

@@ -118,10 +118,18 @@ class LiveSession:
             self.stats.feature_stats = RunningStats(len(self.pipeline.feature_names))
             self.stats.feature_stats.warmup()
             # checks the folder (writable, free space) and raises before anything is stimulated
-            self.recording = SessionRecording.for_source(self.out_dir, self.resolved, self.source, self.pipeline)
+            rec_cfg = self.resolved.config.recording
+            self.recording = SessionRecording.for_source(self.out_dir, self.resolved, self.source, self.pipeline,
+                                                         report=rec_cfg.report)
+            queries = [q.model_dump(exclude={"required"}, exclude_none=True) for q in rec_cfg.streams]
             if self.publisher is not None:
-                self.inlets = StreamInlets(self.recording, [{"name": self.publisher.marker_name,
-                                                             "source_id": self.publisher.marker_source_id}]).start()
+                queries.append({"name": self.publisher.marker_name, "source_id": self.publisher.marker_source_id})
+            if queries:
+                self.inlets = StreamInlets(self.recording, queries).start()
+                missing = [q for q in rec_cfg.streams if q.required and q.name and q.name not in self.inlets.names]
+                if missing:
+                    raise SourceError(f"recording.streams: required stream(s) not found: "
+                                      f"{[q.model_dump(exclude_none=True) for q in missing]}")
             self.adapter.connect()
             getattr(self.adapter, "arm", lambda: None)()
             self._start_watchdog(clock)
@@ -307,6 +315,7 @@ class _StatusLine:
         self.enabled = enabled
         self.names = pipeline.feature_names
         self.controller = pipeline.controller
+        self.safety = pipeline.safety
         self.blinded = bool(getattr(pipeline.controller, "config", None) is not None
                             and getattr(pipeline.controller.config, "blinded", False))
         self._next = 0.0
@@ -331,8 +340,10 @@ class _StatusLine:
             stim = "  " + " ".join(f"{k}={v:g}" for k, v in shown.items()) + " (blinded)"
         else:
             stim = f"  amp={step.allowed.amplitude_mA:.3f} mA{' ON ' if step.desired.on else ' off'}"
+        events = sum(self.safety.counts.values())
         line = (f"t={now - t0:6.1f}s  {feats}{stim}  age={data_age * 1e3:5.1f} ms  "
                 f"lat={stats.latency.quantile(0.5) * 1e3:5.2f} ms"
+                f"{f'  safety events {events} (clamps {self.safety.clamps})' if events else ''}"
                 f"{'  BEHIND x' + str(stats.behind) if stats.behind else ''}")
         self._live.update(line, refresh=True)
 

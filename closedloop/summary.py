@@ -71,6 +71,8 @@ def build_summary(resolved, pipeline, stats: SessionStats, started: str, duratio
         "safety_events": dict(safety.counts) if safety else {},
         "watchdog_trips": st.watchdog_trips,
         "stim_time_s": safety.stim_time_s if safety else 0.0,
+        "dose": dict(safety.dose) if safety else {},
+        "safety_state": safety.state.value if safety else "idle",
         "charge_C": safety.charge_C if safety else 0.0,
         "amplitude_max_mA": st.amplitude_max,
         "final_amplitude_mA": safety.amplitude_mA if safety else 0.0,

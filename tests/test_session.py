@@ -182,3 +182,10 @@ def test_ctrl_c_ramps_down_and_still_writes_summary(repo, tmp_path):
     assert summary["amplitude_max_mA"] > 0.5  # it was stimulating ...
     assert summary["safety_events"].get("stop", 0) > 0  # ... and the stop was a ramp through the safety layer
     assert summary["final_amplitude_mA"] == 0.0
+
+
+def test_cli_run_refuses_an_unwritable_output_folder(repo, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = _cli("run", str(repo / "pipelines" / "alpha_tacs.toml"), "--duration", "2", "--out", str(blocker / "x"), "-q")
+    assert r.returncode == 3 and "error" in r.stderr and str(blocker) in r.stderr.replace("\n", "")
