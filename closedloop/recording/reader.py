@@ -19,7 +19,6 @@ A file cut short (a crash, a full disk) is read up to its last whole chunk;
 from __future__ import annotations
 
 import os
-import struct
 import xml.etree.ElementTree as ET
 from array import array
 from collections.abc import Iterator
@@ -29,17 +28,18 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from closedloop.recording import _chunks
 from closedloop.recording.xdf import (
-    BOUNDARY_UUID,
     CHANNEL_FORMATS,
     FORMAT_ALIASES,
     MAGIC,
     TAG_BOUNDARY,
     TAG_CLOCK_OFFSET,
     TAG_FILE_HEADER,
-    TAG_SAMPLES,
     TAG_STREAM_FOOTER,
     TAG_STREAM_HEADER,
+    TAGS_WITH_STREAM_ID,
+    record_dtype,
 )
 
 __all__ = ["XDFReader", "XDFStream", "xml_to_dict"]
@@ -128,19 +128,6 @@ class XDFStream:
         return self.header.findtext(f"./desc/{path}")
 
 
-class _Stop(Exception):
-    """The chunk at the current position is incomplete or invalid."""
-
-
-def _varlen(buf: bytes, pos: int) -> tuple[int, int]:
-    if pos >= len(buf):
-        raise _Stop("varlen integer past the end")
-    width = buf[pos]
-    if width not in (1, 4, 8) or pos + 1 + width > len(buf):
-        raise _Stop(f"invalid varlen integer (width byte {width})")
-    return int.from_bytes(buf[pos + 1 : pos + 1 + width], "little"), pos + 1 + width
-
-
 @numba.njit(cache=True)
 def _parse_samples_kernel(buf, pos, n, value_bytes, tdiff, last, out_ts_bytes, out_has_ts, out_values):
     """Walk ``n`` samples with mixed timestamp bytes; copy raw bytes out. Returns the end position or -1."""
@@ -225,7 +212,7 @@ class XDFReader:
             while pos < self.size:
                 try:
                     pos = self._chunk(f, pos)
-                except _Stop as err:
+                except _chunks.ChunkError as err:
                     self.truncated = f"chunk at byte {pos}: {err}"
                     break
                 self.valid_bytes = pos
@@ -234,81 +221,50 @@ class XDFReader:
             stream._string_stamps = []
 
     def _chunk(self, f, pos: int) -> int:
-        f.seek(pos)
-        head = f.read(9)
-        width = head[0]
-        if width not in (1, 4, 8) or len(head) < 1 + width:
-            raise _Stop(f"invalid or cut chunk length (width byte {width})")
-        length = int.from_bytes(head[1 : 1 + width], "little")
-        start = pos + 1 + width
-        end = start + length
-        if length < 2 or end > self.size:
-            raise _Stop(f"chunk of {length} bytes runs past the end of the file")
-        f.seek(start)
-        tag = int.from_bytes(f.read(2), "little")
+        tag, start, end = _chunks.read_chunk_head(f, pos, self.size)
+        length = end - start
         if tag == TAG_FILE_HEADER:
-            self.file_header = _parse(f.read(length - 2))
+            self.file_header = _chunks.parse_xml(f.read(length - 2), "file header")
             return end
         if tag == TAG_BOUNDARY:
-            if f.read(length - 2) != BOUNDARY_UUID:
-                raise _Stop("boundary chunk without the boundary UUID")
+            _chunks.check_boundary(f.read(length - 2))
             return end
-        if tag not in (TAG_STREAM_HEADER, TAG_SAMPLES, TAG_CLOCK_OFFSET, TAG_STREAM_FOOTER) or length < 6:
-            raise _Stop(f"unknown chunk tag {tag} (or chunk too short)")
-        stream_id = int.from_bytes(f.read(4), "little")
+        if tag not in TAGS_WITH_STREAM_ID:
+            raise _chunks.ChunkError(f"unknown chunk tag {tag}")
+        stream_id = _chunks.read_stream_id(f, tag, length)
         content_len = length - 6
         if tag == TAG_STREAM_HEADER:
-            self.streams[stream_id] = _stream_from_header(stream_id, _parse(f.read(content_len)))
+            header = _chunks.parse_xml(f.read(content_len), "stream header")
+            self.streams[stream_id] = _stream_from_header(stream_id, header)
             return end
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            raise _Stop(f"tag {tag} chunk for undeclared stream {stream_id}")
+        stream = _chunks.declared_stream(self.streams, tag, stream_id)
         if tag == TAG_CLOCK_OFFSET:
-            raw = f.read(content_len)
-            if len(raw) != 16:
-                raise _Stop("clock offset chunk of the wrong size")
-            stream.clock_offsets.append(struct.unpack("<dd", raw))
+            stream.clock_offsets.append(_chunks.read_clock_offset(f.read(content_len)))
         elif tag == TAG_STREAM_FOOTER:
-            stream.footer = _parse(f.read(content_len))
+            stream.footer = _chunks.parse_xml(f.read(content_len), "stream footer")
         elif stream.channel_format == "string":
             self._strings(stream, f.read(content_len))
         else:
-            n, _ = _varlen(f.read(min(9, content_len)), 0)
+            n, _ = _chunks.read_varlen(f.read(min(9, content_len)), 0)
             if n:
                 stream._chunks.extend((start + 6, content_len))
                 stream.sample_count += n
         return end
 
     def _strings(self, stream: XDFStream, buf: bytes) -> None:
-        n, pos = _varlen(buf, 0)
-        tdiff = 1.0 / stream.nominal_srate if stream.nominal_srate > 0 else 0.0
+        n, pos = _chunks.read_varlen(buf, 0)
+        tdiff = _chunks.sample_interval(stream.nominal_srate)
         rows, stamps = [], []
         last = stream._last_stamp
         for _ in range(n):
-            if pos >= len(buf):
-                raise _Stop("string samples chunk ends inside a sample")
-            tb = buf[pos]
-            if tb == 8:
-                if pos + 9 > len(buf):
-                    raise _Stop("string samples chunk ends inside a timestamp")
-                last = struct.unpack_from("<d", buf, pos + 1)[0]
-                pos += 9
-            elif tb == 0:
-                last += tdiff
-                pos += 1
-            else:
-                raise _Stop(f"invalid timestamp byte {tb}")
+            last, pos = _chunks.read_timestamp(buf, pos, last, tdiff, "string samples chunk")
             row = []
             for _ in range(stream.channel_count):
-                length, pos = _varlen(buf, pos)
-                if pos + length > len(buf):
-                    raise _Stop("string value runs past the end of the chunk")
-                row.append(buf[pos : pos + length].decode("utf-8", errors="replace"))
-                pos += length
+                start, pos = _chunks.string_span(buf, pos)
+                row.append(buf[start:pos].decode("utf-8", errors="replace"))
             rows.append(row)
             stamps.append(last)
-        if pos != len(buf):
-            raise _Stop("string samples chunk length does not match its samples")
+        _chunks.check_samples_end(buf, pos, "string samples chunk")
         stream._last_stamp = last
         stream.strings.extend(rows)
         stream._string_stamps.extend(stamps)
@@ -326,22 +282,21 @@ class XDFReader:
         if dtype is None:
             raise ValueError(f"stream {stream.name!r} holds strings; read XDFStream.strings instead")
         value_bytes = dtype.itemsize * stream.channel_count
-        record = np.dtype([("tsbyte", "u1"), ("ts", "<f8"), ("values", dtype, (stream.channel_count,))])
-        tdiff = 1.0 / stream.nominal_srate if stream.nominal_srate > 0 else 0.0
+        record = record_dtype(dtype, stream.channel_count)
+        tdiff = _chunks.sample_interval(stream.nominal_srate)
         last = 0.0
         chunks = stream._chunks
         with open(self.path, "rb") as f:
             for k in range(0, len(chunks), 2):
                 f.seek(chunks[k])
                 buf = f.read(chunks[k + 1])
-                n, pos = _varlen(buf, 0)
-                if len(buf) - pos == n * record.itemsize:
-                    recs = np.frombuffer(buf, dtype=record, count=n, offset=pos)
-                    if np.all(recs["tsbyte"] == 8):  # our writer and LabRecorder: explicit stamps
-                        stamps = recs["ts"].copy()
-                        last = float(stamps[-1])
-                        yield recs["values"].copy(), stamps
-                        continue
+                n, pos = _chunks.read_varlen(buf, 0)
+                recs = _chunks.explicit_records(buf, pos, n, record)
+                if recs is not None:
+                    stamps = recs["ts"].copy()
+                    last = float(stamps[-1])
+                    yield recs["values"].copy(), stamps
+                    continue
                 raw = np.frombuffer(buf, dtype=np.uint8)
                 ts_bytes = np.zeros((n, 8), dtype=np.uint8)
                 has_ts = np.zeros(n, dtype=np.bool_)
@@ -368,23 +323,16 @@ class XDFReader:
                 if (name is None or s.name == name) and (type is None or s.type.lower() == type.lower())]
 
 
-def _parse(raw: bytes) -> ET.Element:
-    try:
-        return ET.fromstring(raw)
-    except ET.ParseError as err:
-        raise _Stop(f"XML does not parse ({err})") from None
-
-
 def _stream_from_header(stream_id: int, root: ET.Element) -> XDFStream:
     fmt = (root.findtext("channel_format") or "").strip()
     fmt = FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in CHANNEL_FORMATS:
-        raise _Stop(f"stream {stream_id}: unknown channel_format {fmt!r}")
+        raise _chunks.ChunkError(f"stream {stream_id}: unknown channel_format {fmt!r}")
     try:
         count = int(root.findtext("channel_count") or "0")
         srate = float(root.findtext("nominal_srate") or "0")
     except ValueError:
-        raise _Stop(f"stream {stream_id}: bad channel_count or nominal_srate") from None
+        raise _chunks.ChunkError(f"stream {stream_id}: bad channel_count or nominal_srate") from None
     channels = root.findall("./desc/channels/channel")
     labels = [(ch.findtext("label") or "").strip() for ch in channels]
     units = [(ch.findtext("unit") or "").strip() for ch in channels]

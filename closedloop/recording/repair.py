@@ -9,16 +9,12 @@ incomplete or corrupt one, drops the rest and appends the missing footers.
 from __future__ import annotations
 
 import os
-import struct
 import tempfile
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from closedloop.recording import _chunks
 from closedloop.recording.xdf import (
-    BOUNDARY_UUID,
     MAGIC,
     TAG_BOUNDARY,
     TAG_CLOCK_OFFSET,
@@ -31,16 +27,13 @@ from closedloop.recording.xdf import (
     chunk_bytes,
     footer_xml,
     make_spec,
+    record_dtype,
 )
 
 __all__ = ["RepairReport", "StreamSummary", "repair_xdf", "scan_xdf"]
 
 _MINIMAL_FILE_HEADER = b'<?xml version="1.0"?><info><version>1.0</version></info>'
 _COPY_BLOCK = 1 << 20
-
-
-class _Corrupt(Exception):
-    """The chunk at the current position is incomplete or invalid."""
 
 
 @dataclass(slots=True)
@@ -100,28 +93,8 @@ class RepairReport:
     header_rebuilt: bool = False
 
 
-def _varlen(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    """Read a varlen integer from ``buf`` at ``pos``; return (value, new pos)."""
-    if pos >= len(buf):
-        raise _Corrupt("varlen integer past the end of the chunk")
-    width = buf[pos]
-    if width not in (1, 4, 8):
-        raise _Corrupt(f"invalid varlen width byte {width}")
-    end = pos + 1 + width
-    if end > len(buf):
-        raise _Corrupt("varlen integer past the end of the chunk")
-    return int.from_bytes(buf[pos + 1 : end], "little"), end
-
-
-def _parse_xml(raw: bytes, what: str) -> ET.Element:
-    try:
-        return ET.fromstring(raw)
-    except ET.ParseError as err:
-        raise _Corrupt(f"{what} XML does not parse ({err})") from None
-
-
 def _stream_from_header(stream_id: int, raw: bytes) -> StreamSummary:
-    root = _parse_xml(raw, "stream header")
+    root = _chunks.parse_xml(raw, "stream header")
     try:
         spec = make_spec(
             stream_id,
@@ -131,7 +104,7 @@ def _stream_from_header(stream_id: int, raw: bytes) -> StreamSummary:
             root.findtext("channel_format") or "",
         )
     except ValueError as err:
-        raise _Corrupt(f"stream header {stream_id}: {err}") from None
+        raise _chunks.ChunkError(f"stream header {stream_id}: {err}") from None
     return StreamSummary(
         stream_id, spec.name, spec.channel_format, spec.channel_count, spec.nominal_srate
     )
@@ -139,69 +112,33 @@ def _stream_from_header(stream_id: int, raw: bytes) -> StreamSummary:
 
 def _parse_samples(content: memoryview, stream: StreamSummary) -> None:
     """Check a Samples chunk parses completely and update the stream's counts."""
-    n, pos = _varlen(content, 0)
+    n, pos = _chunks.read_varlen(content, 0)
     if n == 0:
         if pos != len(content):
-            raise _Corrupt("trailing bytes after an empty samples chunk")
+            raise _chunks.ChunkError("trailing bytes after an empty samples chunk")
         return
-    tdiff = 1.0 / stream.nominal_srate if stream.nominal_srate > 0 else 0.0
+    tdiff = _chunks.sample_interval(stream.nominal_srate)
     last = stream.last_timestamp if stream.last_timestamp is not None else 0.0
-    if stream.channel_format != "string":
+    strings = stream.channel_format == "string"
+    if not strings:
         spec = StreamSpec(
             stream.stream_id, stream.name, stream.channel_count, stream.nominal_srate, stream.channel_format
         )
         value_bytes = spec.channel_count * spec.dtype.itemsize
-        record = np.dtype([("tsbyte", "u1"), ("ts", "<f8"), ("values", "V%d" % value_bytes)])
-        if len(content) - pos == n * record.itemsize:
-            records = np.frombuffer(content, dtype=record, count=n, offset=pos)
-            if np.all(records["tsbyte"] == 8):  # the common case: explicit timestamps
-                first, last = float(records["ts"][0]), float(records["ts"][-1])
-                _count(stream, n, first, last)
-                return
-        first = None
-        for _ in range(n):  # mixed or deduced timestamps: walk sample by sample
-            if pos >= len(content):
-                raise _Corrupt("samples chunk ends inside a sample")
-            tsbyte = content[pos]
-            if tsbyte == 8:
-                if pos + 9 > len(content):
-                    raise _Corrupt("samples chunk ends inside a timestamp")
-                last = struct.unpack_from("<d", content, pos + 1)[0]
-                pos += 9
-            elif tsbyte == 0:
-                last = last + tdiff
-                pos += 1
-            else:
-                raise _Corrupt(f"invalid timestamp byte {tsbyte}")
-            pos += value_bytes
-            first = last if first is None else first
-        if pos != len(content):
-            raise _Corrupt("samples chunk length does not match its samples")
-        _count(stream, n, first, last)
-        return
+        records = _chunks.explicit_records(content, pos, n, record_dtype(spec.dtype, spec.channel_count))
+        if records is not None:  # the common case: explicit timestamps
+            _count(stream, n, float(records["ts"][0]), float(records["ts"][-1]))
+            return
     first = None
-    for _ in range(n):
-        if pos >= len(content):
-            raise _Corrupt("samples chunk ends inside a sample")
-        tsbyte = content[pos]
-        if tsbyte == 8:
-            if pos + 9 > len(content):
-                raise _Corrupt("samples chunk ends inside a timestamp")
-            last = struct.unpack_from("<d", content, pos + 1)[0]
-            pos += 9
-        elif tsbyte == 0:
-            last = last + tdiff
-            pos += 1
-        else:
-            raise _Corrupt(f"invalid timestamp byte {tsbyte}")
+    for _ in range(n):  # strings, or mixed or deduced timestamps: walk sample by sample
+        last, pos = _chunks.read_timestamp(content, pos, last, tdiff, "samples chunk")
         first = last if first is None else first
-        for _ in range(stream.channel_count):
-            length, pos = _varlen(content, pos)
-            pos += length
-            if pos > len(content):
-                raise _Corrupt("string value runs past the end of the chunk")
-    if pos != len(content):
-        raise _Corrupt("samples chunk length does not match its samples")
+        if strings:
+            for _ in range(stream.channel_count):
+                _, pos = _chunks.string_span(content, pos)
+        else:
+            pos += value_bytes
+    _chunks.check_samples_end(content, pos, "samples chunk")
     _count(stream, n, first, last)
 
 
@@ -236,7 +173,7 @@ class _Walker:
             while pos < self.size:
                 try:
                     pos = self._chunk(f, pos)
-                except _Corrupt as err:
+                except _chunks.ChunkError as err:
                     if self.chunks == 0:
                         self._rebuild(f"file header at byte 4: {err}")
                     else:
@@ -256,55 +193,36 @@ class _Walker:
 
     def _chunk(self, f, pos: int) -> int:
         """Validate the chunk at ``pos`` and return the position after it."""
-        f.seek(pos)
-        width = f.read(1)[0]
-        if width not in (1, 4, 8):
-            raise _Corrupt(f"invalid length-size byte {width}")
-        raw_len = f.read(width)
-        if len(raw_len) < width:
-            raise _Corrupt("file ends inside a chunk length")
-        length = int.from_bytes(raw_len, "little")
-        start = pos + 1 + width
-        if length < 2:
-            raise _Corrupt(f"chunk length {length} is too small")
-        if start + length > self.size:
-            raise _Corrupt(f"chunk of {length} bytes runs past the end of the file")
-        body = memoryview(f.read(length))
-        tag = int.from_bytes(body[:2], "little")
+        tag, start, end = _chunks.read_chunk_head(f, pos, self.size)
         if self.chunks == 0 and tag != TAG_FILE_HEADER:
-            raise _Corrupt(f"first chunk has tag {tag}, not a file header")
+            raise _chunks.ChunkError(f"first chunk has tag {tag}, not a file header")
+        stream_id = -1
         if tag in TAGS_WITH_STREAM_ID:
-            if length < 6:
-                raise _Corrupt(f"tag {tag} chunk too short for a stream id")
-            stream_id = int.from_bytes(body[2:6], "little")
-            content = body[6:]
-            if tag != TAG_STREAM_HEADER and stream_id not in self.streams:
-                raise _Corrupt(f"tag {tag} chunk for undeclared stream {stream_id}")
-        else:
-            stream_id, content = -1, body[2:]
+            stream_id = _chunks.read_stream_id(f, tag, end - start)
+            if tag != TAG_STREAM_HEADER:
+                _chunks.declared_stream(self.streams, tag, stream_id)
+        content = memoryview(f.read(end - f.tell()))
         if tag == TAG_FILE_HEADER:
             if self.chunks != 0:
-                raise _Corrupt("a second file header")
-            _parse_xml(bytes(content), "file header")
+                raise _chunks.ChunkError("a second file header")
+            _chunks.parse_xml(bytes(content), "file header")
         elif tag == TAG_STREAM_HEADER:
             if stream_id in self.streams:
-                raise _Corrupt(f"a second header for stream {stream_id}")
+                raise _chunks.ChunkError(f"a second header for stream {stream_id}")
             self.streams[stream_id] = _stream_from_header(stream_id, bytes(content))
         elif tag == TAG_SAMPLES:
             _parse_samples(content, self.streams[stream_id])
         elif tag == TAG_CLOCK_OFFSET:
-            if len(content) != 16:
-                raise _Corrupt(f"clock offset chunk of {len(content)} bytes, expected 16")
+            _chunks.read_clock_offset(content)
             self.streams[stream_id].clock_offsets += 1
         elif tag == TAG_BOUNDARY:
-            if bytes(content) != BOUNDARY_UUID:
-                raise _Corrupt("boundary chunk without the boundary UUID")
+            _chunks.check_boundary(content)
         elif tag == TAG_STREAM_FOOTER:
-            _parse_xml(bytes(content), "stream footer")
+            _chunks.parse_xml(bytes(content), "stream footer")
             self.streams[stream_id].has_footer = True
         else:
-            raise _Corrupt(f"unknown chunk tag {tag}")
-        return start + length
+            raise _chunks.ChunkError(f"unknown chunk tag {tag}")
+        return end
 
     def footers(self) -> list[tuple[int, bytes]]:
         out = []

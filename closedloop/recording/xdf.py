@@ -59,6 +59,7 @@ __all__ = [
     "encode_samples",
     "footer_xml",
     "make_spec",
+    "record_dtype",
     "stream_header_xml",
 ]
 
@@ -224,7 +225,7 @@ def footer_xml(
     return f'<?xml version="1.0"?><info>{body}</info>'
 
 
-def _record_dtype(value_dtype: np.dtype, channel_count: int) -> np.dtype:
+def record_dtype(value_dtype: np.dtype, channel_count: int) -> np.dtype:
     """Packed per-sample record: timestamp byte, double timestamp, values."""
     return np.dtype([("tsbyte", "u1"), ("ts", "<f8"), ("values", value_dtype, (channel_count,))])
 
@@ -274,7 +275,7 @@ def encode_samples(
         raise TypeError(
             f"stream {spec.name!r}: cannot store {arr.dtype} values as {spec.channel_format}"
         )
-    records = np.empty(n, dtype=_record_dtype(value_dtype, spec.channel_count))
+    records = np.empty(n, dtype=record_dtype(value_dtype, spec.channel_count))
     records["tsbyte"] = 8
     records["ts"] = stamps
     records["values"] = arr
