@@ -111,6 +111,11 @@ class Recorder:
         self.max_batch_samples = int(max_batch_samples)
         self.block_when_full = bool(block_when_full)
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        # The writer thread sleeps until the next flush instead of waiting on the queue, so a push
+        # from the hot loop never wakes a thread (no GIL hand-over per push); it is woken early only
+        # when the queue is filling up or a flush/stop is asked for.
+        self._wake = threading.Event()
+        self._wake_at = max(1, max_queue // 4)
         self._specs: dict[int, StreamSpec] = {}
         self._pending_headers: list[tuple[StreamSpec, str]] = []
         self._lock = threading.Lock()
@@ -214,9 +219,11 @@ class Recorder:
         if self._error is None and not self._closed:
             try:
                 self._queue.put_nowait(item)
+                if self._queue.qsize() >= self._wake_at:
+                    self._wake.set()
                 return
             except queue.Full:
-                pass
+                self._wake.set()
             while self.block_when_full and self._error is None and self.running:
                 try:
                     self._queue.put(item, timeout=0.1)
@@ -252,6 +259,7 @@ class Recorder:
         done = threading.Event()
         try:
             self._queue.put((_FLUSH, done), timeout=timeout)
+            self._wake.set()
         except queue.Full:
             return False
         return done.wait(timeout) and self._error is None
@@ -272,6 +280,7 @@ class Recorder:
         deadline = time.monotonic() + timeout
         try:
             self._queue.put((_STOP,), timeout=timeout)
+            self._wake.set()
         except queue.Full:
             self._set_error(TimeoutError(f"recorder for {self.path}: queue still full at close"))
         self._thread.join(max(0.0, deadline - time.monotonic()))
@@ -322,15 +331,19 @@ class Recorder:
         next_boundary = time.monotonic() + self.boundary_interval_s
         stopping = False
         flush_done: threading.Event | None = None
+        flush_waiters: list[threading.Event] = []
         try:
             while not stopping:
-                try:
-                    item = self._queue.get(timeout=max(0.0, next_flush - time.monotonic()))
-                except queue.Empty:
-                    item = None
+                self._wake.wait(max(0.0, next_flush - time.monotonic()))
+                self._wake.clear()
                 self._write_headers(writer)
                 flush_done = None
-                if item is not None:
+                flush_waiters: list[threading.Event] = []
+                while not stopping:  # everything queued so far, in order
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
                     kind = item[0]
                     if kind == _SAMPLES:
                         _, stream_id, values, stamps = item
@@ -342,6 +355,7 @@ class Recorder:
                         writer.write_clock_offset(item[1], item[2], item[3])
                         self._bytes_written = writer.bytes_written
                     elif kind == _FLUSH:
+                        flush_waiters.append(item[1])
                         flush_done = item[1]
                     elif kind == _STOP:
                         stopping = True
@@ -356,16 +370,16 @@ class Recorder:
                         writer.sync()
                         self._bytes_written = writer.bytes_written
                         next_boundary = now + self.boundary_interval_s
-                if flush_done is not None:
-                    flush_done.set()
+                for done in flush_waiters:
+                    done.set()
             self._drain_after_stop(writer)
             writer.close()
             self._bytes_written = writer.bytes_written
         except BaseException as err:  # disk full, file deleted, ...: stop writing, keep the loop alive
             self._set_error(err)
             batches.clear()
-            if flush_done is not None:
-                flush_done.set()
+            for done in flush_waiters:
+                done.set()
             try:
                 writer.close_fd()
             except OSError:
