@@ -78,6 +78,10 @@ SourceConfig = Annotated[Union[SyntheticSourceConfig, LSLSourceConfig], Field(di
 
 class DeviceConfig(_Strict):
     profile: str = Field(description="device profile name (devices/NAME.toml) or path")
+    motor_threshold_pct_mso: float | None = Field(
+        None, gt=0, le=100,
+        description="rTMS: the participant's resting motor threshold in % of maximum stimulator output; "
+                    "converts %MT intensities to the stimulator's %MSO setting")
 
 
 class SafetyOverrides(_Strict):
@@ -183,7 +187,29 @@ def _cross_checks(cfg: PipelineConfig, profile: DeviceProfile) -> list[str]:
         if name is not None and name not in feats:
             problems.append(f"controller.{key}: {name!r} is not a feature of this pipeline; choose one of {feats}")
     problems += check_pipeline_limits(cfg, profile)
+    problems += _motor_threshold_problems(cfg, profile)
+    profile_problems = getattr(c, "profile_problems", None)
+    if callable(profile_problems) and not problems:
+        over = cfg.safety.model_dump(exclude_none=True)
+        env = {n: {"value": over.get(n, lim.value), "unit": lim.unit, "source": lim.source}
+               for n, lim in profile.limits.items()}
+        problems += profile_problems(profile, env)
     return problems
+
+
+def _motor_threshold_problems(cfg: PipelineConfig, profile: DeviceProfile) -> list[str]:
+    """``device.motor_threshold_pct_mso``: only for rTMS, and required where the adapter converts %MT to %MSO."""
+    from closedloop.adapters import needs_motor_threshold
+
+    mt = cfg.device.motor_threshold_pct_mso
+    if mt is not None and profile.device.modality != "rtms":
+        return [f"device.motor_threshold_pct_mso: only rTMS devices use a motor threshold; "
+                f"{profile.device.name!r} is {profile.device.modality}"]
+    if mt is None and needs_motor_threshold(profile):
+        return [f"device.motor_threshold_pct_mso: the {profile.device.adapter} adapter sets the stimulator in % of "
+                f"maximum output from intensities in %MT, so it needs the participant's resting motor threshold "
+                f"(% of maximum stimulator output), e.g. motor_threshold_pct_mso = 45"]
+    return []
 
 
 def feature_names(cfg: PipelineConfig) -> list[str]:

@@ -60,6 +60,17 @@ def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float
     return source, None
 
 
+def _commands_to_apply(steps: list[Step]) -> list:
+    """The allowed commands of one chunk to send: every fire or abort (none may be dropped), then the newest.
+
+    tES commands carry neither flag, so only the newest is sent, as before.
+    """
+    last = steps[-1].allowed
+    flagged = [s.allowed for s in steps[:-1]
+               if s.allowed.extra.get("fire", 0.0) >= 1.0 or s.allowed.extra.get("abort", 0.0) >= 1.0]
+    return flagged + [last]
+
+
 class LiveSession:
     """Run a resolved pipeline live for ``duration_s`` seconds.
 
@@ -91,7 +102,8 @@ class LiveSession:
         self.on_step = on_step
         self.on_command = on_command
         self.stats = SessionStats()
-        self.adapter = adapter if adapter is not None else build_adapter(resolved.profile)
+        self.adapter = adapter if adapter is not None else build_adapter(
+            resolved.profile, motor_threshold_pct_mso=resolved.config.device.motor_threshold_pct_mso)
         self.pipeline: Pipeline | None = None
         self.source = None
         self.publisher = None
@@ -221,7 +233,8 @@ class LiveSession:
                     steps = self.pipeline.process(chunk)
                     if steps:
                         t_adapter = perf_counter()
-                        self._apply(steps[-1].allowed, clock)
+                        for cmd in _commands_to_apply(steps):
+                            self._apply(cmd, clock)
                         issued = clock()
                         adapter_s = perf_counter() - t_adapter
                 if steps:
@@ -251,7 +264,10 @@ class LiveSession:
                 if trip is not None and trip.kind == "frame":
                     stats.watchdog_trips += 1
                     with self._lock:
-                        self._apply(safety.ramp_down(now, trip.reason, emergency=True), clock)
+                        ramp = safety.ramp_down(now, trip.reason, emergency=True)
+                        self._apply(ramp, clock)
+                    if ramp.extra.get("abort", 0.0) >= 1.0 and not safety.stopped:
+                        getattr(self.adapter, "rearm", lambda: None)()  # an abort disarms rTMS/TUS devices
             if safety.stopped and not safety.active:
                 stats.stop_reason = safety.stop_reason
                 return False
@@ -338,6 +354,8 @@ class _StatusLine:
         if self.blinded:
             shown = display_state(self.controller)
             stim = "  " + " ".join(f"{k}={v:g}" for k, v in shown.items()) + " (blinded)"
+        elif self.safety.modality != "tes":
+            stim = f"  stim={'ON ' if self.safety.active else 'off'}"
         else:
             stim = f"  amp={step.allowed.amplitude_mA:.3f} mA{' ON ' if step.desired.on else ' off'}"
         events = sum(self.safety.counts.values())

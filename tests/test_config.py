@@ -34,7 +34,11 @@ def problems_of(path: Path) -> str:
 def test_shipped_pipelines_validate(pipeline):
     resolved = load_pipeline(pipeline)
     env = resolved.envelope()
-    assert env["max_amplitude_mA"]["value"] <= resolved.profile.limit("max_amplitude_mA")
+    for name, lim in env.items():  # every modality: overrides only tighten the device limits
+        device = resolved.profile.limit(name)
+        assert lim["value"] >= device if name.startswith("min_") else lim["value"] <= device, name
+    if resolved.profile.device.modality == "tes":
+        assert env["max_amplitude_mA"]["value"] <= resolved.profile.limit("max_amplitude_mA")
     assert all(v["source"] for v in env.values())
 
 

@@ -70,6 +70,8 @@ def test_sonication_ends_in_time_and_a_pause_follows(env):
 
 def test_ramp_down_stops_at_once(env):
     layer = TUSSafetyLayer(env)
-    layer.step(sonication(), 0.0)
-    assert not layer.ramp_down(0.1, "no fresh frame", emergency=True).on
+    assert layer.step(sonication(), 0.0).extra["fire"] == 1.0  # the start of a sonication is marked
+    assert layer.step(sonication(), 0.05).extra["fire"] == 0.0  # ... and only the start
+    out = layer.ramp_down(0.1, "no fresh frame", emergency=True)
+    assert not out.on and out.extra["abort"] == 1.0  # cut, not ended: adapters abort
     assert layer.stim_time_s == pytest.approx(0.1)

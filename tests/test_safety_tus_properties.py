@@ -135,6 +135,11 @@ def test_every_sonication_is_inside_the_envelope_and_time_is_accounted(program):
             assert abs(x["burst_s"] * x["prf_Hz"] - x["duty_cycle"]) <= 0.01 * x["duty_cycle"] + EPS
             assert x["burst_s"] <= ENV.max_burst_s
             assert cmd.frequency_Hz == x["prf_Hz"]
+            assert x["fire"] == (0.0 if prev_on else 1.0)  # the convention: fire marks a sonication's start
+        else:
+            assert x["fire"] == 0.0
+            assert x.get("abort", 0.0) == 0.0 or prev_on  # abort only cuts a running sonication
+        if cmd.on:
             if not prev_on:
                 sonications += 1
                 on_time = 0.0

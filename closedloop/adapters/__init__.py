@@ -73,17 +73,46 @@ def adapter_factory(name: str) -> Callable[..., Any]:
     raise ValueError(f"no adapter named {name!r}; available: {sorted(available_adapters())}")
 
 
+def _uses_motor_threshold(factory: Any) -> bool:
+    return bool(getattr(factory, "uses_motor_threshold", False))
+
+
+def needs_motor_threshold(profile: DeviceProfile) -> bool:
+    """Whether the profile's adapter converts %MT to %MSO and the profile gives no threshold itself.
+
+    Such a session must pass the participant's ``motor_threshold_pct_mso``
+    (pipeline key ``[device] motor_threshold_pct_mso``). Unknown adapters count as not needing it.
+    """
+    if profile.device.modality != "rtms" or "motor_threshold_pct_mso" in profile.adapter_options:
+        return False
+    try:
+        factory = adapter_factory(profile.device.adapter)
+    except (ValueError, ImportError):
+        return False
+    lim = profile.limits.get("max_intensity_pct")
+    in_mso = lim is not None and lim.unit.replace(" ", "").upper() == "%MSO"
+    return _uses_motor_threshold(factory) and not in_mso
+
+
 def build_adapter(profile: DeviceProfile, **kwargs: Any) -> Adapter:
-    """Instantiate the adapter a device profile names (keyword arguments go to its constructor)."""
+    """Instantiate the adapter a device profile names (keyword arguments go to its constructor).
+
+    ``motor_threshold_pct_mso`` is passed only to adapters that convert %MT
+    to %MSO (``uses_motor_threshold = True``, e.g. Magstim and MagPro);
+    ``None`` or another adapter drops it (they set no intensity themselves).
+    """
     try:
         factory = adapter_factory(profile.device.adapter)
     except ValueError as e:
         raise ValueError(f"device profile {profile.device.name!r}: {e}") from None
+    if "motor_threshold_pct_mso" in kwargs and (kwargs["motor_threshold_pct_mso"] is None
+                                                or not _uses_motor_threshold(factory)):
+        kwargs.pop("motor_threshold_pct_mso")
     return factory(profile, **kwargs)
 
 
 __all__ = [
     "Adapter", "AdapterBase", "BUILTIN", "DeviceFault", "ENTRY_POINT_GROUP", "IOLog", "IORecord",
     "LimitViolation", "SimulatedRTMS", "SimulatedStimulator", "SimulatedTUS", "ThreadedAdapter",
-    "adapter_factory", "available_adapters", "build_adapter",
+    "adapter_factory", "available_adapters", "build_adapter", "needs_motor_threshold",
 ]

@@ -134,6 +134,11 @@ class LSLCommandAdapter(AdapterBase):
         self.armed = True
         self._event("arm", self.clock())
 
+    def rearm(self) -> None:
+        """Arm again after an abort or emergency stop (no effect when faulted, stopped or armed)."""
+        if self.fault is None and self.connected and not self.armed:
+            self.arm()
+
     def disarm(self) -> None:
         now = self.clock()
         self.armed = False

@@ -19,6 +19,8 @@ class MotorThresholdMixin:
 
     profile: DeviceProfile
     name: str
+    #: Tells :func:`closedloop.adapters.build_adapter` to pass the session's ``motor_threshold_pct_mso``.
+    uses_motor_threshold = True
 
     def _init_intensity(self, motor_threshold_pct_mso: float | None) -> None:
         unit = self.profile.limits["max_intensity_pct"].unit.replace(" ", "").upper()

@@ -67,6 +67,11 @@ class _Simulated(AdapterBase):
         self._go_safe(self.clock())
         self.log.add("event", note="disarmed")
 
+    def rearm(self) -> None:
+        """Arm again after an abort disarmed the device (no effect when faulted, stopped or armed)."""
+        if self.fault is None and self.connected and not self.armed:
+            self.arm()
+
     def emergency_stop(self) -> None:
         self.armed = False
         self._go_safe(self.clock(), emergency=True)
@@ -242,9 +247,18 @@ class SimulatedRTMS(_Simulated):
 
 
 class SimulatedTUS(_Simulated):
-    """Simulated transcranial ultrasound system: bursts with the parameters of each command.
+    """Simulated transcranial ultrasound system, following the TUS command convention.
 
-    :attr:`bursts` lists ``(time, parameters)`` of every delivered burst.
+    The convention (shared with :mod:`closedloop.safety.tus`): a *sonication*
+    is on while the applied command is ``on``; during it the transducer emits
+    pulses of ``burst_s`` every ``1 / prf_Hz`` (duty cycle ``burst_s ×
+    prf_Hz``) with the command's acoustic parameters. The command that starts
+    a sonication carries ``extra["fire"] = 1.0``; a command with ``on=False``
+    ends it, and ``extra["abort"] = 1.0`` (a safety ramp or stop) ends it and
+    disarms (call :meth:`rearm` to continue).
+
+    :attr:`sonications` lists ``[start, end, parameters]`` of every
+    sonication (``end`` is ``inf`` while it runs).
     """
 
     modalities = ("tus",)
@@ -252,34 +266,50 @@ class SimulatedTUS(_Simulated):
 
     def __init__(self, profile: DeviceProfile, **kwargs: Any) -> None:
         super().__init__(profile, **kwargs)
-        self.bursts: list[tuple[float, dict[str, float]]] = []
-        self._burst_end = float("-inf")
+        self.sonications: list[list[Any]] = []
+        self._on = False
 
     def apply(self, command: Command, now: float) -> None:
         if command.extra.get("abort", 0.0) >= 1.0 and self.fault is None:
             self._go_safe(now)
-            self.log.add("event", note="burst aborted")
+            self.log.add("event", note="sonication aborted")
             self.commands += 1
             return
         if not self._usable(command, now):
             return
-        if fires(command):
+        if command.on and not self._on:
+            if not fires(command):
+                self._refuse(command, ["a sonication must start with a fire command (extra fire = 1.0)"])
             if not self.armed:
                 self._refuse(command, ["transducer not armed"])
-            if now < self._burst_end:
-                self._refuse(command, ["a burst is still running"])
             self.guard.commit(command, now)
-            self.bursts.append((now, dict(command.extra)))
-            self._burst_end = now + command.extra.get("burst_s", 0.0)
+            self.sonications.append([now, float("inf"), dict(command.extra)])
+            self._on = True
+            self.log.add("event", note="sonication started")
+        elif command.on and fires(command):
+            self._refuse(command, ["a sonication is already running"])
+        elif not command.on and self._on:
+            self._end(now)
         self.commands += 1
         self.last_command = command
 
+    def _end(self, now: float) -> None:
+        if self._on:
+            self.sonications[-1][1] = now
+            self._on = False
+            self.log.add("event", note="sonication ended")
+
+    @property
+    def bursts(self) -> list[tuple[float, dict[str, float]]]:
+        """``(start, parameters)`` of every sonication (the older name of :attr:`sonications`)."""
+        return [(start, params) for start, _end, params in self.sonications]
+
     def sonicating(self, now: float) -> bool:
-        return now < self._burst_end
+        return self._on and bool(self.sonications) and now >= self.sonications[-1][0]
 
     def _go_safe(self, now: float, emergency: bool = False) -> None:
         self.armed = False
-        self._burst_end = min(self._burst_end, now)
+        self._end(now)
 
 
 def simulated_adapter(profile: DeviceProfile, **kwargs: Any) -> _Simulated:

@@ -6,6 +6,7 @@ import threading
 from typing import Any, Callable, ClassVar, TypeVar
 
 from closedloop.adapters.base import AdapterBase, DeviceFault
+from closedloop.adapters.limits import fires
 from closedloop.adapters.transport import ErrorReply, GarbledReply, LinkLost, ReplyTimeout
 from closedloop.adapters.worker import DeviceWorker
 from closedloop.devices import DeviceProfile
@@ -233,9 +234,13 @@ class ThreadedAdapter(AdapterBase):
                 self.armed = False
             self._refuse(command, problems)
         self._accept(command, now)
-        self._latest = command
         self.last_command = command
         self.commands += 1
+        if self.modality != "tes" and fires(command):
+            # a fire is its own job: a newer command must never replace it in the queue
+            self.worker.submit(lambda: self._apply_fire(command))
+            return
+        self._latest = command
         self.worker.submit(self._apply_latest, key="apply")
 
     def _accept(self, command: Command, now: float) -> None:
@@ -250,6 +255,28 @@ class ThreadedAdapter(AdapterBase):
         if cmd is None or self.fault is not None:
             return
         self._io_apply(cmd)
+
+    def _apply_fire(self, command: Command) -> None:
+        if self.fault is None:
+            self._io_apply(command)
+
+    def rearm(self) -> None:
+        """Arm again without waiting (after a train abort disarmed the device); returns at once.
+
+        The arm runs on the device thread after the disarm the abort queued, so
+        it is done before any later fire; a failure becomes a :attr:`fault`.
+        """
+        if self.fault is not None or not self.connected or self._stopped or self.armed:
+            return
+
+        def arm_again() -> None:
+            if self.fault is not None or self._stopped:
+                return
+            self._io_arm()
+            self.armed = True
+            self.log.add("event", note="re-armed after an abort")
+
+        self.worker.submit(arm_again)
 
     def emergency_stop(self) -> None:
         self.log.add("event", note="emergency stop requested")

@@ -13,6 +13,7 @@ from closedloop.control.dual_threshold import DualThresholdConfig, DualThreshold
 from closedloop.control.pid import PIConfig, PIController
 from closedloop.control.schedule import ScheduleConfig, ScheduleController
 from closedloop.control.threshold import ThresholdConfig, ThresholdController
+from closedloop.control.trigger import TriggerConfig, TriggerController
 
 #: Controllers a baseline block may wrap (every kind but ``baseline``).
 InnerControllerConfig = Annotated[
@@ -21,12 +22,12 @@ InnerControllerConfig = Annotated[
 
 #: ``[controller]`` section: one model per ``kind``.
 ControllerConfig = Annotated[
-    Union[ThresholdConfig, DualThresholdConfig, PIConfig, ScheduleConfig, BaselineConfig],
+    Union[ThresholdConfig, DualThresholdConfig, PIConfig, ScheduleConfig, BaselineConfig, TriggerConfig],
     Field(discriminator="kind"),
 ]
 
 #: The controller kinds (also the tags pydantic puts in error locations).
-CONTROLLER_KINDS = ("threshold", "dual_threshold", "pi", "schedule", "baseline")
+CONTROLLER_KINDS = ("threshold", "dual_threshold", "pi", "schedule", "baseline", "trigger")
 
 _REGISTRY = {
     "threshold": ThresholdController,
@@ -34,6 +35,7 @@ _REGISTRY = {
     "pi": PIController,
     "schedule": ScheduleController,
     "baseline": BaselineController,
+    "trigger": TriggerController,
 }
 
 
@@ -52,5 +54,6 @@ __all__ = [
     "BaselineConfig", "BaselineController", "CONTROLLER_KINDS", "Controller", "ControllerConfig",
     "ControllerConfigBase", "DualThresholdConfig", "DualThresholdController", "OnBadFrame", "PIConfig",
     "PIController", "ScheduleConfig", "ScheduleController", "ThresholdConfig", "ThresholdController",
+    "TriggerConfig", "TriggerController",
     "build_controller", "display_state",
 ]

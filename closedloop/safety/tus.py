@@ -16,6 +16,17 @@ sonication is on from one call to the next; the layer ends it early enough
 that neither the per-sonication nor the session's total sonication time is
 exceeded. Thermal limits need a thermal model of the setup and are not
 enforced here.
+
+The TUS command convention (shared by the layer, the adapters and
+:class:`~closedloop.adapters.simulated.SimulatedTUS`): a *sonication* is on
+while the allowed command is ``on``; during it the transducer emits pulses of
+``burst_s`` every ``1 / prf_Hz``. The allowed command that starts a
+sonication carries ``extra["fire"] = 1.0`` (every other one ``0.0``); the one
+that ends it is ``on=False``, with ``extra["abort"] = 1.0`` when a ramp-down
+or a stop cut it. A controller that wants a sonication of a given length
+(e.g. :class:`~closedloop.control.trigger.TriggerController`) keeps asking
+for it (``on=True``) for that long; a ``fire`` flag in the desired command is
+not needed.
 """
 
 from __future__ import annotations
@@ -80,6 +91,7 @@ class TUSSafetyLayer(SafetyLayer):
     def __init__(self, envelope: TUSEnvelope, on_event=None, auto_arm: bool = True) -> None:
         super().__init__(envelope, on_event, auto_arm)
         self._on = False
+        self._cut = False  # the last change was a ramp or stop (the output says abort)
         self._params: dict[str, float] = {}
         self.sonication_s = 0.0  # length of the current (or last) sonication
         self.off_s = math.inf  # time since the last sonication ended
@@ -95,13 +107,18 @@ class TUSSafetyLayer(SafetyLayer):
         else:
             self.off_s += dt
 
-    def _output(self, t: float) -> Command:
+    def _output(self, t: float, was_on: bool) -> Command:
         if not self._on:
-            return Command(0.0, 0.0, False, t, {k: 0.0 for k in TUS_KEYS})
+            extra = {k: 0.0 for k in TUS_KEYS}
+            extra["fire"] = 0.0
+            if was_on and self._cut:
+                extra["abort"] = 1.0
+            return Command(0.0, 0.0, False, t, extra)
         p = self._params
         extra = dict(p)
         extra["mechanical_index"] = mechanical_index(p["pnp_MPa"], p["center_frequency_MHz"])
         extra["ispta_mW_per_cm2"] = ispta_mW_per_cm2(p["isppa_W_per_cm2"], p["duty_cycle"])
+        extra["fire"] = 0.0 if was_on else 1.0
         return Command(0.0, p["prf_Hz"], True, t, extra)
 
     def _set(self, on: bool, params: dict[str, float] | None = None) -> None:
@@ -115,10 +132,11 @@ class TUSSafetyLayer(SafetyLayer):
 
     def _step(self, desired: Command, t: float, dt: float) -> Command:
         env = self.env
+        was_on, self._cut = self._on, False
         self._elapse(dt)
         if not (desired.on and self.machine.may_stimulate):
             self._set(False)
-            return self._output(t)
+            return self._output(t, was_on)
         params, problem = self._check(desired)
         if not problem and not self._on and self.account.sonications and self.off_s < env.min_pause_s:
             problem = f"only {self.off_s:.3g} s since the last sonication; the minimum pause is {env.min_pause_s:g} s"
@@ -135,7 +153,7 @@ class TUSSafetyLayer(SafetyLayer):
             self._set(False)
         else:
             self._set(True, params)
-        return self._output(t)
+        return self._output(t, was_on)
 
     def _check(self, desired: Command) -> tuple[dict[str, float], str]:
         """The requested parameters and why they cannot be applied (empty if they can)."""
@@ -173,6 +191,7 @@ class TUSSafetyLayer(SafetyLayer):
         return params, ""
 
     def _ramp(self, t: float, dt: float) -> Command:
+        was_on, self._cut = self._on, True
         self._elapse(dt)
         self._set(False)
-        return self._output(t)
+        return self._output(t, was_on)
