@@ -103,6 +103,15 @@ def test_simulated_rtms_session_fires_and_ends_disarmed(repo, tmp_path):
     _, intensity, rate, n = a.trains[0]
     assert (intensity, rate, n) == (110.0, 20.0, 32)
     assert not a.armed and not a.connected
+    # the train's parameters are in the recording, with the command that fired it
+    import json
+
+    import pyxdf
+
+    streams, _ = pyxdf.load_xdf(str(tmp_path / "out" / "session.xdf"))
+    extra = next(s for s in streams if s["info"]["name"][0] == "closedloop-applied-extra")
+    fired = [json.loads(row[0]) for row in extra["time_series"] if json.loads(row[0]).get("fire") == 1.0]
+    assert len(fired) == 1 and fired[0]["intensity_pct"] == 110.0 and fired[0]["pulses"] == 32
 
 
 class ByteSink(StreamEmulator):

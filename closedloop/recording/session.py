@@ -60,6 +60,7 @@ FEATURES_STREAM = "closedloop-features"
 CONTROLLER_STREAM = "closedloop-controller"
 COMMANDS_STREAM = "closedloop-commands"
 APPLIED_STREAM = "closedloop-applied"
+APPLIED_EXTRA_STREAM = "closedloop-applied-extra"
 SAFETY_STREAM = "closedloop-safety"
 
 
@@ -240,6 +241,11 @@ class SessionRecording:
             SAFETY_STREAM, "Events", 1, 0.0, "string", source_id=f"closedloop-{self.session_id}-safety",
             channels=[{"label": "event", "unit": "json", "type": "event"}],
             desc_extra={"closedloop": {"role": "safety", "version": version}})
+        # modality-specific parameters (rTMS train, TUS sonication: Command.extra) of every applied command
+        self._extra_id = self.recorder.add_stream(
+            APPLIED_EXTRA_STREAM, "Commands", 1, 0.0, "string", source_id=f"closedloop-{self.session_id}-applied-extra",
+            channels=[{"label": "extra", "unit": "json", "type": "command"}],
+            desc_extra={"closedloop": {"role": "applied-extra", "version": version}})
         self._feat_row = np.empty(len(self.feature_names) + 2)
         for spec in extra_streams or ():
             self.add_stream(**dict(spec))
@@ -329,6 +335,8 @@ class SessionRecording:
         """A command the adapter issued at ``issue_time`` (local LSL clock)."""
         row = np.array([[command.amplitude_mA, command.frequency_Hz, float(command.on), command.time, latency_s]])
         self.recorder.push(self._applied_id, row, (issue_time,))
+        if command.extra:
+            self.recorder.push(self._extra_id, [[json.dumps(command.extra, sort_keys=True)]], (issue_time,))
 
     def on_event(self, event) -> None:
         """A :class:`~closedloop.safety.SafetyEvent`, as JSON text stamped at its time."""
