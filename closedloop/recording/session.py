@@ -159,7 +159,7 @@ class SessionRecording:
         *,
         block: bool = False,
         min_free_bytes: int = 100_000_000,
-        flush_interval_s: float = 0.5,
+        flush_interval_s: float = 0.1,
         report: bool = True,
     ) -> None:
         self.out_dir = Path(out_dir)
