@@ -6,13 +6,11 @@ See ``pipelines/alpha_tacs.toml`` for a commented example.
 
 from __future__ import annotations
 
-import math
-import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from closedloop.control import CONTROLLER_KINDS, ControllerConfig
 from closedloop.devices import DeviceProfile, find_profile, load_profile

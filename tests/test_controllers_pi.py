@@ -72,7 +72,6 @@ def test_integrator_frozen_on_flagged_frames():
     plant = Plant()
     simulate(ctl, plant, 10.0)
     before = ctl.integral
-    bad = lambda t: Quality.ARTIFACT
     frame = Frame(10.0, np.array([50.0]), ("alpha",), Quality.ARTIFACT)  # a wild artefact value
     amp = ctl.amplitude_mA
     for k in range(20):

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from closedloop.control import ScheduleConfig, ScheduleController, display_state
 from closedloop.safety import SafetyLayer, TESEnvelope
-from closedloop.types import Command, Frame, Quality
+from closedloop.types import Frame, Quality
 
 DT = 0.05
 

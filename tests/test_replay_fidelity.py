@@ -10,7 +10,6 @@ through :class:`closedloop.runtime.LiveSession` once the runtime records.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import struct
 import time
 import uuid

@@ -7,7 +7,6 @@ clock; a stalled or lost stream is noticed and reported.
 
 from __future__ import annotations
 
-import time
 import xml.etree.ElementTree as ET
 
 import numpy as np
