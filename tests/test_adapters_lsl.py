@@ -13,28 +13,23 @@ configure_lsl()
 
 import pylsl  # noqa: E402
 
-from closedloop.adapters import DeviceFault, LimitViolation, build_adapter  # noqa: E402
-from closedloop.devices import load_profile  # noqa: E402
+from adapter_helpers import adapter_maker  # noqa: E402
+from closedloop.adapters import DeviceFault, LimitViolation  # noqa: E402
 from closedloop.types import Command  # noqa: E402
 
 pytestmark = [pytest.mark.lsl, pytest.mark.timeout(30)]
 
 
+def unique_stream() -> dict[str, str]:
+    """A stream name and source_id no other test uses (one per adapter)."""
+    sid = f"cltest-cmd-{uuid.uuid4().hex[:8]}"
+    return {"stream_name": sid, "source_id": sid}
+
+
 @pytest.fixture
 def make(repo):
-    made = []
-
-    def _make(**options):
-        prof = load_profile(repo / "devices" / "lsl_commands.toml")
-        sid = f"cltest-cmd-{uuid.uuid4().hex[:8]}"
-        opts = {**prof.adapter_options, "stream_name": sid, "source_id": sid, **options}
-        a = build_adapter(prof.model_copy(update={"adapter_options": opts}))
-        made.append(a)
-        return a
-
-    yield _make
-    for a in made:
-        a.stop()
+    with adapter_maker(repo / "devices" / "lsl_commands.toml", unique_stream) as make:
+        yield make
 
 
 def inlet_for(source_id: str) -> pylsl.StreamInlet:

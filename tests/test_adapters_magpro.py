@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from closedloop.adapters import LimitViolation, build_adapter
+from adapter_helpers import adapter_maker, wait_for
+from closedloop.adapters import LimitViolation
 from closedloop.adapters.crc import crc8_maxim
 from closedloop.adapters.emulators import MagProEmulator
 from closedloop.adapters.magpro import frame
-from closedloop.devices import load_profile
 from closedloop.types import Command
 
 pytestmark = pytest.mark.timeout(30)
@@ -24,15 +24,6 @@ def fire(**extra) -> Command:
                                           "fire": 1.0, **extra})
 
 
-def wait_for(pred, timeout=3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
-
-
 @pytest.fixture
 def emu():
     e = MagProEmulator()
@@ -43,18 +34,10 @@ def emu():
 
 @pytest.fixture
 def make(repo, emu):
-    made = []
-
-    def _make(**options):
-        prof = load_profile(repo / "devices" / "magpro_x100.toml")
-        opts = {**prof.adapter_options, "port": emu.url, "reply_timeout_s": 0.1, "heartbeat_s": 0.2, **options}
-        adapter = build_adapter(prof.model_copy(update={"adapter_options": opts}), motor_threshold_pct_mso=MT)
-        made.append(adapter)
-        return adapter
-
-    yield _make
-    for a in made:
-        a.stop()
+    with adapter_maker(repo / "devices" / "magpro_x100.toml",
+                       {"port": emu.url, "reply_timeout_s": 0.1, "heartbeat_s": 0.2},
+                       motor_threshold_pct_mso=MT) as make:
+        yield make
 
 
 def test_frames_carry_length_dallas_crc_and_end_byte():

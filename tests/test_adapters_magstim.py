@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from adapter_helpers import adapter_maker, wait_for
 from closedloop.adapters import DeviceFault, LimitViolation, build_adapter
 from closedloop.adapters.crc import magstim_crc
 from closedloop.adapters.emulators import MagstimEmulator
@@ -23,15 +24,6 @@ def fire(**extra) -> Command:
     return Command(0.0, 20.0, True, 0.0, {**TRAIN, **extra})
 
 
-def wait_for(pred, timeout=3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
-
-
 @pytest.fixture
 def emu():
     e = MagstimEmulator(armed_timeout_s=0.6, charge_s=0.02)
@@ -42,19 +34,10 @@ def emu():
 
 @pytest.fixture
 def make(repo, emu):
-    made = []
-
-    def _make(**options):
-        prof = load_profile(repo / "devices" / "magstim_rapid2.toml")
-        opts = {**prof.adapter_options, "port": emu.url, "reply_timeout_s": 0.1, "retries": 2,
-                "poll_armed_s": 0.2, **options}
-        adapter = build_adapter(prof.model_copy(update={"adapter_options": opts}), motor_threshold_pct_mso=MT)
-        made.append(adapter)
-        return adapter
-
-    yield _make
-    for a in made:
-        a.stop()
+    with adapter_maker(repo / "devices" / "magstim_rapid2.toml",
+                       {"port": emu.url, "reply_timeout_s": 0.1, "retries": 2, "poll_armed_s": 0.2},
+                       motor_threshold_pct_mso=MT) as make:
+        yield make
 
 
 def test_happy_path_programs_fires_keeps_alive_and_ends_safe(make, emu):

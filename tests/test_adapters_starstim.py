@@ -10,6 +10,7 @@ from closedloop.lslconfig import configure_lsl
 
 configure_lsl()
 
+from adapter_helpers import adapter_maker, wait_for  # noqa: E402
 from closedloop.adapters import DeviceFault, LimitViolation, build_adapter  # noqa: E402
 from closedloop.adapters import nic2_protocol as P  # noqa: E402
 from closedloop.adapters.emulators import NIC2Emulator  # noqa: E402
@@ -22,15 +23,6 @@ pytestmark = pytest.mark.timeout(60)
 
 def tacs(mA: float, hz: float = 10.0) -> Command:
     return Command(mA, hz, mA > 0, 0.0)
-
-
-def wait_for(pred, timeout=3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 @pytest.fixture
@@ -48,18 +40,8 @@ def options(emu, **extra):
 
 @pytest.fixture
 def make(repo, emu):
-    made = []
-
-    def _make(**extra):
-        prof = load_profile(repo / "devices" / "starstim_nic2.toml")
-        opts = {**prof.adapter_options, **options(emu, **extra)}
-        adapter = build_adapter(prof.model_copy(update={"adapter_options": opts}))
-        made.append(adapter)
-        return adapter
-
-    yield _make
-    for a in made:
-        a.stop()
+    with adapter_maker(repo / "devices" / "starstim_nic2.toml", options(emu)) as make:
+        yield make
 
 
 def test_happy_path_loads_starts_changes_online_and_ends_safe(make, emu):

@@ -7,9 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from closedloop.adapters import LimitViolation, build_adapter
-from closedloop.adapters.emulators.base import StreamEmulator
-from closedloop.devices import load_profile
+from adapter_helpers import ByteSink, adapter_maker, wait_for
+from closedloop.adapters import LimitViolation
 from closedloop.types import Command
 
 pytestmark = pytest.mark.timeout(30)
@@ -18,15 +17,6 @@ pytestmark = pytest.mark.timeout(30)
 def train(pulses: float, rate: float = 20.0, **extra) -> Command:
     return Command(0.0, rate, True, 0.0, {"intensity_pct": 100.0, "pulses": pulses,
                                           "train_duration_s": pulses / rate, "fire": 1.0, **extra})
-
-
-def wait_for(pred, timeout=3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 class LineSpy:
@@ -45,32 +35,10 @@ class LineSpy:
         setattr(self._port, name, value)
 
 
-class ByteSink(StreamEmulator):
-    """A trigger box: records every byte it receives."""
-
-    def parse(self, buf: bytearray) -> list[bytes]:
-        out = [bytes([b]) for b in buf]
-        buf.clear()
-        return out
-
-    def execute(self, msg: bytes) -> bytes | None:
-        return None
-
-
 @pytest.fixture
 def make(repo):
-    made = []
-
-    def _make(**options):
-        prof = load_profile(repo / "devices" / "ttl_trigger.toml")
-        opts = {**prof.adapter_options, "pulse_width_ms": 5.0, **options}
-        a = build_adapter(prof.model_copy(update={"adapter_options": opts}))
-        made.append(a)
-        return a
-
-    yield _make
-    for a in made:
-        a.stop()
+    with adapter_maker(repo / "devices" / "ttl_trigger.toml", {"pulse_width_ms": 5.0}) as make:
+        yield make
 
 
 def test_rts_pulses_have_the_train_rate_and_width(make):

@@ -21,7 +21,7 @@ configure_lsl()
 import pylsl  # noqa: E402
 
 from closedloop.adapters.emulators import MagProEmulator, MagstimEmulator  # noqa: E402
-from closedloop.adapters.emulators.base import StreamEmulator  # noqa: E402
+from adapter_helpers import ByteSink  # noqa: E402
 from closedloop.config import load_pipeline  # noqa: E402
 from closedloop.runtime import LiveSession, _commands_to_apply  # noqa: E402
 from closedloop.pipeline import Step  # noqa: E402
@@ -112,18 +112,6 @@ def test_simulated_rtms_session_fires_and_ends_disarmed(repo, tmp_path):
     extra = next(s for s in streams if s["info"]["name"][0] == "closedloop-applied-extra")
     fired = [json.loads(row[0]) for row in extra["time_series"] if json.loads(row[0]).get("fire") == 1.0]
     assert len(fired) == 1 and fired[0]["intensity_pct"] == 110.0 and fired[0]["pulses"] == 32
-
-
-class ByteSink(StreamEmulator):
-    """A USB trigger box: one TTL pulse per byte received."""
-
-    def parse(self, buf: bytearray) -> list[bytes]:
-        out = [bytes([b]) for b in buf]
-        buf.clear()
-        return out
-
-    def execute(self, msg: bytes) -> bytes | None:
-        return None
 
 
 def test_ttl_session_sends_one_trigger_per_pulse_and_stops(repo, tmp_path):

@@ -181,6 +181,30 @@ class AdapterBase:
         self.log.add("event", note=msg)
         raise LimitViolation(msg)
 
+    def required_option(self, key: str, adapter: str, what: str = "") -> str:
+        """``[adapter_options]`` string ``key``; a ValueError naming ``adapter`` when missing or empty."""
+        value = self.option(key, "")
+        if not value:
+            raise ValueError(f"device profile {self.name!r}: adapter_options.{key}{what} is required for {adapter}")
+        return value
+
+    # -- lifecycle gates ---------------------------------------------------------
+    def _require_usable(self, what: str) -> None:
+        """Raise unless ``what`` (e.g. ``"arm"``) may run: DeviceFault when faulted, RuntimeError before connect."""
+        if self.fault is not None:
+            raise DeviceFault(f"{self.name}: cannot {what}: {self.fault}")
+        if not self.connected:
+            raise RuntimeError(f"{self.name}: {what}() before connect()")
+
+    def _accepts_commands(self) -> bool:
+        """Gate of ``apply``: False (the command counted as dropped) when faulted; RuntimeError before connect."""
+        if self.fault is not None:
+            self.dropped += 1
+            return False
+        if not self.connected:
+            raise RuntimeError(f"{self.name}: apply() before connect()")
+        return True
+
     # -- faults ----------------------------------------------------------------
     def _set_fault(self, reason: str) -> bool:
         """Record the first fault; return True if this call set it."""

@@ -127,10 +127,7 @@ class LSLCommandAdapter(AdapterBase):
             self.arm()
 
     def arm(self) -> None:
-        if self.fault is not None:
-            raise DeviceFault(f"{self.name}: cannot arm: {self.fault}")
-        if not self.connected:
-            raise RuntimeError(f"{self.name}: arm() before connect()")
+        self._require_usable("arm")
         self.armed = True
         self._event("arm", self.clock())
 
@@ -145,11 +142,8 @@ class LSLCommandAdapter(AdapterBase):
         self._zero(now, "disarm")
 
     def apply(self, command: Command, now: float) -> None:
-        if self.fault is not None:
-            self.dropped += 1
+        if not self._accepts_commands():
             return
-        if not self.connected:
-            raise RuntimeError(f"{self.name}: apply() before connect()")
         problems = self.problems(command, now)
         if problems:
             self._zero(now, "refused")

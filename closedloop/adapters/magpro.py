@@ -35,11 +35,9 @@ import struct
 from typing import Any
 
 from closedloop.adapters.base import DeviceFault
-from closedloop.adapters.motor_threshold import MotorThresholdMixin
-from closedloop.adapters.threaded import ThreadedAdapter
 from closedloop.adapters.crc import crc8_maxim
-from closedloop.adapters.limits import RTMS_LIMITS, fires
-from closedloop.adapters.transport import GarbledReply, SerialLink
+from closedloop.adapters.serial_rtms import SerialRTMSAdapter
+from closedloop.adapters.transport import GarbledReply
 from closedloop.devices import DeviceProfile
 from closedloop.types import Command
 
@@ -52,29 +50,22 @@ def frame(cmd: int, payload: bytes = b"") -> bytes:
     return bytes([0xFE, len(body)]) + body + bytes([crc8_maxim(body), 0xFF])
 
 
-class MagProAdapter(MotorThresholdMixin, ThreadedAdapter):
+class MagProAdapter(SerialRTMSAdapter):
     """Drive a MagVenture MagPro (rTMS) through its serial protocol."""
 
-    modalities = ("rtms",)
+    adapter_name = "magpro"
+    default_baudrate = 38400
+    armed_word = "enabled"
     lost_link_advice = "disable the unit at its front panel"
-    required_limits = RTMS_LIMITS
 
     def __init__(self, profile: DeviceProfile, *, motor_threshold_pct_mso: float | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(profile, **kwargs)
-        self._init_intensity(motor_threshold_pct_mso)
-        self.port = self.option("port", "")
-        if not self.port:
-            raise ValueError(f"device profile {self.name!r}: adapter_options.port is required for magpro")
-        self.baudrate = self.option("baudrate", 38400)
+        super().__init__(profile, motor_threshold_pct_mso=motor_threshold_pct_mso, **kwargs)
         self.heartbeat_s = self.option("heartbeat_s", 1.0)
         self.iti_s = profile.limit("min_inter_train_interval_s")
         self.unit: dict[str, object] = {}
         self.train_settings: tuple[int, int, int, int] | None = None
         self.fired = 0
-
-    def problems(self, command: Command, now: float) -> list[str]:
-        return super().problems(command, now) + self._intensity_problems(command)
 
     def heartbeat_interval(self) -> float | None:
         return self.heartbeat_s
@@ -125,8 +116,7 @@ class MagProAdapter(MotorThresholdMixin, ThreadedAdapter):
 
     # -- hooks -----------------------------------------------------------------------
     def _io_open(self) -> None:
-        self.link = SerialLink(self.port, self.baudrate, self.reply_timeout_s, self.log)
-        self.link.drain()
+        self._open_serial()
         self._command(STATUS, b"", "status")
 
     def _io_arm(self) -> None:
@@ -140,13 +130,8 @@ class MagProAdapter(MotorThresholdMixin, ThreadedAdapter):
         if self.armed and not self.unit["enabled"]:
             raise DeviceFault(f"{self.name}: the unit disabled itself")
 
-    def _io_apply(self, command: Command) -> None:
-        """Program amplitude and train (only what changed) and fire; other commands need no traffic."""
-        if not fires(command):
-            return
-        if not self.armed:
-            self.log.add("event", note="fire skipped: not enabled")
-            return
+    def _fire(self, command: Command) -> None:
+        """Program amplitude and train (only what changed) and fire."""
         x = command.extra
         amp = self.output_pct_mso(x.get("intensity_pct", 0.0))
         if self.unit.get("amplitude_a_pct") != amp:

@@ -43,11 +43,10 @@ import time
 from typing import Any
 
 from closedloop.adapters.base import DeviceFault
-from closedloop.adapters.motor_threshold import MotorThresholdMixin
-from closedloop.adapters.threaded import ThreadedAdapter
 from closedloop.adapters.crc import magstim_crc
-from closedloop.adapters.limits import RTMS_LIMITS, fires, train_duration_s
-from closedloop.adapters.transport import ErrorReply, GarbledReply, SerialLink
+from closedloop.adapters.limits import train_duration_s
+from closedloop.adapters.serial_rtms import SerialRTMSAdapter
+from closedloop.adapters.transport import ErrorReply, GarbledReply
 from closedloop.devices import DeviceProfile
 from closedloop.types import Command
 
@@ -67,21 +66,16 @@ def decode_rapid_status(byte: int) -> dict[str, bool]:
     return {n: bool(byte >> i & 1) for i, n in enumerate(names)}
 
 
-class MagstimAdapter(MotorThresholdMixin, ThreadedAdapter):
+class MagstimAdapter(SerialRTMSAdapter):
     """Drive a Magstim stimulator (rTMS) through its serial remote-control protocol."""
 
-    modalities = ("rtms",)
+    adapter_name = "magstim"
+    default_baudrate = 9600
     lost_link_advice = "the unit disarms itself when polling stops (about a second)"
-    required_limits = RTMS_LIMITS
 
     def __init__(self, profile: DeviceProfile, *, motor_threshold_pct_mso: float | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(profile, **kwargs)
-        self._init_intensity(motor_threshold_pct_mso)
-        self.port = self.option("port", "")
-        if not self.port:
-            raise ValueError(f"device profile {self.name!r}: adapter_options.port is required for magstim")
-        self.baudrate = self.option("baudrate", 9600)
+        super().__init__(profile, motor_threshold_pct_mso=motor_threshold_pct_mso, **kwargs)
         self.model = self.option("model", "rapid2")
         if self.model not in ("rapid2", "200", "bistim"):
             raise ValueError(f"device profile {self.name!r}: adapter_options.model must be rapid2, 200 or bistim")
@@ -95,9 +89,6 @@ class MagstimAdapter(MotorThresholdMixin, ThreadedAdapter):
         self.rapid_status: dict[str, bool] = {}
         self.settings: dict[str, int] = {}
         self.trains_fired = 0
-
-    def problems(self, command: Command, now: float) -> list[str]:
-        return super().problems(command, now) + self._intensity_problems(command)
 
     def heartbeat_interval(self) -> float | None:
         return self.poll_armed_s if self.armed else self.poll_disarmed_s
@@ -154,8 +145,7 @@ class MagstimAdapter(MotorThresholdMixin, ThreadedAdapter):
 
     # -- hooks -----------------------------------------------------------------------
     def _io_open(self) -> None:
-        self.link = SerialLink(self.port, self.baudrate, self.reply_timeout_s, self.log)
-        self.link.drain()
+        self._open_serial()
         self._command(b"Q@", "remote control on")
         if not self.instrument["remote"]:
             raise DeviceFault(f"{self.name}: the unit did not enter remote control")
@@ -190,13 +180,8 @@ class MagstimAdapter(MotorThresholdMixin, ThreadedAdapter):
             self._command(body, what)
             self.settings[key] = value
 
-    def _io_apply(self, command: Command) -> None:
-        """Program the train (only what changed) and fire it; other commands need no traffic."""
-        if not fires(command):
-            return
-        if not self.armed:
-            self.log.add("event", note="fire skipped: not armed")
-            return
+    def _fire(self, command: Command) -> None:
+        """Program the train (only what changed) and fire it."""
         x = command.extra
         power = self.output_pct_mso(x.get("intensity_pct", 0.0))
         self._set("power", power, b"@" + f"{power:03d}".encode(), f"set power {power} %MSO")

@@ -54,10 +54,7 @@ class _Simulated(AdapterBase):
     arm_on_connect_default = True  # demos and the current runtime connect and go
 
     def arm(self) -> None:
-        if self.fault is not None:
-            raise DeviceFault(f"{self.name}: cannot arm: {self.fault}")
-        if not self.connected:
-            raise RuntimeError(f"{self.name}: arm() before connect()")
+        self._require_usable("arm")
         self.armed = True
         self._armed_at = self.clock()
         self.log.add("event", note="armed")
@@ -88,11 +85,8 @@ class _Simulated(AdapterBase):
 
     def _usable(self, command: Command, now: float) -> bool:
         """Common gate of ``apply``: False when faulted; refuse out-of-profile commands."""
-        if self.fault is not None:
-            self.dropped += 1
+        if not self._accepts_commands():
             return False
-        if not self.connected:
-            raise RuntimeError(f"{self.name}: apply() before connect()")
         problems = self.problems(command, now)
         if problems:
             self._go_safe(now)

@@ -53,10 +53,7 @@ class StarstimAdapter(ThreadedAdapter):
         super().__init__(profile, **kwargs)
         self.host = self.option("host", "127.0.0.1")
         self.tcp_port = self.option("tcp_port", 1235)
-        self.protocol = self.option("protocol", "")
-        if not self.protocol:
-            raise ValueError(f"device profile {self.name!r}: adapter_options.protocol (the NIC2 protocol "
-                             "to load) is required for starstim")
+        self.protocol = self.required_option("protocol", "starstim", " (the NIC2 protocol to load)")
         self.stim_type = self.option("stim_type", "tacs")
         if self.stim_type not in ("tacs", "tdcs"):
             raise ValueError(f"device profile {self.name!r}: adapter_options.stim_type must be tacs or tdcs")

@@ -217,11 +217,8 @@ class ThreadedAdapter(AdapterBase):
         self.log.add("event", note="disarmed")
 
     def apply(self, command: Command, now: float) -> None:
-        if self.fault is not None:
-            self.dropped += 1
+        if not self._accepts_commands():
             return
-        if not self.connected:
-            raise RuntimeError(f"{self.name}: apply() before connect()")
         if self.modality != "tes" and command.extra.get("abort", 0.0) >= 1.0:
             self.log.add("event", note="train abort requested")
             self.commands += 1
@@ -313,12 +310,6 @@ class ThreadedAdapter(AdapterBase):
 
     def _shutdown_worker(self) -> None:
         self.worker.stop(timeout=self.reply_timeout_s * (2 + self.retries) + 1.0)
-
-    def _require_usable(self, what: str) -> None:
-        if self.fault is not None:
-            raise DeviceFault(f"{self.name}: cannot {what}: {self.fault}")
-        if not self.connected:
-            raise RuntimeError(f"{self.name}: {what}() before connect()")
 
     def status(self) -> dict[str, object]:
         st = super().status()

@@ -43,7 +43,28 @@ class ErrorReply(RuntimeError):
     """The device understood the command and refused it (an error code in its reply)."""
 
 
-class SerialLink:
+class _LoggedLink:
+    """What both links share: every byte sent, and every batch received, goes to the I/O log."""
+
+    def __init__(self, url: str, timeout_s: float, log: IOLog) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.log = log
+        self._rx = bytearray()
+
+    def flush_rx(self, note: str = "") -> None:
+        """Log the bytes received since the last call as one ``rx`` record."""
+        if self._rx:
+            self.log.add("rx", bytes(self._rx), note)
+            self._rx.clear()
+
+    def _log_tx(self, data: bytes, note: str) -> None:
+        """Log what is about to be sent (after the reply bytes received so far)."""
+        self.flush_rx()
+        self.log.add("tx", data, note)
+
+
+class SerialLink(_LoggedLink):
     """A serial line opened with pyserial (a device path or a pyserial URL).
 
     Parameters
@@ -62,12 +83,9 @@ class SerialLink:
     def __init__(self, url: str, baudrate: int, timeout_s: float, log: IOLog) -> None:
         import serial
 
+        super().__init__(url, timeout_s, log)
         self._serial_mod = serial
         self._errors = (serial.SerialException, OSError, _TermiosError)
-        self.url = url
-        self.timeout_s = timeout_s
-        self.log = log
-        self._rx = bytearray()
         try:
             self.port = serial.serial_for_url(url, baudrate=baudrate, bytesize=8, parity="N", stopbits=1,
                                               timeout=timeout_s, write_timeout=timeout_s)
@@ -75,15 +93,8 @@ class SerialLink:
             raise LinkLost(f"cannot open serial port {url!r}: {e}") from e
         log.add("event", note=f"opened {url} at {baudrate} baud")
 
-    def flush_rx(self, note: str = "") -> None:
-        """Log the bytes received since the last call as one ``rx`` record."""
-        if self._rx:
-            self.log.add("rx", bytes(self._rx), note)
-            self._rx.clear()
-
     def write(self, data: bytes, note: str = "") -> None:
-        self.flush_rx()
-        self.log.add("tx", data, note)
+        self._log_tx(data, note)
         try:
             self.port.write(data)
             self.port.flush()
@@ -140,7 +151,7 @@ class SerialLink:
         self.log.add("event", note=f"closed {self.url}")
 
 
-class TcpLink:
+class TcpLink(_LoggedLink):
     """A TCP client connection with timeouts on connect, read and write.
 
     Parameters
@@ -154,11 +165,8 @@ class TcpLink:
     """
 
     def __init__(self, host: str, port: int, timeout_s: float, log: IOLog) -> None:
+        super().__init__(f"tcp://{host}:{port}", timeout_s, log)
         self.host, self.port_no = host, int(port)
-        self.timeout_s = timeout_s
-        self.log = log
-        self.url = f"tcp://{host}:{port}"
-        self._rx = bytearray()
         try:
             self.sock = socket.create_connection((host, self.port_no), timeout=timeout_s)
         except OSError as e:
@@ -166,15 +174,8 @@ class TcpLink:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.add("event", note=f"connected to {self.url}")
 
-    def flush_rx(self, note: str = "") -> None:
-        """Log the bytes received since the last call as one ``rx`` record."""
-        if self._rx:
-            self.log.add("rx", bytes(self._rx), note)
-            self._rx.clear()
-
     def write(self, data: bytes, note: str = "") -> None:
-        self.flush_rx()
-        self.log.add("tx", data, note)
+        self._log_tx(data, note)
         try:
             self.sock.settimeout(self.timeout_s)
             self.sock.sendall(data)

@@ -42,9 +42,7 @@ class TTLTriggerAdapter(ThreadedAdapter):
 
     def __init__(self, profile: DeviceProfile, **kwargs: Any) -> None:
         super().__init__(profile, **kwargs)
-        self.port = self.option("port", "")
-        if not self.port:
-            raise ValueError(f"device profile {self.name!r}: adapter_options.port is required for ttl")
+        self.port = self.required_option("port", "ttl")
         self.line = self.option("line", "rts")
         if self.line not in ("rts", "dtr", "byte"):
             raise ValueError(f"device profile {self.name!r}: adapter_options.line must be rts, dtr or byte")

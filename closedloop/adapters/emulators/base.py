@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import select
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 FAULT_KINDS = ("no_reply", "bad_crc", "error", "disconnect")
 
@@ -99,6 +101,16 @@ class StreamEmulator:
         if self._server is not None:
             self._server.close()
             self._server = None
+
+    def run_until_interrupted(self, report: Callable[[], None] | None = None) -> None:
+        """Keep serving (for a demo) until Ctrl-C, calling ``report`` every second; then :meth:`close`."""
+        try:
+            while True:
+                time.sleep(1.0)
+                if report is not None:
+                    report()
+        except KeyboardInterrupt:
+            self.close()
 
     def __enter__(self):
         return self
@@ -275,3 +287,20 @@ class StreamEmulator:
     def on_client_disconnected(self) -> None: ...
 
     def on_link_dropped(self) -> None: ...
+
+
+def serial_demo_parser(description: str) -> argparse.ArgumentParser:
+    """Command line of a serial-port emulator: a pseudo-terminal, or ``--tcp PORT``."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--tcp", type=int, default=None, help="serve socket://127.0.0.1:PORT instead of a pty")
+    return ap
+
+
+def serve_serial_demo(emu: StreamEmulator, label: str, tcp: int | None) -> None:
+    """Serve ``emu`` on a pseudo-terminal (or 127.0.0.1:``tcp``), say which port to use, run until Ctrl-C."""
+    if tcp is not None:
+        emu.serve_tcp(port=tcp)
+    else:
+        emu.open_pty()
+    print(f"{label} emulator: set adapter_options.port = {emu.url!r} (Ctrl-C to stop)", flush=True)
+    emu.run_until_interrupted()

@@ -18,12 +18,11 @@ with the unchanged state, so the adapter's read-back check catches it.
 
 from __future__ import annotations
 
-import argparse
 import struct
 import time
 
 from closedloop.adapters.crc import crc8_maxim
-from closedloop.adapters.emulators.base import StreamEmulator
+from closedloop.adapters.emulators.base import StreamEmulator, serial_demo_parser, serve_serial_demo
 
 
 def magpro_frame(cmd: int, payload: bytes = b"") -> bytes:
@@ -118,20 +117,9 @@ class MagProEmulator(StreamEmulator):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="MagVenture MagPro serial emulator (for demos)")
-    ap.add_argument("--tcp", type=int, default=None, help="serve socket://127.0.0.1:PORT instead of a pty")
+    ap = serial_demo_parser("MagVenture MagPro serial emulator (for demos)")
     args = ap.parse_args()
-    emu = MagProEmulator()
-    if args.tcp is not None:
-        emu.serve_tcp(port=args.tcp)
-    else:
-        emu.open_pty()
-    print(f"MagPro emulator: set adapter_options.port = {emu.url!r} (Ctrl-C to stop)", flush=True)
-    try:
-        while True:
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        emu.close()
+    serve_serial_demo(MagProEmulator(), "MagPro", args.tcp)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,10 @@ longer polled disarms itself (``armed_timeout_s``, default 1 s).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from closedloop.adapters.crc import magstim_crc
-from closedloop.adapters.emulators.base import StreamEmulator
+from closedloop.adapters.emulators.base import StreamEmulator, serial_demo_parser, serve_serial_demo
 
 
 def _framed(body: bytes) -> bytes:
@@ -199,21 +198,10 @@ class MagstimEmulator(StreamEmulator):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Magstim remote-control emulator (for demos)")
-    ap.add_argument("--tcp", type=int, default=None, help="serve socket://127.0.0.1:PORT instead of a pty")
+    ap = serial_demo_parser("Magstim remote-control emulator (for demos)")
     ap.add_argument("--model", default="rapid2", choices=["rapid2", "200"])
     args = ap.parse_args()
-    emu = MagstimEmulator(model=args.model)
-    if args.tcp is not None:
-        emu.serve_tcp(port=args.tcp)
-    else:
-        emu.open_pty()
-    print(f"Magstim emulator: set adapter_options.port = {emu.url!r} (Ctrl-C to stop)", flush=True)
-    try:
-        while True:
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        emu.close()
+    serve_serial_demo(MagstimEmulator(model=args.model), "Magstim", args.tcp)
 
 
 if __name__ == "__main__":

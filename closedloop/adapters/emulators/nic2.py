@@ -197,13 +197,12 @@ def main() -> None:
     emu = NIC2Emulator(n_channels=args.channels, ramp_s=1.0)
     emu.serve_tcp(port=args.port)
     print(f"NIC2 emulator listening on 127.0.0.1:{emu.port} (Ctrl-C to stop)", flush=True)
-    try:
-        while True:
-            time.sleep(1.0)
-            print(f"state {P.describe(emu.state)}, stimulation {P.describe(emu.stim)}, "
-                  f"µA {emu.amplitudes_uA}", flush=True)
-    except KeyboardInterrupt:
-        emu.close()
+
+    def report() -> None:
+        print(f"state {P.describe(emu.state)}, stimulation {P.describe(emu.stim)}, "
+              f"µA {emu.amplitudes_uA}", flush=True)
+
+    emu.run_until_interrupted(report)
 
 
 if __name__ == "__main__":
