@@ -234,6 +234,8 @@ class StarstimAdapter(ThreadedAdapter):
         status = self._query(P.QUERY_STATUS, "status before unload")
         if status in (P.LOADED, P.ABORTED, P.FINISHED):
             self._send(P.UNLOAD_PROTOCOL, "unload protocol")
+            # confirm it, so stop() returns only once NIC2 has actually unloaded the protocol
+            self._poll(P.QUERY_STATUS, {P.NOT_LOADED}, {}, self.stop_timeout_s / 2, "unloading the protocol")
 
     def _io_refusal_safe(self) -> None:
         if self.armed and self.sent_uA != 0:
