@@ -31,6 +31,19 @@ from closedloop.types import Quality
 _NEVER = -(2**62)
 
 
+@numba.njit(inline="always", cache=True, nogil=True)
+def _emg_sample(v, c, hp_sos, hp_unit, started, zi0, zi1, blk):
+    """One sample of channel ``c`` through the EMG high-pass (started in its steady state); add y² to its block."""
+    if started[c] == 0:
+        zi0[c] = hp_unit[0] * v
+        zi1[c] = hp_unit[1] * v
+        started[c] = 1
+    y = hp_sos[0] * v + zi0[c]
+    zi0[c] = hp_sos[1] * v - hp_sos[4] * y + zi1[c]
+    zi1[c] = hp_sos[2] * v - hp_sos[5] * y
+    blk[c] += y * y
+
+
 @numba.njit(cache=True, nogil=True)
 def _quality_kernel(setup, params, trips, chan, ring, out_flags, x, stamps):
     """Track per-channel trip indices; write flag bits at frames. Returns frames written.
@@ -80,15 +93,7 @@ def _quality_kernel(setup, params, trips, chan, ring, out_flags, x, stamps):
                         last_move[c] = count
             if emg_on:
                 for c in range(n_ch):
-                    v = row[c]
-                    if started[c] == 0:
-                        zi0[c] = hp_unit[0] * v
-                        zi1[c] = hp_unit[1] * v
-                        started[c] = 1
-                    y = hp_sos[0] * v + zi0[c]
-                    zi0[c] = hp_sos[1] * v - hp_sos[4] * y + zi1[c]
-                    zi1[c] = hp_sos[2] * v - hp_sos[5] * y
-                    blk[c] += y * y
+                    _emg_sample(row[c], c, hp_sos, hp_unit, started, zi0, zi1, blk)
         else:
             for c in range(n_ch):
                 v = row[c]
@@ -101,14 +106,7 @@ def _quality_kernel(setup, params, trips, chan, ring, out_flags, x, stamps):
                     anchor[c] = v
                     last_move[c] = count
                 if emg_on:
-                    if started[c] == 0:
-                        zi0[c] = hp_unit[0] * v
-                        zi1[c] = hp_unit[1] * v
-                        started[c] = 1
-                    y = hp_sos[0] * v + zi0[c]
-                    zi0[c] = hp_sos[1] * v - hp_sos[4] * y + zi1[c]
-                    zi1[c] = hp_sos[2] * v - hp_sos[5] * y
-                    blk[c] += y * y
+                    _emg_sample(v, c, hp_sos, hp_unit, started, zi0, zi1, blk)
         count += 1
         setup[0] = count
         if emg_on and count % block == 0:
