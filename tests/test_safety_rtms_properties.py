@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from closedloop.safety import RTMSEnvelope, RTMSSafetyLayer, StimState, TrainLimit
 from closedloop.types import Command
+from safety_programs import fraction
 
 ENVELOPES = [
     RTMSEnvelope(max_intensity_pct=110.0, min_inter_train_interval_s=5.0, max_pulses_per_session=100,
@@ -32,9 +33,6 @@ OP_BYTES = 16
 EPS = 1e-9
 programs = st.tuples(st.sampled_from(ENVELOPES), st.binary(min_size=OP_BYTES, max_size=40 * OP_BYTES))
 
-
-def _u(b: bytes, i: int) -> float:
-    return (b[i] << 8 | b[i + 1]) / 65535.0
 
 
 def decode_dt(mode: int, u: float) -> float:
@@ -54,7 +52,7 @@ def decode_dt(mode: int, u: float) -> float:
 def decode_request(b: bytes) -> Command:
     """A train request: mostly plausible, sometimes nasty."""
     rate = RATES[b[4] % len(RATES)]
-    intensity = 70.0 + 45.0 * _u(b, 5) if b[7] < 220 else NASTY[b[7] % len(NASTY)]
+    intensity = 70.0 + 45.0 * fraction(b, 5) if b[7] < 220 else NASTY[b[7] % len(NASTY)]
     extra: dict[str, float] = {"intensity_pct": intensity, "fire": 1.0 if b[10] < 170 else 0.0}
     size = b[8]
     if size < 100:
@@ -80,7 +78,7 @@ def run(env: RTMSEnvelope, program: bytes):
     out = []
     for k in range(len(program) // OP_BYTES):
         b = program[k * OP_BYTES:(k + 1) * OP_BYTES]
-        dt = decode_dt(b[1], _u(b, 2))
+        dt = decode_dt(b[1], fraction(b, 2))
         if math.isfinite(dt):
             t_raw += dt
             t = t_raw

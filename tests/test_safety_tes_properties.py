@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from closedloop.safety import StimState, TESEnvelope, TESSafetyLayer
 from closedloop.safety.state import TRANSITIONS
 from closedloop.types import Command
+from safety_programs import ProgramClock, fraction
 
 H = 0.3  # watchdog timeout: the longest gap between calls the dose guarantees cover
 ENVELOPES = [
@@ -43,10 +44,6 @@ EPS = 1e-9
 SETTINGS = settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 programs = st.tuples(st.sampled_from(ENVELOPES), st.binary(min_size=OP_BYTES, max_size=40 * OP_BYTES))
 
-
-def _u(b: bytes, i: int) -> float:
-    """Two bytes as a fraction in [0, 1]."""
-    return (b[i] << 8 | b[i + 1]) / 65535.0
 
 
 def decode_dt(mode: int, u: float, gaps: bool) -> float:
@@ -82,30 +79,20 @@ def run(env: TESEnvelope, program: bytes):
     longer than the watchdog timeout has happened, whether a stop is latched).
     """
     layer = TESSafetyLayer(env)
-    t_raw = 1000.0
-    clock = None
-    emergency = latched = gap = False
+    program_clock = ProgramClock(1000.0, H)
+    emergency = latched = False
     amp = 0.0
     out = []
     gaps = program[-1] >= 128  # half the programs call the layer at least once per watchdog timeout
     for k in range(len(program) // OP_BYTES):
         b = program[k * OP_BYTES:(k + 1) * OP_BYTES]
-        dt = decode_dt(b[1], _u(b, 2), gaps)
-        if math.isfinite(dt):
-            t_raw += dt
-            t = t_raw
-        else:
-            t = dt
-        prev_clock = clock
-        if math.isfinite(t) and (clock is None or t > clock):
-            clock = t
-        if prev_clock is not None and clock - prev_clock > H:
-            gap = True
+        t = program_clock.advance(decode_dt(b[1], fraction(b, 2), gaps))
+        clock, gap = program_clock.clock, program_clock.gap
         op = b[0]
         if op < 245:
-            amp = amp if b[4] < 120 and k else decode_value(b[4], _u(b, 5), -0.5, 2.5)  # often unchanged
+            amp = amp if b[4] < 120 and k else decode_value(b[4], fraction(b, 5), -0.5, 2.5)  # often unchanged
             freq = 10.0 if b[7] < 240 else FREQS[b[8] % len(FREQS)] if b[7] < 250 else NASTY[b[8] % len(NASTY)]
-            extra = {} if b[11] < 235 else {"phase_deg": decode_value(b[13], _u(b, 14), -720.0, 720.0)}
+            extra = {} if b[11] < 235 else {"phase_deg": decode_value(b[13], fraction(b, 14), -720.0, 720.0)}
             emergency = latched
             cmd = layer.step(Command(amp, freq, b[10] < 230, t, extra), t)
         elif op < 251:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from closedloop.safety import TUSEnvelope, TUSSafetyLayer
 from closedloop.types import Command
+from safety_programs import ProgramClock, fraction
 
 H = 0.3
 ENV = TUSEnvelope(max_mechanical_index=1.9, max_ispta_mW_per_cm2=720.0, max_duty_cycle=0.3, max_burst_s=0.1,
@@ -32,9 +33,6 @@ OP_BYTES = 16
 EPS = 1e-9
 programs = st.binary(min_size=OP_BYTES, max_size=40 * OP_BYTES)
 
-
-def _u(b: bytes, i: int) -> float:
-    return (b[i] << 8 | b[i + 1]) / 65535.0
 
 
 def decode_dt(mode: int, u: float, gaps: bool) -> float:
@@ -57,7 +55,7 @@ def decode_params(b: bytes, prev: dict[str, float]) -> dict[str, float]:
     """Sonication parameters: often unchanged, mostly plausible, sometimes inconsistent or nasty."""
     if b[3] < 150 and prev:
         return dict(prev)
-    prf = 5.0 + 995.0 * _u(b, 4)
+    prf = 5.0 + 995.0 * fraction(b, 4)
     duty = 0.35 * b[6] / 255.0
     p = {"pnp_MPa": 1.6 * b[7] / 255.0, "center_frequency_MHz": FC[b[8] % len(FC)],
          "isppa_W_per_cm2": 4.0 * b[9] / 255.0, "prf_Hz": prf, "duty_cycle": duty,
@@ -71,25 +69,14 @@ def decode_params(b: bytes, prev: dict[str, float]) -> dict[str, float]:
 
 def run(program: bytes):
     layer = TUSSafetyLayer(ENV)
-    t_raw = 50.0
-    clock = None
-    gap = False
+    program_clock = ProgramClock(50.0, H)
     gaps = program[-1] >= 128
     params: dict[str, float] = {}
     out = []
     for k in range(len(program) // OP_BYTES):
         b = program[k * OP_BYTES:(k + 1) * OP_BYTES]
-        dt = decode_dt(b[1], _u(b, 2), gaps)
-        if math.isfinite(dt):
-            t_raw += dt
-            t = t_raw
-        else:
-            t = dt
-        prev_clock = clock
-        if math.isfinite(t) and (clock is None or t > clock):
-            clock = t
-        if prev_clock is not None and clock - prev_clock > H:
-            gap = True
+        t = program_clock.advance(decode_dt(b[1], fraction(b, 2), gaps))
+        clock, gap = program_clock.clock, program_clock.gap
         was_latched = layer.stopped
         op = b[0]
         if op < 240:
