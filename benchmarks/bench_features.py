@@ -63,7 +63,7 @@ class _MethodStage:
 
 
 def time_ours(make, x: np.ndarray, ts: np.ndarray, window: int, hop: int, updates: int, pre=None) -> list[int]:
-    """ns per ``step`` of one hop, after warm-up and a full window of history."""
+    """Ns per ``step`` of one hop, after warm-up and a full window of history."""
     stage = make()
     stage.warmup()
     lead = window + 20 * hop
@@ -79,7 +79,7 @@ def time_ours(make, x: np.ndarray, ts: np.ndarray, window: int, hop: int, update
 
 
 def time_reference(fn, xt: np.ndarray, window: int, hop: int, budget_s: float, max_updates: int) -> list[int]:
-    """ns per call of ``fn(window_view)`` on successive windows of ``xt`` (channels, samples)."""
+    """Ns per call of ``fn(window_view)`` on successive windows of ``xt`` (channels, samples)."""
     for i in range(3):
         fn(xt[:, i * hop : i * hop + window])
     out = []
@@ -116,8 +116,9 @@ def references(sfreq: float, window: int):
         return finish(p, f)
 
     def mne_welch(seg):
-        p, f = psd_array_welch(seg, sfreq, fmin=4.0, fmax=13.0, n_fft=window, n_per_seg=window,
-                               window="hann", verbose="error")
+        p, f = psd_array_welch(
+            seg, sfreq, fmin=4.0, fmax=13.0, n_fft=window, n_per_seg=window, window="hann", verbose="error"
+        )
         return finish(p, f)
 
     def numpy_rfft(seg):
@@ -140,8 +141,7 @@ def run_config(n_ch: int, sfreq: float, hop: int, updates: int, budget_s: float)
     xt = np.ascontiguousarray(x.T)
 
     def ext(method, **kw):
-        return lambda: FeatureExtractor(sfreq, names, BANDS, RATIOS, window, hop, per_channel=True, method=method,
-                                        **kw)
+        return lambda: FeatureExtractor(sfreq, names, BANDS, RATIOS, window, hop, per_channel=True, method=method, **kw)
 
     def kernel(method):
         return lambda: _MethodStage(make_bandpower(method, sfreq, n_ch, BANDS, window, hop))
@@ -155,7 +155,8 @@ def run_config(n_ch: int, sfreq: float, hop: int, updates: int, budget_s: float)
         "closedloop iir (extractor step)": ext("iir", quality=QUALITY_OFF),
         "closedloop sliding_dft + all quality checks": ext("sliding_dft"),
         "preprocess (CAR, high-pass, notch)": lambda: Preprocessor(
-            names, names, sfreq, combine="each", reference="average", highpass_hz=1.0, notch_hz=50.0),
+            names, names, sfreq, combine="each", reference="average", highpass_hz=1.0, notch_hz=50.0
+        ),
     }
     results: dict[str, list[int]] = {}
     for name, make in ours.items():
@@ -168,23 +169,38 @@ def run_config(n_ch: int, sfreq: float, hop: int, updates: int, budget_s: float)
     methods = {}
     for name, ns in results.items():
         med, p99 = _stats(ns)
-        methods[name] = {"median_us": round(med, 2), "p99_us": round(p99, 2),
-                         "ratio_vs_scipy_welch": round(scipy_med / med, 1), "updates": len(ns)}
-    config = {"n_channels": n_ch, "sfreq": sfreq, "window_samples": window, "hop_samples": hop,
-              "bands": {k: list(v) for k, v in BANDS.items()}, "ratios": list(RATIOS), "log10": True,
-              "machine": f"{platform.machine()} {os.cpu_count()} cpu, python {platform.python_version()}"}
+        methods[name] = {
+            "median_us": round(med, 2),
+            "p99_us": round(p99, 2),
+            "ratio_vs_scipy_welch": round(scipy_med / med, 1),
+            "updates": len(ns),
+        }
+    config = {
+        "n_channels": n_ch,
+        "sfreq": sfreq,
+        "window_samples": window,
+        "hop_samples": hop,
+        "bands": {k: list(v) for k, v in BANDS.items()},
+        "ratios": list(RATIOS),
+        "log10": True,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu, python {platform.python_version()}",
+    }
     return {"config": config, "methods": methods}
 
 
 def print_run(run: dict) -> None:
     c = run["config"]
     hop_us = c["hop_samples"] / c["sfreq"] * 1e6
-    print(f"\n{c['n_channels']} channels @ {c['sfreq']:g} Hz, window {c['window_samples']}, hop {c['hop_samples']} "
-          f"({hop_us / 1e3:g} ms)")
+    print(
+        f"\n{c['n_channels']} channels @ {c['sfreq']:g} Hz, window {c['window_samples']}, hop {c['hop_samples']} "
+        f"({hop_us / 1e3:g} ms)"
+    )
     print(f"{'method':44s} {'median µs':>10s} {'p99 µs':>10s} {'× scipy':>9s} {'% of hop':>9s}")
     for name, m in run["methods"].items():
-        print(f"{name:44s} {m['median_us']:10.1f} {m['p99_us']:10.1f} {m['ratio_vs_scipy_welch']:9.1f} "
-              f"{100 * m['median_us'] / hop_us:9.2f}")
+        print(
+            f"{name:44s} {m['median_us']:10.1f} {m['p99_us']:10.1f} {m['ratio_vs_scipy_welch']:9.1f} "
+            f"{100 * m['median_us'] / hop_us:9.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:
         print_run(run)
     if args.json:
-        args.json.write_text(json.dumps({"config": runs[0]["config"], "methods": runs[0]["methods"], "runs": runs},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps({"config": runs[0]["config"], "methods": runs[0]["methods"], "runs": runs}, indent=2)
+        )
         print(f"\nwrote {args.json}")
     return 0
 

@@ -5,7 +5,7 @@ A synthetic EEG outlet runs in another process (``closedloop synth``, chunks of
 *transport floor* — a passthrough pylsl consumer of the same stream (pull
 time minus the newest sample's time) — then runs the full closedloop pipeline
 (band power on every channel, threshold controller, safety layer, simulated
-adapter) on that stream with :class:`closedloop.runtime.LiveSession`, whose
+adapter) on that stream with :class:`closedloop.live.runtime.LiveSession`, whose
 in-product telemetry gives the loop latency (command issue time minus the
 frame time it was based on) and the per-stage times.
 
@@ -34,8 +34,8 @@ configure_lsl()
 import pylsl  # noqa: E402
 
 from closedloop.config import load_pipeline  # noqa: E402
-from closedloop.runtime import LiveSession  # noqa: E402
-from closedloop.synth import standard_channel_names  # noqa: E402
+from closedloop.live.runtime import LiveSession  # noqa: E402
+from closedloop.synthetic.eeg import standard_channel_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 10
@@ -77,8 +77,12 @@ profile = "{profile}"
 
 def stats_ms(x_s: np.ndarray) -> dict[str, float]:
     x = np.asarray(x_s) * 1e3
-    return {"median_ms": float(np.median(x)), "p99_ms": float(np.percentile(x, 99)), "max_ms": float(x.max()),
-            "n": int(x.size)}
+    return {
+        "median_ms": float(np.median(x)),
+        "p99_ms": float(np.percentile(x, 99)),
+        "max_ms": float(x.max()),
+        "n": int(x.size),
+    }
 
 
 def measure_floor(name: str, channels: int, duration: float) -> np.ndarray:
@@ -103,18 +107,42 @@ def measure_floor(name: str, channels: int, duration: float) -> np.ndarray:
 def run_config(channels: int, rate: int, duration: float, method: str | None) -> dict:
     name = f"bench-latency-{uuid.uuid4().hex[:8]}"
     synth = subprocess.Popen(
-        [sys.executable, "-m", "closedloop", "synth", "--name", name, "--source-id", name, "--channels",
-         str(channels), "--rate", str(rate), "--chunk", str(CHUNK), "--duration", str(2 * duration + 60)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "closedloop",
+            "synth",
+            "--name",
+            name,
+            "--source-id",
+            name,
+            "--channels",
+            str(channels),
+            "--rate",
+            str(rate),
+            "--chunk",
+            str(CHUNK),
+            "--duration",
+            str(2 * duration + 60),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         floor = measure_floor(name, channels, duration)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             (tmp / "pipelines").mkdir()
             picks = standard_channel_names(channels)
-            text = PIPELINE.format(name=name, rate=float(rate), channels=channels, picks=json.dumps(picks),
-                                   hop=CHUNK, profile=REPO / "devices" / "sim_tacs.toml",
-                                   method=f'method = "{method}"' if method else "")
+            text = PIPELINE.format(
+                name=name,
+                rate=float(rate),
+                channels=channels,
+                picks=json.dumps(picks),
+                hop=CHUNK,
+                profile=REPO / "devices" / "sim_tacs.toml",
+                method=f'method = "{method}"' if method else "",
+            )
             (tmp / "pipelines" / "bench.toml").write_text(text)
             resolved = load_pipeline(tmp / "pipelines" / "bench.toml")
             summary = LiveSession(resolved, duration, tmp / "out", show_status=False).run()
@@ -125,9 +153,16 @@ def run_config(channels: int, rate: int, duration: float, method: str | None) ->
     loop = {"median_ms": lat["median"], "p99_ms": lat["p99"], "max_ms": lat["max"], "n": summary["frames"]}
     fl = stats_ms(floor)
     return {
-        "config": {"channels": channels, "rate_hz": rate, "chunk": CHUNK, "hop": CHUNK, "window": rate,
-                   "features": f"theta+alpha band power on all {channels} channels",
-                   "method": resolved.config.features.method, "duration_s": duration},
+        "config": {
+            "channels": channels,
+            "rate_hz": rate,
+            "chunk": CHUNK,
+            "hop": CHUNK,
+            "window": rate,
+            "features": f"theta+alpha band power on all {channels} channels",
+            "method": resolved.config.features.method,
+            "duration_s": duration,
+        },
         "loop": loop,
         "floor": fl,
         "overhead_median_ms": loop["median_ms"] - fl["median_ms"],
@@ -145,7 +180,7 @@ def main() -> None:
     args = ap.parse_args()
     method = args.method
     if method == "auto":
-        from closedloop.features.config import FeaturesConfig
+        from closedloop.config.features import FeaturesConfig
 
         allowed = FeaturesConfig.model_fields["method"].annotation.__args__
         method = next((m for m in ("sliding_dft", "iir", "periodogram", "welch") if m in allowed), None)
@@ -154,8 +189,10 @@ def main() -> None:
         ch, rate = (int(v) for v in cfg.lower().split("x"))
         print(f"# {ch} channels at {rate} Hz, chunks of {CHUNK}, {args.duration:g} s per phase ...", flush=True)
         results.append(run_config(ch, rate, args.duration, method))
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
-          f"Python {platform.python_version()}, pylsl {pylsl.__version__}")
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
+        f"Python {platform.python_version()}, pylsl {pylsl.__version__}"
+    )
     print(f"{'config':<16}{'':8}{'median ms':>10}{'p99 ms':>10}{'max ms':>10}")
     for r in results:
         c = r["config"]
@@ -163,8 +200,10 @@ def main() -> None:
         for key in ("floor", "loop"):
             m = r[key]
             print(f"{label:<16}{key:<8}{m['median_ms']:>10.3f}{m['p99_ms']:>10.3f}{m['max_ms']:>10.3f}")
-        print(f"{label:<16}{'overhead':<8}{r['overhead_median_ms']:>10.3f}   (median loop - median floor; "
-              f"method {c['method']}; behind {r['loop_behind']}x)")
+        print(
+            f"{label:<16}{'overhead':<8}{r['overhead_median_ms']:>10.3f}   (median loop - median floor; "
+            f"method {c['method']}; behind {r['loop_behind']}x)"
+        )
         stages = "  ".join(f"{k}={v['median']:.3f}" for k, v in r["stage_ms"].items())
         print(f"{'':16}stages  {stages}  (median ms)")
     if args.json:

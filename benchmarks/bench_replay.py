@@ -3,7 +3,7 @@
 Writes a synthetic recording (XDF, LabRecorder layout) once, then measures
 the realtime factor (recording time / wall time) of
 
-- ``replay``: :func:`closedloop.replay.replay` reading the XDF file, no outputs
+- ``replay``: :func:`closedloop.offline.replay.replay` reading the XDF file, no outputs
   (what a sweep does) — the headline number, target >= 1000x on one core;
 - ``with recording``: the same, also writing ``session.xdf`` and ``summary.json``;
 - ``pipeline only``: :class:`closedloop.pipeline.Pipeline` on data already in memory.
@@ -30,16 +30,20 @@ sys.path.insert(0, str(REPO))
 
 
 from closedloop.config import load_pipeline  # noqa: E402
+from closedloop.offline.replay import replay  # noqa: E402
 from closedloop.pipeline import Pipeline  # noqa: E402
 from closedloop.recording import XDFReader  # noqa: E402
-from closedloop.recording.synthetic import write_synthetic_xdf  # noqa: E402
-from closedloop.replay import replay  # noqa: E402
+from closedloop.synthetic.recording import write_synthetic_xdf  # noqa: E402
 from closedloop.types import Chunk  # noqa: E402
 
 N_CHANNELS, SFREQ = 64, 1000.0
 #: alpha_tacs scaled to 64 channels at 1 kHz: 1-s window, a frame every 50 ms
-OVERRIDES = {"source.n_channels": N_CHANNELS, "source.sfreq": SFREQ, "features.window_samples": 1000,
-             "features.hop_samples": 50}
+OVERRIDES = {
+    "source.n_channels": N_CHANNELS,
+    "source.sfreq": SFREQ,
+    "features.window_samples": 1000,
+    "features.hop_samples": 50,
+}
 
 
 def best_of(runs: int, fn) -> float:
@@ -65,8 +69,10 @@ def main() -> None:
         path = Path(tmp) / "recording.xdf"
         t0 = time.perf_counter()
         write_synthetic_xdf(path, args.duration, N_CHANNELS, SFREQ, seed=1)
-        print(f"wrote {args.duration:g} s of {N_CHANNELS} ch at {SFREQ:g} Hz ({path.stat().st_size / 1e6:.0f} MB) "
-              f"in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"wrote {args.duration:g} s of {N_CHANNELS} ch at {SFREQ:g} Hz ({path.stat().st_size / 1e6:.0f} MB) "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
         replay(path, resolved)  # compile / warm caches
         wall_replay = best_of(args.runs, lambda: replay(path, resolved))
         outs = iter(range(10**6))
@@ -85,7 +91,9 @@ def main() -> None:
         "realtime_factor": args.duration / wall_replay,
         "realtime_factor_with_recording": args.duration / wall_rec,
         "realtime_factor_pipeline_only": args.duration / wall_pipe,
-        "n_channels": N_CHANNELS, "sfreq": SFREQ, "duration_s": args.duration,
+        "n_channels": N_CHANNELS,
+        "sfreq": SFREQ,
+        "duration_s": args.duration,
         "frames_per_s_of_data": SFREQ / OVERRIDES["features.hop_samples"],
         "one_core": not args.all_cores,
     }

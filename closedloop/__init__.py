@@ -1,6 +1,6 @@
 """closedloop: closed-loop, EEG-guided noninvasive brain stimulation research over LSL.
 
-The one-way data path (see DESIGN.md)::
+The one-way data path (see docs/architecture.md)::
 
     Source ─Chunk─▶ Preprocessor ─▶ FeatureExtractor ─Frame─▶ Controller ─Command─▶ SafetyLayer ─▶ Adapter
 """
@@ -14,8 +14,8 @@ except PackageNotFoundError:  # running from a source tree without install
 
 from closedloop.adapters import Adapter, LimitViolation, SimulatedStimulator, build_adapter
 from closedloop.config import PipelineConfig, PipelineError, ResolvedPipeline, load_pipeline
+from closedloop.config.profile import DeviceProfile, load_profile
 from closedloop.control import Controller, ThresholdController, build_controller
-from closedloop.devices import DeviceProfile, load_profile
 from closedloop.features import BandPower, FeatureExtractor
 from closedloop.lslconfig import configure_lsl
 from closedloop.pipeline import Pipeline, Step
@@ -24,9 +24,31 @@ from closedloop.safety import SafetyEvent, SafetyLayer, TESEnvelope
 from closedloop.types import Chunk, Command, Frame, Quality
 
 __all__ = [
-    "Adapter", "BandPower", "Chunk", "Command", "Controller", "DeviceProfile", "FeatureExtractor", "Frame",
-    "LimitViolation", "Pipeline", "PipelineConfig", "PipelineError", "Preprocessor", "Quality",
-    "ResolvedPipeline", "SafetyEvent", "SafetyLayer", "SimulatedStimulator", "Step", "TESEnvelope",
-    "ThresholdController", "__version__", "build_adapter", "build_controller", "configure_lsl",
-    "load_pipeline", "load_profile",
+    "Adapter",
+    "BandPower",
+    "Chunk",
+    "Command",
+    "Controller",
+    "DeviceProfile",
+    "FeatureExtractor",
+    "Frame",
+    "LimitViolation",
+    "Pipeline",
+    "PipelineConfig",
+    "PipelineError",
+    "Preprocessor",
+    "Quality",
+    "ResolvedPipeline",
+    "SafetyEvent",
+    "SafetyLayer",
+    "SimulatedStimulator",
+    "Step",
+    "TESEnvelope",
+    "ThresholdController",
+    "__version__",
+    "build_adapter",
+    "build_controller",
+    "configure_lsl",
+    "load_pipeline",
+    "load_profile",
 ]

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Closed-loop EEG-guided brain stimulation over Lab Streaming Layer.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Closed-loop EEG-guided brain stimulation over Lab Streaming Layer.",
+)
 out = Console()
 err = Console(stderr=True)
 
@@ -47,8 +49,10 @@ def check(pipeline: Path = typer.Argument(..., help="pipeline TOML file")) -> No
     cfg = resolved.config
     out.print(f"[bold green]ok[/] {pipeline} — pipeline [bold]{cfg.pipeline.name}[/]")
     out.print(f"device profile: {resolved.profile.path}")
-    out.print(f"features: {', '.join(feature_names(cfg))}  "
-              f"(window {cfg.features.window_samples} / hop {cfg.features.hop_samples} samples at {cfg.sfreq:g} Hz)")
+    out.print(
+        f"features: {', '.join(feature_names(cfg))}  "
+        f"(window {cfg.features.window_samples} / hop {cfg.features.hop_samples} samples at {cfg.sfreq:g} Hz)"
+    )
     shown = cfg.model_dump(mode="json")
     if shown["controller"].get("blinded"):  # a blinded schedule: the console does not show the arm
         shown["controller"]["arm"] = "(blinded)"
@@ -60,11 +64,11 @@ def check(pipeline: Path = typer.Argument(..., help="pipeline TOML file")) -> No
 def run(
     pipeline: Path = typer.Argument(..., help="pipeline TOML file"),
     duration: float = typer.Option(30.0, "--duration", "-d", min=0.1, help="session length (s)"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default sessions/<time>-<name>)"),
+    out_dir: Path | None = typer.Option(None, "--out", help="output folder (default sessions/<time>-<name>)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live status line"),
 ) -> None:
     """Run a closed-loop session and write summary.json."""
-    from closedloop.runtime import LiveSession, default_out_dir
+    from closedloop.live.runtime import LiveSession, default_out_dir
     from closedloop.sources import SourceError
 
     resolved = _load(pipeline)
@@ -82,30 +86,38 @@ def run(
 @app.command()
 def synth(
     name: str = typer.Option("closedloop-synth", help="LSL stream name"),
-    source_id: Optional[str] = typer.Option(None, "--source-id", help="LSL source_id (default closedloop-synth-NAME)"),
+    source_id: str | None = typer.Option(None, "--source-id", help="LSL source_id (default closedloop-synth-NAME)"),
     channels: int = typer.Option(32, min=1, max=512, help="number of EEG channels"),
     rate: float = typer.Option(500.0, min=1.0, max=20000.0, help="sampling rate (Hz)"),
     seed: int = typer.Option(0, help="random seed"),
     chunk: int = typer.Option(10, min=1, help="samples per pushed chunk"),
-    duration: Optional[float] = typer.Option(None, help="stop after this many seconds (default: Ctrl-C)"),
+    duration: float | None = typer.Option(None, help="stop after this many seconds (default: Ctrl-C)"),
 ) -> None:
     """Publish synthetic EEG (and a marker stream) over LSL."""
-    from closedloop.sources.synth_outlet import run_synth
+    from closedloop.synthetic.outlet import run_synth
 
     err.print(f"closedloop synth: {channels} ch at {rate:g} Hz as LSL stream {name!r} (Ctrl-C to stop)")
     try:
-        run_synth(name=name, source_id=source_id, n_channels=channels, sfreq=rate, seed=seed, chunk_size=chunk, duration_s=duration)
+        run_synth(
+            name=name,
+            source_id=source_id,
+            n_channels=channels,
+            sfreq=rate,
+            seed=seed,
+            chunk_size=chunk,
+            duration_s=duration,
+        )
     except KeyboardInterrupt:
         pass
 
 
 @app.command()
 def devices(
-    name: Optional[str] = typer.Argument(None, help="show only this profile (name or path)"),
+    name: str | None = typer.Argument(None, help="show only this profile (name or path)"),
 ) -> None:
     """List adapters (built-in and from entry points) and device profiles with their limits."""
     from closedloop.adapters import adapter_factory, available_adapters
-    from closedloop.devices import device_search_path, find_profile, load_profile
+    from closedloop.config.profile import device_search_path, find_profile, load_profile
 
     adapters = Table(title="Adapters")
     adapters.add_column("adapter")
@@ -143,8 +155,10 @@ def devices(
             out.print(f"[bold red]invalid profile[/] {f}: {e}", highlight=False)
             continue
         note = "" if prof.device.adapter in known else " [red](adapter not installed)[/]"
-        table = Table(title=f"{prof.device.name} — {prof.device.modality}, adapter {prof.device.adapter}"
-                            f"{note} ({prof.path})", caption=prof.device.description or None)
+        table = Table(
+            title=f"{prof.device.name} — {prof.device.modality}, adapter {prof.device.adapter}{note} ({prof.path})",
+            caption=prof.device.description or None,
+        )
         table.add_column("limit")
         table.add_column("value", justify="right")
         table.add_column("unit")
@@ -159,21 +173,24 @@ def devices(
 
 @app.command()
 def replay(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="recording: XDF, EDF, BDF, FIF, BrainVision, EEGLAB..."),
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="recording: XDF, EDF, BDF, FIF, BrainVision, EEGLAB..."
+    ),
     pipeline: Path = typer.Option(..., "--pipeline", "-p", help="pipeline TOML file"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default sessions/<time>-replay-<name>)"),
+    out_dir: Path | None = typer.Option(None, "--out", help="output folder (default sessions/<time>-replay-<name>)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
 ) -> None:
     """Run a pipeline offline over a recording as fast as the CPU allows (session.xdf, summary.json, report.html)."""
     from datetime import datetime
 
-    from closedloop.recording.files import RecordingError
-    from closedloop.replay import replay as run_replay
+    from closedloop.offline.files import RecordingError
+    from closedloop.offline.replay import replay as run_replay
 
     resolved = _load(pipeline)
     folder = out_dir or Path(resolved.config.output.folder) / (
-        f"{datetime.now():%Y%m%d-%H%M%S}-replay-{resolved.config.pipeline.name}")
+        f"{datetime.now():%Y%m%d-%H%M%S}-replay-{resolved.config.pipeline.name}"
+    )
     try:
         result = run_replay(file, resolved, folder, progress=not quiet, report=not no_report)
     except (RecordingError, FileExistsError, OSError) as e:
@@ -182,8 +199,10 @@ def replay(
     for note in result.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
     out.print_json(json.dumps(result.summary, default=str))
-    err.print(f"replayed {result.duration_s:.1f} s in {result.wall_s:.2f} s ({result.realtime_factor:.0f}x real time)"
-              f" → {folder}")
+    err.print(
+        f"replayed {result.duration_s:.1f} s in {result.wall_s:.2f} s ({result.realtime_factor:.0f}x real time)"
+        f" → {folder}"
+    )
 
 
 @app.command()
@@ -191,18 +210,22 @@ def play(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="recording: XDF or any format MNE reads"),
     speed: float = typer.Option(1.0, "--speed", min=0.001, help="pace as a multiple of real time"),
     loop: bool = typer.Option(False, "--loop", help="start again at the end (Ctrl-C stops)"),
-    name: Optional[str] = typer.Option(None, "--name", help="LSL stream name (default: the recording's)"),
-    source_id: Optional[str] = typer.Option(None, "--source-id", help="LSL source_id (default closedloop-play-NAME)"),
-    wait_consumer: float = typer.Option(0.0, "--wait-consumer", min=0.0,
-                                        help="wait up to this many seconds for a consumer before starting"),
+    name: str | None = typer.Option(None, "--name", help="LSL stream name (default: the recording's)"),
+    source_id: str | None = typer.Option(None, "--source-id", help="LSL source_id (default closedloop-play-NAME)"),
+    wait_consumer: float = typer.Option(
+        0.0, "--wait-consumer", min=0.0, help="wait up to this many seconds for a consumer before starting"
+    ),
 ) -> None:
     """Publish a recording as LSL streams (EEG plus a marker stream of its annotations)."""
-    from closedloop.play import play as run_play
-    from closedloop.recording.files import RecordingError
+    from closedloop.offline.files import RecordingError
+    from closedloop.offline.play import play as run_play
 
     def started(stats) -> None:
-        err.print(f"closedloop play: {file} as LSL streams {stats.name!r} and {stats.marker_name!r} "
-                  f"at {speed:g}x{' (looping)' if loop else ''}", highlight=False)
+        err.print(
+            f"closedloop play: {file} as LSL streams {stats.name!r} and {stats.marker_name!r} "
+            f"at {speed:g}x{' (looping)' if loop else ''}",
+            highlight=False,
+        )
 
     try:
         stats = run_play(file, speed, loop, name, source_id, wait_consumer_s=wait_consumer, on_start=started)
@@ -218,20 +241,25 @@ def sweep(
     pipeline: Path = typer.Option(..., "--pipeline", "-p", help="pipeline TOML file"),
     grid: list[str] = typer.Option([], "--grid", "-g", help="KEY=V1,V2,... (repeat; cartesian product)"),
     out_csv: Path = typer.Option(Path("sweep.csv"), "--out", help="CSV table of outcome metrics"),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (default: local processes)"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="local processes (default: all cores)"),
-    band: Optional[str] = typer.Option(None, "--band", help="LOW,HIGH target band of the controlled feature "
-                                       "(default: the pipeline's controller.lower,upper)"),
-    states: Optional[str] = typer.Option(None, "--states", help="comma-separated marker labels that name states"),
-    stim_states: Optional[str] = typer.Option(None, "--stim-states",
-                                              help="comma-separated states during which stimulation is wanted"),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address (default: local processes)"),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="local processes (default: all cores)"),
+    band: str | None = typer.Option(
+        None,
+        "--band",
+        help="LOW,HIGH target band of the controlled feature (default: the pipeline's controller.lower,upper)",
+    ),
+    states: str | None = typer.Option(None, "--states", help="comma-separated marker labels that name states"),
+    stim_states: str | None = typer.Option(
+        None, "--stim-states", help="comma-separated states during which stimulation is wanted"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Replay recordings with every combination of parameter values; write a CSV of outcome metrics."""
     from closedloop.config import PipelineError
-    from closedloop.sweep import parse_grid, sweep as run_sweep
+    from closedloop.offline.sweep import parse_grid
+    from closedloop.offline.sweep import sweep as run_sweep
 
-    def split(text: Optional[str]) -> list[str] | None:
+    def split(text: str | None) -> list[str] | None:
         return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
     try:
@@ -240,8 +268,18 @@ def sweep(
         if band:
             low, high = (float(x) for x in band.split(","))
             target = (low, high)
-        rows = run_sweep(files, pipeline, parsed, scheduler=scheduler, workers=workers, progress=not quiet,
-                         band=target, states=split(states), stim_states=split(stim_states), csv_path=out_csv)
+        rows = run_sweep(
+            files,
+            pipeline,
+            parsed,
+            scheduler=scheduler,
+            workers=workers,
+            progress=not quiet,
+            band=target,
+            states=split(states),
+            stim_states=split(stim_states),
+            csv_path=out_csv,
+        )
     except PipelineError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
@@ -269,19 +307,25 @@ def repair(
     for col in ("stream", "name", "samples", "first", "last", "footer"):
         table.add_column(col)
     for sid, s in report.streams.items():
-        table.add_row(str(sid), s.name, str(s.sample_count),
-                      "" if s.first_timestamp is None else f"{s.first_timestamp:.3f}",
-                      "" if s.last_timestamp is None else f"{s.last_timestamp:.3f}",
-                      "added" if sid in report.footers_added else ("present" if s.has_footer else "missing"))
+        table.add_row(
+            str(sid),
+            s.name,
+            str(s.sample_count),
+            "" if s.first_timestamp is None else f"{s.first_timestamp:.3f}",
+            "" if s.last_timestamp is None else f"{s.last_timestamp:.3f}",
+            "added" if sid in report.footers_added else ("present" if s.has_footer else "missing"),
+        )
     out.print(table)
     if report.ok:
         out.print(f"{file}: intact, nothing to do")
         return
     verb = "would drop" if dry_run else "dropped"
-    out.print(f"{file}: {verb} {report.bytes_dropped} bytes"
-              + (f" ({report.cut_reason})" if report.cut_reason else "")
-              + f"; {'would add' if dry_run else 'added'} footers for streams {report.footers_added or 'none'}"
-              + ("; the file header was rebuilt" if report.header_rebuilt else ""))
+    out.print(
+        f"{file}: {verb} {report.bytes_dropped} bytes"
+        + (f" ({report.cut_reason})" if report.cut_reason else "")
+        + f"; {'would add' if dry_run else 'added'} footers for streams {report.footers_added or 'none'}"
+        + ("; the file header was rebuilt" if report.header_rebuilt else "")
+    )
 
 
 def main() -> None:

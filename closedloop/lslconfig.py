@@ -2,7 +2,7 @@
 
 liblsl reads its configuration once, lazily, on its first use; after that,
 ``set_config_content`` has no effect. Tests and benchmarks must keep LSL
-traffic on this machine (DOMAIN.md §6), so every entry point calls
+traffic on this machine (docs/lsl-and-xdf.md), so every entry point calls
 :func:`configure_lsl` before it touches any other pylsl function.
 """
 

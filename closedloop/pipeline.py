@@ -1,6 +1,6 @@
 """The algorithmic pipeline: preprocess → features → controller → safety, no I/O.
 
-The same object runs live (:mod:`closedloop.runtime`) and offline (replay),
+The same object runs live (:mod:`closedloop.live.runtime`) and offline (replay),
 so what a researcher tunes offline is what runs live.
 """
 
@@ -46,7 +46,7 @@ class Pipeline:
         self.controller = build_controller(cfg.controller)
         self.safety = build_safety_layer(resolved, on_event=on_event)
         self.samples_in = 0
-        #: seconds spent per stage on the last chunk (see :data:`closedloop.telemetry.STAGES`)
+        #: seconds spent per stage on the last chunk (see :data:`closedloop.session.telemetry.STAGES`)
         self.stage_s = {"preprocess": 0.0, "features": 0.0, "controller": 0.0, "safety": 0.0}
 
     @property

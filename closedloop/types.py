@@ -1,7 +1,7 @@
 """The data that flows along the one-way path: chunks, frames and commands.
 
 Every stage of the pipeline exchanges these small containers and nothing else,
-so that each stage can be built and tested on its own (see DESIGN.md).
+so that each stage can be built and tested on its own (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -110,5 +110,5 @@ class Command:
     time: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
-    def copy(self) -> "Command":
+    def copy(self) -> Command:
         return Command(self.amplitude_mA, self.frequency_Hz, self.on, self.time, dict(self.extra))

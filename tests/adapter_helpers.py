@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from closedloop.adapters import build_adapter
 from closedloop.adapters.emulators.base import StreamEmulator
-from closedloop.devices import load_profile
+from closedloop.config.profile import load_profile
 
 
 def wait_for(pred: Callable[[], bool], timeout: float = 3.0) -> bool:
@@ -35,8 +36,9 @@ class ByteSink(StreamEmulator):
 
 
 @contextmanager
-def adapter_maker(profile_path: Path, defaults: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
-                  **build_kwargs: Any) -> Iterator[Callable[..., Any]]:
+def adapter_maker(
+    profile_path: Path, defaults: Mapping[str, Any] | Callable[[], Mapping[str, Any]], **build_kwargs: Any
+) -> Iterator[Callable[..., Any]]:
     """Yield ``make(**options)``: an adapter for the profile, its options overridden; stop them all at the end.
 
     Options are the profile's ``[adapter_options]``, then ``defaults`` (a

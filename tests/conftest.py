@@ -24,3 +24,11 @@ def unique_name(request) -> str:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark everything under ``tests/integration/`` (real LSL, live sessions, emulators, subprocesses)."""
+    integration = Path(__file__).resolve().parent / "integration"
+    for item in items:
+        if integration in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)

@@ -3,7 +3,7 @@
 Built-in adapters are listed in :data:`BUILTIN`. Third-party packages add
 their own without touching closedloop, through an entry point in the group
 ``closedloop.adapters`` whose object is a class (or factory) called with the
-:class:`~closedloop.devices.DeviceProfile`::
+:class:`~closedloop.config.profile.DeviceProfile`::
 
     # pyproject.toml of the third-party package
     [project.entry-points."closedloop.adapters"]
@@ -16,14 +16,15 @@ entry points of the same name.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
 
 from closedloop.adapters.base import Adapter, AdapterBase, DeviceFault, LimitViolation
 from closedloop.adapters.iolog import IOLog, IORecord
 from closedloop.adapters.simulated import SimulatedRTMS, SimulatedStimulator, SimulatedTUS
 from closedloop.adapters.threaded import ThreadedAdapter
-from closedloop.devices import DeviceProfile
+from closedloop.config.profile import DeviceProfile
 
 ENTRY_POINT_GROUP = "closedloop.adapters"
 
@@ -105,14 +106,28 @@ def build_adapter(profile: DeviceProfile, **kwargs: Any) -> Adapter:
         factory = adapter_factory(profile.device.adapter)
     except ValueError as e:
         raise ValueError(f"device profile {profile.device.name!r}: {e}") from None
-    if "motor_threshold_pct_mso" in kwargs and (kwargs["motor_threshold_pct_mso"] is None
-                                                or not _uses_motor_threshold(factory)):
+    if "motor_threshold_pct_mso" in kwargs and (
+        kwargs["motor_threshold_pct_mso"] is None or not _uses_motor_threshold(factory)
+    ):
         kwargs.pop("motor_threshold_pct_mso")
     return factory(profile, **kwargs)
 
 
 __all__ = [
-    "Adapter", "AdapterBase", "BUILTIN", "DeviceFault", "ENTRY_POINT_GROUP", "IOLog", "IORecord",
-    "LimitViolation", "SimulatedRTMS", "SimulatedStimulator", "SimulatedTUS", "ThreadedAdapter",
-    "adapter_factory", "available_adapters", "build_adapter", "needs_motor_threshold",
+    "Adapter",
+    "AdapterBase",
+    "BUILTIN",
+    "DeviceFault",
+    "ENTRY_POINT_GROUP",
+    "IOLog",
+    "IORecord",
+    "LimitViolation",
+    "SimulatedRTMS",
+    "SimulatedStimulator",
+    "SimulatedTUS",
+    "ThreadedAdapter",
+    "adapter_factory",
+    "available_adapters",
+    "build_adapter",
+    "needs_motor_threshold",
 ]

@@ -19,11 +19,12 @@ adapters that talk over a wire, with retries where they are safe.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from closedloop.adapters.command_checks import TrainGuard, check_command, missing_limits
 from closedloop.adapters.iolog import IOLog, IORecord
-from closedloop.adapters.limits import TrainGuard, check_command, missing_limits
-from closedloop.devices import DeviceProfile
+from closedloop.config.profile import DeviceProfile
 from closedloop.types import Command
 
 
@@ -118,17 +119,27 @@ class AdapterBase:
     #: Limits the profile must define for this adapter to enforce them.
     required_limits: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, profile: DeviceProfile, *, clock: Callable[[], float] | None = None,
-                 on_record: Callable[[IORecord], None] | None = None,
-                 on_fault: Callable[[str], None] | None = None,
-                 on_ack: Callable[[], None] | None = None, log_size: int = 5000) -> None:
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        *,
+        clock: Callable[[], float] | None = None,
+        on_record: Callable[[IORecord], None] | None = None,
+        on_fault: Callable[[str], None] | None = None,
+        on_ack: Callable[[], None] | None = None,
+        log_size: int = 5000,
+    ) -> None:
         if profile.device.modality not in self.modalities:
-            raise ValueError(f"adapter {type(self).__name__} drives {self.modalities}, but profile "
-                             f"{profile.device.name!r} is {profile.device.modality!r}")
+            raise ValueError(
+                f"adapter {type(self).__name__} drives {self.modalities}, but profile "
+                f"{profile.device.name!r} is {profile.device.modality!r}"
+            )
         missing = missing_limits(profile, self.limits_needed(profile))
         if missing:
-            raise ValueError(f"device profile {profile.device.name!r} lacks limits {missing} that adapter "
-                             f"{type(self).__name__} enforces; each needs a value and a source")
+            raise ValueError(
+                f"device profile {profile.device.name!r} lacks limits {missing} that adapter "
+                f"{type(self).__name__} enforces; each needs a value and a source"
+            )
         self.profile = profile
         self.name = profile.device.name
         self.modality = profile.device.modality
@@ -163,8 +174,9 @@ class AdapterBase:
                 return str(value).strip().lower() in ("1", "true", "yes", "on")
             return type(default)(value)
         except (TypeError, ValueError):
-            raise ValueError(f"device profile {self.name!r}: adapter_options.{key} = {value!r} "
-                             f"is not a {type(default).__name__}") from None
+            raise ValueError(
+                f"device profile {self.name!r}: adapter_options.{key} = {value!r} is not a {type(default).__name__}"
+            ) from None
 
     # -- limits ----------------------------------------------------------------
     def problems(self, command: Command, now: float) -> list[str]:
@@ -176,8 +188,10 @@ class AdapterBase:
 
     def _refuse(self, command: Command, problems: list[str]) -> None:
         self.refused += 1
-        msg = (f"{self.name}: refused command outside the device profile: {'; '.join(problems)}; "
-               "device driven to its safe state")
+        msg = (
+            f"{self.name}: refused command outside the device profile: {'; '.join(problems)}; "
+            "device driven to its safe state"
+        )
         self.log.add("event", note=msg)
         raise LimitViolation(msg)
 
@@ -237,8 +251,17 @@ class AdapterBase:
 
     def status(self) -> dict[str, object]:
         last = self.log.last()
-        return {"adapter": type(self).__name__, "device": self.name, "modality": self.modality,
-                "connected": self.connected, "armed": self.armed, "fault": self.fault,
-                "commands": self.commands, "refused": self.refused, "dropped": self.dropped,
-                "io_records": self.log.total, "last_io_time": last.time if last else None,
-                "last_ack": self.last_ack}
+        return {
+            "adapter": type(self).__name__,
+            "device": self.name,
+            "modality": self.modality,
+            "connected": self.connected,
+            "armed": self.armed,
+            "fault": self.fault,
+            "commands": self.commands,
+            "refused": self.refused,
+            "dropped": self.dropped,
+            "io_records": self.log.total,
+            "last_io_time": last.time if last else None,
+            "last_ack": self.last_ack,
+        }

@@ -1,4 +1,4 @@
-"""Checksums of the stimulator serial protocols (DOMAIN.md §4).
+"""Checksums of the stimulator serial protocols (docs/devices.md).
 
 Both are written from the public protocol descriptions, not from any
 toolbox's code.

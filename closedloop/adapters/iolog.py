@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +53,9 @@ class IOLog:
         (the adapter's I/O thread for wire traffic); must not block.
     """
 
-    def __init__(self, clock: Callable[[], float], maxlen: int = 5000,
-                 callback: Callable[[IORecord], None] | None = None) -> None:
+    def __init__(
+        self, clock: Callable[[], float], maxlen: int = 5000, callback: Callable[[IORecord], None] | None = None
+    ) -> None:
         self.clock = clock
         self.callback = callback
         self._records: deque[IORecord] = deque(maxlen=maxlen)

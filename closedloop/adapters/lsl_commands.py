@@ -29,8 +29,8 @@ import time
 from typing import Any
 
 from closedloop.adapters.base import AdapterBase, DeviceFault
-from closedloop.adapters.limits import RTMS_LIMITS, TES_LIMITS, TUS_LIMITS
-from closedloop.devices import DeviceProfile
+from closedloop.adapters.command_checks import RTMS_LIMITS, TES_LIMITS, TUS_LIMITS
+from closedloop.config.profile import DeviceProfile
 from closedloop.types import Command
 
 DEFAULT_EXTRA = {
@@ -38,9 +38,17 @@ DEFAULT_EXTRA = {
     "rtms": ("intensity_pct", "pulses", "train_duration_s", "fire"),
     "tus": ("pnp_MPa", "center_frequency_MHz", "isppa_W_per_cm2", "duty_cycle", "prf_Hz", "burst_s"),
 }
-_UNITS = {"amplitude_mA": "mA", "frequency_Hz": "Hz", "intensity_pct": "percent", "train_duration_s": "s",
-          "pnp_MPa": "MPa", "center_frequency_MHz": "MHz", "isppa_W_per_cm2": "W/cm2", "prf_Hz": "Hz",
-          "burst_s": "s"}
+_UNITS = {
+    "amplitude_mA": "mA",
+    "frequency_Hz": "Hz",
+    "intensity_pct": "percent",
+    "train_duration_s": "s",
+    "pnp_MPa": "MPa",
+    "center_frequency_MHz": "MHz",
+    "isppa_W_per_cm2": "W/cm2",
+    "prf_Hz": "Hz",
+    "burst_s": "s",
+}
 
 
 class LSLCommandAdapter(AdapterBase):
@@ -68,7 +76,8 @@ class LSLCommandAdapter(AdapterBase):
     # -- publishing ------------------------------------------------------------------
     def _values(self, command: Command) -> list[float]:
         return [command.amplitude_mA, command.frequency_Hz, 1.0 if command.on else 0.0] + [
-            float(command.extra.get(k, 0.0)) for k in self.extra_keys]
+            float(command.extra.get(k, 0.0)) for k in self.extra_keys
+        ]
 
     def _publish(self, command: Command, now: float, event: str | None = None) -> None:
         if self.outlet is None:
@@ -76,8 +85,12 @@ class LSLCommandAdapter(AdapterBase):
         self.outlet.push_sample(self._values(command), now)
         self.log.add("tx", note=f"{event or 'command'}: " + json.dumps(dict(zip(self.channels, self._values(command)))))
         if self.marker_outlet is not None:
-            doc: dict[str, Any] = {"amplitude_mA": command.amplitude_mA, "frequency_Hz": command.frequency_Hz,
-                                   "on": command.on, "extra": dict(command.extra)}
+            doc: dict[str, Any] = {
+                "amplitude_mA": command.amplitude_mA,
+                "frequency_Hz": command.frequency_Hz,
+                "on": command.on,
+                "extra": dict(command.extra),
+            }
             if event:
                 doc["event"] = event
             self.marker_outlet.push_sample([json.dumps(doc)], now)
@@ -101,8 +114,14 @@ class LSLCommandAdapter(AdapterBase):
         configure_lsl()
         import pylsl
 
-        info = pylsl.StreamInfo(self.stream_name, "StimCommands", len(self.channels), pylsl.IRREGULAR_RATE,
-                                pylsl.cf_double64, self.source_id)
+        info = pylsl.StreamInfo(
+            self.stream_name,
+            "StimCommands",
+            len(self.channels),
+            pylsl.IRREGULAR_RATE,
+            pylsl.cf_double64,
+            self.source_id,
+        )
         chans = info.desc().append_child("channels")
         for name in self.channels:
             ch = chans.append_child("channel")
@@ -113,13 +132,21 @@ class LSLCommandAdapter(AdapterBase):
         dev.append_child_value("modality", self.modality)
         self.outlet = pylsl.StreamOutlet(info)
         if self.markers:
-            minfo = pylsl.StreamInfo(f"{self.stream_name}-markers", "Markers", 1, pylsl.IRREGULAR_RATE,
-                                     pylsl.cf_string, f"{self.source_id}-markers")
+            minfo = pylsl.StreamInfo(
+                f"{self.stream_name}-markers",
+                "Markers",
+                1,
+                pylsl.IRREGULAR_RATE,
+                pylsl.cf_string,
+                f"{self.source_id}-markers",
+            )
             self.marker_outlet = pylsl.StreamOutlet(minfo)
         self.log.add("event", note=f"publishing LSL stream {self.stream_name!r} ({self.source_id})")
         if self.require_consumer and not self.outlet.wait_for_consumers(self.consumer_timeout_s):
-            self._set_fault(f"{self.name}: no bridge subscribed to LSL stream {self.stream_name!r} "
-                            f"within {self.consumer_timeout_s} s")
+            self._set_fault(
+                f"{self.name}: no bridge subscribed to LSL stream {self.stream_name!r} "
+                f"within {self.consumer_timeout_s} s"
+            )
             self._close()
             raise DeviceFault(self.fault)
         self.connected = True

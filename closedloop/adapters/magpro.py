@@ -1,6 +1,6 @@
 """MagVenture MagPro (R30/X100) over its RS-232 port.
 
-Written from the public protocol description (DOMAIN.md §4): 38400 baud 8N1;
+Written from the public protocol description (docs/devices.md): 38400 baud 8N1;
 frames ``0xFE, LEN, CMD, payload…, CRC8, 0xFF`` where LEN counts CMD and
 payload and CRC8 is Dallas/Maxim (x⁸+x⁵+x⁴+1) over CMD and payload
 (:func:`~closedloop.adapters.crc.crc8_maxim`).
@@ -38,7 +38,7 @@ from closedloop.adapters.base import DeviceFault
 from closedloop.adapters.crc import crc8_maxim
 from closedloop.adapters.serial_rtms import SerialRTMSAdapter
 from closedloop.adapters.transport import GarbledReply
-from closedloop.devices import DeviceProfile
+from closedloop.config.profile import DeviceProfile
 from closedloop.types import Command
 
 STATUS, AMPLITUDE, ENABLE, FIRE, START_TRAIN, TRAIN_SETTINGS = 0x00, 0x01, 0x02, 0x03, 0x04, 0x06
@@ -58,8 +58,7 @@ class MagProAdapter(SerialRTMSAdapter):
     armed_word = "enabled"
     lost_link_advice = "disable the unit at its front panel"
 
-    def __init__(self, profile: DeviceProfile, *, motor_threshold_pct_mso: float | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, profile: DeviceProfile, *, motor_threshold_pct_mso: float | None = None, **kwargs: Any) -> None:
         super().__init__(profile, motor_threshold_pct_mso=motor_threshold_pct_mso, **kwargs)
         self.heartbeat_s = self.option("heartbeat_s", 1.0)
         self.iti_s = profile.limit("min_inter_train_interval_s")
@@ -105,8 +104,14 @@ class MagProAdapter(SerialRTMSAdapter):
             amp_a, amp_b, mode = reply[0], reply[1], reply[2]
         else:
             raise DeviceFault(f"{self.name}: reply to {what} too short ({reply.hex()})")
-        self.unit = {"amplitude_a_pct": amp_a, "amplitude_b_pct": amp_b, "enabled": bool(mode >> 4 & 1),
-                     "model": mode >> 5 & 7, "waveform": mode >> 2 & 3, "mode": mode & 3}
+        self.unit = {
+            "amplitude_a_pct": amp_a,
+            "amplitude_b_pct": amp_b,
+            "enabled": bool(mode >> 4 & 1),
+            "model": mode >> 5 & 7,
+            "waveform": mode >> 2 & 3,
+            "mode": mode & 3,
+        }
         return reply
 
     def _enable(self, on: bool, what: str) -> None:
@@ -137,14 +142,19 @@ class MagProAdapter(SerialRTMSAdapter):
         if self.unit.get("amplitude_a_pct") != amp:
             self._command(AMPLITUDE, bytes([amp]), f"set amplitude {amp} %MSO")
             if self.unit["amplitude_a_pct"] != amp:
-                raise DeviceFault(f"{self.name}: error reply: amplitude {amp} % not accepted "
-                                  f"(unit reports {self.unit['amplitude_a_pct']} %)")
+                raise DeviceFault(
+                    f"{self.name}: error reply: amplitude {amp} % not accepted "
+                    f"(unit reports {self.unit['amplitude_a_pct']} %)"
+                )
         pulses = int(x.get("pulses", 1))
         if pulses > 1:
             settings = (int(round(command.frequency_Hz * 10)), pulses, 1, int(round(self.iti_s * 10)))
             if settings != self.train_settings:
-                self._command(TRAIN_SETTINGS, struct.pack(">4H", *settings),
-                              f"train settings {settings[0] / 10} Hz × {pulses} pulses")
+                self._command(
+                    TRAIN_SETTINGS,
+                    struct.pack(">4H", *settings),
+                    f"train settings {settings[0] / 10} Hz × {pulses} pulses",
+                )
                 self.train_settings = settings
             self._command(START_TRAIN, b"", "start train", retry=False)
         else:

@@ -1,6 +1,6 @@
 """Magstim 200² / BiStim² / Rapid² over the RS-232 remote-control port.
 
-Written from the public protocol description (DOMAIN.md §4): 9600 baud 8N1;
+Written from the public protocol description (docs/devices.md): 9600 baud 8N1;
 a message is an ASCII command byte, ASCII data and a checksum byte
 ``(~sum) & 0xFF`` (:func:`~closedloop.adapters.crc.magstim_crc`); the reply
 echoes the command byte, then the instrument status byte (a Rapid² adds its
@@ -43,11 +43,11 @@ import time
 from typing import Any
 
 from closedloop.adapters.base import DeviceFault
+from closedloop.adapters.command_checks import train_duration_s
 from closedloop.adapters.crc import magstim_crc
-from closedloop.adapters.limits import train_duration_s
 from closedloop.adapters.serial_rtms import SerialRTMSAdapter
 from closedloop.adapters.transport import ErrorReply, GarbledReply
-from closedloop.devices import DeviceProfile
+from closedloop.config.profile import DeviceProfile
 from closedloop.types import Command
 
 _ERRORS = {ord("?"): "invalid data", ord("S"): "command conflicts with the current settings"}
@@ -61,8 +61,16 @@ def decode_instrument_status(byte: int) -> dict[str, bool]:
 
 def decode_rapid_status(byte: int) -> dict[str, bool]:
     """Bits of the Rapid² rTMS status byte."""
-    names = ("enhanced_power", "train", "wait", "single_pulse_mode", "hvpsu_connected", "coil_ready",
-             "theta_psu", "modified_coil_algorithm")
+    names = (
+        "enhanced_power",
+        "train",
+        "wait",
+        "single_pulse_mode",
+        "hvpsu_connected",
+        "coil_ready",
+        "theta_psu",
+        "modified_coil_algorithm",
+    )
     return {n: bool(byte >> i & 1) for i, n in enumerate(names)}
 
 
@@ -73,8 +81,7 @@ class MagstimAdapter(SerialRTMSAdapter):
     default_baudrate = 9600
     lost_link_advice = "the unit disarms itself when polling stops (about a second)"
 
-    def __init__(self, profile: DeviceProfile, *, motor_threshold_pct_mso: float | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, profile: DeviceProfile, *, motor_threshold_pct_mso: float | None = None, **kwargs: Any) -> None:
         super().__init__(profile, motor_threshold_pct_mso=motor_threshold_pct_mso, **kwargs)
         self.model = self.option("model", "rapid2")
         if self.model not in ("rapid2", "200", "bistim"):
@@ -127,8 +134,7 @@ class MagstimAdapter(SerialRTMSAdapter):
         if self.rapid:
             self.rapid_status = decode_rapid_status(reply[2])
         if self.instrument["error_present"]:
-            raise DeviceFault(f"{self.name}: the unit reports an error after {what} "
-                              f"(status 0x{reply[1]:02x})")
+            raise DeviceFault(f"{self.name}: the unit reports an error after {what} (status 0x{reply[1]:02x})")
         return reply
 
     def _wait_ready(self, timeout_s: float) -> None:
@@ -150,13 +156,18 @@ class MagstimAdapter(SerialRTMSAdapter):
         if not self.instrument["remote"]:
             raise DeviceFault(f"{self.name}: the unit did not enter remote control")
         if self.rapid:
-            reply = self._command(b"J@", "read parameters",
-                                  reply_data=3 + 4 + self.pulses_digits + self.duration_digits)
+            reply = self._command(
+                b"J@", "read parameters", reply_data=3 + 4 + self.pulses_digits + self.duration_digits
+            )
             text = reply[3:-1].decode("ascii", "replace")
             p, d = self.pulses_digits, self.duration_digits
             try:
-                self.settings = {"power": int(text[0:3]), "rate_dHz": int(text[3:7]),
-                                 "pulses": int(text[7:7 + p]), "duration_ds": int(text[7 + p:7 + p + d])}
+                self.settings = {
+                    "power": int(text[0:3]),
+                    "rate_dHz": int(text[3:7]),
+                    "pulses": int(text[7 : 7 + p]),
+                    "duration_ds": int(text[7 + p : 7 + p + d]),
+                }
             except ValueError:
                 raise DeviceFault(f"{self.name}: unreadable parameters {text!r}") from None
 
@@ -190,10 +201,13 @@ class MagstimAdapter(SerialRTMSAdapter):
             pulses = max(1, int(x.get("pulses", 1)))
             dur_ds = max(1, int(math.ceil(train_duration_s(command) * 10 - 1e-9)))
             self._set("rate_dHz", rate, b"B" + f"{rate:04d}".encode(), f"set rate {rate / 10} Hz")
-            self._set("pulses", pulses, b"D" + f"{pulses:0{self.pulses_digits}d}".encode(),
-                      f"set pulses {pulses}")
-            self._set("duration_ds", dur_ds, b"[" + f"{dur_ds:0{self.duration_digits}d}".encode(),
-                      f"set duration {dur_ds / 10} s")
+            self._set("pulses", pulses, b"D" + f"{pulses:0{self.pulses_digits}d}".encode(), f"set pulses {pulses}")
+            self._set(
+                "duration_ds",
+                dur_ds,
+                b"[" + f"{dur_ds:0{self.duration_digits}d}".encode(),
+                f"set duration {dur_ds / 10} s",
+            )
         self._wait_ready(min(self.ready_timeout_s, 1.0))
         self._command(b"EH", "fire", retry=False)
         self.trains_fired += 1
@@ -211,6 +225,10 @@ class MagstimAdapter(SerialRTMSAdapter):
 
     def status(self) -> dict[str, object]:
         st = super().status()
-        st.update(instrument=dict(self.instrument), rapid_status=dict(self.rapid_status),
-                  settings=dict(self.settings), trains_fired=self.trains_fired)
+        st.update(
+            instrument=dict(self.instrument),
+            rapid_status=dict(self.rapid_status),
+            settings=dict(self.settings),
+            trains_fired=self.trains_fired,
+        )
         return st

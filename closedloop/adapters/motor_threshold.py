@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from closedloop.devices import DeviceProfile
+from closedloop.config.profile import DeviceProfile
 from closedloop.types import Command
 
 
@@ -33,7 +33,8 @@ class MotorThresholdMixin:
                 raise ValueError(
                     f"device profile {self.name!r}: intensities are in %MT, so the participant's resting motor "
                     "threshold is needed: pass motor_threshold_pct_mso= to build_adapter() or set "
-                    "adapter_options.motor_threshold_pct_mso")
+                    "adapter_options.motor_threshold_pct_mso"
+                )
             if not 0 < float(mt) <= 100:
                 raise ValueError(f"motor_threshold_pct_mso must be in (0, 100], got {mt}")
         self.motor_threshold_pct_mso = None if mt is None else float(mt)

@@ -1,4 +1,4 @@
-"""Codes of the Neuroelectrics NIC2 remote-stimulation TCP protocol (DOMAIN.md §4).
+"""Codes of the Neuroelectrics NIC2 remote-stimulation TCP protocol (docs/devices.md).
 
 A client connects to TCP port 1235 of the computer running NIC2 and sends
 one command byte, followed for some commands by ASCII parameters separated
@@ -6,7 +6,7 @@ by ``;`` and ended by a NUL byte. Status queries (and the version
 handshake) are answered by one status byte; other commands have no reply,
 so their effect is confirmed by querying the status.
 
-Codes as given by DOMAIN.md and by the MatNIC2 toolbox's public code table
+Codes as given by docs/devices.md and by the MatNIC2 toolbox's public code table
 (two sources agree); the version string and the exact parameter formats of
 the frequency and phase changes are assumptions to check on a real NIC2.
 """
@@ -27,8 +27,18 @@ ONLINE_TACS_FREQUENCY = 148
 ONLINE_TACS_PHASE = 149
 
 #: Commands followed by an ASCII parameter string ended by NUL.
-WITH_PARAMETERS = frozenset({VERSION, LOAD_PROTOCOL, ONLINE_TDCS_AMPLITUDE, ONLINE_TACS_AMPLITUDE,
-                             ONLINE_TACS_FREQUENCY, ONLINE_TACS_PHASE, 150, 151})
+WITH_PARAMETERS = frozenset(
+    {
+        VERSION,
+        LOAD_PROTOCOL,
+        ONLINE_TDCS_AMPLITUDE,
+        ONLINE_TACS_AMPLITUDE,
+        ONLINE_TACS_FREQUENCY,
+        ONLINE_TACS_PHASE,
+        150,
+        151,
+    }
+)
 #: Commands answered by one status byte.
 WITH_REPLY = frozenset({QUERY_STATUS, QUERY_STATUS_PROTOCOL, VERSION})
 

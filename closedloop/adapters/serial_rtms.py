@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from closedloop.adapters.limits import RTMS_LIMITS, fires
+from closedloop.adapters.command_checks import RTMS_LIMITS, fires
 from closedloop.adapters.motor_threshold import MotorThresholdMixin
 from closedloop.adapters.threaded import ThreadedAdapter
 from closedloop.adapters.transport import SerialLink
-from closedloop.devices import DeviceProfile
+from closedloop.config.profile import DeviceProfile
 from closedloop.types import Command
 
 
@@ -29,8 +29,7 @@ class SerialRTMSAdapter(MotorThresholdMixin, ThreadedAdapter):
     #: How the device names its armed state ("armed", "enabled") in the log.
     armed_word: ClassVar[str] = "armed"
 
-    def __init__(self, profile: DeviceProfile, *, motor_threshold_pct_mso: float | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, profile: DeviceProfile, *, motor_threshold_pct_mso: float | None = None, **kwargs: Any) -> None:
         super().__init__(profile, **kwargs)
         self._init_intensity(motor_threshold_pct_mso)
         self.port = self.required_option("port", self.adapter_name)

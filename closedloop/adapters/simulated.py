@@ -11,8 +11,8 @@ import threading
 from typing import Any
 
 from closedloop.adapters.base import AdapterBase, DeviceFault
-from closedloop.adapters.limits import RTMS_LIMITS, TES_LIMITS, TUS_LIMITS, fires, train_duration_s
-from closedloop.devices import DeviceProfile
+from closedloop.adapters.command_checks import RTMS_LIMITS, TES_LIMITS, TUS_LIMITS, fires, train_duration_s
+from closedloop.config.profile import DeviceProfile
 from closedloop.types import Command
 
 #: Faults :meth:`_Simulated.inject_fault` can simulate.
@@ -33,7 +33,8 @@ class _Simulated(AdapterBase):
 
     def inject_fault(self, kind: str) -> None:
         """Make the simulated device fail now: ``"disconnect"``, ``"no_reply"``, ``"error"``,
-        or ``"connect"`` (the next :meth:`connect` fails)."""
+        or ``"connect"`` (the next :meth:`connect` fails).
+        """
         if kind == "connect":
             self._refuse_connect = True
             return
@@ -172,7 +173,7 @@ class SimulatedRTMS(_Simulated):
 
     ``[adapter_options]``: ``ready_delay_s`` (0.5; arm → ready) and
     ``recharge_s`` (1.0; end of a train → ready again), the stimulator's own
-    energy limits (DOMAIN.md §3). A train fires only when armed and ready;
+    energy limits (docs/safety.md). A train fires only when armed and ready;
     :attr:`trains` lists ``(time, intensity_pct, rate_Hz, pulses)``.
     """
 
@@ -212,8 +213,10 @@ class SimulatedRTMS(_Simulated):
             self.trains.append((now, command.extra.get("intensity_pct", 0.0), command.frequency_Hz, n))
             self._train_end = now + train_duration_s(command)
             self._ready_at = self._train_end + self.recharge_s
-            self.log.add("event", note=f"train: {n} pulses at {command.frequency_Hz} Hz, "
-                                       f"{command.extra.get('intensity_pct', 0.0)} %")
+            self.log.add(
+                "event",
+                note=f"train: {n} pulses at {command.frequency_Hz} Hz, {command.extra.get('intensity_pct', 0.0)} %",
+            )
         self.commands += 1
         self.last_command = command
 

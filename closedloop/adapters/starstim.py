@@ -1,6 +1,6 @@
 """Neuroelectrics Starstim (tACS/tDCS) through NIC2's remote-stimulation TCP server.
 
-Written from the public protocol description (DOMAIN.md §4 and
+Written from the public protocol description (docs/devices.md and
 :mod:`closedloop.adapters.nic2_protocol`). NIC2 runs the stimulation
 *protocol* a researcher designed in NIC2 (montage, phases, duration,
 ramps); closedloop loads and starts it, then changes the amplitude online.
@@ -34,10 +34,10 @@ from typing import Any
 
 from closedloop.adapters import nic2_protocol as P
 from closedloop.adapters.base import DeviceFault
+from closedloop.adapters.command_checks import TES_LIMITS
 from closedloop.adapters.threaded import ThreadedAdapter
-from closedloop.adapters.limits import TES_LIMITS
 from closedloop.adapters.transport import GarbledReply, TcpLink
-from closedloop.devices import DeviceProfile
+from closedloop.config.profile import DeviceProfile
 from closedloop.types import Command
 
 
@@ -60,12 +60,15 @@ class StarstimAdapter(ThreadedAdapter):
         self.n_channels = self.option("n_channels", 8)
         weights = [float(w) for w in str(self.option("channel_weights", "1,-1")).split(",") if w.strip()]
         if len(weights) > self.n_channels or not any(weights):
-            raise ValueError(f"device profile {self.name!r}: channel_weights needs 1-{self.n_channels} "
-                             "values, not all zero")
+            raise ValueError(
+                f"device profile {self.name!r}: channel_weights needs 1-{self.n_channels} values, not all zero"
+            )
         self.weights = weights + [0.0] * (self.n_channels - len(weights))
         if self.stim_type == "tdcs" and abs(sum(self.weights)) > 1e-9:
-            raise ValueError(f"device profile {self.name!r}: tDCS channel_weights must sum to 0 "
-                             f"(currents balance at every instant), got {sum(self.weights)}")
+            raise ValueError(
+                f"device profile {self.name!r}: tDCS channel_weights must sum to 0 "
+                f"(currents balance at every instant), got {sum(self.weights)}"
+            )
         self.min_interval_s = self.option("min_update_interval_s", 0.1)
         self.heartbeat_s = self.option("heartbeat_s", 1.0)
         self.poll_s = self.option("poll_s", 0.05)
@@ -144,8 +147,10 @@ class StarstimAdapter(ThreadedAdapter):
         status = self._query(P.QUERY_STATUS_PROTOCOL, f"confirm {what}")
         if status != P.FULL:
             overall = self._query(P.QUERY_STATUS, "status after a failed change")
-            raise DeviceFault(f"{self.name}: stimulation is no longer at full after {what}: "
-                              f"{P.describe(status)}, NIC2 {P.describe(overall)}")
+            raise DeviceFault(
+                f"{self.name}: stimulation is no longer at full after {what}: "
+                f"{P.describe(status)}, NIC2 {P.describe(overall)}"
+            )
 
     # -- hooks -----------------------------------------------------------------------
     def _io_open(self) -> None:
@@ -153,16 +158,24 @@ class StarstimAdapter(ThreadedAdapter):
         status = self._query(P.VERSION, "version handshake", self.client_version)
         if status == P.SYNCHRONIZING:
             self._poll(P.QUERY_STATUS, {P.IDLE, P.REMOTE_ALLOWED}, {}, self.remote_timeout_s, "synchronizing")
-        self._poll(P.QUERY_STATUS, {P.REMOTE_ALLOWED},
-                   {P.REMOTE_REJECTED: "the NIC2 operator rejected remote control"},
-                   self.remote_timeout_s, "remote-control permission")
+        self._poll(
+            P.QUERY_STATUS,
+            {P.REMOTE_ALLOWED},
+            {P.REMOTE_REJECTED: "the NIC2 operator rejected remote control"},
+            self.remote_timeout_s,
+            "remote-control permission",
+        )
         status = self._query(P.QUERY_STATUS, "status before loading")
         if status in (P.RUNNING, P.LOADING):
             raise DeviceFault(f"{self.name}: NIC2 is busy ({P.describe(status)}); stop it before connecting")
         self._send(P.LOAD_PROTOCOL, f"load protocol {self.protocol!r}", self.protocol)
-        self._poll(P.QUERY_STATUS, {P.LOADED},
-                   {P.NOT_LOADED: f"protocol {self.protocol!r} was not loaded (wrong name or not allowed)"},
-                   self.load_timeout_s, "loading the protocol")
+        self._poll(
+            P.QUERY_STATUS,
+            {P.LOADED},
+            {P.NOT_LOADED: f"protocol {self.protocol!r} was not loaded (wrong name or not allowed)"},
+            self.load_timeout_s,
+            "loading the protocol",
+        )
         if self.arm_on_connect:
             self._io_arm()
             self.armed = True
@@ -170,11 +183,20 @@ class StarstimAdapter(ThreadedAdapter):
 
     def _io_arm(self) -> None:
         self._send(P.START_PROTOCOL, "start protocol")
-        self._poll(P.QUERY_STATUS, {P.RUNNING}, {P.NOT_LOADED: "no protocol loaded"}, self.arm_timeout_s,
-                   "starting the protocol")
-        self._poll(P.QUERY_STATUS_PROTOCOL, {P.FULL},
-                   {P.STIM_FINISHED: "the protocol ended before reaching full stimulation"},
-                   self.arm_timeout_s, "ramping up to full stimulation")
+        self._poll(
+            P.QUERY_STATUS,
+            {P.RUNNING},
+            {P.NOT_LOADED: "no protocol loaded"},
+            self.arm_timeout_s,
+            "starting the protocol",
+        )
+        self._poll(
+            P.QUERY_STATUS_PROTOCOL,
+            {P.FULL},
+            {P.STIM_FINISHED: "the protocol ended before reaching full stimulation"},
+            self.arm_timeout_s,
+            "ramping up to full stimulation",
+        )
         self.sent_uA = 0
 
     def _io_disarm(self) -> None:
@@ -196,20 +218,21 @@ class StarstimAdapter(ThreadedAdapter):
                 self._set_amplitude(0.0, self.min_interval_s, "amplitude 0 before a frequency change")
                 time.sleep(max(self.min_interval_s, P.MIN_TRANSITION_MS / 1000.0))
             freq = f"{command.frequency_Hz:g}"
-            self._send(P.ONLINE_TACS_FREQUENCY, f"set frequency {freq} Hz",
-                       ";".join(freq if w else "0" for w in self.weights))
+            self._send(
+                P.ONLINE_TACS_FREQUENCY, f"set frequency {freq} Hz", ";".join(freq if w else "0" for w in self.weights)
+            )
             self.frequency_Hz = command.frequency_Hz
         if target_uA != self.sent_uA:
-            self._set_amplitude(command.amplitude_mA, self.min_interval_s,
-                                f"set amplitude {target_uA} µA")
+            self._set_amplitude(command.amplitude_mA, self.min_interval_s, f"set amplitude {target_uA} µA")
 
     def _io_heartbeat(self) -> None:
         if self.armed:
             status = self._query(P.QUERY_STATUS_PROTOCOL, "status poll")
             if status not in (P.FULL, P.RAMP_UP):
                 overall = self._query(P.QUERY_STATUS, "status after the poll")
-                raise DeviceFault(f"{self.name}: stimulation ended on the device: {P.describe(status)}, "
-                                  f"NIC2 {P.describe(overall)}")
+                raise DeviceFault(
+                    f"{self.name}: stimulation ended on the device: {P.describe(status)}, NIC2 {P.describe(overall)}"
+                )
         else:
             self._query(P.QUERY_STATUS, "status poll")
 
@@ -226,8 +249,9 @@ class StarstimAdapter(ThreadedAdapter):
             if status == P.RUNNING:
                 self._send(P.ABORT_PROTOCOL, "abort protocol")
                 if wait:
-                    self._poll(P.QUERY_STATUS, {P.ABORTED, P.FINISHED}, {}, self.stop_timeout_s / 2,
-                               "aborting the protocol")
+                    self._poll(
+                        P.QUERY_STATUS, {P.ABORTED, P.FINISHED}, {}, self.stop_timeout_s / 2, "aborting the protocol"
+                    )
 
     def _io_safe(self) -> None:
         self._zero_and_abort(wait=True)
@@ -266,7 +290,11 @@ class StarstimAdapter(ThreadedAdapter):
 
     def status(self) -> dict[str, object]:
         st = super().status()
-        st.update(nic2=P.describe(self.nic_status) if self.nic_status else None,
-                  stimulation=P.describe(self.stim_status) if self.stim_status else None,
-                  sent_uA=self.sent_uA, frequency_Hz=self.frequency_Hz, changes_sent=self.changes_sent)
+        st.update(
+            nic2=P.describe(self.nic_status) if self.nic_status else None,
+            stimulation=P.describe(self.stim_status) if self.stim_status else None,
+            sent_uA=self.sent_uA,
+            frequency_Hz=self.frequency_Hz,
+            changes_sent=self.changes_sent,
+        )
         return st

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 from closedloop.adapters.base import AdapterBase, DeviceFault
-from closedloop.adapters.limits import fires
+from closedloop.adapters.command_checks import fires
 from closedloop.adapters.transport import ErrorReply, GarbledReply, LinkLost, ReplyTimeout
 from closedloop.adapters.worker import DeviceWorker
-from closedloop.devices import DeviceProfile
+from closedloop.config.profile import DeviceProfile
 from closedloop.types import Command
 
 T = TypeVar("T")
 
-_LINK_ERRORS = {LinkLost: "link lost", ReplyTimeout: "no reply", GarbledReply: "garbled reply",
-                ErrorReply: "error reply"}
+_LINK_ERRORS = {
+    LinkLost: "link lost",
+    ReplyTimeout: "no reply",
+    GarbledReply: "garbled reply",
+    ErrorReply: "error reply",
+}
 
 
 class ThreadedAdapter(AdapterBase):
@@ -37,8 +42,12 @@ class ThreadedAdapter(AdapterBase):
         self.stop_timeout_s = self.option("stop_timeout_s", 5.0)
         self.retries_used = 0
         self.link: Any = None
-        self.worker = DeviceWorker(f"closedloop-{self.name}", self._on_io_error,
-                                   heartbeat=self._heartbeat_guarded, heartbeat_s=self.heartbeat_interval)
+        self.worker = DeviceWorker(
+            f"closedloop-{self.name}",
+            self._on_io_error,
+            heartbeat=self._heartbeat_guarded,
+            heartbeat_s=self.heartbeat_interval,
+        )
         self._latest: Command | None = None
         self._stopped = False
         self._safe_failed = False  # the safe state could not be reached after a fault
@@ -112,8 +121,10 @@ class ThreadedAdapter(AdapterBase):
                 self.retries_used += 1
                 self.log.add("event", note=f"{what}: {kind} ({last}); retry {i + 1} of {attempts - 1}")
                 self._resync()
-        raise DeviceFault(f"{self.name}: {kind} to {what} ({last})"
-                          + (f" after {attempts} attempts" if attempts > 1 else "; not retried (unsafe to repeat)"))
+        raise DeviceFault(
+            f"{self.name}: {kind} to {what} ({last})"
+            + (f" after {attempts} attempts" if attempts > 1 else "; not retried (unsafe to repeat)")
+        )
 
     def _resync(self) -> None:
         """Let stray bytes arrive, then discard them, so the next reply lines up."""
@@ -286,11 +297,13 @@ class ThreadedAdapter(AdapterBase):
             return
         self._stopped = True
         if self.worker.alive:
+
             def shutdown() -> None:
                 try:
                     if self._safe_failed:
-                        self.log.add("event", note="stop: not retrying the safe state the device did not "
-                                                   "answer after the fault")
+                        self.log.add(
+                            "event", note="stop: not retrying the safe state the device did not answer after the fault"
+                        )
                     elif self.link is not None:
                         self._io_safe()
                 except Exception as e:  # noqa: BLE001 - still close the link
@@ -313,8 +326,7 @@ class ThreadedAdapter(AdapterBase):
 
     def status(self) -> dict[str, object]:
         st = super().status()
-        st.update(retries_used=self.retries_used, pending=self.worker.pending(),
-                  link=getattr(self.link, "url", None))
+        st.update(retries_used=self.retries_used, pending=self.worker.pending(), link=getattr(self.link, "url", None))
         if self.guard is not None:
             st.update(trains=self.guard.trains, pulses=self.guard.pulses)
         return st

@@ -17,8 +17,10 @@ import time
 try:  # pyserial raises termios.error (not an OSError) from ioctl/tcdrain on a dead POSIX port
     from termios import error as _TermiosError
 except ImportError:  # Windows
+
     class _TermiosError(Exception):
         pass
+
 
 from closedloop.adapters.iolog import IOLog
 
@@ -87,8 +89,9 @@ class SerialLink(_LoggedLink):
         self._serial_mod = serial
         self._errors = (serial.SerialException, OSError, _TermiosError)
         try:
-            self.port = serial.serial_for_url(url, baudrate=baudrate, bytesize=8, parity="N", stopbits=1,
-                                              timeout=timeout_s, write_timeout=timeout_s)
+            self.port = serial.serial_for_url(
+                url, baudrate=baudrate, bytesize=8, parity="N", stopbits=1, timeout=timeout_s, write_timeout=timeout_s
+            )
         except (serial.SerialException, OSError, _TermiosError, ValueError) as e:
             raise LinkLost(f"cannot open serial port {url!r}: {e}") from e
         log.add("event", note=f"opened {url} at {baudrate} baud")
@@ -192,7 +195,7 @@ class TcpLink(_LoggedLink):
             try:
                 self.sock.settimeout(left)
                 chunk = self.sock.recv(n - len(buf))
-            except socket.timeout:
+            except TimeoutError:
                 break
             except OSError as e:
                 self.flush_rx(f"{note} (then the link failed)")

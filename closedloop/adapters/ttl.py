@@ -25,10 +25,10 @@ import threading
 import time
 from typing import Any
 
+from closedloop.adapters.command_checks import fires
 from closedloop.adapters.threaded import ThreadedAdapter
-from closedloop.adapters.limits import fires
 from closedloop.adapters.transport import SerialLink
-from closedloop.devices import DeviceProfile
+from closedloop.config.profile import DeviceProfile
 from closedloop.types import Command
 
 
@@ -37,8 +37,12 @@ class TTLTriggerAdapter(ThreadedAdapter):
 
     modalities = ("rtms", "tus")
     lost_link_advice = "no further triggers are sent; check the trigger line"
-    required_limits = ("max_frequency_Hz", "max_pulses_per_train", "min_inter_train_interval_s",
-                       "max_pulses_per_session")
+    required_limits = (
+        "max_frequency_Hz",
+        "max_pulses_per_train",
+        "min_inter_train_interval_s",
+        "max_pulses_per_session",
+    )
 
     def __init__(self, profile: DeviceProfile, **kwargs: Any) -> None:
         super().__init__(profile, **kwargs)
@@ -52,8 +56,10 @@ class TTLTriggerAdapter(ThreadedAdapter):
         self.baudrate = self.option("baudrate", 115200)
         self.max_rate = profile.limit("max_frequency_Hz")
         if self.line != "byte" and self.max_rate > 0 and self.width_s >= 1.0 / self.max_rate:
-            raise ValueError(f"device profile {self.name!r}: pulse_width_ms {self.width_s * 1e3:g} leaves no "
-                             f"low time at the maximum rate {self.max_rate:g} Hz")
+            raise ValueError(
+                f"device profile {self.name!r}: pulse_width_ms {self.width_s * 1e3:g} leaves no "
+                f"low time at the maximum rate {self.max_rate:g} Hz"
+            )
         self.pulse_times: list[float] = []
         self._abort = threading.Event()
 

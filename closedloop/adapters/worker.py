@@ -22,9 +22,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -51,9 +52,13 @@ class DeviceWorker:
         Returns the current heartbeat interval (s), or ``None`` for none.
     """
 
-    def __init__(self, name: str, on_error: Callable[[BaseException], None],
-                 heartbeat: Callable[[], None] | None = None,
-                 heartbeat_s: Callable[[], float | None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        on_error: Callable[[BaseException], None],
+        heartbeat: Callable[[], None] | None = None,
+        heartbeat_s: Callable[[], float | None] | None = None,
+    ) -> None:
         self.name = name
         self.on_error = on_error
         self.heartbeat = heartbeat
@@ -101,8 +106,9 @@ class DeviceWorker:
         return threading.current_thread() is self._thread
 
     # -- submitting ------------------------------------------------------------
-    def submit(self, fn: Callable[[], Any], *, key: str | None = None, urgent: bool = False,
-               report: bool = True) -> Future:
+    def submit(
+        self, fn: Callable[[], Any], *, key: str | None = None, urgent: bool = False, report: bool = True
+    ) -> Future:
         """Queue ``fn``; return its future (cancelled if replaced or dropped)."""
         job = _Job(fn, key, report)
         with self._cv:

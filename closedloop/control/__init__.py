@@ -10,19 +10,19 @@ from pydantic import Field, TypeAdapter
 from closedloop.control.base import Controller, ControllerConfigBase, OnBadFrame, display_state
 from closedloop.control.baseline import BaselineConfig, BaselineController
 from closedloop.control.dual_threshold import DualThresholdConfig, DualThresholdController
-from closedloop.control.pid import PIConfig, PIController
+from closedloop.control.pi import PIConfig, PIController
 from closedloop.control.schedule import ScheduleConfig, ScheduleController
 from closedloop.control.threshold import ThresholdConfig, ThresholdController
 from closedloop.control.trigger import TriggerConfig, TriggerController
 
 #: Controllers a baseline block may wrap (every kind but ``baseline``).
 InnerControllerConfig = Annotated[
-    Union[ThresholdConfig, DualThresholdConfig, PIConfig, ScheduleConfig], Field(discriminator="kind")
+    ThresholdConfig | DualThresholdConfig | PIConfig | ScheduleConfig, Field(discriminator="kind")
 ]
 
 #: ``[controller]`` section: one model per ``kind``.
 ControllerConfig = Annotated[
-    Union[ThresholdConfig, DualThresholdConfig, PIConfig, ScheduleConfig, BaselineConfig, TriggerConfig],
+    ThresholdConfig | DualThresholdConfig | PIConfig | ScheduleConfig | BaselineConfig | TriggerConfig,
     Field(discriminator="kind"),
 ]
 
@@ -51,9 +51,23 @@ def build_controller(config) -> Controller:
 
 
 __all__ = [
-    "BaselineConfig", "BaselineController", "CONTROLLER_KINDS", "Controller", "ControllerConfig",
-    "ControllerConfigBase", "DualThresholdConfig", "DualThresholdController", "OnBadFrame", "PIConfig",
-    "PIController", "ScheduleConfig", "ScheduleController", "ThresholdConfig", "ThresholdController",
-    "TriggerConfig", "TriggerController",
-    "build_controller", "display_state",
+    "BaselineConfig",
+    "BaselineController",
+    "CONTROLLER_KINDS",
+    "Controller",
+    "ControllerConfig",
+    "ControllerConfigBase",
+    "DualThresholdConfig",
+    "DualThresholdController",
+    "OnBadFrame",
+    "PIConfig",
+    "PIController",
+    "ScheduleConfig",
+    "ScheduleController",
+    "ThresholdConfig",
+    "ThresholdController",
+    "TriggerConfig",
+    "TriggerController",
+    "build_controller",
+    "display_state",
 ]

@@ -3,7 +3,7 @@
 For ``duration_s`` of frame time from the first frame the controller only
 listens (stimulation off) and collects the feature from usable frames. Then
 it sets the ``inner`` controller's thresholds/target from that baseline and
-hands every later frame to it. Specifications (DOMAIN.md §2: thresholds are
+hands every later frame to it. Specifications (docs/control.md: thresholds are
 commonly the 25th/75th percentiles of a baseline block)::
 
     "p25"    25th percentile (numpy's linear interpolation)
@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from closedloop.control.base import ControllerConfigBase, display_state
-from closedloop.control.quality import usable
+from closedloop.control.frame_usability import usable
 from closedloop.types import Command, Frame
 
 #: Inner-controller keys a baseline may set.
@@ -102,7 +102,7 @@ class BaselineConfig(ControllerConfigBase):
     _placeholder: Any = PrivateAttr(None)
 
     @model_validator(mode="after")
-    def _check(self) -> "BaselineConfig":
+    def _check(self) -> BaselineConfig:
         if not self.derive:
             raise ValueError("derive: name at least one of " + ", ".join(DERIVABLE))
         for key, spec in self.derive.items():
@@ -198,8 +198,11 @@ class BaselineController:
         self.inner = build_controller(cfg)
 
     def state(self) -> dict[str, float]:
-        out = {"calibrating": float(not self.calibrated), "baseline_n": float(len(self._values)),
-               "baseline_failed": float(bool(self.failure))}
+        out = {
+            "calibrating": float(not self.calibrated),
+            "baseline_n": float(len(self._values)),
+            "baseline_failed": float(bool(self.failure)),
+        }
         out.update({f"baseline_{k}": v for k, v in self.derived.items()})
         running = self.calibrated and not self.failure
         inner = self.inner.state() if running else {}
@@ -207,8 +210,11 @@ class BaselineController:
         return out
 
     def display_state(self) -> dict[str, float]:
-        out = {"calibrating": float(not self.calibrated), "baseline_n": float(len(self._values)),
-               "baseline_failed": float(bool(self.failure))}
+        out = {
+            "calibrating": float(not self.calibrated),
+            "baseline_n": float(len(self._values)),
+            "baseline_failed": float(bool(self.failure)),
+        }
         if self.calibrated and not self.failure:
             out.update({f"inner_{k}": v for k, v in display_state(self.inner).items()})
         return out

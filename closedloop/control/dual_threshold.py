@@ -1,4 +1,4 @@
-"""Dual threshold (adaptive-DBS style, as on the Summit RC+S / Percept; DOMAIN.md §2).
+"""Dual threshold (adaptive-DBS style, as on the Summit RC+S / Percept; docs/control.md).
 
 With ``direction = "below"``: feature below ``lower`` → ramp toward
 ``amplitude_max_mA``; above ``upper`` → ramp toward ``amplitude_min_mA``;
@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from closedloop.control.base import ControllerConfigBase, OnBadFrame
-from closedloop.control.quality import usable
+from closedloop.control.frame_usability import usable
 from closedloop.types import Command, Frame
 
 #: Ramp direction codes in ``state()``.
@@ -30,11 +30,14 @@ class DualThresholdConfig(ControllerConfigBase):
     lower: float = Field(description="lower threshold (feature units)")
     upper: float = Field(description="upper threshold (feature units)")
     direction: Literal["below", "above"] = Field(
-        "below", description="'below': ramp up while the feature is below `lower`; 'above': while above `upper`")
+        "below", description="'below': ramp up while the feature is below `lower`; 'above': while above `upper`"
+    )
     amplitude_min_mA: float = Field(0.0, ge=0, description="amplitude ramped toward when stimulation should fall")
     amplitude_max_mA: float = Field(gt=0, description="amplitude ramped toward when stimulation should rise")
     ramp_up_mA_per_s: float = Field(gt=0, description="ramp rate toward amplitude_max_mA")
-    ramp_down_mA_per_s: float = Field(gt=0, description="ramp rate toward amplitude_min_mA (and toward 0 on bad frames)")
+    ramp_down_mA_per_s: float = Field(
+        gt=0, description="ramp rate toward amplitude_min_mA (and toward 0 on bad frames)"
+    )
     frequency_Hz: float = Field(ge=0, description="stimulation frequency (0 = tDCS)")
     onset: int = Field(1, ge=1, description="consecutive frames in a zone before the ramp direction changes")
     blanking_s: float = Field(0.0, ge=0, description="zone changes ignored this long after each direction change (s)")
@@ -42,7 +45,7 @@ class DualThresholdConfig(ControllerConfigBase):
     on_bad_frame: OnBadFrame = Field("hold", description="'hold' the amplitude, or 'ramp_down' toward 0")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "DualThresholdConfig":
+    def _ordered(self) -> DualThresholdConfig:
         if not self.lower <= self.upper:
             raise ValueError(f"controller.lower ({self.lower}) must be <= controller.upper ({self.upper})")
         if not self.amplitude_min_mA < self.amplitude_max_mA:
@@ -116,8 +119,14 @@ class DualThresholdController:
         return Command(amplitude_mA=a, frequency_Hz=c.frequency_Hz, on=a > 0.0, time=frame.time)
 
     def state(self) -> dict[str, float]:
-        return {"amplitude_mA": self.amplitude_mA, "direction": self.direction, "zone": self._zone,
-                "count": float(self._count), "changes": float(self.changes), "bad": float(self._bad)}
+        return {
+            "amplitude_mA": self.amplitude_mA,
+            "direction": self.direction,
+            "zone": self._zone,
+            "count": float(self._count),
+            "changes": float(self.changes),
+            "bad": float(self._bad),
+        }
 
     def display_state(self) -> dict[str, float]:
         return self.state()

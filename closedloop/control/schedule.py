@@ -1,4 +1,4 @@
-"""Open-loop blocks and sham: the comparison arms of a closed-loop study (DOMAIN.md §2).
+"""Open-loop blocks and sham: the comparison arms of a closed-loop study (docs/control.md).
 
 Time runs on the frame clock from the first frame: after ``start_s``,
 on-blocks of ``on_s`` alternate with off-blocks of ``off_s`` (``cycles``
@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from closedloop.control.base import ControllerConfigBase, OnBadFrame
-from closedloop.control.quality import usable
+from closedloop.control.frame_usability import usable
 from closedloop.types import Command, Frame
 
 
@@ -47,12 +47,14 @@ class ScheduleConfig(ControllerConfigBase):
     on_bad_frame: OnBadFrame = Field("hold", description="'hold': ignore frame quality; 'ramp_down': 0 on bad frames")
 
     @model_validator(mode="after")
-    def _fits(self) -> "ScheduleConfig":
+    def _fits(self) -> ScheduleConfig:
         if 2 * self.ramp_s > self.on_s:
             raise ValueError(f"controller.ramp_s: two ramps of {self.ramp_s} s do not fit an on-block of {self.on_s} s")
         sham = (2 * self.ramp_s + self.sham_hold_s) * (2 if self.sham_end_ramp else 1)
         if self.arm == "sham" and sham > self.on_s:
-            raise ValueError(f"controller.sham_hold_s: the sham ramps ({sham} s) do not fit an on-block of {self.on_s} s")
+            raise ValueError(
+                f"controller.sham_hold_s: the sham ramps ({sham} s) do not fit an on-block of {self.on_s} s"
+            )
         if self.on_bad_frame == "ramp_down" and self.feature is None:
             raise ValueError("controller.feature: on_bad_frame = 'ramp_down' needs the feature whose quality counts")
         return self
@@ -113,18 +115,28 @@ class ScheduleController:
                     self.amplitude_mA = self._profile(self.block_elapsed_s)
         if c.on_bad_frame == "ramp_down" and not usable(frame, frame[c.feature]):
             self.amplitude_mA = 0.0
-        return Command(amplitude_mA=self.amplitude_mA, frequency_Hz=c.frequency_Hz, on=self.in_on_block,
-                       time=frame.time)
+        return Command(
+            amplitude_mA=self.amplitude_mA, frequency_Hz=c.frequency_Hz, on=self.in_on_block, time=frame.time
+        )
 
     def state(self) -> dict[str, float]:
         """Recorded: the arm (1 = active, 0 = sham), block timing and the requested amplitude."""
-        return {"arm_active": 1.0 if self.config.arm == "active" else 0.0, "block": float(self.block),
-                "in_on_block": float(self.in_on_block), "block_elapsed_s": self.block_elapsed_s,
-                "amplitude_mA": self.amplitude_mA, "finished": float(self.finished)}
+        return {
+            "arm_active": 1.0 if self.config.arm == "active" else 0.0,
+            "block": float(self.block),
+            "in_on_block": float(self.in_on_block),
+            "block_elapsed_s": self.block_elapsed_s,
+            "amplitude_mA": self.amplitude_mA,
+            "finished": float(self.finished),
+        }
 
     def display_state(self) -> dict[str, float]:
         """For the operator: in a blinded session only the block timing (identical for both arms)."""
         if not self.config.blinded:
             return self.state()
-        return {"block": float(self.block), "in_on_block": float(self.in_on_block),
-                "block_elapsed_s": self.block_elapsed_s, "finished": float(self.finished)}
+        return {
+            "block": float(self.block),
+            "in_on_block": float(self.in_on_block),
+            "block_elapsed_s": self.block_elapsed_s,
+            "finished": float(self.finished),
+        }

@@ -1,4 +1,4 @@
-"""Single threshold with hysteresis (aDBS style, DOMAIN.md §2)."""
+"""Single threshold with hysteresis (aDBS style, docs/control.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from closedloop.control.base import ControllerConfigBase, OnBadFrame
-from closedloop.control.quality import BAD_FLAGS, usable
+from closedloop.control.frame_usability import BAD_FLAGS, usable
 from closedloop.types import Command, Frame
 
 __all__ = ["BAD_FLAGS", "ThresholdConfig", "ThresholdController"]
@@ -32,7 +32,7 @@ class ThresholdConfig(ControllerConfigBase):
     on_bad_frame: OnBadFrame = Field("hold", description="'hold' the state, or 'ramp_down' (switch off)")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "ThresholdConfig":
+    def _ordered(self) -> ThresholdConfig:
         if not self.lower <= self.upper:
             raise ValueError(f"controller.lower ({self.lower}) must be <= controller.upper ({self.upper})")
         return self

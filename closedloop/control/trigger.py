@@ -8,7 +8,7 @@ it may fire again, up to ``max_count`` fires. The safety layer still decides
 whether each request is allowed (train table, inter-train interval, pause,
 dose).
 
-Command conventions (see :mod:`closedloop.adapters.limits`):
+Command conventions (see :mod:`closedloop.adapters.command_checks`):
 
 - rTMS: ``frequency_Hz`` = train rate; ``extra`` = ``intensity_pct`` (%MT),
   ``pulses``, ``train_duration_s``, ``fire``. Frames between fires ask for
@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from closedloop.control.base import ControllerConfigBase, OnBadFrame
-from closedloop.control.quality import usable
+from closedloop.control.frame_usability import usable
 from closedloop.types import Command, Frame
 
 if TYPE_CHECKING:
-    from closedloop.devices import DeviceProfile
+    from closedloop.config.profile import DeviceProfile
 
 __all__ = ["TriggerConfig", "TriggerController"]
 
@@ -49,8 +49,10 @@ class TriggerConfig(ControllerConfigBase):
     onset: int = Field(1, ge=1, description="consecutive usable frames past the threshold before a fire")
     refractory_s: float = Field(gt=0, description="minimum frame time from one fire to the next (s)")
     max_count: int | None = Field(None, ge=1, description="fires allowed per session (none: no cap)")
-    on_bad_frame: OnBadFrame = Field("hold", description="'hold' (a bad frame resets the onset count) or "
-                                                         "'ramp_down' (also ends a running TUS sonication)")
+    on_bad_frame: OnBadFrame = Field(
+        "hold",
+        description="'hold' (a bad frame resets the onset count) or 'ramp_down' (also ends a running TUS sonication)",
+    )
     # rTMS train
     frequency_Hz: float | None = Field(None, gt=0, description="rTMS train rate (Hz)")
     intensity_pct: float | None = Field(None, gt=0, description="rTMS intensity (% of resting motor threshold)")
@@ -66,7 +68,7 @@ class TriggerConfig(ControllerConfigBase):
     sonication_s: float | None = Field(None, gt=0, description="TUS sonication length started by one fire (s)")
 
     @model_validator(mode="after")
-    def _complete(self) -> "TriggerConfig":
+    def _complete(self) -> TriggerConfig:
         rtms = ("frequency_Hz", "intensity_pct", "pulses", "train_duration_s")
         tus = _TUS_KEYS + ("sonication_s",)
         need, other = (rtms, tus) if self.modality == "rtms" else (tus, rtms)
@@ -79,8 +81,10 @@ class TriggerConfig(ControllerConfigBase):
         if extra:
             raise ValueError(f"controller.{extra[0]}: not used for modality {self.modality!r}; remove it")
         if self.modality == "tus" and self.sonication_s >= self.refractory_s:
-            raise ValueError(f"controller.refractory_s ({self.refractory_s}) must exceed controller.sonication_s "
-                             f"({self.sonication_s})")
+            raise ValueError(
+                f"controller.refractory_s ({self.refractory_s}) must exceed controller.sonication_s "
+                f"({self.sonication_s})"
+            )
         return self
 
     def modalities(self) -> tuple[str, ...]:
@@ -103,7 +107,7 @@ class TriggerConfig(ControllerConfigBase):
             out["train_duration_s"] = float(self.train_duration_s)
         return out
 
-    def profile_problems(self, profile: "DeviceProfile", envelope: dict[str, dict[str, object]]) -> list[str]:
+    def profile_problems(self, profile: DeviceProfile, envelope: dict[str, dict[str, object]]) -> list[str]:
         """Why the safety layer would refuse the configured train or sonication (each naming a key).
 
         ``envelope`` is the pipeline's effective envelope
@@ -129,19 +133,25 @@ class TriggerConfig(ControllerConfigBase):
         if self.modality == "rtms":
             gap = out.extra["train_duration_s"] + lim("min_inter_train_interval_s")
             if self.refractory_s < gap:
-                return [f"controller.refractory_s: {self.refractory_s:g} s is shorter than the train "
-                        f"({out.extra['train_duration_s']:g} s) plus the minimum inter-train interval "
-                        f"({lim('min_inter_train_interval_s'):g} s); the safety layer would refuse trains; "
-                        f"use >= {gap:g}"]
+                return [
+                    f"controller.refractory_s: {self.refractory_s:g} s is shorter than the train "
+                    f"({out.extra['train_duration_s']:g} s) plus the minimum inter-train interval "
+                    f"({lim('min_inter_train_interval_s'):g} s); the safety layer would refuse trains; "
+                    f"use >= {gap:g}"
+                ]
             return []
         problems = []
         if self.sonication_s + h > lim("max_sonication_s"):
-            problems.append(f"controller.sonication_s: {self.sonication_s:g} s plus the watchdog time ({h:g} s) "
-                            f"exceeds max_sonication_s ({lim('max_sonication_s'):g} s); the layer would cut it")
+            problems.append(
+                f"controller.sonication_s: {self.sonication_s:g} s plus the watchdog time ({h:g} s) "
+                f"exceeds max_sonication_s ({lim('max_sonication_s'):g} s); the layer would cut it"
+            )
         if self.refractory_s < self.sonication_s + lim("min_pause_s"):
-            problems.append(f"controller.refractory_s: {self.refractory_s:g} s is shorter than the sonication "
-                            f"({self.sonication_s:g} s) plus the minimum pause ({lim('min_pause_s'):g} s); use >= "
-                            f"{self.sonication_s + lim('min_pause_s'):g}")
+            problems.append(
+                f"controller.refractory_s: {self.refractory_s:g} s is shorter than the sonication "
+                f"({self.sonication_s:g} s) plus the minimum pause ({lim('min_pause_s'):g} s); use >= "
+                f"{self.sonication_s + lim('min_pause_s'):g}"
+            )
         return problems
 
 
@@ -204,8 +214,11 @@ class TriggerController:
         return Command(0.0, self._rate, False, t, {**self._extra, "fire": 0.0})
 
     def state(self) -> dict[str, float]:
-        return {"fires": float(self.fires), "count": float(self._count),
-                "last_fire": self._last_fire if math.isfinite(self._last_fire) else math.nan}
+        return {
+            "fires": float(self.fires),
+            "count": float(self._count),
+            "last_fire": self._last_fire if math.isfinite(self._last_fire) else math.nan,
+        }
 
     def display_state(self) -> dict[str, float]:
         return self.state()

@@ -125,14 +125,27 @@ class FeatureDeriver:
         The frame schedule (samples): frame ``j`` ends at sample count ``window + j * hop``.
     """
 
-    def __init__(self, n_channels: int, bands: list[str], ratios: dict[str, tuple[str, str]], relative: bool,
-                 paf_names, log10: bool, ema_a: float, baseline_frames_until: int = -1,
-                 baseline_features: list[str] | None = None, *, window: int, hop: int) -> None:
+    def __init__(
+        self,
+        n_channels: int,
+        bands: list[str],
+        ratios: dict[str, tuple[str, str]],
+        relative: bool,
+        paf_names,
+        log10: bool,
+        ema_a: float,
+        baseline_frames_until: int = -1,
+        baseline_features: list[str] | None = None,
+        *,
+        window: int,
+        hop: int,
+    ) -> None:
         self.n_bands = len(bands)
         self.relative = bool(relative)
         idx = {b: i for i, b in enumerate(bands)}
-        self._ratio_idx = np.array([[idx[n] for n, _ in ratios.values()], [idx[d] for _, d in ratios.values()]],
-                                   dtype=np.int64).reshape(2, len(ratios))
+        self._ratio_idx = np.array(
+            [[idx[n] for n, _ in ratios.values()], [idx[d] for _, d in ratios.values()]], dtype=np.int64
+        ).reshape(2, len(ratios))
         self.ratio_num, self.ratio_den = self._ratio_idx
         powers = list(bands) + ([f"{b}_rel" for b in bands] if relative else []) + list(ratios)
         self.base_names = powers + list(paf_names)
@@ -152,21 +165,45 @@ class FeatureDeriver:
         self._stats = np.zeros((4, n_feat))
         self.ema, self.bl_n, self.bl_mean, self.bl_m2 = self._stats
         self.ema[:] = np.nan
-        self._setup = np.array([self.n_bands, self.relative, self.log10, self.bl_end, BASELINE_EXCLUDES, window,
-                                hop], dtype=np.int64)
+        self._setup = np.array(
+            [self.n_bands, self.relative, self.log10, self.bl_end, BASELINE_EXCLUDES, window, hop], dtype=np.int64
+        )
 
     def run(self, k: int, first_index: int, power, paf, flags, rows, out_flags) -> None:
         """Fill ``rows[:k]`` and ``out_flags[:k]`` from ``power[:k]``, ``paf[:k]``, quality ``flags``.
 
         Frame ``first_index + j`` ends at sample count ``window + (first_index + j) * hop``.
         """
-        _derive_kernel(self._setup, self.ema_a, self._ratio_idx, self._masks, self._stats, power, paf, flags, rows,
-                       out_flags, k, first_index)
+        _derive_kernel(
+            self._setup,
+            self.ema_a,
+            self._ratio_idx,
+            self._masks,
+            self._stats,
+            power,
+            paf,
+            flags,
+            rows,
+            out_flags,
+            k,
+            first_index,
+        )
 
     def bind(self, power, paf, flags, rows, out_flags) -> Callable[[int, int], None]:
         """``run`` with its arrays fixed: the kernel with its state bound, called as ``(k, first_index)``."""
-        return functools.partial(_derive_kernel, self._setup, self.ema_a, self._ratio_idx, self._masks, self._stats,
-                                 power, paf, flags, rows, out_flags)
+        return functools.partial(
+            _derive_kernel,
+            self._setup,
+            self.ema_a,
+            self._ratio_idx,
+            self._masks,
+            self._stats,
+            power,
+            paf,
+            flags,
+            rows,
+            out_flags,
+        )
 
     def baseline_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, standard deviation) per feature of the baseline so far (NaN where undefined)."""

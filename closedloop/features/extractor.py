@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from closedloop.features.bandpower import Bands, BandPowerMethod
+from closedloop.features.bandpower import BandPowerMethod, Bands
 from closedloop.features.derived import FeatureDeriver
 from closedloop.features.framepool import FramePool
 from closedloop.features.iir import IIRBandPower
@@ -29,15 +29,21 @@ from closedloop.features.welch import WelchBandPower
 from closedloop.preprocess.buffers import Float64Input, as_stamps
 from closedloop.types import Chunk, Frame
 
-METHODS = {"welch": WelchBandPower, "periodogram": WelchBandPower, "sliding_dft": SlidingDFTBandPower,
-           "iir": IIRBandPower}
+METHODS = {
+    "welch": WelchBandPower,
+    "periodogram": WelchBandPower,
+    "sliding_dft": SlidingDFTBandPower,
+    "iir": IIRBandPower,
+}
 _BROAD = "__broad__"
 
 
-def make_bandpower(method: str, sfreq: float, n_channels: int, bands: Bands, window: int, hop: int,
-                   **options) -> BandPowerMethod:
+def make_bandpower(
+    method: str, sfreq: float, n_channels: int, bands: Bands, window: int, hop: int, **options
+) -> BandPowerMethod:
     """A band-power method by name: ``welch`` (``segment``, ``overlap``), ``sliding_dft``, ``iir``
-    (``order``, ``smoothing``, ``tau_s``)."""
+    (``order``, ``smoothing``, ``tau_s``).
+    """
     try:
         cls = METHODS[method]
     except KeyError:
@@ -81,7 +87,7 @@ class FeatureExtractor:
         Bare names to normalise (default: powers, relative powers, ratios).
     quality : dict, optional
         Keyword arguments of :class:`~closedloop.features.quality.QualityMonitor`
-        (thresholds; DOMAIN.md defaults otherwise).
+        (thresholds; docs/eeg-and-pain.md defaults otherwise).
     monitor_names : list of str
         Extra trailing columns of each chunk used only by the quality checks.
     """
@@ -118,15 +124,26 @@ class FeatureExtractor:
         all_bands = dict(bands)
         if relative_to is not None:
             all_bands[_BROAD] = tuple(relative_to)
-        self.bandpower = make_bandpower(method, self.sfreq, n_sig, all_bands, self.window, self.hop,
-                                        **(method_options or {}))
-        self.paf = (PeakAlphaFrequency(self.sfreq, n_sig, self.window, self.hop, **paf) if paf else None)
+        self.bandpower = make_bandpower(
+            method, self.sfreq, n_sig, all_bands, self.window, self.hop, **(method_options or {})
+        )
+        self.paf = PeakAlphaFrequency(self.sfreq, n_sig, self.window, self.hop, **paf) if paf else None
         self.quality = QualityMonitor(self.sfreq, self.n_columns, self.window, self.hop, **(quality or {}))
         ema_a = 1.0 - math.exp(-self.hop / (smoothing_s * self.sfreq)) if smoothing_s > 0 else 1.0
         bl_end = int(round(baseline_s * self.sfreq)) if baseline_s else -1
-        self.deriver = FeatureDeriver(n_sig, list(bands), self.ratios, relative_to is not None,
-                                      self.paf.names if self.paf else (), log10, ema_a, bl_end, baseline_features,
-                                      window=self.window, hop=self.hop)
+        self.deriver = FeatureDeriver(
+            n_sig,
+            list(bands),
+            self.ratios,
+            relative_to is not None,
+            self.paf.names if self.paf else (),
+            log10,
+            ema_a,
+            bl_end,
+            baseline_features,
+            window=self.window,
+            hop=self.hop,
+        )
         base = self.deriver.base_names
         if per_channel:
             self.names = tuple(f"{f}_{ch}" for ch in self.ch_names for f in base)
@@ -152,8 +169,11 @@ class FeatureExtractor:
 
     def _bind(self) -> None:
         """The three kernels with their state and these buffers bound: one C-level call each per chunk."""
-        self._kernels = (self.bandpower.bind(self._power, self._times), self.quality.bind(self._qflags),
-                         self.deriver.bind(self._power, self._pafv, self._qflags, self._rows, self._flags))
+        self._kernels = (
+            self.bandpower.bind(self._power, self._times),
+            self.quality.bind(self._qflags),
+            self.deriver.bind(self._power, self._pafv, self._qflags, self._rows, self._flags),
+        )
 
     @property
     def baseline_done(self) -> bool:

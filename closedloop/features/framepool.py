@@ -71,8 +71,11 @@ class FramePool:
         i = self._next
         for j in range(k):
             frame, buffer = slots[i]
-            if (getrefcount(frame) > free_frame or getrefcount(frame.values) > free_values
-                    or getrefcount(buffer) > free_buffer):
+            if (
+                getrefcount(frame) > free_frame
+                or getrefcount(frame.values) > free_values
+                or getrefcount(buffer) > free_buffer
+            ):
                 slots[i] = self._new()
                 frame, buffer = slots[i]
                 self.replaced += 1

@@ -23,12 +23,30 @@ import numba
 import numpy as np
 from scipy import signal
 
-from closedloop.features.bandpower import Bands, BandPowerMethod
+from closedloop.features.bandpower import BandPowerMethod, Bands
 
 
 @numba.njit(cache=True, nogil=True)
-def _iir_kernel(n_ch, sos, zi, state, hop, block, ema_a, use_ema, ema, blk, ring, wsum, last_bad, work, out_power,
-                out_time, x, stamps):
+def _iir_kernel(
+    n_ch,
+    sos,
+    zi,
+    state,
+    hop,
+    block,
+    ema_a,
+    use_ema,
+    ema,
+    blk,
+    ring,
+    wsum,
+    last_bad,
+    work,
+    out_power,
+    out_time,
+    x,
+    stamps,
+):
     """Filter, square and smooth per sample; emit at frames. Returns frames written.
 
     sos (bands, sections, 6); zi (bands, sections, 2, n_ch); ring (n_blocks, bands, n_ch). Inner loops
@@ -137,8 +155,17 @@ class IIRBandPower(BandPowerMethod):
 
     name = "iir"
 
-    def __init__(self, sfreq: float, n_channels: int, bands: Bands, window: int, hop: int, order: int = 2,
-                 smoothing: str = "boxcar", tau_s: float | None = None) -> None:
+    def __init__(
+        self,
+        sfreq: float,
+        n_channels: int,
+        bands: Bands,
+        window: int,
+        hop: int,
+        order: int = 2,
+        smoothing: str = "boxcar",
+        tau_s: float | None = None,
+    ) -> None:
         super().__init__(sfreq, n_channels, bands, window, hop)
         if smoothing not in ("boxcar", "ema"):
             raise ValueError(f"smoothing must be 'boxcar' or 'ema', got {smoothing!r}")
@@ -149,10 +176,14 @@ class IIRBandPower(BandPowerMethod):
         self.order = int(order)
         self.smoothing = smoothing
         self.tau_s = float(tau_s) if tau_s else self.window / (2.0 * self.sfreq)
-        self._sos = np.ascontiguousarray(np.stack([
-            signal.butter(self.order, [lo, hi], "bandpass", fs=self.sfreq, output="sos")
-            for lo, hi in self.bands.values()
-        ]))
+        self._sos = np.ascontiguousarray(
+            np.stack(
+                [
+                    signal.butter(self.order, [lo, hi], "bandpass", fs=self.sfreq, output="sos")
+                    for lo, hi in self.bands.values()
+                ]
+            )
+        )
         nb, ns = self._sos.shape[:2]
         self._zi = np.zeros((nb, ns, 2, self.n_channels))
         self._work = np.zeros(self.n_channels)
@@ -170,9 +201,23 @@ class IIRBandPower(BandPowerMethod):
 
     def bind(self, out_power, out_time):
         return functools.partial(
-            _iir_kernel, self.n_channels, self._sos, self._zi, self._count, self.hop, self._block, self._ema_a,
-            self.smoothing == "ema", self._ema, self._blk, self._ring, self._wsum, self._last_bad, self._work,
-            out_power, out_time,
+            _iir_kernel,
+            self.n_channels,
+            self._sos,
+            self._zi,
+            self._count,
+            self.hop,
+            self._block,
+            self._ema_a,
+            self.smoothing == "ema",
+            self._ema,
+            self._blk,
+            self._ring,
+            self._wsum,
+            self._last_bad,
+            self._work,
+            out_power,
+            out_time,
         )
 
     def _twin_args(self) -> dict:

@@ -1,4 +1,4 @@
-"""Peak alpha frequency from a long, zero-padded Welch spectrum (DOMAIN.md §1).
+"""Peak alpha frequency from a long, zero-padded Welch spectrum (docs/eeg-and-pain.md).
 
 Each time a Hann segment of ``segment`` samples completes (every ``step``
 samples), its mean-removed, zero-padded periodogram is evaluated at the fine
@@ -102,8 +102,30 @@ def paf_estimates(freqs, psd, cog_sel, peak_sel, min_peak, work_lx, work_ly, wor
 
 
 @numba.njit(cache=True, nogil=True)
-def _paf_kernel(x, n_ch, ring, state, hop, window, step, table, scale, spectra, avg, freqs, cog_sel, peak_sel,
-                min_peak, current, work_lx, work_ly, work_use, im, want, out):
+def _paf_kernel(
+    x,
+    n_ch,
+    ring,
+    state,
+    hop,
+    window,
+    step,
+    table,
+    scale,
+    spectra,
+    avg,
+    freqs,
+    cog_sel,
+    peak_sel,
+    min_peak,
+    current,
+    work_lx,
+    work_ly,
+    work_use,
+    im,
+    want,
+    out,
+):
     """Per sample: ring; per completed segment: periodogram and estimates; per frame: copy estimates.
 
     state = [count, segments seen]; out (frames, n_ch, len(want)).
@@ -148,8 +170,7 @@ def _paf_kernel(x, n_ch, ring, state, hop, window, step, table, scale, spectra, 
                         for s in range(n_seg):
                             total += spectra[s, c, q]
                         avg[c, q] = total / n_seg
-                    cog, peak = paf_estimates(freqs, avg[c], cog_sel, peak_sel, min_peak, work_lx, work_ly,
-                                              work_use)
+                    cog, peak = paf_estimates(freqs, avg[c], cog_sel, peak_sel, min_peak, work_lx, work_ly, work_use)
                     current[c, 0] = cog
                     current[c, 1] = peak
         if count < window or (count - window) % hop != 0:
@@ -182,9 +203,21 @@ class PeakAlphaFrequency:
         Height above the fitted background a peak needs (log10 units).
     """
 
-    def __init__(self, sfreq: float, n_channels: int, window: int, hop: int, segment: int, segments: int = 29,
-                 overlap: float = 0.5, zero_pad: int = 4, estimators=("cog", "peak"),
-                 cog_band=(8.0, 12.0), peak_band=(7.0, 13.0), min_peak_log10: float = 0.3) -> None:
+    def __init__(
+        self,
+        sfreq: float,
+        n_channels: int,
+        window: int,
+        hop: int,
+        segment: int,
+        segments: int = 29,
+        overlap: float = 0.5,
+        zero_pad: int = 4,
+        estimators=("cog", "peak"),
+        cog_band=(8.0, 12.0),
+        peak_band=(7.0, 13.0),
+        min_peak_log10: float = 0.3,
+    ) -> None:
         self.sfreq = float(sfreq)
         self.n_channels = int(n_channels)
         self.window, self.hop = int(window), int(hop)
@@ -229,7 +262,26 @@ class PeakAlphaFrequency:
     def process(self, x: np.ndarray, out: np.ndarray) -> int:
         """Feed float64 C-contiguous ``x``; write estimates (frames, n_channels, estimators)."""
         return _paf_kernel(
-            x, self.n_channels, self._ring, self._state, self.hop, self.window, self.step, self._table,
-            self._scale, self._spectra, self._avg, self.freqs, self._cog_sel, self._peak_sel, self._min_peak,
-            self._current, self._lx, self._ly, self._use, self._im, self._want, out,
+            x,
+            self.n_channels,
+            self._ring,
+            self._state,
+            self.hop,
+            self.window,
+            self.step,
+            self._table,
+            self._scale,
+            self._spectra,
+            self._avg,
+            self.freqs,
+            self._cog_sel,
+            self._peak_sel,
+            self._min_peak,
+            self._current,
+            self._lx,
+            self._ly,
+            self._use,
+            self._im,
+            self._want,
+            out,
         )

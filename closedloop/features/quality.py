@@ -13,7 +13,7 @@ so a frame only compares indices with the start of its window:
   than half a period plus ``gap_tolerance_s`` (or are not finite).
 
 Thresholds apply to the preprocessed signal (set a high-pass so that
-electrode offsets do not count as amplitude). Defaults: DOMAIN.md §1.
+electrode offsets do not count as amplitude). Defaults: docs/eeg-and-pain.md.
 """
 
 from __future__ import annotations
@@ -160,19 +160,35 @@ class QualityMonitor:
         Extra tolerance of sample intervals before GAP.
     """
 
-    def __init__(self, sfreq: float, n_channels: int, window: int, hop: int, amplitude_uV: float | None = 100.0,
-                 flat_uV: float | None = 0.5, emg_hz: float = 30.0, emg_rms_uV: float | None = 5.0,
-                 gap_tolerance_s: float = 0.001) -> None:
+    def __init__(
+        self,
+        sfreq: float,
+        n_channels: int,
+        window: int,
+        hop: int,
+        amplitude_uV: float | None = 100.0,
+        flat_uV: float | None = 0.5,
+        emg_hz: float = 30.0,
+        emg_rms_uV: float | None = 5.0,
+        gap_tolerance_s: float = 0.001,
+    ) -> None:
         self.sfreq = float(sfreq)
         self.n_channels = int(n_channels)
         self.window, self.hop = int(window), int(hop)
         emg_on = emg_rms_uV is not None and emg_hz < self.sfreq / 2
         self._block = math.gcd(self.window, self.hop)
-        self._setup = np.array([0, _NEVER, self.hop, self.window, self._block, amplitude_uV is not None,
-                                flat_uV is not None, emg_on], dtype=np.int64)
+        self._setup = np.array(
+            [0, _NEVER, self.hop, self.window, self._block, amplitude_uV is not None, flat_uV is not None, emg_on],
+            dtype=np.int64,
+        )
         self._params = np.zeros(14)
-        self._params[:5] = [amplitude_uV or 0.0, flat_uV or 0.0, (emg_rms_uV or 0.0) ** 2, 1.0 / self.sfreq,
-                            gap_tolerance_s]
+        self._params[:5] = [
+            amplitude_uV or 0.0,
+            flat_uV or 0.0,
+            (emg_rms_uV or 0.0) ** 2,
+            1.0 / self.sfreq,
+            gap_tolerance_s,
+        ]
         if emg_on:
             sos = signal.butter(2, emg_hz, "highpass", fs=self.sfreq, output="sos")
             self._params[6:12] = sos[0]
@@ -190,8 +206,9 @@ class QualityMonitor:
 
     def bind(self, out_flags: np.ndarray) -> Callable[[np.ndarray, np.ndarray], int]:
         """``process`` with its output fixed: the kernel with its state bound, called as ``(x, stamps)``."""
-        return functools.partial(_quality_kernel, self._setup, self._params, self._trips, self._chan, self._ring,
-                                 out_flags)
+        return functools.partial(
+            _quality_kernel, self._setup, self._params, self._trips, self._chan, self._ring, out_flags
+        )
 
 
 assert (Quality.ARTIFACT, Quality.FLAT, Quality.NONFINITE, Quality.EMG, Quality.GAP) == (1, 2, 4, 8, 16)

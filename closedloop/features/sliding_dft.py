@@ -40,7 +40,7 @@ import math
 import numba
 import numpy as np
 
-from closedloop.features.bandpower import Bands, BandPowerMethod, band_bins, hann, psd_bin_scale
+from closedloop.features.bandpower import BandPowerMethod, Bands, band_bins, hann, psd_bin_scale
 
 
 @numba.njit(cache=True, nogil=True)
@@ -264,9 +264,28 @@ class SlidingDFTBandPower(BandPowerMethod):
         self._state = np.array([0, self.hop, self.n_channels], dtype=np.int64)  # count, hop, channels
 
     def process(self, x, stamps, out_power, out_time) -> int:
-        return _sdft_kernel(self._state, self._last_bad, self._sums, self._twiddle, self._kernel, self._work,
-                            out_power, out_time, x, stamps)
+        return _sdft_kernel(
+            self._state,
+            self._last_bad,
+            self._sums,
+            self._twiddle,
+            self._kernel,
+            self._work,
+            out_power,
+            out_time,
+            x,
+            stamps,
+        )
 
     def bind(self, out_power, out_time):
-        return functools.partial(_sdft_kernel, self._state, self._last_bad, self._sums, self._twiddle, self._kernel,
-                                 self._work, out_power, out_time)
+        return functools.partial(
+            _sdft_kernel,
+            self._state,
+            self._last_bad,
+            self._sums,
+            self._twiddle,
+            self._kernel,
+            self._work,
+            out_power,
+            out_time,
+        )

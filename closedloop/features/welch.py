@@ -20,13 +20,31 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from closedloop.features.bandpower import Bands, BandPowerMethod, band_bins, hann, psd_bin_scale
+from closedloop.features.bandpower import BandPowerMethod, Bands, band_bins, hann, psd_bin_scale
 from closedloop.preprocess.buffers import aligned_zeros
 
 
 @numba.njit(cache=True, nogil=True)
-def _welch_kernel(x, stamps, n_ch, ring, state, hop, first, step, n_seg, table, wdft, scale, band_ptr, band_bin,
-                  acc, seg_out, out_power, out_time):
+def _welch_kernel(
+    x,
+    stamps,
+    n_ch,
+    ring,
+    state,
+    hop,
+    first,
+    step,
+    n_seg,
+    table,
+    wdft,
+    scale,
+    band_ptr,
+    band_bin,
+    acc,
+    seg_out,
+    out_power,
+    out_time,
+):
     """Push samples; at each frame average segment periodograms and sum bands. Returns frames written."""
     n = x.shape[0]
     W = ring.shape[0] // 2
@@ -86,8 +104,16 @@ class WelchBandPower(BandPowerMethod):
 
     name = "welch"
 
-    def __init__(self, sfreq: float, n_channels: int, bands: Bands, window: int, hop: int,
-                 segment: int | None = None, overlap: float = 0.5) -> None:
+    def __init__(
+        self,
+        sfreq: float,
+        n_channels: int,
+        bands: Bands,
+        window: int,
+        hop: int,
+        segment: int | None = None,
+        overlap: float = 0.5,
+    ) -> None:
         super().__init__(sfreq, n_channels, bands, window, hop)
         L = int(segment or window)
         if not 2 <= L <= window:
@@ -116,9 +142,24 @@ class WelchBandPower(BandPowerMethod):
 
     def process(self, x, stamps, out_power, out_time) -> int:
         return _welch_kernel(
-            x, stamps, self.n_channels, self._ring, self._state, self.hop, self._first, self.seg_step,
-            self.n_segments, self._table, self._wdft, self._scale, self._band_ptr, self._band_bin,
-            self._acc, self._seg_out, out_power, out_time,
+            x,
+            stamps,
+            self.n_channels,
+            self._ring,
+            self._state,
+            self.hop,
+            self._first,
+            self.seg_step,
+            self.n_segments,
+            self._table,
+            self._wdft,
+            self._scale,
+            self._band_ptr,
+            self._band_bin,
+            self._acc,
+            self._seg_out,
+            out_power,
+            out_time,
         )
 
     def _twin_args(self) -> dict:

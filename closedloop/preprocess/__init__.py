@@ -145,13 +145,24 @@ class Preprocessor:
         self._out = np.zeros((64, n_out))
 
     @classmethod
-    def from_config(cls, pp, features, sfreq: float, ch_names: list[str], monitor: bool = True) -> "Preprocessor":
+    def from_config(cls, pp, features, sfreq: float, ch_names: list[str], monitor: bool = True) -> Preprocessor:
         """Build from a pipeline's ``[preprocess]`` and ``[features]`` sections."""
         return cls(
-            ch_names, features.channels, sfreq, combine=features.combine, reference=pp.reference,
-            highpass_hz=pp.highpass_hz, notch_hz=pp.notch_hz, filter_order=pp.filter_order, rois=features.rois,
-            picks=pp.picks, laplacian=pp.laplacian, notch_harmonics=pp.notch_harmonics, notch_q=pp.notch_q,
-            bandpass_hz=pp.bandpass_hz, monitor=monitor,
+            ch_names,
+            features.channels,
+            sfreq,
+            combine=features.combine,
+            reference=pp.reference,
+            highpass_hz=pp.highpass_hz,
+            notch_hz=pp.notch_hz,
+            filter_order=pp.filter_order,
+            rois=features.rois,
+            picks=pp.picks,
+            laplacian=pp.laplacian,
+            notch_harmonics=pp.notch_harmonics,
+            notch_q=pp.notch_q,
+            bandpass_hz=pp.bandpass_hz,
+            monitor=monitor,
         )
 
     @property
@@ -166,8 +177,9 @@ class Preprocessor:
             self._out = np.zeros((max(n, 2 * self._out.shape[0]), self.n_out))
         out = self._out[:n]
         m = self.map
-        _preprocess_kernel(x, m.ptr, m.idx, m.weight, m.rowsum, m.ref_idx, self.sos, self.zi, self._zi_unit,
-                           self._started, out)
+        _preprocess_kernel(
+            x, m.ptr, m.idx, m.weight, m.rowsum, m.ref_idx, self.sos, self.zi, self._zi_unit, self._started, out
+        )
         return Chunk(out, as_stamps(chunk.timestamps))
 
     def warmup(self) -> None:

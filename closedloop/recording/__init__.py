@@ -5,14 +5,11 @@
 - :class:`XDFWriter` writes XDF chunk by chunk (one ``os.write`` per chunk).
 - :class:`Recorder` owns a writer on a thread, fed by the hot loop through a
   bounded queue; :func:`check_writable` checks a folder before a session.
-- :class:`XDFReader` reads XDF incrementally (constant memory);
-  :func:`open_recording` opens XDF or any MNE-readable file as EEG blocks
-  plus events.
+- :class:`XDFReader` reads XDF incrementally (constant memory).
 - :func:`repair_xdf` cuts a damaged file back to its last whole chunk and adds
   the missing footers; :func:`scan_xdf` reports without writing.
 """
 
-from closedloop.recording.files import Event, RecordingError, RecordingFile, open_recording
 from closedloop.recording.reader import XDFReader, XDFStream
 from closedloop.recording.recorder import Recorder, RecorderStats, check_writable
 from closedloop.recording.repair import RepairReport, StreamSummary, repair_xdf, scan_xdf
@@ -27,10 +24,6 @@ __all__ = [
     "Recorder",
     "RecorderStats",
     "check_writable",
-    "open_recording",
-    "RecordingFile",
-    "RecordingError",
-    "Event",
     "repair_xdf",
     "scan_xdf",
     "RepairReport",

@@ -112,9 +112,7 @@ def sample_interval(nominal_srate: float) -> float:
     return 1.0 / nominal_srate if nominal_srate > 0 else 0.0
 
 
-def read_timestamp(
-    buf: bytes | memoryview, pos: int, last: float, tdiff: float, what: str
-) -> tuple[float, int]:
+def read_timestamp(buf: bytes | memoryview, pos: int, last: float, tdiff: float, what: str) -> tuple[float, int]:
     """Read a sample's timestamp byte (8: a double follows; 0: ``last + tdiff``).
 
     Returns the timestamp and the position after it; ``what`` names the
@@ -146,9 +144,7 @@ def check_samples_end(buf: bytes | memoryview, pos: int, what: str) -> None:
         raise ChunkError(f"{what} length does not match its samples")
 
 
-def explicit_records(
-    buf: bytes | memoryview, pos: int, n: int, record: np.dtype
-) -> np.ndarray | None:
+def explicit_records(buf: bytes | memoryview, pos: int, n: int, record: np.dtype) -> np.ndarray | None:
     """The ``n`` samples at ``pos`` as packed records, if all have explicit timestamps.
 
     ``record`` is :func:`closedloop.recording.xdf.record_dtype` for the

@@ -50,8 +50,14 @@ class StreamInlets:
         What stopped the thread, if anything.
     """
 
-    def __init__(self, recording, queries: Sequence[Mapping[str, str]], resolve_timeout_s: float = 2.0,
-                 offset_interval_s: float = 5.0, required: bool = False) -> None:
+    def __init__(
+        self,
+        recording,
+        queries: Sequence[Mapping[str, str]],
+        resolve_timeout_s: float = 2.0,
+        offset_interval_s: float = 5.0,
+        required: bool = False,
+    ) -> None:
         self.recording = recording
         self.queries = [dict(q) for q in queries]
         self.resolve_timeout_s = resolve_timeout_s
@@ -84,8 +90,16 @@ class StreamInlets:
             name = full.name()
             fmt = _FORMATS.get(full.channel_format(), "double64")
             labels = _labels(full)
-            self.recording.add_stream(name, full.type(), full.channel_count(), full.nominal_srate(), fmt,
-                                      full.source_id(), labels or None, full.as_xml())
+            self.recording.add_stream(
+                name,
+                full.type(),
+                full.channel_count(),
+                full.nominal_srate(),
+                fmt,
+                full.source_id(),
+                labels or None,
+                full.as_xml(),
+            )
             inlet.open_stream(timeout=self.resolve_timeout_s)
             self.recording.on_clock_offset(pylsl.local_clock(), inlet.time_correction(timeout=2.0), stream=name)
             self._inlets.append((name, inlet, fmt))
@@ -111,8 +125,9 @@ class StreamInlets:
                 if time.monotonic() >= next_offset:
                     for name, inlet, _ in self._inlets:
                         try:
-                            self.recording.on_clock_offset(pylsl.local_clock(), inlet.time_correction(timeout=0.5),
-                                                           stream=name)
+                            self.recording.on_clock_offset(
+                                pylsl.local_clock(), inlet.time_correction(timeout=0.5), stream=name
+                            )
                         except pylsl.util.TimeoutError:
                             pass
                     next_offset = time.monotonic() + self.offset_interval_s

@@ -303,8 +303,9 @@ class XDFReader:
                 values = np.empty((n, value_bytes), dtype=np.uint8)
                 end = _parse_samples_kernel(raw, pos, n, value_bytes, tdiff, last, ts_bytes, has_ts, values)
                 if end != len(buf):
-                    raise ValueError(f"{self.path}: samples chunk at byte {chunks[k]} of stream "
-                                     f"{stream.name!r} does not parse")
+                    raise ValueError(
+                        f"{self.path}: samples chunk at byte {chunks[k]} of stream {stream.name!r} does not parse"
+                    )
                 stamps = ts_bytes.view("<f8").reshape(n).copy()
                 last = _fill_deduced(stamps, has_ts, tdiff, last)
                 yield values.view(dtype).reshape(n, stream.channel_count), stamps
@@ -319,8 +320,11 @@ class XDFReader:
 
     def find(self, name: str | None = None, type: str | None = None) -> list[XDFStream]:
         """Streams matching a name and/or type (type compared case-insensitively)."""
-        return [s for s in self.streams.values()
-                if (name is None or s.name == name) and (type is None or s.type.lower() == type.lower())]
+        return [
+            s
+            for s in self.streams.values()
+            if (name is None or s.name == name) and (type is None or s.type.lower() == type.lower())
+        ]
 
 
 def _stream_from_header(stream_id: int, root: ET.Element) -> XDFStream:

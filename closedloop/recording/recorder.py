@@ -190,9 +190,7 @@ class Recorder:
         if spec.channel_format == "string":
             values = [[str(v) for v in row] for row in data]
             if len(values) != n or any(len(row) != spec.channel_count for row in values):
-                raise ValueError(
-                    f"stream {spec.name!r}: expected {n} samples of {spec.channel_count} strings"
-                )
+                raise ValueError(f"stream {spec.name!r}: expected {n} samples of {spec.channel_count} strings")
         else:
             given = np.asarray(data)
             if not np.can_cast(given.dtype, spec.dtype, casting="same_kind"):
@@ -435,7 +433,8 @@ class Recorder:
 
     def _discard_queue(self) -> None:
         """After an error: empty the queue, counting samples as dropped, and
-        release whoever waits on a flush; return when asked to stop."""
+        release whoever waits on a flush; return when asked to stop.
+        """
         while True:
             item = self._queue.get()
             kind = item[0]
@@ -451,11 +450,10 @@ class Recorder:
 
 def _check_still_linked(writer: XDFWriter) -> None:
     """Fail if the file was deleted under us (e.g. its folder removed):
-    writes to an unlinked file succeed but the data would be lost."""
+    writes to an unlinked file succeed but the data would be lost.
+    """
     if os.fstat(writer.fileno()).st_nlink == 0:
-        raise FileNotFoundError(
-            errno.ENOENT, "the recording file was deleted while recording", str(writer.path)
-        )
+        raise FileNotFoundError(errno.ENOENT, "the recording file was deleted while recording", str(writer.path))
 
 
 def check_writable(folder: str | os.PathLike, min_free_bytes: int = 100_000_000) -> None:

@@ -105,9 +105,7 @@ def _stream_from_header(stream_id: int, raw: bytes) -> StreamSummary:
         )
     except ValueError as err:
         raise _chunks.ChunkError(f"stream header {stream_id}: {err}") from None
-    return StreamSummary(
-        stream_id, spec.name, spec.channel_format, spec.channel_count, spec.nominal_srate
-    )
+    return StreamSummary(stream_id, spec.name, spec.channel_format, spec.channel_count, spec.nominal_srate)
 
 
 def _parse_samples(content: memoryview, stream: StreamSummary) -> None:
@@ -235,9 +233,7 @@ class _Walker:
     def report(self) -> RepairReport:
         footers = self.footers()
         prefix = (
-            len(MAGIC) + len(chunk_bytes(TAG_FILE_HEADER, _MINIMAL_FILE_HEADER))
-            if self.header_rebuilt
-            else self.kept
+            len(MAGIC) + len(chunk_bytes(TAG_FILE_HEADER, _MINIMAL_FILE_HEADER)) if self.header_rebuilt else self.kept
         )
         dropped = self.size - self.kept
         return RepairReport(

@@ -50,8 +50,12 @@ log = logging.getLogger(__name__)
 
 #: Channels of the ``closedloop-commands`` stream.
 COMMAND_CHANNELS = (
-    "desired_on", "desired_amplitude_mA", "desired_frequency_Hz",
-    "allowed_on", "allowed_amplitude_mA", "allowed_frequency_Hz",
+    "desired_on",
+    "desired_amplitude_mA",
+    "desired_frequency_Hz",
+    "allowed_on",
+    "allowed_amplitude_mA",
+    "allowed_frequency_Hz",
 )
 #: Channels of the ``closedloop-applied`` stream.
 APPLIED_CHANNELS = ("amplitude_mA", "frequency_Hz", "on", "frame_time", "latency_s")
@@ -184,15 +188,24 @@ class SessionRecording:
         version = _version()
         self.started = datetime.now().astimezone().isoformat(timespec="seconds")
         pipeline_meta = _pipeline_meta(resolved)
-        file_info = {"closedloop_version": version, "session_id": self.session_id,
-                     "session_started": self.started, **pipeline_meta}
+        file_info = {
+            "closedloop_version": version,
+            "session_id": self.session_id,
+            "session_started": self.started,
+            **pipeline_meta,
+        }
         # offline (block=True) the writer is fed as fast as the CPU allows: keep what waits in memory
         # small (a 32-item queue, batches of about 1 MB) so memory stays flat and low
         item = 4 if str(eeg.get("channel_format", "float32")) == "float32" else 8
         sample_bytes = len(eeg["ch_names"]) * item + 9
-        self.recorder = Recorder(self.path, file_info, flush_interval_s=flush_interval_s, block_when_full=block,
-                                 max_queue=32 if block else 10_000,
-                                 max_batch_samples=max(1000, 1_000_000 // sample_bytes) if block else 100_000)
+        self.recorder = Recorder(
+            self.path,
+            file_info,
+            flush_interval_s=flush_interval_s,
+            block_when_full=block,
+            max_queue=32 if block else 10_000,
+            max_batch_samples=max(1000, 1_000_000 // sample_bytes) if block else 100_000,
+        )
         self._ids: dict[str, int] = {}
         self._strings: set[int] = set()  # ids of string streams
         self._n_state = len(self.controller_state_names)
@@ -204,15 +217,24 @@ class SessionRecording:
         ch_types = eeg.get("ch_types") or ["EEG"] * len(ch_names)
         self.eeg_name = str(eeg["name"])
         self.pipeline_offset = float(eeg.get("pipeline_offset", 0.0))
-        meta = {"role": "eeg", "version": version, "session_id": self.session_id,
-                "pipeline_offset": repr(self.pipeline_offset)}
+        meta = {
+            "role": "eeg",
+            "version": version,
+            "session_id": self.session_id,
+            "pipeline_offset": repr(self.pipeline_offset),
+        }
         if eeg.get("header_xml"):
             meta["source_header_xml"] = str(eeg["header_xml"])
         self._eeg_id = self.recorder.add_stream(
-            self.eeg_name, str(eeg.get("type", "EEG")), len(ch_names), float(eeg["sfreq"]),
-            str(eeg.get("channel_format", "float32")), source_id=str(eeg.get("source_id", "")),
+            self.eeg_name,
+            str(eeg.get("type", "EEG")),
+            len(ch_names),
+            float(eeg["sfreq"]),
+            str(eeg.get("channel_format", "float32")),
+            source_id=str(eeg.get("source_id", "")),
             channels=[{"label": n, "unit": u, "type": t} for n, u, t in zip(ch_names, units, ch_types)],
-            desc_extra={"closedloop": meta}, created_at=_float_or_none(eeg.get("created_at")),
+            desc_extra={"closedloop": meta},
+            created_at=_float_or_none(eeg.get("created_at")),
         )
         self._ids[self.eeg_name] = self._eeg_id
 
@@ -221,31 +243,56 @@ class SessionRecording:
         hop_rate = cfg.sfreq / cfg.features.hop_samples
         unit = "log10(uV^2)" if cfg.features.log10 else "uV^2"
         feat_channels = [{"label": n, "unit": unit, "type": "feature"} for n in self.feature_names]
-        feat_channels += [{"label": "flags", "unit": "Quality", "type": "flags"},
-                          {"label": "frame_index", "unit": "", "type": "index"}]
-        self._feat_id = self._add(FEATURES_STREAM, "Features", feat_channels, hop_rate,
-                                  {"role": "features", **pipeline_meta})
+        feat_channels += [
+            {"label": "flags", "unit": "Quality", "type": "flags"},
+            {"label": "frame_index", "unit": "", "type": "index"},
+        ]
+        self._feat_id = self._add(
+            FEATURES_STREAM, "Features", feat_channels, hop_rate, {"role": "features", **pipeline_meta}
+        )
         self._state_id = self._add(
-            CONTROLLER_STREAM, "Controller",
-            [{"label": n, "unit": "", "type": "state"} for n in self.controller_state_names] or
-            [{"label": "none", "unit": "", "type": "state"}], hop_rate, {"role": "controller"})
+            CONTROLLER_STREAM,
+            "Controller",
+            [{"label": n, "unit": "", "type": "state"} for n in self.controller_state_names]
+            or [{"label": "none", "unit": "", "type": "state"}],
+            hop_rate,
+            {"role": "controller"},
+        )
         self._cmd_id = self._add(
-            COMMANDS_STREAM, "Commands",
-            [{"label": n, "unit": _unit(n), "type": "command"} for n in COMMAND_CHANNELS], hop_rate,
-            {"role": "commands"})
+            COMMANDS_STREAM,
+            "Commands",
+            [{"label": n, "unit": _unit(n), "type": "command"} for n in COMMAND_CHANNELS],
+            hop_rate,
+            {"role": "commands"},
+        )
         self._applied_id = self._add(
-            APPLIED_STREAM, "Commands",
-            [{"label": n, "unit": _unit(n), "type": "command"} for n in APPLIED_CHANNELS], 0.0,
-            {"role": "applied"})
+            APPLIED_STREAM,
+            "Commands",
+            [{"label": n, "unit": _unit(n), "type": "command"} for n in APPLIED_CHANNELS],
+            0.0,
+            {"role": "applied"},
+        )
         self._safety_id = self.recorder.add_stream(
-            SAFETY_STREAM, "Events", 1, 0.0, "string", source_id=f"closedloop-{self.session_id}-safety",
+            SAFETY_STREAM,
+            "Events",
+            1,
+            0.0,
+            "string",
+            source_id=f"closedloop-{self.session_id}-safety",
             channels=[{"label": "event", "unit": "json", "type": "event"}],
-            desc_extra={"closedloop": {"role": "safety", "version": version}})
+            desc_extra={"closedloop": {"role": "safety", "version": version}},
+        )
         # modality-specific parameters (rTMS train, TUS sonication: Command.extra) of every applied command
         self._extra_id = self.recorder.add_stream(
-            APPLIED_EXTRA_STREAM, "Commands", 1, 0.0, "string", source_id=f"closedloop-{self.session_id}-applied-extra",
+            APPLIED_EXTRA_STREAM,
+            "Commands",
+            1,
+            0.0,
+            "string",
+            source_id=f"closedloop-{self.session_id}-applied-extra",
             channels=[{"label": "extra", "unit": "json", "type": "command"}],
-            desc_extra={"closedloop": {"role": "applied-extra", "version": version}})
+            desc_extra={"closedloop": {"role": "applied-extra", "version": version}},
+        )
         self._feat_row = np.empty(len(self.feature_names) + 2)
         for spec in extra_streams or ():
             self.add_stream(**dict(spec))
@@ -262,8 +309,15 @@ class SessionRecording:
         """
         import pylsl
 
-        rec = cls(out_dir, resolved, eeg_info_from_lsl(source), pipeline.feature_names,
-                  list(pipeline.controller.state()), extra_streams, **kwargs)
+        rec = cls(
+            out_dir,
+            resolved,
+            eeg_info_from_lsl(source),
+            pipeline.feature_names,
+            list(pipeline.controller.state()),
+            extra_streams,
+            **kwargs,
+        )
         rec.on_clock_offset(getattr(source, "_last_offset_time", pylsl.local_clock()), source.clock_offset)
         source.on_offset = _chain(source.on_offset, rec.on_clock_offset)
         pipeline.safety.on_event = _chain(pipeline.safety.on_event, rec.on_event)
@@ -271,14 +325,29 @@ class SessionRecording:
 
     def _add(self, name: str, type_: str, channels: list[dict], srate: float, meta: dict) -> int:
         sid = self.recorder.add_stream(
-            name, type_, len(channels), srate, "double64", source_id=f"closedloop-{self.session_id}-{name[11:]}",
-            channels=channels, desc_extra={"closedloop": {"version": _version(), **meta}})
+            name,
+            type_,
+            len(channels),
+            srate,
+            "double64",
+            source_id=f"closedloop-{self.session_id}-{name[11:]}",
+            channels=channels,
+            desc_extra={"closedloop": {"version": _version(), **meta}},
+        )
         self._ids[name] = sid
         return sid
 
-    def add_stream(self, name: str, type: str = "Markers", channel_count: int = 1, nominal_srate: float = 0.0,
-                   channel_format: str = "string", source_id: str = "", ch_names: Sequence[str] | None = None,
-                   header_xml: str | None = None) -> int:
+    def add_stream(
+        self,
+        name: str,
+        type: str = "Markers",
+        channel_count: int = 1,
+        nominal_srate: float = 0.0,
+        channel_format: str = "string",
+        source_id: str = "",
+        ch_names: Sequence[str] | None = None,
+        header_xml: str | None = None,
+    ) -> int:
         """Declare another stream to record (also possible while recording)."""
         if name in self._ids:
             raise ValueError(f"stream {name!r} is already recorded in {self.path}")
@@ -286,8 +355,16 @@ class SessionRecording:
         if header_xml:
             meta["source_header_xml"] = header_xml
         channels = [{"label": str(n)} for n in ch_names] if ch_names else None
-        sid = self.recorder.add_stream(name, type, int(channel_count), float(nominal_srate), channel_format,
-                                       source_id=source_id, channels=channels, desc_extra={"closedloop": meta})
+        sid = self.recorder.add_stream(
+            name,
+            type,
+            int(channel_count),
+            float(nominal_srate),
+            channel_format,
+            source_id=source_id,
+            channels=channels,
+            desc_extra={"closedloop": meta},
+        )
         self._ids[name] = sid
         if channel_format == "string":
             self._strings.add(sid)
@@ -324,8 +401,14 @@ class SessionRecording:
             if st:
                 for j, key in enumerate(names):
                     state[i, j] = st.get(key, math.nan)
-            cmds[i] = (desired.on, desired.amplitude_mA, desired.frequency_Hz,
-                       allowed.on, allowed.amplitude_mA, allowed.frequency_Hz)
+            cmds[i] = (
+                desired.on,
+                desired.amplitude_mA,
+                desired.frequency_Hz,
+                allowed.on,
+                allowed.amplitude_mA,
+                allowed.frequency_Hz,
+            )
         push = self.recorder.push
         push(self._feat_id, feats, times)
         push(self._state_id, state, times)
@@ -340,8 +423,15 @@ class SessionRecording:
 
     def on_event(self, event) -> None:
         """A :class:`~closedloop.safety.SafetyEvent`, as JSON text stamped at its time."""
-        text = json.dumps({"time": event.time, "kind": event.kind, "reason": event.reason,
-                           "desired_mA": event.desired_mA, "applied_mA": event.applied_mA})
+        text = json.dumps(
+            {
+                "time": event.time,
+                "kind": event.kind,
+                "reason": event.reason,
+                "desired_mA": event.desired_mA,
+                "applied_mA": event.applied_mA,
+            }
+        )
         self.recorder.push(self._safety_id, [[text]], (event.time,))
 
     def on_marker(self, stream: str, labels, timestamps) -> None:
@@ -365,9 +455,15 @@ class SessionRecording:
     def summary_fields(self) -> dict:
         """``{"recording": {...}}`` for ``summary.json``: file, bytes, drops, error."""
         st = self.recorder.stats
-        return {"recording": {
-            "file": self.FILE_NAME, "bytes": st.bytes_written, "dropped_samples": st.dropped_samples,
-            "dropped_pushes": st.dropped_pushes, "error": st.last_error}}
+        return {
+            "recording": {
+                "file": self.FILE_NAME,
+                "bytes": st.bytes_written,
+                "dropped_samples": st.dropped_samples,
+                "dropped_pushes": st.dropped_pushes,
+                "error": st.last_error,
+            }
+        }
 
     def close(self, summary: Mapping[str, object] | None = None, stats=None) -> None:
         """Write what is queued and the footers; then ``report.html`` next to the file.
@@ -376,7 +472,7 @@ class SessionRecording:
         ----------
         summary : dict, optional
             The session summary (shown in the report).
-        stats : closedloop.summary.SessionStats, optional
+        stats : closedloop.session.summary.SessionStats, optional
             Its latency and data-age histograms are drawn in the report;
             without it the latencies recorded with :meth:`on_applied` are used.
 
@@ -389,10 +485,11 @@ class SessionRecording:
         if not self.report_enabled:
             return
         try:
-            from closedloop.report import write_report
+            from closedloop.offline.report import write_report
 
-            self.report_path = write_report(self.path, self.out_dir / self.REPORT_NAME, dict(summary or {}),
-                                            self.resolved, stats)
+            self.report_path = write_report(
+                self.path, self.out_dir / self.REPORT_NAME, dict(summary or {}), self.resolved, stats
+            )
         except Exception as err:  # noqa: BLE001 - a report must never break the end of a session
             self.report_error = err
             log.warning("report for %s failed: %s: %s", self.path, type(err).__name__, err)

@@ -175,8 +175,7 @@ def stream_header_xml(
     """Validate a stream's description and render its StreamHeader XML."""
     if channels is not None and len(channels) != spec.channel_count:
         raise ValueError(
-            f"stream {spec.name!r}: {len(channels)} channel descriptions for "
-            f"channel_count={spec.channel_count}"
+            f"stream {spec.name!r}: {len(channels)} channel descriptions for channel_count={spec.channel_count}"
         )
     desc = ""
     if channels:
@@ -218,8 +217,7 @@ def footer_xml(
     body += f"<sample_count>{int(sample_count)}</sample_count>"
     if clock_offsets:
         offsets = "".join(
-            f"<offset><time>{float(t)!r}</time><value>{float(v)!r}</value></offset>"
-            for t, v in clock_offsets
+            f"<offset><time>{float(t)!r}</time><value>{float(v)!r}</value></offset>" for t, v in clock_offsets
         )
         body += f"<clock_offsets>{offsets}</clock_offsets>"
     return f'<?xml version="1.0"?><info>{body}</info>'
@@ -254,8 +252,7 @@ def encode_samples(
         for stamp, row in zip(stamps.tolist(), rows):
             if isinstance(row, str) or len(row) != spec.channel_count:
                 raise ValueError(
-                    f"stream {spec.name!r}: each sample must be a list of "
-                    f"{spec.channel_count} strings, got {row!r}"
+                    f"stream {spec.name!r}: each sample must be a list of {spec.channel_count} strings, got {row!r}"
                 )
             parts.append(b"\x08" + struct.pack("<d", stamp))
             for value in row:
@@ -272,9 +269,7 @@ def encode_samples(
             f"({n} timestamps, {spec.channel_count} channels)"
         )
     if not np.can_cast(arr.dtype, value_dtype, casting="same_kind"):
-        raise TypeError(
-            f"stream {spec.name!r}: cannot store {arr.dtype} values as {spec.channel_format}"
-        )
+        raise TypeError(f"stream {spec.name!r}: cannot store {arr.dtype} values as {spec.channel_format}")
     records = np.empty(n, dtype=record_dtype(value_dtype, spec.channel_count))
     records["tsbyte"] = 8
     records["ts"] = stamps
@@ -314,7 +309,7 @@ class XDFWriter:
         self._last: dict[int, float] = {}
         self._count: dict[int, int] = {}
         self._footed: set[int] = set()
-        info = {"version": "1.0", "datetime": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat()}
+        info = {"version": "1.0", "datetime": _dt.datetime.now(_dt.UTC).astimezone().isoformat()}
         for key, value in (file_info or {}).items():
             if key in info:
                 raise ValueError(f"file_info may not set {key!r}: the writer sets it")
@@ -521,17 +516,14 @@ class XDFWriter:
         return f"<XDFWriter {self.path} {state}, {len(self._streams)} streams, {self.bytes_written} bytes>"
 
 
-def make_spec(
-    stream_id: int, name: str, channel_count: int, nominal_srate: float, channel_format: str
-) -> StreamSpec:
+def make_spec(stream_id: int, name: str, channel_count: int, nominal_srate: float, channel_format: str) -> StreamSpec:
     """Validate the basic stream parameters and return a :class:`StreamSpec`."""
     if not isinstance(stream_id, int | np.integer) or not 0 <= int(stream_id) < 1 << 32:
         raise ValueError(f"stream id must be an unsigned 32-bit integer, got {stream_id!r}")
     channel_format = FORMAT_ALIASES.get(channel_format, channel_format)
     if channel_format not in CHANNEL_FORMATS:
         raise ValueError(
-            f"stream {name!r}: unknown channel_format {channel_format!r}; "
-            f"use one of {sorted(CHANNEL_FORMATS)}"
+            f"stream {name!r}: unknown channel_format {channel_format!r}; use one of {sorted(CHANNEL_FORMATS)}"
         )
     if int(channel_count) < 1:
         raise ValueError(f"stream {name!r}: channel_count must be >= 1, got {channel_count}")

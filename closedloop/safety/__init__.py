@@ -6,6 +6,7 @@ component (:mod:`.watchdog`); the pipeline-level envelope (:mod:`.envelope`).
 """
 
 from closedloop.safety.dose import Dose
+from closedloop.safety.envelope import build_envelope, build_safety_layer, check_pipeline_limits  # noqa: E402
 from closedloop.safety.events import EventLog, SafetyEvent
 from closedloop.safety.layer import SafetyLayer
 from closedloop.safety.rtms import RTMSEnvelope, RTMSSafetyLayer, TrainLimit
@@ -13,10 +14,25 @@ from closedloop.safety.state import StimState
 from closedloop.safety.tes import TESEnvelope, TESSafetyLayer
 from closedloop.safety.tus import TUSEnvelope, TUSSafetyLayer, ispta_mW_per_cm2, mechanical_index
 from closedloop.safety.watchdog import Watchdog, WatchdogTrip
-from closedloop.safety.envelope import build_envelope, build_safety_layer, check_pipeline_limits  # noqa: E402
 
 __all__ = [
-    "Dose", "EventLog", "RTMSEnvelope", "RTMSSafetyLayer", "SafetyEvent", "SafetyLayer", "StimState",
-    "TESEnvelope", "TESSafetyLayer", "TUSEnvelope", "TUSSafetyLayer", "TrainLimit", "Watchdog", "WatchdogTrip",
-    "build_envelope", "build_safety_layer", "check_pipeline_limits", "ispta_mW_per_cm2", "mechanical_index",
+    "Dose",
+    "EventLog",
+    "RTMSEnvelope",
+    "RTMSSafetyLayer",
+    "SafetyEvent",
+    "SafetyLayer",
+    "StimState",
+    "TESEnvelope",
+    "TESSafetyLayer",
+    "TUSEnvelope",
+    "TUSSafetyLayer",
+    "TrainLimit",
+    "Watchdog",
+    "WatchdogTrip",
+    "build_envelope",
+    "build_safety_layer",
+    "check_pipeline_limits",
+    "ispta_mW_per_cm2",
+    "mechanical_index",
 ]

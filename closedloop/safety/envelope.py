@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from closedloop.safety.events import SafetyEvent
 from closedloop.safety.layer import SafetyLayer
@@ -13,7 +14,7 @@ from closedloop.safety.tus import TUSEnvelope
 
 if TYPE_CHECKING:
     from closedloop.config import PipelineConfig, ResolvedPipeline
-    from closedloop.devices import DeviceProfile
+    from closedloop.config.profile import DeviceProfile
 
 #: The envelope class of each modality.
 ENVELOPES = {"tes": TESEnvelope, "rtms": RTMSEnvelope, "tus": TUSEnvelope}
@@ -24,16 +25,21 @@ def _controller_modalities(c) -> tuple[str, ...]:
     return tuple(fn()) if callable(fn) else ("tes",)
 
 
-def _tes_problems(c, profile: "DeviceProfile", over: dict[str, float]) -> list[str]:
+def _tes_problems(c, profile: DeviceProfile, over: dict[str, float]) -> list[str]:
     problems: list[str] = []
-    peak = c.peak_amplitude_mA() if callable(getattr(c, "peak_amplitude_mA", None)) else getattr(c, "amplitude_mA", None)
+    peak = (
+        c.peak_amplitude_mA() if callable(getattr(c, "peak_amplitude_mA", None)) else getattr(c, "amplitude_mA", None)
+    )
     device_max = profile.limit("max_amplitude_mA")
     if peak is not None and peak > device_max:
-        problems.append(f"controller.amplitude_mA: {peak} mA exceeds the device limit {device_max} mA "
-                        f"({profile.device.name})")
+        problems.append(
+            f"controller.amplitude_mA: {peak} mA exceeds the device limit {device_max} mA ({profile.device.name})"
+        )
     elif peak is not None and peak > over.get("max_amplitude_mA", math.inf):
-        problems.append(f"controller.amplitude_mA: {peak} mA exceeds this pipeline's "
-                        f"safety.max_amplitude_mA ({over['max_amplitude_mA']} mA)")
+        problems.append(
+            f"controller.amplitude_mA: {peak} mA exceeds this pipeline's "
+            f"safety.max_amplitude_mA ({over['max_amplitude_mA']} mA)"
+        )
     freqs = c.frequencies_Hz() if callable(getattr(c, "frequencies_Hz", None)) else [getattr(c, "frequency_Hz", None)]
     lo, hi = profile.limit("min_frequency_Hz"), profile.limit("max_frequency_Hz")
     for fr in freqs:
@@ -43,12 +49,14 @@ def _tes_problems(c, profile: "DeviceProfile", over: dict[str, float]) -> list[s
     max_rate = over.get("max_ramp_rate_mA_per_s", profile.limit("max_ramp_rate_mA_per_s"))
     for key, rate in rates.items():
         if rate > max_rate * (1 + 1e-9):
-            problems.append(f"controller.{key}: {rate:g} mA/s is faster than the allowed ramp rate "
-                            f"{max_rate:g} mA/s (the safety layer would slow it); use <= {max_rate:g}")
+            problems.append(
+                f"controller.{key}: {rate:g} mA/s is faster than the allowed ramp rate "
+                f"{max_rate:g} mA/s (the safety layer would slow it); use <= {max_rate:g}"
+            )
     return problems
 
 
-def check_pipeline_limits(cfg: "PipelineConfig", profile: "DeviceProfile") -> list[str]:
+def check_pipeline_limits(cfg: PipelineConfig, profile: DeviceProfile) -> list[str]:
     """Problems between a pipeline's controller/overrides and its device profile, each naming its key."""
     problems: list[str] = []
     c = cfg.controller
@@ -57,8 +65,10 @@ def check_pipeline_limits(cfg: "PipelineConfig", profile: "DeviceProfile") -> li
     modality = profile.device.modality
     over = cfg.safety.model_dump(exclude_none=True)
     if modality not in _controller_modalities(c):
-        problems.append(f"controller.kind: {c.kind!r} drives {', '.join(_controller_modalities(c))}; "
-                        f"the {modality} device profile {profile.device.name!r} needs a controller for {modality}")
+        problems.append(
+            f"controller.kind: {c.kind!r} drives {', '.join(_controller_modalities(c))}; "
+            f"the {modality} device profile {profile.device.name!r} needs a controller for {modality}"
+        )
     elif modality == "tes":
         problems += _tes_problems(c, profile, over)
     watchdog = over.get("watchdog_timeout_s") or profile.limits.get("watchdog_timeout_s")
@@ -79,14 +89,15 @@ def check_pipeline_limits(cfg: "PipelineConfig", profile: "DeviceProfile") -> li
     return problems
 
 
-def build_envelope(resolved: "ResolvedPipeline"):
+def build_envelope(resolved: ResolvedPipeline):
     """The envelope dataclass of a resolved pipeline's modality, from its effective limits."""
     modality = resolved.profile.device.modality
     return ENVELOPES[modality].from_envelope(resolved.envelope())
 
 
-def build_safety_layer(resolved: "ResolvedPipeline", on_event: Callable[[SafetyEvent], None] | None = None,
-                       auto_arm: bool = True) -> SafetyLayer:
+def build_safety_layer(
+    resolved: ResolvedPipeline, on_event: Callable[[SafetyEvent], None] | None = None, auto_arm: bool = True
+) -> SafetyLayer:
     """The safety layer enforcing a resolved pipeline's effective envelope (chosen by the profile's modality).
 
     ``auto_arm=True`` arms on the first frame, for a runtime that does not

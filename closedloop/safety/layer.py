@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 from closedloop.safety.dose import Dose
 from closedloop.safety.events import EventLog, SafetyEvent
@@ -55,7 +56,7 @@ class SafetyLayer:
 
     envelope_type: ClassVar[type | None] = None
     modality: ClassVar[str] = ""
-    _by_envelope: ClassVar[dict[type, type["SafetyLayer"]]] = {}
+    _by_envelope: ClassVar[dict[type, type[SafetyLayer]]] = {}
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -70,8 +71,7 @@ class SafetyLayer:
                 raise TypeError(f"no safety layer for envelope type {type(envelope).__name__}") from None
         return super().__new__(cls)
 
-    def __init__(self, envelope, on_event: Callable[[SafetyEvent], None] | None = None,
-                 auto_arm: bool = True) -> None:
+    def __init__(self, envelope, on_event: Callable[[SafetyEvent], None] | None = None, auto_arm: bool = True) -> None:
         self.env = envelope
         self.log = EventLog(on_event)
         self.machine = StateMachine()
@@ -234,8 +234,12 @@ class SafetyLayer:
         self.t = t
         if dt > self.env.watchdog_timeout_s and self.active:
             self.gaps += 1
-            self._event(t, "gap", f"no call for {dt:.3g} s (> watchdog {self.env.watchdog_timeout_s} s) "
-                                  "while stimulating; limits hold only for shorter gaps")
+            self._event(
+                t,
+                "gap",
+                f"no call for {dt:.3g} s (> watchdog {self.env.watchdog_timeout_s} s) "
+                "while stimulating; limits hold only for shorter gaps",
+            )
         return dt
 
     def _check_session_time(self, t: float) -> None:

@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from closedloop.devices import parse_train_limit
+from closedloop.config.profile import parse_train_limit
 from closedloop.safety.layer import SafetyLayer
-from closedloop.safety.limits import envelope_from_limits
+from closedloop.safety.profile_limits import envelope_from_limits
 from closedloop.types import Command
 
 
@@ -57,7 +57,7 @@ class RTMSEnvelope:
             raise ValueError("watchdog_timeout_s must be > 0")
 
     @classmethod
-    def from_envelope(cls, env: dict[str, dict[str, object]]) -> "RTMSEnvelope":
+    def from_envelope(cls, env: dict[str, dict[str, object]]) -> RTMSEnvelope:
         """Build from :meth:`closedloop.config.ResolvedPipeline.envelope`."""
         values, sources = envelope_from_limits(cls, env, skip=("trains",))
         trains = []
@@ -69,15 +69,20 @@ class RTMSEnvelope:
 
     def train_limit(self, frequency_Hz: float, intensity_pct: float) -> TrainLimit | None:
         """The verified cell that bounds a train, or ``None`` if no cell covers it."""
-        cells = [c for c in self.trains
-                 if math.isclose(c.frequency_Hz, frequency_Hz, rel_tol=1e-9, abs_tol=1e-9)
-                 and intensity_pct <= c.intensity_pct]
+        cells = [
+            c
+            for c in self.trains
+            if math.isclose(c.frequency_Hz, frequency_Hz, rel_tol=1e-9, abs_tol=1e-9)
+            and intensity_pct <= c.intensity_pct
+        ]
         return min(cells, key=lambda c: c.max_train_s) if cells else None
 
     def verified(self) -> str:
         """The verified cells, for messages."""
-        return ", ".join(f"{c.frequency_Hz:g} Hz ≤{c.intensity_pct:g} %MT ≤{c.max_train_s:g} s"
-                         for c in self.trains) or "none"
+        return (
+            ", ".join(f"{c.frequency_Hz:g} Hz ≤{c.intensity_pct:g} %MT ≤{c.max_train_s:g} s" for c in self.trains)
+            or "none"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,17 +168,22 @@ class RTMSSafetyLayer(SafetyLayer):
             return problem
         cell = env.train_limit(f, intensity)
         if cell is None:
-            return (f"no verified safe train duration for {f:g} Hz at {intensity:g} %MT "
-                    f"(verified: {env.verified()})")
+            return f"no verified safe train duration for {f:g} Hz at {intensity:g} %MT (verified: {env.verified()})"
         if duration > cell.max_train_s * (1 + 1e-9):
-            return (f"{duration:g} s at {f:g} Hz exceeds the verified {cell.max_train_s:g} s "
-                    f"for ≤{cell.intensity_pct:g} %MT ({cell.source})")
+            return (
+                f"{duration:g} s at {f:g} Hz exceeds the verified {cell.max_train_s:g} s "
+                f"for ≤{cell.intensity_pct:g} %MT ({cell.source})"
+            )
         if self.last_end is not None and self.t - self.last_end < env.min_inter_train_interval_s - 1e-9:
-            return (f"only {self.t - self.last_end:.3g} s since the last train; "
-                    f"the minimum inter-train interval is {env.min_inter_train_interval_s:g} s")
+            return (
+                f"only {self.t - self.last_end:.3g} s since the last train; "
+                f"the minimum inter-train interval is {env.min_inter_train_interval_s:g} s"
+            )
         if self.account.pulses + pulses > env.max_pulses_per_session:
-            reason = (f"pulse cap {env.max_pulses_per_session:g} per session: {self.account.pulses} given, "
-                      f"a train of {pulses} would exceed it")
+            reason = (
+                f"pulse cap {env.max_pulses_per_session:g} per session: {self.account.pulses} given, "
+                f"a train of {pulses} would exceed it"
+            )
             self._latch(self.t, reason, "dose")
             return reason
         if self.t - self.t_start + duration > env.max_session_duration_s:
@@ -185,8 +195,13 @@ class RTMSSafetyLayer(SafetyLayer):
         if not self.active:
             return self._output(t)
         self._event(t, "stop", f"train aborted at {self.t:.3f} s")
-        self.train = Train(self.train.start, self.train.frequency_Hz, self.train.intensity_pct,
-                           self.train.pulses, self.t - self.train.start)
+        self.train = Train(
+            self.train.start,
+            self.train.frequency_Hz,
+            self.train.intensity_pct,
+            self.train.pulses,
+            self.t - self.train.start,
+        )
         self.last_end = self.t
         return self._output(t, abort=True)
 

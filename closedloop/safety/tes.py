@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from closedloop.safety.layer import SafetyLayer
-from closedloop.safety.limits import envelope_from_limits
+from closedloop.safety.profile_limits import envelope_from_limits
 from closedloop.types import Command
 
 
@@ -34,7 +34,7 @@ class TESEnvelope:
             raise ValueError("need 0 <= min_frequency_Hz <= max_frequency_Hz")
 
     @classmethod
-    def from_envelope(cls, env: dict[str, dict[str, object]]) -> "TESEnvelope":
+    def from_envelope(cls, env: dict[str, dict[str, object]]) -> TESEnvelope:
         """Build from :meth:`closedloop.config.ResolvedPipeline.envelope`."""
         values, sources = envelope_from_limits(cls, env)
         return cls(**values, sources=sources)
@@ -143,11 +143,15 @@ class TESSafetyLayer(SafetyLayer):
         charge_mAs = self.account.charge_C * 1000.0 + 0.5 * (a0 + a1) * dt
         reserve_mAs = a1 * a1 / (2.0 * r) + r * h * h / 8.0
         if charge_mAs + reserve_mAs > env.max_charge_C * 1000.0:
-            return (f"charge limit {env.max_charge_C:g} C: final ramp-down started at "
-                    f"{self.account.charge_C:.4g} C so that the limit is never exceeded")
+            return (
+                f"charge limit {env.max_charge_C:g} C: final ramp-down started at "
+                f"{self.account.charge_C:.4g} C so that the limit is never exceeded"
+            )
         if self.t_start is not None and (self.t - self.t_start) + a1 / r + h > env.max_session_duration_s:
-            return (f"session duration limit {env.max_session_duration_s:g} s: final ramp-down started "
-                    f"at {self.t - self.t_start:.4g} s so that it ends in time")
+            return (
+                f"session duration limit {env.max_session_duration_s:g} s: final ramp-down started "
+                f"at {self.t - self.t_start:.4g} s so that it ends in time"
+            )
         return ""
 
     # -- frequency and phase ------------------------------------------------------

@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass, field
 
 from closedloop.safety.layer import SafetyLayer
-from closedloop.safety.limits import envelope_from_limits
+from closedloop.safety.profile_limits import envelope_from_limits
 from closedloop.types import Command
 
 #: The parameters a TUS command must carry, in ``Command.extra``.
@@ -66,7 +66,7 @@ class TUSEnvelope:
             raise ValueError("max_duty_cycle must be in (0, 1]")
 
     @classmethod
-    def from_envelope(cls, env: dict[str, dict[str, object]]) -> "TUSEnvelope":
+    def from_envelope(cls, env: dict[str, dict[str, object]]) -> TUSEnvelope:
         """Build from :meth:`closedloop.config.ResolvedPipeline.envelope`."""
         values, sources = envelope_from_limits(cls, env)
         return cls(**values, sources=sources)
@@ -172,8 +172,10 @@ class TUSSafetyLayer(SafetyLayer):
             return params, "no valid time yet"
         f = params["center_frequency_MHz"]
         if not env.min_center_frequency_MHz <= f <= env.max_center_frequency_MHz:
-            return params, (f"centre frequency {f:g} MHz outside the transducer range "
-                            f"[{env.min_center_frequency_MHz:g}, {env.max_center_frequency_MHz:g}] MHz")
+            return params, (
+                f"centre frequency {f:g} MHz outside the transducer range "
+                f"[{env.min_center_frequency_MHz:g}, {env.max_center_frequency_MHz:g}] MHz"
+            )
         duty = params["duty_cycle"]
         if duty > env.max_duty_cycle:
             return params, f"duty cycle {duty:g} above the limit {env.max_duty_cycle:g}"

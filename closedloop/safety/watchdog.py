@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +60,13 @@ class Watchdog:
         The clock all times are in (``pylsl.local_clock`` live).
     """
 
-    def __init__(self, frame_timeout_s: float, loop_timeout_s: float | None = None,
-                 device_timeout_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        frame_timeout_s: float,
+        loop_timeout_s: float | None = None,
+        device_timeout_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not frame_timeout_s > 0:
             raise ValueError("frame_timeout_s must be > 0")
         self.frame_timeout_s = frame_timeout_s
@@ -95,15 +100,29 @@ class Watchdog:
 
     def _stale(self, now: float, loop: bool, device: bool, frame: bool) -> WatchdogTrip | None:
         if loop and self.last_beat is not None and now - self.last_beat > self.loop_timeout_s:
-            return WatchdogTrip("loop", f"loop thread stalled: no heartbeat for {now - self.last_beat:.3g} s "
-                                        f"(> {self.loop_timeout_s:g} s)", now, True)
-        if (device and self.device_timeout_s is not None and self.last_ack is not None
-                and now - self.last_ack > self.device_timeout_s):
-            return WatchdogTrip("device", f"device not acknowledging for {now - self.last_ack:.3g} s "
-                                          f"(> {self.device_timeout_s:g} s); driven to its safe state", now, True)
+            return WatchdogTrip(
+                "loop",
+                f"loop thread stalled: no heartbeat for {now - self.last_beat:.3g} s (> {self.loop_timeout_s:g} s)",
+                now,
+                True,
+            )
+        if (
+            device
+            and self.device_timeout_s is not None
+            and self.last_ack is not None
+            and now - self.last_ack > self.device_timeout_s
+        ):
+            return WatchdogTrip(
+                "device",
+                f"device not acknowledging for {now - self.last_ack:.3g} s "
+                f"(> {self.device_timeout_s:g} s); driven to its safe state",
+                now,
+                True,
+            )
         if frame and self.last_frame is not None and now - self.last_frame > self.frame_timeout_s:
-            return WatchdogTrip("frame", f"no fresh frame for more than {self.frame_timeout_s:g} s (watchdog)",
-                                now, False)
+            return WatchdogTrip(
+                "frame", f"no fresh frame for more than {self.frame_timeout_s:g} s (watchdog)", now, False
+            )
         return None
 
     # -- the monitor thread ---------------------------------------------------------

@@ -81,9 +81,18 @@ class LSLSource:
         Largest block pulled at once; the buffer is allocated once.
     """
 
-    def __init__(self, name=None, type="EEG", source_id=None, sfreq: float = 500.0,
-                 ch_names: list[str] | None = None, n_channels: int | None = None,
-                 resolve_timeout_s: float = 5.0, stall_timeout_s: float = 0.5, max_chunk: int = 4096) -> None:
+    def __init__(
+        self,
+        name=None,
+        type="EEG",
+        source_id=None,
+        sfreq: float = 500.0,
+        ch_names: list[str] | None = None,
+        n_channels: int | None = None,
+        resolve_timeout_s: float = 5.0,
+        stall_timeout_s: float = 0.5,
+        max_chunk: int = 4096,
+    ) -> None:
         self.query = dict(name=name, type=type, source_id=source_id)
         self.sfreq = float(sfreq)
         self.expected_names = ch_names

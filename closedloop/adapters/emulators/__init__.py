@@ -19,8 +19,11 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "FAULT_KINDS": "base", "StreamEmulator": "base", "MagProEmulator": "magpro",
-    "MagstimEmulator": "magstim", "NIC2Emulator": "nic2",
+    "FAULT_KINDS": "base",
+    "StreamEmulator": "base",
+    "MagProEmulator": "magpro",
+    "MagstimEmulator": "magstim",
+    "NIC2Emulator": "nic2",
 }
 
 

@@ -8,8 +8,8 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 FAULT_KINDS = ("no_reply", "bad_crc", "error", "disconnect")
 
@@ -144,7 +144,7 @@ class StreamEmulator:
                     continue
                 try:
                     client, _ = self._server.accept()
-                except (socket.timeout, OSError):
+                except (TimeoutError, OSError):
                     self._tick_locked()
                     continue
                 client.settimeout(self.tick_s)
@@ -160,7 +160,7 @@ class StreamEmulator:
                         self._client.close()
                         self._client = None
                         self.on_client_disconnected()
-            except socket.timeout:
+            except TimeoutError:
                 data = b""
             except (OSError, AttributeError):
                 data = b""

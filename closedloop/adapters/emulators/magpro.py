@@ -1,6 +1,6 @@
 """Emulator of a MagVenture MagPro stimulator on its RS-232 port (38400 baud).
 
-Protocol facts (DOMAIN.md §4, public description of the MAGIC toolbox):
+Protocol facts (docs/devices.md, public description of the MAGIC toolbox):
 frames ``0xFE, LEN, CMD, payload…, CRC8, 0xFF`` where LEN counts CMD and
 payload and CRC8 is Dallas/Maxim over CMD and payload. Commands: 0x00
 status, 0x01 amplitude (A, or A and B, in %), 0x02 enable (1) / disable

@@ -1,6 +1,6 @@
 """Emulator of a Magstim 200²/BiStim²/Rapid² on its RS-232 remote-control port.
 
-Protocol facts from the public description (DOMAIN.md §4): a command byte,
+Protocol facts from the public description (docs/devices.md): a command byte,
 ASCII data, then a checksum byte ``(~sum) & 0xFF``; the reply echoes the
 command byte, carries the instrument status (and, on a Rapid², the rTMS
 status), then a checksum; ``?`` in the data position means invalid data,
@@ -46,8 +46,14 @@ class MagstimEmulator(StreamEmulator):
         Times the unit disarmed itself because polling stopped.
     """
 
-    def __init__(self, model: str = "rapid2", armed_timeout_s: float = 1.0, charge_s: float = 0.05,
-                 pulses_digits: int = 4, duration_digits: int = 3) -> None:
+    def __init__(
+        self,
+        model: str = "rapid2",
+        armed_timeout_s: float = 1.0,
+        charge_s: float = 0.05,
+        pulses_digits: int = 4,
+        duration_digits: int = 3,
+    ) -> None:
         super().__init__()
         if model not in ("rapid2", "200"):
             raise ValueError("model must be 'rapid2' or '200'")
@@ -87,7 +93,7 @@ class MagstimEmulator(StreamEmulator):
         return out
 
     def _instr(self) -> int:
-        return ((not self.armed) << 0 | self.armed << 1 | self.ready << 2 | 1 << 3 | self.remote << 7)
+        return (not self.armed) << 0 | self.armed << 1 | self.ready << 2 | 1 << 3 | self.remote << 7
 
     def _rapid(self, now: float) -> int:
         in_train = now < self._train_end
@@ -169,8 +175,10 @@ class MagstimEmulator(StreamEmulator):
         body = bytes([cmd, self._instr()])
         if self.model == "rapid2":
             body += bytes([self._rapid(time.monotonic())])
-            body += (f"{self.power:03d}{self.rate_dHz:04d}{self.pulses:0{self.pulses_digits}d}"
-                     f"{self.duration_ds:0{self.duration_digits}d}").encode()
+            body += (
+                f"{self.power:03d}{self.rate_dHz:04d}{self.pulses:0{self.pulses_digits}d}"
+                f"{self.duration_ds:0{self.duration_digits}d}"
+            ).encode()
         else:
             body += f"{self.power:03d}".encode()
         return _framed(body)

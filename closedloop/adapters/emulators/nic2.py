@@ -46,8 +46,14 @@ class NIC2Emulator(StreamEmulator):
         Online changes ignored (not at full stimulation, or out of range).
     """
 
-    def __init__(self, n_channels: int = 8, protocols: set[str] | None = None, ramp_s: float = 0.1,
-                 reject_remote: bool = False, abort_on_disconnect: bool = False) -> None:
+    def __init__(
+        self,
+        n_channels: int = 8,
+        protocols: set[str] | None = None,
+        ramp_s: float = 0.1,
+        reject_remote: bool = False,
+        abort_on_disconnect: bool = False,
+    ) -> None:
         super().__init__()
         self.n_channels = n_channels
         self.protocols = protocols
@@ -138,8 +144,10 @@ class NIC2Emulator(StreamEmulator):
         if amplitude:
             *uA, transition = values
             lo = -P.MAX_AMPLITUDE_UA if code == P.ONLINE_TDCS_AMPLITUDE else 0
-            if not (all(lo <= v <= P.MAX_AMPLITUDE_UA for v in uA)
-                    and P.MIN_TRANSITION_MS <= transition <= P.MAX_TRANSITION_MS):
+            if not (
+                all(lo <= v <= P.MAX_AMPLITUDE_UA for v in uA)
+                and P.MIN_TRANSITION_MS <= transition <= P.MAX_TRANSITION_MS
+            ):
                 self.ignored += 1
                 return
             self.amplitudes_uA = uA
@@ -199,8 +207,7 @@ def main() -> None:
     print(f"NIC2 emulator listening on 127.0.0.1:{emu.port} (Ctrl-C to stop)", flush=True)
 
     def report() -> None:
-        print(f"state {P.describe(emu.state)}, stimulation {P.describe(emu.stim)}, "
-              f"µA {emu.amplitudes_uA}", flush=True)
+        print(f"state {P.describe(emu.state)}, stimulation {P.describe(emu.stim)}, µA {emu.amplitudes_uA}", flush=True)
 
     emu.run_until_interrupted(report)
 

@@ -1,0 +1,1 @@
+"""Offline work on recordings: replay, play, sweeps, outcome metrics, reports and file readers."""

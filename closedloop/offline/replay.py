@@ -1,0 +1,308 @@
+"""Run a pipeline offline over a recording, as fast as the CPU allows.
+
+The samples go through the very :class:`~closedloop.pipeline.Pipeline` a live
+session uses, in chunks, on the recording's own timestamps (for a file
+closedloop recorded: raw timestamps plus the recorded pipeline offset), so a
+replay of a live session's ``session.xdf`` reproduces its frames and
+commands bit for bit. With an output folder, a replay writes what a live
+session writes — ``session.xdf`` (through the same
+:class:`~closedloop.recording.SessionRecording`), ``summary.json`` (plus
+``realtime_factor``) and ``report.html``.
+
+Like the live loop, a replay ends early when the safety layer stops the
+session (session-duration or charge limit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from closedloop.offline.files import Event, RecordingFile, open_recording, plan_channels
+from closedloop.offline.metrics import Trace, TraceBuilder
+from closedloop.pipeline import Pipeline, Step
+from closedloop.session.summary import SessionStats, build_summary
+from closedloop.session.telemetry import RunningStats
+from closedloop.types import Chunk
+
+__all__ = ["ReplayResult", "replay", "ANNOTATIONS_STREAM"]
+
+#: Name of the marker stream a replay records the file's events in (label, duration).
+ANNOTATIONS_STREAM = "annotations"
+
+
+@dataclass
+class ReplayResult:
+    """What a replay produced.
+
+    Attributes
+    ----------
+    summary : dict
+        The session summary (as in ``summary.json``), with ``realtime_factor``.
+    out_dir : Path or None
+        Where the outputs went (None: nothing written).
+    feature_names : tuple of str
+        Feature names in frame order.
+    events : list of Event
+        The recording's markers and annotations (pipeline time base).
+    n_samples : int
+        Samples processed.
+    duration_s : float
+        Recording time processed (s).
+    wall_s : float
+        Wall time of the processing (s).
+    realtime_factor : float
+        ``duration_s / wall_s``.
+    trace : Trace or None
+        Per-frame arrays (``keep="trace"`` or ``"steps"``).
+    steps : list of Step or None
+        Every :class:`~closedloop.pipeline.Step` (``keep="steps"``).
+    notes : list of str
+        Remarks about the file (e.g. read up to a cut).
+    """
+
+    summary: dict
+    out_dir: Path | None
+    feature_names: tuple[str, ...]
+    events: list[Event]
+    n_samples: int
+    duration_s: float
+    wall_s: float
+    realtime_factor: float
+    trace: Trace | None = None
+    steps: list[Step] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def replay(
+    path: str | os.PathLike,
+    resolved,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    *,
+    keep: Literal["none", "trace", "steps"] = "none",
+    chunk_samples: int | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    report: bool = True,
+    recording: RecordingFile | None = None,
+) -> ReplayResult:
+    """Replay a recording through a pipeline.
+
+    Parameters
+    ----------
+    path : str or Path
+        An XDF file (closedloop's or LabRecorder's) or any file
+        :func:`mne.io.read_raw` reads (EDF, BDF, FIF, BrainVision, EEGLAB...).
+    resolved : ResolvedPipeline
+        The pipeline (``load_pipeline(path, overrides)``).
+    out_dir : str or Path, optional
+        Write ``session.xdf``, ``summary.json`` and ``report.html`` there;
+        None writes nothing.
+    progress : bool
+        Show a progress bar (stderr).
+    keep : {"none", "trace", "steps"}
+        What to keep in memory for analysis: nothing (constant memory),
+        compact per-frame arrays (:class:`~closedloop.offline.metrics.Trace`), or
+        the trace plus every :class:`Step` object.
+    chunk_samples : int, optional
+        Samples per chunk fed to the pipeline (default: half a second, at
+        least one hop). Frames do not depend on it.
+    on_step : callable, optional
+        Called with every step (streaming analysis without keeping them).
+    report : bool
+        Write ``report.html`` when ``out_dir`` is given.
+    recording : RecordingFile, optional
+        An already opened recording (``path`` is then only a label).
+
+    Returns
+    -------
+    ReplayResult
+
+    Raises
+    ------
+    closedloop.offline.files.RecordingError
+        If the file's rate or channels do not fit the pipeline (the message
+        says what the file has).
+    """
+    if keep not in ("none", "trace", "steps"):
+        raise ValueError(f"keep must be 'none', 'trace' or 'steps', not {keep!r}")
+    cfg = resolved.config
+    src = cfg.source
+    rec = recording or open_recording(
+        path,
+        name=getattr(src, "name", None),
+        type=getattr(src, "type", None),
+        source_id=getattr(src, "source_id", None),
+    )
+    plan = plan_channels(rec, resolved)
+    pipe = Pipeline(resolved, plan.names)
+    pipe.warmup()
+    session = None
+    if out_dir is not None:
+        from closedloop.recording.session import SessionRecording
+
+        session = SessionRecording(
+            out_dir,
+            resolved,
+            rec.eeg_info(plan.picks, plan.names),
+            pipe.feature_names,
+            list(pipe.controller.state()),
+            [
+                {
+                    "name": ANNOTATIONS_STREAM,
+                    "type": "Markers",
+                    "channel_count": 2,
+                    "ch_names": ["label", "duration"],
+                    "source_id": f"closedloop-replay-{rec.path.name}",
+                }
+            ],
+            block=True,
+            report=report,
+        )
+        pipe.safety.on_event = session.on_event
+        if rec.events:
+            session.on_marker(
+                ANNOTATIONS_STREAM,
+                [[e.label, repr(e.duration)] for e in rec.events],
+                # events are stored in the pipeline's time base: their stream has no offset
+                [e.time for e in rec.events],
+            )
+    stats = SessionStats()
+    stats.feature_stats = RunningStats(len(pipe.feature_names))
+    stats.stop_reason = "end of recording"
+    builder = TraceBuilder(pipe.feature_names) if keep != "none" else None
+    kept: list[Step] | None = [] if keep == "steps" else None
+    step_size = chunk_samples or max(cfg.features.hop_samples, int(round(cfg.sfreq / 2)))
+    if step_size < 1:
+        raise ValueError("chunk_samples must be >= 1")
+    offset = rec.time_offset
+    bar = _Progress(progress, rec.n_samples, f"replay {rec.path.name}")
+    started = datetime.now().isoformat(timespec="seconds")
+    n_done = 0
+    safety = pipe.safety
+    t0 = time.perf_counter()
+    try:
+        for data, raw_ts in rec.blocks(plan.picks):
+            stamps = raw_ts + offset
+            for a in range(0, data.shape[0], step_size):
+                b = min(a + step_size, data.shape[0])
+                d = data[a:b]
+                if session is not None:
+                    session.on_chunk(d, raw_ts[a:b])
+                steps = pipe.process(Chunk(d, stamps[a:b]))
+                n_done += b - a
+                if not steps:
+                    continue
+                for s in steps:
+                    stats.feature_stats.add(s.frame.values)
+                    if s.allowed.amplitude_mA > stats.amplitude_max:
+                        stats.amplitude_max = s.allowed.amplitude_mA
+                    if on_step is not None:
+                        on_step(s)
+                stats.frames += len(steps)
+                stats.commands_applied += len(steps)
+                if session is not None:
+                    session.on_steps(steps)
+                if builder is not None:
+                    builder.add(steps)
+                if kept is not None:
+                    kept.extend(steps)
+                if safety.stopped and safety.amplitude_mA == 0.0:
+                    stats.stop_reason = safety.stop_reason
+                    raise _Stopped
+            bar.update(n_done)
+            if session is not None and session.error is not None:
+                stats.stop_reason = f"recording failed: {session.error}"
+                break
+    except _Stopped:
+        pass
+    finally:
+        bar.close()
+    if session is not None:
+        session.recorder.flush(timeout=60.0)
+        if session.error is not None and not stats.stop_reason.startswith("recording failed"):
+            stats.stop_reason = f"recording failed: {session.error}"
+    wall = time.perf_counter() - t0
+    duration = n_done / cfg.sfreq
+    rtf = duration / wall if wall > 0 else float("inf")
+    summary = build_summary(resolved, pipe, stats, started, duration)
+    summary["realtime_factor"] = rtf
+    summary["replay"] = {
+        "file": str(rec.path),
+        "format": rec.kind,
+        "stream": rec.name,
+        "channels": plan.names,
+        "events": len(rec.events),
+        "notes": rec.notes,
+    }
+    out = Path(out_dir) if out_dir is not None else None
+    if session is not None:
+        summary.update(session.summary_fields())
+        session.close(summary, stats)
+        try:
+            (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+        except OSError as err:  # the folder went away with the recording: report, do not crash
+            rec.notes.append(f"summary.json not written: {err}")
+    return ReplayResult(
+        summary=summary,
+        out_dir=out,
+        feature_names=pipe.feature_names,
+        events=list(rec.events),
+        n_samples=n_done,
+        duration_s=duration,
+        wall_s=wall,
+        realtime_factor=rtf,
+        trace=builder.build() if builder is not None else None,
+        steps=kept,
+        notes=list(rec.notes),
+    )
+
+
+class _Stopped(Exception):
+    """The safety layer ended the session."""
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+class _Progress:
+    """A rich progress bar over samples (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self._bar = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f} %"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(label, total=max(total, 1))
+
+    def update(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

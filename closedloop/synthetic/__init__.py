@@ -1,0 +1,1 @@
+"""Synthetic EEG with known truth: the generator, its LSL publisher and synthetic recordings."""

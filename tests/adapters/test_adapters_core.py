@@ -1,0 +1,321 @@
+"""Adapter building blocks: checksums, the I/O worker, limits, the registry, the simulated devices."""
+
+from __future__ import annotations
+
+import threading
+import time
+from importlib.metadata import EntryPoint
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import closedloop.adapters as registry
+from closedloop.adapters import Adapter, DeviceFault, LimitViolation, build_adapter
+from closedloop.adapters.command_checks import TrainGuard, check_command
+from closedloop.adapters.crc import crc8_maxim, magstim_crc
+from closedloop.adapters.iolog import IOLog
+from closedloop.adapters.worker import DeviceWorker
+from closedloop.config.profile import DeviceProfile, list_profiles, load_profile
+from closedloop.types import Command
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Clock:
+    """A hand-driven clock for the simulated devices."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# -- checksums -------------------------------------------------------------------------
+def test_magstim_checksum_matches_the_published_messages():
+    # "Q@n", "R@m", "EBx", "EAy", "EHr": commands as the public protocol description spells them
+    for msg in (b"Q@n", b"R@m", b"EBx", b"EAy", b"EHr"):
+        assert magstim_crc(msg[:2]) == msg[2]
+
+
+def test_crc8_maxim_catalogue_check_value():
+    assert crc8_maxim(b"123456789") == 0xA1  # CRC-8/MAXIM-DOW check value
+    assert crc8_maxim(b"") == 0
+
+
+@given(st.binary(max_size=64))
+def test_crc8_maxim_residue_is_zero(data):
+    # a reflected CRC without final XOR: the message followed by its CRC has CRC 0
+    assert crc8_maxim(data + bytes([crc8_maxim(data)])) == 0
+
+
+@given(st.binary(min_size=1, max_size=32), st.integers(0, 7))
+def test_crc8_maxim_detects_every_single_bit_error(data, bit):
+    flipped = bytes([data[0] ^ (1 << bit)]) + data[1:]
+    assert crc8_maxim(flipped) != crc8_maxim(data)
+
+
+# -- the I/O worker --------------------------------------------------------------------
+def test_worker_runs_in_order_and_latest_wins_at_the_tail():
+    errors: list[BaseException] = []
+    w = DeviceWorker("t", errors.append)
+    gate = threading.Event()
+    done: list[object] = []
+    w.start()
+    try:
+        w.submit(gate.wait)  # hold the worker while the queue fills
+        w.submit(lambda: done.append("a"))
+        futures = [w.submit(lambda k=k: done.append(k), key="apply") for k in range(5)]
+        w.submit(lambda: done.append("b"))
+        w.submit(lambda: done.append(9), key="apply")
+        gate.set()
+        w.call(lambda: None, 2.0)
+        assert done == ["a", 4, "b", 9]
+        assert all(f.cancelled() for f in futures[:4]) and w.jobs_replaced == 4
+    finally:
+        w.stop()
+    assert errors == []
+
+
+def test_worker_urgent_job_cancels_pending_and_errors_are_reported():
+    errors: list[BaseException] = []
+    w = DeviceWorker("t", errors.append)
+    gate = threading.Event()
+    done: list[str] = []
+    w.start()
+    try:
+        w.submit(gate.wait)
+        pending = [w.submit(lambda: done.append("late")) for _ in range(3)]
+        w.submit(lambda: done.append("urgent"), urgent=True)
+        w.submit(lambda: 1 / 0)
+        gate.set()
+        w.call(lambda: None, 2.0)
+        assert done == ["urgent"] and all(f.cancelled() for f in pending)
+        assert len(errors) == 1 and isinstance(errors[0], ZeroDivisionError)
+        with pytest.raises(TimeoutError):
+            w.call(lambda: time.sleep(0.5), 0.05)
+    finally:
+        w.stop()
+
+
+def test_worker_heartbeat_runs_only_when_the_device_was_not_contacted():
+    beats: list[float] = []
+    w = DeviceWorker("t", lambda e: None, heartbeat=lambda: beats.append(time.monotonic()), heartbeat_s=lambda: 0.05)
+    w.start()
+    try:
+        time.sleep(0.3)
+        n = len(beats)
+        assert 2 <= n <= 7
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:  # contact every 10 ms: no heartbeat needed
+            w.touch()
+            time.sleep(0.01)
+        assert len(beats) <= n + 1
+    finally:
+        assert w.stop()
+
+
+# -- limits ------------------------------------------------------------------------------
+def profile(modality: str, limits: dict[str, float], adapter: str = "simulated", **options) -> DeviceProfile:
+    return DeviceProfile.model_validate(
+        {
+            "device": {"name": f"test_{modality}", "modality": modality, "adapter": adapter},
+            "limits": {
+                k: {"value": v, "source": "test profile, numbers chosen for the test"} for k, v in limits.items()
+            },
+            "adapter_options": options,
+        }
+    )
+
+
+def test_tus_limits_use_mechanical_index_and_derated_ispta(repo):
+    prof = load_profile(repo / "devices" / "sim_tus.toml")
+    ok = {
+        "pnp_MPa": 0.9,
+        "center_frequency_MHz": 0.5,
+        "isppa_W_per_cm2": 5.0,
+        "duty_cycle": 0.1,
+        "prf_Hz": 1000.0,
+        "burst_s": 0.05,
+        "fire": 1.0,
+    }
+    assert check_command(Command(0, 0, True, 0, ok), prof) == []  # MI 1.27, I_SPTA 500 mW/cm²
+    mi = check_command(Command(0, 0, True, 0, {**ok, "pnp_MPa": 1.0, "center_frequency_MHz": 0.25}), prof)
+    assert mi == ["mechanical index 2 exceeds 1.9"]  # 1.0 / sqrt(0.25)
+    ispta = check_command(Command(0, 0, True, 0, {**ok, "isppa_W_per_cm2": 10.0}), prof)
+    assert ispta == ["I_SPTA 1000 mW/cm² (I_SPPA × duty cycle) exceeds 720.0 mW/cm²"]
+
+
+def test_rtms_limits_use_the_verified_train_table(repo):
+    prof = load_profile(repo / "devices" / "sim_rtms.toml")
+    train = {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6, "fire": 1.0}
+    assert check_command(Command(0, 20.0, True, 0, train), prof) == []
+    assert (
+        "no verified train-duration cell"
+        in check_command(Command(0, 10.0, True, 0, {**train, "pulses": 16.0}), prof)[0]
+    )
+    assert check_command(Command(0, 20.0, True, 0, {**train, "intensity_pct": 120.0}), prof)
+    assert check_command(Command(0, 0.0, False, 0, {"intensity_pct": 0.0, "pulses": 0.0}), prof) == []
+
+
+def test_train_guard_interval_and_session_cap():
+    g = TrainGuard(min_interval_s=5.0, max_session_pulses=60)
+    cmd = Command(0, 20.0, True, 0, {"pulses": 32.0, "train_duration_s": 1.6, "fire": 1.0})
+    assert g.check(cmd, 10.0) == []
+    g.commit(cmd, 10.0)  # ends at 11.6
+    assert "inter-train interval" in g.check(cmd, 16.0)[0]  # 4.4 s after the end
+    assert "session pulse cap" in g.check(cmd, 16.6)[0]  # 64 > 60
+    assert g.check(Command(0, 20.0, True, 0, {"pulses": 20.0, "fire": 1.0}), 16.6) == []
+
+
+# -- registry ------------------------------------------------------------------------------
+def test_registry_finds_builtins_and_entry_points(monkeypatch, repo):
+    ep = EntryPoint("thirdparty_sim", "closedloop.adapters.simulated:SimulatedStimulator", "closedloop.adapters")
+    monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == "closedloop.adapters" else [])
+    found = registry.available_adapters()
+    assert {"simulated", "lsl_commands", "ttl", "magstim", "magpro", "starstim"} <= set(found)
+    assert found["thirdparty_sim"].startswith("entry point closedloop.adapters.simulated:")
+    base = load_profile(repo / "devices" / "sim_tacs.toml")
+    prof = base.model_copy(update={"device": base.device.model_copy(update={"adapter": "thirdparty_sim"})})
+    assert type(build_adapter(prof)).__name__ == "SimulatedStimulator"
+    bad = base.model_copy(update={"device": base.device.model_copy(update={"adapter": "nope"})})
+    with pytest.raises(ValueError, match=r"no adapter named 'nope'; available: \[.*'thirdparty_sim'"):
+        build_adapter(bad)
+
+
+def test_every_shipped_profile_builds_its_adapter(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    profiles = list_profiles([repo / "devices"])
+    names = {p.device.name for p in profiles}
+    assert {"magstim_rapid2", "magpro_x100", "starstim_nic2", "lsl_commands", "ttl_trigger"} <= names
+    for prof in profiles:
+        kwargs = {"motor_threshold_pct_mso": 50.0} if prof.device.adapter in ("magstim", "magpro") else {}
+        a = build_adapter(prof, **kwargs)
+        assert isinstance(a, Adapter) and a.fault is None and not a.connected
+
+
+def test_adapter_refuses_a_profile_without_the_limits_it_enforces():
+    prof = profile(
+        "rtms",
+        {
+            "max_intensity_pct": 100,
+            "min_inter_train_interval_s": 5,
+            "max_pulses_per_session": 100,
+            "max_session_duration_s": 100,
+            "watchdog_timeout_s": 0.3,
+            "train_max_s_20Hz_110pctMT": 1.6,
+        },
+        adapter="ttl",
+        port="loop://",
+    )
+    with pytest.raises(ValueError, match=r"lacks limits \['max_frequency_Hz', 'max_pulses_per_train'\]"):
+        build_adapter(prof)
+
+
+def test_cli_devices_lists_adapters_profiles_limits_and_invalid_files(repo, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from closedloop.cli import app
+
+    (tmp_path / "devices").mkdir()
+    for f in ("starstim_nic2.toml", "magstim_rapid2.toml"):
+        (tmp_path / "devices" / f).write_text((repo / "devices" / f).read_text())
+    (tmp_path / "devices" / "broken.toml").write_text(
+        '[device]\nname = "broken"\nmodality = "tes"\nadapter = "simulated"\n[limits]\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLOSEDLOOP_DEVICES", raising=False)
+    res = CliRunner().invoke(app, ["devices"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for word in (
+        "magstim",
+        "magpro",
+        "starstim",
+        "lsl_commands",
+        "ttl",
+        "simulated",
+        "starstim_nic2",
+        "magstim_rapid2",
+        "train_max_s_20Hz_110pctMT",
+        "Chen et al. 1997",
+        "tcp_port = 1235",
+        "invalid profile",
+        "broken.toml",
+        "lacks limits",
+    ):
+        assert word in res.output, word
+    one = CliRunner().invoke(app, ["devices", "starstim_nic2"], env={"COLUMNS": "200"})
+    assert one.exit_code == 0 and "starstim_nic2" in one.output and "magstim_rapid2" not in one.output
+
+
+# -- I/O log -------------------------------------------------------------------------------
+def test_iolog_is_bounded_and_survives_a_failing_callback():
+    seen = []
+
+    def callback(rec):
+        seen.append(rec)
+        raise RuntimeError("recorder bug")
+
+    log = IOLog(Clock(), maxlen=3, callback=callback)
+    for k in range(5):
+        log.add("tx", bytes([k]), f"m{k}")
+    assert len(log) == 3 and log.total == 5 and len(seen) == 5
+    assert [r.data for r in log.records()] == [b"\x02", b"\x03", b"\x04"]
+    assert log.records(["rx"]) == [] and log.records()[0].as_text() == "100.000000 tx 02 m2"
+
+
+# -- simulated devices -------------------------------------------------------------------
+def test_simulated_tes_ramps_refuses_and_faults(repo):
+    clock = Clock()
+    a = build_adapter(load_profile(repo / "devices" / "sim_tacs.toml"), clock=clock)
+    a.connect()
+    assert a.armed  # arm_on_connect by default for simulated devices
+    a.apply(Command(1.0, 10.0, True, 0.0), 100.0)
+    assert a.output_mA(100.25) == pytest.approx(0.5)  # the device's 2 mA/s transition
+    assert a.output_mA(101.0) == pytest.approx(1.0)
+    with pytest.raises(LimitViolation, match="outside 0-2.0 mA"):
+        a.apply(Command(2.5, 10.0, True, 0.0), 101.0)
+    assert a.output_mA(101.25) == pytest.approx(0.5) and a.output_mA(102.0) == 0.0
+    a.inject_fault("disconnect")
+    assert "simulated disconnect" in a.fault and a.output_mA(102.0) == 0.0
+    a.apply(Command(1.0, 10.0, True, 0.0), 102.0)
+    assert a.dropped == 1 and a.output_mA(103.0) == 0.0
+    with pytest.raises(DeviceFault):
+        a.arm()
+
+
+def test_simulated_rtms_arms_recharges_and_cuts_a_train(repo):
+    clock = Clock()
+    a = build_adapter(load_profile(repo / "devices" / "sim_rtms.toml"), clock=clock)
+    a.connect()
+    train = Command(0, 20.0, True, 0, {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6, "fire": 1.0})
+    with pytest.raises(LimitViolation, match="not ready"):
+        a.apply(train, 100.1)  # still charging after arming
+    a.arm()
+    clock.t = 100.6
+    a.apply(train, 100.6)
+    assert a.trains == [(100.6, 110.0, 20.0, 32)]
+    assert a.pulses_delivered(101.0) == 9  # 0.4 s at 20 Hz, first pulse at the start
+    clock.t = 101.0
+    a.emergency_stop()
+    assert a.pulses_delivered(110.0) == 9 and not a.armed
+
+
+def test_simulated_tus_refuses_unsafe_bursts(repo):
+    a = build_adapter(load_profile(repo / "devices" / "sim_tus.toml"), clock=Clock())
+    a.connect()
+    ok = {
+        "pnp_MPa": 0.5,
+        "center_frequency_MHz": 0.5,
+        "isppa_W_per_cm2": 5.0,
+        "duty_cycle": 0.1,
+        "prf_Hz": 1000.0,
+        "burst_s": 0.05,
+        "fire": 1.0,
+    }
+    a.apply(Command(0, 0, True, 0, ok), 100.0)
+    assert len(a.bursts) == 1 and a.sonicating(100.01)
+    with pytest.raises(LimitViolation, match="mechanical index"):
+        a.apply(Command(0, 0, True, 0, {**ok, "pnp_MPa": 2.0}), 200.0)
+    assert not a.armed and len(a.bursts) == 1

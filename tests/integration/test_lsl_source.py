@@ -1,0 +1,126 @@
+"""The LSL source over real LSL on loopback: resolution, checks, newest data, loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from closedloop.lslconfig import configure_lsl
+
+configure_lsl()
+
+from closedloop.sources import LSLSource, SourceError  # noqa: E402
+from closedloop.synthetic.eeg import SyntheticEEG  # noqa: E402
+from closedloop.synthetic.outlet import SynthPublisher  # noqa: E402
+
+pytestmark = pytest.mark.lsl
+
+
+def publisher(name, source_id=None, n=8, fs=250.0, seed=0):
+    pub = SynthPublisher(
+        SyntheticEEG(n_channels=n, sfreq=fs, seed=seed),
+        name=name,
+        source_id=source_id or name,
+        chunk_size=5,
+        markers=False,
+    )
+    pub.start()
+    return pub
+
+
+def pull_for(src: LSLSource, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    import pylsl
+
+    data, stamps = [], []
+    end = pylsl.local_clock() + seconds
+    while pylsl.local_clock() < end:
+        c = src.pull(timeout=0.05)
+        if c is not None:
+            data.append(c.data.copy())
+            stamps.append(c.timestamps.copy())
+    return np.concatenate(data), np.concatenate(stamps)
+
+
+def test_reads_checked_stream_with_newest_data(unique_name):
+    pub = publisher(unique_name, seed=3)
+    names = pub.generator.ch_names
+    try:
+        src = LSLSource(name=unique_name, sfreq=250.0, ch_names=names, n_channels=8, resolve_timeout_s=5)
+        src.open()
+        assert src.ch_names == names
+        data, stamps = pull_for(src, 0.6)
+        src.close()
+    finally:
+        pub.stop()
+    assert data.shape[1] == 8 and data.shape[0] >= 100
+    np.testing.assert_allclose(np.diff(stamps), 1 / 250.0, atol=1e-6)
+    assert 0 <= src.data_age < 0.1 and abs(src.clock_offset) < 0.01
+    # the samples are the generator's, in order, none lost: regenerate them from the same seed
+    twin = SyntheticEEG(n_channels=8, sfreq=250.0, seed=3)
+    ref = twin.generate(pub.samples_pushed)
+    first = int(round((stamps[0] - src.clock_offset - pub.start_time) * 250.0))
+    np.testing.assert_array_equal(data, ref[first : first + data.shape[0]])
+
+
+def test_two_streams_pick_the_named_one(unique_name):
+    a = publisher(unique_name + "-a", n=4)
+    b = publisher(unique_name + "-b", n=6)
+    try:
+        src = LSLSource(name=unique_name + "-b", sfreq=250.0, resolve_timeout_s=5)
+        src.open()
+        assert src.n_channels == 6 and src.info.source_id() == unique_name + "-b"
+        src.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_ambiguous_match_is_refused_with_listing(unique_name):
+    a = publisher(unique_name, source_id=unique_name + "-1")
+    b = publisher(unique_name, source_id=unique_name + "-2")
+    try:
+        with pytest.raises(SourceError) as info:
+            LSLSource(name=unique_name, sfreq=250.0, resolve_timeout_s=5).open()
+    finally:
+        a.stop()
+        b.stop()
+    msg = str(info.value)
+    assert "2 LSL streams match" in msg and unique_name + "-1" in msg and unique_name + "-2" in msg
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(n_channels=16), "has 8 channels, the pipeline expects 16"),
+        (dict(sfreq=500.0), "runs at 250.0 Hz, the pipeline expects 500.0 Hz"),
+        (dict(ch_names=["Cz"] * 8), "carries labels"),
+    ],
+)
+def test_mismatch_is_refused(unique_name, kwargs, expected):
+    pub = publisher(unique_name)
+    try:
+        args = dict(name=unique_name, sfreq=250.0, resolve_timeout_s=5) | kwargs
+        with pytest.raises(SourceError, match=expected):
+            LSLSource(**args).open()
+    finally:
+        pub.stop()
+
+
+def test_not_found_times_out(unique_name):
+    with pytest.raises(SourceError, match="no LSL stream matching"):
+        LSLSource(name=unique_name, sfreq=250.0, resolve_timeout_s=0.3).open()
+
+
+def test_lost_stream_is_noticed(unique_name):
+    import pylsl
+
+    pub = publisher(unique_name)
+    src = LSLSource(name=unique_name, sfreq=250.0, resolve_timeout_s=5, stall_timeout_s=0.2)
+    src.open()
+    pull_for(src, 0.2)
+    pub.stop()
+    t0 = pylsl.local_clock()
+    with pytest.raises(SourceError, match="lost"):
+        while pylsl.local_clock() - t0 < 5.0:
+            src.pull(timeout=0.05)
+    assert src.lost
