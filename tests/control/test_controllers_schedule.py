@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from closedloop.control import ScheduleConfig, ScheduleController, display_state
+from closedloop.config import ScheduleConfig
+from closedloop.control import ScheduleController, display_state
 from closedloop.safety import SafetyLayer, TESEnvelope
 from closedloop.types import Frame, Quality
 
