@@ -13,13 +13,28 @@ import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
 class StrictModel(BaseModel):
-    """A config section that refuses keys it does not define, and NaN or infinite numbers."""
+    """A config section that refuses keys it does not define, NaN or infinite numbers, and true/false as numbers."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            bad = [
+                f"{k}: must be a number, not {str(v).lower()}"
+                for k, v in data.items()
+                if isinstance(v, bool)
+                and k in cls.model_fields
+                and _unwrap(cls.model_fields[k].annotation)[0] in (int, float)
+            ]
+            if bad:
+                raise ValueError("\n".join(bad))
+        return data
 
 
 def _unwrap(tp: Any) -> tuple[Any, str | None]:

@@ -17,6 +17,7 @@ same requests to the layers and asserts the same verdicts.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -39,15 +40,17 @@ class AdapterFacts:
 
     modalities: tuple[str, ...]
     uses_motor_threshold: bool = False  # converts %MT intensities to %MSO with the participant's threshold
+    module: str | None = None  # an optional dependency it imports ...
+    extra: str | None = None  # ... and the extra that installs it
 
 
 #: The built-in adapters (``closedloop.adapters.BUILTIN``; a test keeps the two in step).
 BUILTIN_ADAPTERS: dict[str, AdapterFacts] = {
     "simulated": AdapterFacts(("tes", "rtms", "tus")),
     "lsl_commands": AdapterFacts(("tes", "rtms", "tus")),
-    "ttl": AdapterFacts(("rtms", "tus")),
-    "magstim": AdapterFacts(("rtms",), uses_motor_threshold=True),
-    "magpro": AdapterFacts(("rtms",), uses_motor_threshold=True),
+    "ttl": AdapterFacts(("rtms", "tus"), module="serial", extra="serial"),
+    "magstim": AdapterFacts(("rtms",), uses_motor_threshold=True, module="serial", extra="serial"),
+    "magpro": AdapterFacts(("rtms",), uses_motor_threshold=True, module="serial", extra="serial"),
     "starstim": AdapterFacts(("tes",)),
 }
 
@@ -286,6 +289,8 @@ def check_adapter(profile: DeviceProfile) -> list[str]:
         return [f"device.adapter: no adapter named {name!r} is installed; available: {', '.join(installed)}"]
     if modality not in facts.modalities:
         return [f"device.adapter: {name!r} drives {', '.join(facts.modalities)}, not {modality}"]
+    if facts.module is not None and importlib.util.find_spec(facts.module) is None:
+        return [f"device.adapter: {name!r} needs the {facts.module!r} module: pip install 'closedloop[{facts.extra}]'"]
     return []
 
 
