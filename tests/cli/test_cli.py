@@ -213,3 +213,11 @@ def test_a_notch_that_misses_the_line_frequency_is_a_warning(capsys, tmp_path):
     assert "warning: preprocess.notch_hz: 50 Hz, but the line frequency of the data is 60 Hz" in err
     code, _, err = cli(capsys, "features", path, "--pipeline", "features_file", "--set", "preprocess.notch_hz=60")
     assert code == 0 and "warning" not in err
+
+
+def test_messages_keep_their_brackets(capsys, tmp_path):
+    """Rich markup must not eat ``[source]`` (the message of a recording at another rate names the key)."""
+    path = tmp_path / "slow_raw.fif"
+    _raw_with_line(50.0, sfreq=250.0).save(path, verbose=False)
+    code, _, err = cli(capsys, "replay", path, "--pipeline", "alpha_tacs", "--out", tmp_path / "out", "-q")
+    assert code == 3 and "([source] sfreq in" in err and "set [source] sfreq = 250" in err
