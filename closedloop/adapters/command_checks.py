@@ -60,7 +60,7 @@ def _finite(problems: list[str], name: str, value: float) -> bool:
 
 def fires(command: Command) -> bool:
     """Whether an rTMS/TUS command asks to deliver a train or burst now."""
-    return command.on and command.extra.get("fire", 0.0) >= 1.0
+    return command.on and command.fire
 
 
 def check_tes(command: Command, profile: DeviceProfile) -> list[str]:

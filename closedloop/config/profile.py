@@ -41,6 +41,7 @@ REQUIRED_LIMITS: dict[str, dict[str, str]] = {
         "min_frequency_Hz": "Hz",
         "max_frequency_Hz": "Hz",
         "watchdog_timeout_s": "s",
+        "bad_data_timeout_s": "s",
     },
     "rtms": {
         "max_intensity_pct": "%MT",  # percent of the resting motor threshold (the train table's unit)
@@ -48,6 +49,7 @@ REQUIRED_LIMITS: dict[str, dict[str, str]] = {
         "max_pulses_per_session": "pulses",
         "max_session_duration_s": "s",
         "watchdog_timeout_s": "s",
+        "bad_data_timeout_s": "s",
     },
     "tus": {
         "max_mechanical_index": "",
@@ -61,6 +63,7 @@ REQUIRED_LIMITS: dict[str, dict[str, str]] = {
         "max_total_sonication_s": "s",
         "max_session_duration_s": "s",
         "watchdog_timeout_s": "s",
+        "bad_data_timeout_s": "s",
     },
 }
 

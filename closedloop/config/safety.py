@@ -15,6 +15,7 @@ class SafetyOverrides(StrictModel):
     max_session_duration_s: float | None = Field(None, gt=0)
     max_charge_C: float | None = Field(None, ge=0)
     watchdog_timeout_s: float | None = Field(None, gt=0)
+    bad_data_timeout_s: float | None = Field(None, gt=0)
     # rTMS (a min_* limit tightens upward)
     max_intensity_pct: float | None = Field(None, ge=0)
     max_pulses_per_session: float | None = Field(None, ge=0)

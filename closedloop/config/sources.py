@@ -56,7 +56,24 @@ class SyntheticSourceConfig(StrictModel):
     theta_uV: float = Field(4.0, ge=0)
     plant_gain_per_mA: float = Field(0.8, ge=0, description="relative alpha rise per mA of stimulation")
     plant_tau_s: float = Field(2.0, gt=0)
-    stall_timeout_s: float = Field(0.5, gt=0)
+    stall_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="no sample for this long ends the session ('source stalled'); the watchdog has already "
+        "ramped stimulation down after watchdog_timeout_s",
+    )
+    clock_tolerance_s: float = Field(
+        1.0,
+        gt=0,
+        description="largest jump between chunks and largest distance of the newest sample from the local "
+        "clock (after the clock offset) before the source's timestamps are flagged",
+    )
+    clock_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="timestamps flagged for longer than this: the source is declared bad, stimulation ramps "
+        "down and the session ends",
+    )
 
     @property
     def ch_names(self) -> list[str]:
@@ -75,7 +92,24 @@ class LSLSourceConfig(StrictModel):
     channels: list[str] | None = Field(None, description="labels the stream must carry, in order")
     n_channels: int | None = Field(None, ge=1)
     resolve_timeout_s: float = Field(5.0, gt=0)
-    stall_timeout_s: float = Field(0.5, gt=0)
+    stall_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="no sample for this long ends the session ('source stalled'); the watchdog has already "
+        "ramped stimulation down after watchdog_timeout_s",
+    )
+    clock_tolerance_s: float = Field(
+        1.0,
+        gt=0,
+        description="largest jump between chunks and largest distance of the newest sample from the local "
+        "clock (after the clock offset) before the source's timestamps are flagged",
+    )
+    clock_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="timestamps flagged for longer than this: the source is declared bad, stimulation ramps "
+        "down and the session ends",
+    )
 
     @model_validator(mode="after")
     def _identified(self) -> LSLSourceConfig:

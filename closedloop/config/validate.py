@@ -236,18 +236,32 @@ def check_controller_limits(controller: Any, profile: DeviceProfile, safety: Saf
     return []
 
 
-def check_hop_vs_watchdog(
-    features: FeaturesConfig, sfreq: float, profile: DeviceProfile, safety: SafetyOverrides
-) -> list[str]:
-    """Return a problem when frames come too rarely for the watchdog."""
-    watchdog = safety.watchdog_timeout_s or profile.limits.get("watchdog_timeout_s")
+def check_timeouts(features: FeaturesConfig, source: Any, profile: DeviceProfile, safety: SafetyOverrides) -> list[str]:
+    """Return the problems between the frame hop, the source's stall timeout and the watchdog's timeouts."""
+    problems = []
+    over = safety.model_dump(exclude_none=True)
+    watchdog = over.get("watchdog_timeout_s") or profile.limits.get("watchdog_timeout_s")
     watchdog = getattr(watchdog, "value", watchdog)
-    if watchdog is not None and features.hop_samples / sfreq >= watchdog:
-        return [
-            f"features.hop_samples: a frame every {features.hop_samples / sfreq:.3g} s is slower than the watchdog "
-            f"({watchdog} s) would allow; allowed: hop_samples < {math.floor(watchdog * sfreq)}"
-        ]
-    return []
+    fs = source.sfreq
+    if watchdog is not None and features.hop_samples / fs >= watchdog:
+        problems.append(
+            f"features.hop_samples: a frame every {features.hop_samples / fs:.3g} s is slower than the watchdog "
+            f"({watchdog} s) would allow; allowed: hop_samples < {math.floor(watchdog * fs)}"
+        )
+    stall = getattr(source, "stall_timeout_s", None)
+    if watchdog is not None and stall is not None and stall < watchdog:
+        problems.append(
+            f"source.stall_timeout_s: {stall} s ends the session before the watchdog ({watchdog} s) has ramped "
+            f"stimulation down; allowed: stall_timeout_s >= {watchdog}"
+        )
+    bad = over.get("bad_data_timeout_s") or profile.limits.get("bad_data_timeout_s")
+    bad = getattr(bad, "value", bad)
+    if bad is not None and watchdog is not None and bad < watchdog:
+        problems.append(
+            f"safety.bad_data_timeout_s: {bad} s is shorter than the watchdog timeout ({watchdog} s); "
+            f"allowed: bad_data_timeout_s >= {watchdog}"
+        )
+    return problems
 
 
 def check_overrides(safety: SafetyOverrides, profile: DeviceProfile) -> list[str]:
@@ -267,7 +281,7 @@ def check_overrides(safety: SafetyOverrides, profile: DeviceProfile) -> list[str
 def check_pipeline_limits(cfg: PipelineConfig, profile: DeviceProfile) -> list[str]:
     """Return the problems between a pipeline's controller/overrides and its device profile, each naming its key."""
     problems = check_controller_limits(cfg.controller, profile, cfg.safety)
-    problems += check_hop_vs_watchdog(cfg.features, cfg.sfreq, profile, cfg.safety)
+    problems += check_timeouts(cfg.features, cfg.source, profile, cfg.safety)
     return problems + check_overrides(cfg.safety, profile)
 
 
@@ -521,7 +535,7 @@ def check_sections(sections: dict[str, Any], profile: DeviceProfile | None) -> l
     if safety is not None:
         problems += check_overrides(safety, profile)
         if feat is not None and src is not None:
-            problems += check_hop_vs_watchdog(feat, src.sfreq, profile, safety)
+            problems += check_timeouts(feat, src, profile, safety)
         if ctl is not None:
             limits = check_controller_limits(ctl, profile, safety)
             problems += limits or check_trigger(ctl, profile, safety)

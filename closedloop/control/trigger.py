@@ -2,7 +2,7 @@
 
 The controller is deterministic on frame time (the sample clock): after
 ``onset`` consecutive usable frames past ``threshold`` it emits exactly one
-command with ``extra["fire"] = 1.0`` carrying the configured train or
+command with ``fire=True`` carrying the configured train or
 sonication, then waits ``refractory_s`` (frame time, from that fire) before
 it may fire again, up to ``max_count`` fires. The safety layer still decides
 whether each request is allowed (train table, inter-train interval, pause,
@@ -11,11 +11,12 @@ dose).
 Command conventions (see :mod:`closedloop.adapters.command_checks`):
 
 - rTMS: ``frequency_Hz`` = train rate; ``extra`` = ``intensity_pct`` (%MT),
-  ``pulses``, ``train_duration_s``, ``fire``. Frames between fires ask for
+  ``pulses``, ``train_duration_s``; ``fire`` on the command that asks for the
+  train. Frames between fires ask for
   nothing (``on=False``); the layer reports a running train as ``on``.
 - TUS (the convention of :mod:`closedloop.safety.tus`): a sonication is on
   while the command is ``on``; the fire command starts it and the controller
-  keeps asking for it (``on=True``, ``fire=0``) for ``sonication.duration_s``
+  keeps asking for it (``on=True``, ``fire=False``) for ``sonication.duration_s``
   of frame time, then switches it off.
 """
 
@@ -82,10 +83,10 @@ class TriggerController:
                 if c.modality == "tus":
                     self._sonicate_until = t + self._sonication_s
         if fire:
-            return Command(0.0, self._rate, True, t, {**self._extra, "fire": 1.0})
+            return Command(0.0, self._rate, True, t, dict(self._extra), fire=True)
         if c.modality == "tus" and t < self._sonicate_until:
-            return Command(0.0, self._rate, True, t, {**self._extra, "fire": 0.0})
-        return Command(0.0, self._rate, False, t, {**self._extra, "fire": 0.0})
+            return Command(0.0, self._rate, True, t, dict(self._extra))
+        return Command(0.0, self._rate, False, t, dict(self._extra))
 
     def state(self) -> dict[str, float]:
         return {

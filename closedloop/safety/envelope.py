@@ -8,31 +8,62 @@ from typing import TYPE_CHECKING
 from closedloop.config.validate import check_pipeline_limits
 from closedloop.safety.events import SafetyEvent
 from closedloop.safety.layer import SafetyLayer
-from closedloop.safety.rtms import RTMSEnvelope
-from closedloop.safety.tes import TESEnvelope
-from closedloop.safety.tus import TUSEnvelope
+from closedloop.safety.rtms import RTMSEnvelope, RTMSSafetyLayer
+from closedloop.safety.tes import TESEnvelope, TESSafetyLayer
+from closedloop.safety.tus import TUSEnvelope, TUSSafetyLayer
 
 if TYPE_CHECKING:
     from closedloop.config import ResolvedPipeline
 
-__all__ = ["ENVELOPES", "build_envelope", "build_safety_layer", "check_pipeline_limits"]
+__all__ = ["ENVELOPES", "LAYERS", "build_envelope", "build_safety_layer", "check_pipeline_limits", "safety_layer_for"]
 
 #: The envelope class of each modality.
 ENVELOPES = {"tes": TESEnvelope, "rtms": RTMSEnvelope, "tus": TUSEnvelope}
 
 
 def build_envelope(resolved: ResolvedPipeline):
-    """The envelope dataclass of a resolved pipeline's modality, from its effective limits."""
+    """Return the envelope dataclass of a resolved pipeline's modality, from its effective limits."""
     modality = resolved.profile.device.modality
     return ENVELOPES[modality].from_envelope(resolved.envelope())
 
 
-def build_safety_layer(
-    resolved: ResolvedPipeline, on_event: Callable[[SafetyEvent], None] | None = None, auto_arm: bool = True
+#: The safety layer of each envelope type.
+LAYERS: dict[type, type[SafetyLayer]] = {
+    TESEnvelope: TESSafetyLayer,
+    RTMSEnvelope: RTMSSafetyLayer,
+    TUSEnvelope: TUSSafetyLayer,
+}
+
+
+def safety_layer_for(
+    envelope,
+    clock: Callable[[], float],
+    on_event: Callable[[SafetyEvent], None] | None = None,
+    auto_arm: bool = True,
 ) -> SafetyLayer:
-    """The safety layer enforcing a resolved pipeline's effective envelope (chosen by the profile's modality).
+    """Return the safety layer that enforces ``envelope`` (chosen by its type) on ``clock``.
+
+    Raises
+    ------
+    TypeError
+        If no layer enforces that kind of envelope.
+    """
+    try:
+        layer = LAYERS[type(envelope)]
+    except KeyError:
+        raise TypeError(f"no safety layer for envelope type {type(envelope).__name__}") from None
+    return layer(envelope, clock, on_event=on_event, auto_arm=auto_arm)
+
+
+def build_safety_layer(
+    resolved: ResolvedPipeline,
+    clock: Callable[[], float],
+    on_event: Callable[[SafetyEvent], None] | None = None,
+    auto_arm: bool = True,
+) -> SafetyLayer:
+    """Return the safety layer enforcing a resolved pipeline's effective envelope on ``clock``.
 
     ``auto_arm=True`` arms on the first frame, for a runtime that does not
     call :meth:`~closedloop.safety.layer.SafetyLayer.arm` itself.
     """
-    return SafetyLayer(build_envelope(resolved), on_event=on_event, auto_arm=auto_arm)
+    return safety_layer_for(build_envelope(resolved), clock, on_event=on_event, auto_arm=auto_arm)

@@ -21,12 +21,11 @@ The TUS command convention (shared by the layer, the adapters and
 :class:`~closedloop.adapters.simulated.SimulatedTUS`): a *sonication* is on
 while the allowed command is ``on``; during it the transducer emits pulses of
 ``burst_s`` every ``1 / prf_Hz``. The allowed command that starts a
-sonication carries ``extra["fire"] = 1.0`` (every other one ``0.0``); the one
-that ends it is ``on=False``, with ``extra["abort"] = 1.0`` when a ramp-down
-or a stop cut it. A controller that wants a sonication of a given length
-(e.g. :class:`~closedloop.control.trigger.TriggerController`) keeps asking
-for it (``on=True``) for that long; a ``fire`` flag in the desired command is
-not needed.
+sonication has ``fire=True`` (every other one ``False``); the one that ends
+it is ``on=False``, with ``abort=True`` when a ramp-down or a stop cut it. A
+controller that wants a sonication of a given length (e.g.
+:class:`~closedloop.control.trigger.TriggerController`) keeps asking for it
+(``on=True``) for that long; ``fire`` in the desired command is not needed.
 """
 
 from __future__ import annotations
@@ -85,11 +84,10 @@ def ispta_mW_per_cm2(isppa_W_per_cm2: float, duty_cycle: float) -> float:
 class TUSSafetyLayer(SafetyLayer):
     """Allow or refuse sonications by a :class:`TUSEnvelope`; stop them in time."""
 
-    envelope_type = TUSEnvelope
     modality = "tus"
 
-    def __init__(self, envelope: TUSEnvelope, on_event=None, auto_arm: bool = True) -> None:
-        super().__init__(envelope, on_event, auto_arm)
+    def __init__(self, envelope: TUSEnvelope, clock, on_event=None, auto_arm: bool = True) -> None:
+        super().__init__(envelope, clock, on_event, auto_arm)
         self._on = False
         self._cut = False  # the last change was a ramp or stop (the output says abort)
         self._params: dict[str, float] = {}
@@ -110,16 +108,12 @@ class TUSSafetyLayer(SafetyLayer):
     def _output(self, t: float, was_on: bool) -> Command:
         if not self._on:
             extra = {k: 0.0 for k in TUS_KEYS}
-            extra["fire"] = 0.0
-            if was_on and self._cut:
-                extra["abort"] = 1.0
-            return Command(0.0, 0.0, False, t, extra)
+            return Command(0.0, 0.0, False, t, extra, abort=was_on and self._cut)
         p = self._params
         extra = dict(p)
         extra["mechanical_index"] = mechanical_index(p["pnp_MPa"], p["center_frequency_MHz"])
         extra["ispta_mW_per_cm2"] = ispta_mW_per_cm2(p["isppa_W_per_cm2"], p["duty_cycle"])
-        extra["fire"] = 0.0 if was_on else 1.0
-        return Command(0.0, p["prf_Hz"], True, t, extra)
+        return Command(0.0, p["prf_Hz"], True, t, extra, fire=not was_on)
 
     def _set(self, on: bool, params: dict[str, float] | None = None) -> None:
         if on and not self._on:

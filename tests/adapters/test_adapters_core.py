@@ -138,35 +138,34 @@ def test_tus_limits_use_mechanical_index_and_derated_ispta(repo):
         "duty_cycle": 0.1,
         "prf_Hz": 1000.0,
         "burst_s": 0.05,
-        "fire": 1.0,
     }
-    assert check_command(Command(0, 0, True, 0, ok), prof) == []  # MI 1.27, I_SPTA 500 mW/cm²
-    mi = check_command(Command(0, 0, True, 0, {**ok, "pnp_MPa": 1.0, "center_frequency_MHz": 0.25}), prof)
+    assert check_command(Command(0, 0, True, 0, ok, fire=True), prof) == []  # MI 1.27, I_SPTA 500 mW/cm²
+    mi = check_command(Command(0, 0, True, 0, {**ok, "pnp_MPa": 1.0, "center_frequency_MHz": 0.25}, fire=True), prof)
     assert mi == ["mechanical index 2 exceeds 1.9"]  # 1.0 / sqrt(0.25)
-    ispta = check_command(Command(0, 0, True, 0, {**ok, "isppa_W_per_cm2": 10.0}), prof)
+    ispta = check_command(Command(0, 0, True, 0, {**ok, "isppa_W_per_cm2": 10.0}, fire=True), prof)
     assert ispta == ["I_SPTA 1000 mW/cm² (I_SPPA × duty cycle) exceeds 720.0 mW/cm²"]
 
 
 def test_rtms_limits_use_the_verified_train_table(repo):
     prof = load_profile(repo / "devices" / "sim_rtms.toml")
-    train = {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6, "fire": 1.0}
-    assert check_command(Command(0, 20.0, True, 0, train), prof) == []
+    train = {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6}
+    assert check_command(Command(0, 20.0, True, 0, train, fire=True), prof) == []
     assert (
         "no verified train-duration cell"
-        in check_command(Command(0, 10.0, True, 0, {**train, "pulses": 16.0}), prof)[0]
+        in check_command(Command(0, 10.0, True, 0, {**train, "pulses": 16.0}, fire=True), prof)[0]
     )
-    assert check_command(Command(0, 20.0, True, 0, {**train, "intensity_pct": 120.0}), prof)
+    assert check_command(Command(0, 20.0, True, 0, {**train, "intensity_pct": 120.0}, fire=True), prof)
     assert check_command(Command(0, 0.0, False, 0, {"intensity_pct": 0.0, "pulses": 0.0}), prof) == []
 
 
 def test_train_guard_interval_and_session_cap():
     g = TrainGuard(min_interval_s=5.0, max_session_pulses=60)
-    cmd = Command(0, 20.0, True, 0, {"pulses": 32.0, "train_duration_s": 1.6, "fire": 1.0})
+    cmd = Command(0, 20.0, True, 0, {"pulses": 32.0, "train_duration_s": 1.6}, fire=True)
     assert g.check(cmd, 10.0) == []
     g.commit(cmd, 10.0)  # ends at 11.6
     assert "inter-train interval" in g.check(cmd, 16.0)[0]  # 4.4 s after the end
     assert "session pulse cap" in g.check(cmd, 16.6)[0]  # 64 > 60
-    assert g.check(Command(0, 20.0, True, 0, {"pulses": 20.0, "fire": 1.0}), 16.6) == []
+    assert g.check(Command(0, 20.0, True, 0, {"pulses": 20.0}, fire=True), 16.6) == []
 
 
 # -- registry ------------------------------------------------------------------------------
@@ -204,6 +203,7 @@ def test_adapter_refuses_a_profile_without_the_limits_it_enforces():
             "max_pulses_per_session": 100,
             "max_session_duration_s": 100,
             "watchdog_timeout_s": 0.3,
+            "bad_data_timeout_s": 2.0,
             "train_max_s_20Hz_110pctMT": 1.6,
         },
         adapter="ttl",
@@ -289,7 +289,7 @@ def test_simulated_rtms_arms_recharges_and_cuts_a_train(repo):
     clock = Clock()
     a = build_adapter(load_profile(repo / "devices" / "sim_rtms.toml"), clock=clock)
     a.connect()
-    train = Command(0, 20.0, True, 0, {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6, "fire": 1.0})
+    train = Command(0, 20.0, True, 0, {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6}, fire=True)
     with pytest.raises(LimitViolation, match="not ready"):
         a.apply(train, 100.1)  # still charging after arming
     a.arm()
@@ -312,10 +312,9 @@ def test_simulated_tus_refuses_unsafe_bursts(repo):
         "duty_cycle": 0.1,
         "prf_Hz": 1000.0,
         "burst_s": 0.05,
-        "fire": 1.0,
     }
-    a.apply(Command(0, 0, True, 0, ok), 100.0)
+    a.apply(Command(0, 0, True, 0, ok, fire=True), 100.0)
     assert len(a.bursts) == 1 and a.sonicating(100.01)
     with pytest.raises(LimitViolation, match="mechanical index"):
-        a.apply(Command(0, 0, True, 0, {**ok, "pnp_MPa": 2.0}), 200.0)
+        a.apply(Command(0, 0, True, 0, {**ok, "pnp_MPa": 2.0}, fire=True), 200.0)
     assert not a.armed and len(a.bursts) == 1

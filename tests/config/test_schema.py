@@ -16,8 +16,7 @@ from closedloop.config import TriggerConfig
 from closedloop.config.profile import load_profile
 from closedloop.config.safety import SafetyOverrides
 from closedloop.config.validate import BUILTIN_ADAPTERS, check_trigger
-from closedloop.safety import SafetyLayer
-from closedloop.safety.envelope import ENVELOPES
+from closedloop.safety.envelope import ENVELOPES, safety_layer_for
 from closedloop.types import Command
 
 CONFIG = Path(__file__).resolve().parents[2] / "closedloop" / "config"
@@ -94,9 +93,8 @@ def _first_fire_allowed(controller, profile, safety: SafetyOverrides) -> bool:
         n: {"value": over.get(n, lim.value), "unit": lim.unit, "source": lim.source}
         for n, lim in profile.limits.items()
     }
-    layer = SafetyLayer(ENVELOPES[profile.device.modality].from_envelope(env))
-    cmd = Command(0.0, controller.rate_Hz, True, 0.0, {**controller.fire_extra(), "fire": 1.0})
-    return layer.step(cmd, 0.0).on
+    layer = safety_layer_for(ENVELOPES[profile.device.modality].from_envelope(env), clock=lambda: 0.0)
+    return layer.step(Command(0.0, controller.rate_Hz, True, 0.0, controller.fire_extra(), fire=True)).on
 
 
 TRAINS = [

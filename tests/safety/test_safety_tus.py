@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from safety_helpers import at
 
 from closedloop.config.profile import load_profile
 from closedloop.safety import TUSEnvelope, TUSSafetyLayer, ispta_mW_per_cm2, mechanical_index
+from closedloop.session.clocks import ManualClock
 from closedloop.types import Command
 
 
@@ -41,12 +43,12 @@ def test_formulas():
 
 
 def test_a_sonication_inside_the_envelope_is_applied(env):
-    layer = TUSSafetyLayer(env)
-    out = layer.step(sonication(), 0.0)
+    layer = TUSSafetyLayer(env, ManualClock())
+    out = at(layer, 0.0).step(sonication())
     assert out.on and out.frequency_Hz == 10.0
     assert out.extra["mechanical_index"] == pytest.approx(1.0 / math.sqrt(0.5))
     assert out.extra["ispta_mW_per_cm2"] == pytest.approx(400.0)
-    layer.step(sonication(), 0.25)
+    at(layer, 0.25).step(sonication())
     assert layer.dose == {"sonications": 1.0, "sonication_s": 0.25}
 
 
@@ -63,30 +65,30 @@ def test_a_sonication_inside_the_envelope_is_applied(env):
     ],
 )
 def test_sonications_outside_the_envelope_are_refused(env, cmd, reason):
-    layer = TUSSafetyLayer(env)
-    assert not layer.step(cmd, 0.0).on
+    layer = TUSSafetyLayer(env, ManualClock())
+    assert not at(layer, 0.0).step(cmd).on
     assert any(reason in e.reason for e in layer.events if e.kind == "refuse"), list(layer.events)
 
 
 def test_mi_at_the_limit_is_allowed(env):
-    assert TUSSafetyLayer(env).step(sonication(pnp=1.9 * math.sqrt(0.5)), 0.0).on
+    assert TUSSafetyLayer(env, ManualClock()).step(sonication(pnp=1.9 * math.sqrt(0.5))).on
 
 
 def test_sonication_ends_in_time_and_a_pause_follows(env):
-    layer = TUSSafetyLayer(env)  # 120 s per sonication, 10 s pause, watchdog 0.3 s
+    layer = TUSSafetyLayer(env, ManualClock())  # 120 s per sonication, 10 s pause, watchdog 0.3 s
     t, on = 0.0, True
     while on:
-        on = layer.step(sonication(), t).on
+        on = at(layer, t).step(sonication()).on
         t += 0.25
     assert 119.7 <= t - 0.25 <= 120.0 and layer.stim_time_s <= 120.0
-    assert not layer.step(sonication(), t + 9.0).on and "pause" in layer.events[-1].reason
-    assert layer.step(sonication(), t + 10.0).on and layer.dose["sonications"] == 2.0
+    assert not at(layer, t + 9.0).step(sonication()).on and "pause" in layer.events[-1].reason
+    assert at(layer, t + 10.0).step(sonication()).on and layer.dose["sonications"] == 2.0
 
 
 def test_ramp_down_stops_at_once(env):
-    layer = TUSSafetyLayer(env)
-    assert layer.step(sonication(), 0.0).extra["fire"] == 1.0  # the start of a sonication is marked
-    assert layer.step(sonication(), 0.05).extra["fire"] == 0.0  # ... and only the start
-    out = layer.ramp_down(0.1, "no fresh frame", emergency=True)
-    assert not out.on and out.extra["abort"] == 1.0  # cut, not ended: adapters abort
+    layer = TUSSafetyLayer(env, ManualClock())
+    assert at(layer, 0.0).step(sonication()).fire  # the start of a sonication is marked
+    assert at(layer, 0.05).step(sonication()).fire is False  # ... and only the start
+    out = at(layer, 0.1).ramp_down("no fresh frame", emergency=True)
+    assert not out.on and out.abort  # cut, not ended: adapters abort
     assert layer.stim_time_s == pytest.approx(0.1)
