@@ -34,6 +34,6 @@ class Controller(Protocol):
 
 
 def display_state(controller: Controller) -> dict[str, float]:
-    """What the operator may see of ``controller`` (its ``display_state()``, else its ``state()``)."""
+    """Return what the operator may see of ``controller`` (its ``display_state()``, else its ``state()``)."""
     fn = getattr(controller, "display_state", None)
     return fn() if callable(fn) else controller.state()

@@ -74,6 +74,7 @@ class BaselineController:
         self._frequency = freqs[0] if freqs else 0.0
 
     def update(self, frame: Frame) -> Command:
+        """Return the command this frame calls for."""
         if self.calibrated and not self.failure:
             return self.inner.update(frame)
         if not self.calibrated:
@@ -98,6 +99,7 @@ class BaselineController:
         self.inner = _build_inner(cfg)
 
     def state(self) -> dict[str, float]:
+        """Return the numbers describing the controller's state (recorded per frame)."""
         out = {
             "calibrating": float(not self.calibrated),
             "baseline_n": float(len(self._values)),
@@ -110,6 +112,7 @@ class BaselineController:
         return out
 
     def display_state(self) -> dict[str, float]:
+        """Return what the operator may see."""
         out = {
             "calibrating": float(not self.calibrated),
             "baseline_n": float(len(self._values)),

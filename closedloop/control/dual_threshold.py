@@ -59,6 +59,7 @@ class DualThresholdController:
             self.amplitude_mA = _toward(a, c.amplitude_min_mA, c.ramp_up_mA_per_s, c.ramp_down_mA_per_s, dt)
 
     def update(self, frame: Frame) -> Command:
+        """Return the command this frame calls for."""
         c = self.config
         dt = 0.0 if self._t is None else max(0.0, frame.time - self._t)
         self._t = frame.time if self._t is None else max(self._t, frame.time)
@@ -77,6 +78,7 @@ class DualThresholdController:
         return Command(amplitude_mA=a, frequency_Hz=c.frequency_Hz, on=a > 0.0, time=frame.time)
 
     def state(self) -> dict[str, float]:
+        """Return the numbers describing the controller's state (recorded per frame)."""
         return {
             "amplitude_mA": self.amplitude_mA,
             "direction": self.direction,
@@ -87,6 +89,7 @@ class DualThresholdController:
         }
 
     def display_state(self) -> dict[str, float]:
+        """Return what the operator may see."""
         return self.state()
 
 

@@ -46,6 +46,7 @@ class PIController:
         self._bad = False
 
     def update(self, frame: Frame) -> Command:
+        """Return the command this frame calls for."""
         c = self.config
         t = frame.time
         dt = 0.0 if self._t is None else max(0.0, t - self._t)
@@ -101,6 +102,7 @@ class PIController:
         self.amplitude_mA = a
 
     def state(self) -> dict[str, float]:
+        """Return the numbers describing the controller's state (recorded per frame)."""
         return {
             "amplitude_mA": self.amplitude_mA,
             "u_mA": self.u,
@@ -112,4 +114,5 @@ class PIController:
         }
 
     def display_state(self) -> dict[str, float]:
+        """Return what the operator may see."""
         return self.state()

@@ -54,6 +54,7 @@ class ScheduleController:
         return level
 
     def update(self, frame: Frame) -> Command:
+        """Return the command this frame calls for."""
         c = self.config
         if self._t0 is None:
             self._t0 = frame.time
@@ -80,7 +81,7 @@ class ScheduleController:
         )
 
     def state(self) -> dict[str, float]:
-        """Recorded: the arm (1 = active, 0 = sham), block timing and the requested amplitude."""
+        """Return the recorded state: the arm (1 = active, 0 = sham), block timing and the requested amplitude."""
         return {
             "arm_active": 1.0 if self.config.arm == "active" else 0.0,
             "block": float(self.block),

@@ -40,6 +40,7 @@ class ThresholdController:
         return x > c.upper if c.direction == "below" else x < c.lower
 
     def update(self, frame: Frame) -> Command:
+        """Return the command this frame calls for."""
         c = self.config
         x = frame[c.feature]
         if not usable(frame, x):
@@ -63,7 +64,9 @@ class ThresholdController:
         )
 
     def state(self) -> dict[str, float]:
+        """Return the numbers describing the controller's state (recorded per frame)."""
         return {"on": float(self.on), "count": float(self._count), "switches": float(self.switches)}
 
     def display_state(self) -> dict[str, float]:
+        """Return what the operator may see."""
         return self.state()

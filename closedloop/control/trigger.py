@@ -63,6 +63,7 @@ class TriggerController:
         return x > c.threshold if c.direction == "above" else x < c.threshold
 
     def update(self, frame: Frame) -> Command:
+        """Return the command this frame calls for."""
         c = self.config
         t = frame.time
         x = frame[c.feature]
@@ -89,6 +90,7 @@ class TriggerController:
         return Command(0.0, self._rate, False, t, dict(self._extra))
 
     def state(self) -> dict[str, float]:
+        """Return the numbers describing the controller's state (recorded per frame)."""
         return {
             "fires": float(self.fires),
             "count": float(self._count),
@@ -96,4 +98,5 @@ class TriggerController:
         }
 
     def display_state(self) -> dict[str, float]:
+        """Return what the operator may see."""
         return self.state()

@@ -75,3 +75,19 @@ def test_init_from_the_installed_package(installed):
     _run([str(exe), "init", "study"], work, env)
     check = _run([str(exe), "check", "study/pipelines/alpha_tacs.toml"], work, env).stdout
     assert f"device profile: {work / 'study' / 'devices' / 'sim_tacs.toml'}" in check
+
+
+def test_an_editable_install_maps_the_shipped_folders_to_the_repository(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CLOSEDLOOP_DEVICES")}
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path, env)
+    py = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    purelib = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], tmp_path, env).stdout
+    Path(purelib.strip(), "zz_parent_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    _run([str(py), "-m", "pip", "install", "--no-deps", "-q", "-e", str(REPO)], tmp_path, env)
+    code = (
+        "from closedloop.config.profile import packaged_folder; "
+        "print(packaged_folder('devices')); print(packaged_folder('pipelines'))"
+    )
+    folders = _run([str(py), "-c", code], tmp_path, env).stdout.split()
+    assert folders == [str(REPO / "devices"), str(REPO / "pipelines")]  # the one copy, not a second
