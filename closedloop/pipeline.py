@@ -37,12 +37,16 @@ class Pipeline:
         Channels of the incoming stream, in order.
     on_event : callable, optional
         Receives every safety event.
+    ch_types : list of str, optional
+        Types of the stream's channels (``EEG``, ``ECG``...); default: from the labels.
     """
 
-    def __init__(self, resolved: ResolvedPipeline, ch_names: list[str], on_event=None) -> None:
+    def __init__(
+        self, resolved: ResolvedPipeline, ch_names: list[str], on_event=None, ch_types: list[str] | None = None
+    ) -> None:
         cfg = resolved.config
         self.resolved = resolved
-        self.preprocess, self.features = build_chain(cfg.features, cfg.preprocess, cfg.sfreq, ch_names)
+        self.preprocess, self.features = build_chain(cfg.features, cfg.preprocess, cfg.sfreq, ch_names, ch_types)
         self.controller = build_controller(cfg.controller)
         self.safety = build_safety_layer(resolved, on_event=on_event)
         self.samples_in = 0

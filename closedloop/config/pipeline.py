@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from closedloop.config.features import FeaturesConfig, PreprocessConfig, check_features, features_of
 from closedloop.config.profile import DeviceProfile, find_profile, load_profile
@@ -55,6 +55,21 @@ class LSLSourceConfig(_Strict):
     n_channels: int | None = Field(None, ge=1)
     resolve_timeout_s: float = Field(5.0, gt=0)
     stall_timeout_s: float = Field(0.5, gt=0)
+    scope: Literal["machine", "lab"] = Field(
+        "machine", description="where to discover the stream: 'machine' (this computer) or 'lab' (the network)"
+    )
+    units: str | None = Field(
+        None, description="unit of the stream's EEG values (V, mV, µV, nV), replacing what its header declares"
+    )
+
+    @field_validator("units")
+    @classmethod
+    def _units(cls, v: str | None) -> str | None:
+        from closedloop.units import microvolts_per
+
+        if v is not None and microvolts_per(v) is None:
+            raise ValueError("an empty unit; leave units out to use the stream's")
+        return v
 
     @model_validator(mode="after")
     def _identified(self) -> LSLSourceConfig:

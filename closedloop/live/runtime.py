@@ -61,6 +61,8 @@ def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float
             n_channels=src.n_channels,
             resolve_timeout_s=5.0,
             stall_timeout_s=src.stall_timeout_s,
+            features=resolved.config.features,
+            preprocess=resolved.config.preprocess,
         )
         return source, pub
     assert isinstance(src, LSLSourceConfig)
@@ -73,6 +75,10 @@ def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float
         n_channels=src.n_channels,
         resolve_timeout_s=src.resolve_timeout_s,
         stall_timeout_s=src.stall_timeout_s,
+        units=src.units,
+        scope=src.scope,
+        features=resolved.config.features,
+        preprocess=resolved.config.preprocess,
     )
     return source, None
 
@@ -146,7 +152,7 @@ class LiveSession:
     # -- lifecycle -------------------------------------------------------------
     def run(self) -> dict:
         """Run the session; always ramps down, stops the device and writes the summary."""
-        configure_lsl()
+        configure_lsl(getattr(self.resolved.config.source, "scope", None))
         import pylsl
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +161,7 @@ class LiveSession:
         self.source, self.publisher = _build_source(self.resolved, lambda: self.adapter.output_mA(clock()))
         try:
             self.source.open()
-            self.pipeline = Pipeline(self.resolved, self.source.ch_names)
+            self.pipeline = Pipeline(self.resolved, self.source.ch_names, ch_types=self.source.ch_types)
             self.pipeline.warmup()
             self.stats.feature_stats = RunningStats(len(self.pipeline.feature_names))
             self.stats.feature_stats.warmup()
@@ -256,7 +262,7 @@ class LiveSession:
                 stats.stop_reason = f"device fault: {fault}"
                 return True
             if chunk is not None:
-                self.recording.on_chunk(chunk.data, self.source.raw_timestamps)
+                self.recording.on_chunk(self.source.raw_data, self.source.raw_timestamps)
                 if t_first is None:
                     t_first = now
                 age = self.source.data_age

@@ -143,7 +143,7 @@ def replay(
         source_id=getattr(src, "source_id", None),
     )
     plan = plan_channels(rec, resolved)
-    pipe = Pipeline(resolved, plan.names)
+    pipe = Pipeline(resolved, plan.names, ch_types=plan.types)
     pipe.warmup()
     session = None
     if out_dir is not None:
