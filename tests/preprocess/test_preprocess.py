@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import REPO, SHARED_DATA
 from scipy import signal
 
 from closedloop.preprocess import Preprocessor, build_spatial_map, design_sos, sosfilt_inplace
 from closedloop.types import Chunk
-from conftest import REPO, SHARED_DATA
 
 FS = 500.0
 NAMES = ["Fz", "Cz", "Pz", "P3", "P4", "O1", "O2", "M1", "M2"]
