@@ -157,6 +157,7 @@ class RecordingFile:
 
     @property
     def duration_s(self) -> float:
+        """Return the recording's length (s)."""
         return self.n_samples / self.sfreq if self.sfreq > 0 else 0.0
 
     def blocks(
@@ -197,7 +198,7 @@ class RecordingFile:
             yield np.ascontiguousarray(data), np.arange(start, stop, dtype=np.float64) / self.sfreq
 
     def eeg_info(self, picks: Sequence[int] | None = None, names: Sequence[str] | None = None) -> dict:
-        """The ``eeg`` description for :class:`~closedloop.recording.SessionRecording`."""
+        """Return the ``eeg`` description :class:`~closedloop.recording.SessionRecording` needs."""
         idx = range(len(self.ch_names)) if picks is None else list(picks)
         return {
             "name": self.name,

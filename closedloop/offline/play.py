@@ -3,8 +3,8 @@
 Any LSL client — closedloop itself, mne-lsl's ``StreamLSL``, LabRecorder —
 can then consume a recording as if it came from an amplifier. The EEG stream
 carries the file's channels (labels, types and units in its header: ``ECG``
-stays ``ECG`` although EDF files type it EEG) and their values in µV; a second stream, ``f"{name}-markers"``, carries the file's
-markers and annotations.
+stays ``ECG`` although EDF files type it EEG) and their values in µV; a second
+stream, ``f"{name}-markers"``, carries the file's markers and annotations.
 
 Timestamps keep the recording's own spacing (gaps and jitter included),
 shifted to start at the LSL clock when playing starts; each loop continues

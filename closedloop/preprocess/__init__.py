@@ -210,6 +210,7 @@ class Preprocessor:
 
     @property
     def n_out(self) -> int:
+        """Return the number of output columns."""
         return len(self.out_names)
 
     def step(self, chunk: Chunk) -> Chunk:

@@ -42,7 +42,7 @@ class SpatialMap:
     ref_excluded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
 
     def dense(self, n_in: int) -> np.ndarray:
-        """The equivalent dense matrix ``(n_out, n_in)`` including the reference (for tests)."""
+        """Return the equivalent dense matrix ``(n_out, n_in)`` including the reference (for tests)."""
         m = np.zeros((len(self.names), n_in))
         for o in range(len(self.names)):
             for k in range(self.ptr[o], self.ptr[o + 1]):

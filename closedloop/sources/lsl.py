@@ -230,6 +230,7 @@ class LSLSource:
 
     @property
     def n_channels(self) -> int:
+        """Return the stream's channel count (after :meth:`open`)."""
         return len(self.ch_names)
 
     def open(self) -> None:
@@ -435,6 +436,7 @@ class LSLSource:
         return dropped
 
     def close(self) -> None:
+        """Close the inlet (a lost stream is closed quietly)."""
         if self.inlet is not None:
             try:
                 self.inlet.close_stream()
