@@ -220,3 +220,30 @@ def test_no_stream_error_names_the_scope(tmp_path, unique_name):
     run = run_cli(tmp_path, write_pipeline(tmp_path, unique_name, resolve_timeout_s=0.5))
     assert run.returncode == 3 and "Traceback" not in run.stderr
     assert "no LSL stream matching" in run.stderr and 'scope = "lab"' in run.stderr
+
+
+def test_a_float32_volts_stream_records_as_received_and_replays_bit_for_bit(tmp_path, unique_name):
+    """The usual amplifier case: float32 volts. Live scales in float32; the replay of session.xdf alike."""
+    from closedloop.live.runtime import LiveSession
+    from closedloop.offline.replay import replay
+    from closedloop.recording import XDFReader
+    from closedloop.synthetic.eeg import SyntheticEEG
+
+    gen = SyntheticEEG(n_channels=5, sfreq=500.0, seed=9)
+    uv = np.hstack([gen.generate(30_000), np.zeros((30_000, 1))])
+    data = (uv * 1e-6).astype(np.float32)
+    out = outlet(unique_name, labels=[*gen.ch_names, "ECG"], units=["V"] * 6)
+    over = {"source.name": unique_name, "features.channels": gen.ch_names[:3], "features.smoothing_s": 0.0}
+    resolved = load_pipeline(REPO / "pipelines" / "alpha_tacs_lsl.toml", over)
+    seen = []
+    with Pusher(out, data):
+        LiveSession(resolved, 2.0, tmp_path, show_status=False, on_step=seen.append).run()
+    assert len(seen) > 10
+    reader = XDFReader(tmp_path / "session.xdf")
+    eeg = next(s for s in reader.streams.values() if s.desc("closedloop/role") == "eeg")
+    received = np.concatenate([v for v, _ in reader.iter_samples(eeg.stream_id)])
+    assert received.dtype == np.float32 and set(eeg.units) == {"V"} and np.abs(received).max() < 1e-3
+    again = replay(tmp_path / "session.xdf", resolved, keep="steps")
+    assert [(s.frame.time, s.frame.values.tobytes()) for s in again.steps] == [
+        (s.frame.time, s.frame.values.tobytes()) for s in seen
+    ]
