@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from closedloop.config.features import FeaturesConfig, PreprocessConfig, check_features, features_of
 from closedloop.config.profile import DeviceProfile, find_profile, load_profile
@@ -89,6 +89,21 @@ class LSLSourceConfig(_Strict):
         description="timestamps flagged for longer than this: the source is declared bad, stimulation ramps "
         "down and the session ends",
     )
+    scope: Literal["machine", "lab"] = Field(
+        "machine", description="where to discover the stream: 'machine' (this computer) or 'lab' (the network)"
+    )
+    units: str | None = Field(
+        None, description="unit of the stream's EEG values (V, mV, µV, nV), replacing what its header declares"
+    )
+
+    @field_validator("units")
+    @classmethod
+    def _units(cls, v: str | None) -> str | None:
+        from closedloop.units import microvolts_per
+
+        if v is not None and microvolts_per(v) is None:
+            raise ValueError("an empty unit; leave units out to use the stream's")
+        return v
 
     @model_validator(mode="after")
     def _identified(self) -> LSLSourceConfig:
