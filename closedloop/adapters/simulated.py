@@ -271,7 +271,7 @@ class SimulatedTUS(_Simulated):
             return
         if command.on and not self._on:
             if not fires(command):
-                self._refuse(command, ["a sonication must start with a fire command (extra fire = 1.0)"])
+                self._refuse(command, ["a sonication must start with a fire command (Command.fire)"])
             if not self.armed:
                 self._refuse(command, ["transducer not armed"])
             self.guard.commit(command, now)

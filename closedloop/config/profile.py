@@ -53,7 +53,11 @@ REQUIRED_LIMITS: dict[str, dict[str, str]] = {
     },
     "tus": {
         "max_mechanical_index": "",
+        "max_isppa_W_per_cm2": "W/cm²",
         "max_ispta_mW_per_cm2": "mW/cm²",
+        "plane_wave_impedance_MRayl": "MRayl",  # ρc of the plane-wave check I_SPPA = PNP² / (2 ρc)
+        "max_isppa_pnp_mismatch": "",  # allowed |I_SPPA / (PNP² / 2ρc) - 1|
+        "max_temperature_rise_C": "°C",
         "max_duty_cycle": "",
         "max_burst_s": "s",
         "min_center_frequency_MHz": "MHz",
@@ -67,6 +71,8 @@ REQUIRED_LIMITS: dict[str, dict[str, str]] = {
     },
 }
 
+#: TUS profiles may also give ``thermal_rise_C_per_J_per_cm2`` (°C per J/cm²), the lab's own
+#: thermal figure for its setup; without it the safety layer refuses every sonication.
 #: rTMS profiles also give the verified cells of the train-duration table as limits named
 #: ``train_max_s_<rate>Hz_<intensity>pctMT`` (``p`` for a decimal point), e.g.
 #: ``train_max_s_20Hz_110pctMT``: trains at 20 Hz up to 110 %MT may last at most ``value`` s.
@@ -137,6 +143,9 @@ class DeviceProfile(StrictModel):
         problems += self._check_ramps()
         if self.device.modality == "rtms":
             problems += self._check_train_table()
+        thermal = self.limits.get("thermal_rise_C_per_J_per_cm2")
+        if self.device.modality == "tus" and thermal is not None and not thermal.unit:
+            self.limits["thermal_rise_C_per_J_per_cm2"] = thermal.model_copy(update={"unit": "°C per J/cm²"})
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from closedloop.config.base import StrictModel
+from closedloop.units import microvolts_per
 
 _NAMES_1020 = ("Fp1 Fp2 F7 F3 Fz F4 F8 T7 C3 Cz C4 T8 P7 P3 Pz P4 P8 O1 O2").split()
 _NAMES_1010_EXTRA = (
@@ -110,6 +111,19 @@ class LSLSourceConfig(StrictModel):
         description="timestamps flagged for longer than this: the source is declared bad, stimulation ramps "
         "down and the session ends",
     )
+    scope: Literal["machine", "lab"] = Field(
+        "machine", description="where to discover the stream: 'machine' (this computer) or 'lab' (the network)"
+    )
+    units: str | None = Field(
+        None, description="unit of the stream's EEG values (V, mV, µV, nV), replacing what its header declares"
+    )
+
+    @field_validator("units")
+    @classmethod
+    def _units(cls, v: str | None) -> str | None:
+        if v is not None and microvolts_per(v) is None:
+            raise ValueError("an empty unit; leave units out to use the stream's")
+        return v
 
     @model_validator(mode="after")
     def _identified(self) -> LSLSourceConfig:

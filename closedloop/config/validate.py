@@ -459,11 +459,36 @@ def _tus_trigger_problems(c: TUSTriggerConfig, lim: dict[str, float]) -> list[st
         problems.append(
             f"{key}.pnp_MPa: {refuse}mechanical index {mi:.3g} above the limit {lim['max_mechanical_index']:g}"
         )
+    if s.isppa_W_per_cm2 > lim["max_isppa_W_per_cm2"]:
+        problems.append(
+            f"{key}.isppa_W_per_cm2: {refuse}I_SPPA {s.isppa_W_per_cm2:.4g} W/cm² above the limit "
+            f"{lim['max_isppa_W_per_cm2']:g} W/cm²"
+        )
+    z = lim["plane_wave_impedance_MRayl"]
+    plane = 50.0 * s.pnp_MPa * s.pnp_MPa / z  # p² / (2 ρc) in W/cm² (closedloop.safety.tus)
+    if abs(s.isppa_W_per_cm2 - plane) > lim["max_isppa_pnp_mismatch"] * plane:
+        problems.append(
+            f"{key}.isppa_W_per_cm2: {refuse}I_SPPA {s.isppa_W_per_cm2:.4g} W/cm² disagrees with PNP "
+            f"{s.pnp_MPa:g} MPa: a plane wave of that pressure in {z:g} MRayl carries {plane:.4g} W/cm² "
+            f"(allowed ±{100 * lim['max_isppa_pnp_mismatch']:g} %)"
+        )
     ispta = s.isppa_W_per_cm2 * s.duty_cycle * 1000.0
     if ispta > lim["max_ispta_mW_per_cm2"]:
         problems.append(
             f"{key}.isppa_W_per_cm2: {refuse}I_SPTA {ispta:.4g} mW/cm² above the limit "
             f"{lim['max_ispta_mW_per_cm2']:g} mW/cm²"
+        )
+    k = lim.get("thermal_rise_C_per_J_per_cm2")
+    if k is None:
+        problems.append(
+            f"device.profile: {refuse}no thermal figure for this setup: the profile needs "
+            "limits.thermal_rise_C_per_J_per_cm2 (the lab's measured or simulated peak temperature rise per "
+            "J/cm² of focal I_SPTA × time)"
+        )
+    elif k * ispta / 1000.0 * lim["watchdog_timeout_s"] > lim["max_temperature_rise_C"]:
+        problems.append(
+            f"{key}.isppa_W_per_cm2: {refuse}thermal bound: {k * ispta / 1000.0 * lim['watchdog_timeout_s']:.3g} °C "
+            f"within one watchdog interval would exceed the limit {lim['max_temperature_rise_C']:g} °C"
         )
     h = lim["watchdog_timeout_s"]
     for name in ("max_sonication_s", "max_total_sonication_s", "max_session_duration_s"):
@@ -477,6 +502,12 @@ def _tus_trigger_problems(c: TUSTriggerConfig, lim: dict[str, float]) -> list[st
         problems.append(
             f"{key}.duration_s: {s.duration_s:g} s plus the watchdog time ({h:g} s) "
             f"exceeds max_sonication_s ({lim['max_sonication_s']:g} s); the layer would cut it"
+        )
+    rise = k * ispta / 1000.0 * (s.duration_s + h)
+    if rise > lim["max_temperature_rise_C"]:
+        problems.append(
+            f"{key}.duration_s: one sonication of {s.duration_s:g} s raises the thermal bound to {rise:.3g} °C, "
+            f"above max_temperature_rise_C ({lim['max_temperature_rise_C']:g} °C); the layer would cut it"
         )
     if c.refractory_s < s.duration_s + lim["min_pause_s"]:
         problems.append(

@@ -10,7 +10,6 @@ replay's frame for frame. A pipeline without ``[controller]`` and
 from __future__ import annotations
 
 import csv
-import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +81,7 @@ def open_source_file(path: str | os.PathLike, resolved: ResolvedPipeline, encodi
     src = resolved.config.source
     kwargs = {"name": getattr(src, "name", None), "type": getattr(src, "type", None)}
     kwargs["source_id"] = getattr(src, "source_id", None)
-    encoding = encoding or getattr(src, "encoding", None)
-    if encoding is not None and "encoding" in inspect.signature(open_recording).parameters:
-        kwargs["encoding"] = encoding
-    return open_recording(path, **kwargs)
+    return open_recording(path, **kwargs, encoding=encoding or getattr(src, "encoding", None))
 
 
 def extract_features(
@@ -121,7 +117,7 @@ def extract_features(
     cfg = resolved.config
     rec = recording or open_source_file(path, resolved)
     plan = plan_channels(rec, resolved)
-    pre, ext = build_chain(cfg.features, cfg.preprocess, cfg.sfreq, plan.names)
+    pre, ext = build_chain(cfg.features, cfg.preprocess, cfg.sfreq, plan.names, plan.types or None)
     step = chunk_samples or max(cfg.features.hop_samples, int(round(cfg.sfreq / 2)))
     if step < 1:
         raise ValueError("chunk_samples must be >= 1")

@@ -68,7 +68,7 @@ class RTMSEnvelope:
         return cls(**values, trains=tuple(trains), sources=sources)
 
     def train_limit(self, frequency_Hz: float, intensity_pct: float) -> TrainLimit | None:
-        """The verified cell that bounds a train, or ``None`` if no cell covers it."""
+        """Return the verified cell that bounds a train, or ``None`` if no cell covers it."""
         cells = [
             c
             for c in self.trains
@@ -78,7 +78,7 @@ class RTMSEnvelope:
         return min(cells, key=lambda c: c.max_train_s) if cells else None
 
     def verified(self) -> str:
-        """The verified cells, for messages."""
+        """Return the verified cells, for messages."""
         return (
             ", ".join(f"{c.frequency_Hz:g} Hz ≤{c.intensity_pct:g} %MT ≤{c.max_train_s:g} s" for c in self.trains)
             or "none"

@@ -129,21 +129,58 @@ def profile(modality: str, limits: dict[str, float], adapter: str = "simulated",
     )
 
 
-def test_tus_limits_use_mechanical_index_and_derated_ispta(repo):
+def test_tus_limits_use_mechanical_index_derated_isppa_ispta_and_the_plane_wave_pair(repo):
     prof = load_profile(repo / "devices" / "sim_tus.toml")
     ok = {
         "pnp_MPa": 0.9,
         "center_frequency_MHz": 0.5,
-        "isppa_W_per_cm2": 5.0,
-        "duty_cycle": 0.1,
-        "prf_Hz": 1000.0,
-        "burst_s": 0.05,
+        "isppa_W_per_cm2": 27.0,  # 0.9 MPa in 1.5 MRayl: p² / (2 ρc) = 27 W/cm²
+        "duty_cycle": 0.02,
+        "prf_Hz": 10.0,
+        "burst_s": 0.002,
     }
-    assert check_command(Command(0, 0, True, 0, ok, fire=True), prof) == []  # MI 1.27, I_SPTA 500 mW/cm²
+    assert check_command(Command(0, 0, True, 0, ok, fire=True), prof) == []  # MI 1.27, I_SPTA 540 mW/cm²
     mi = check_command(Command(0, 0, True, 0, {**ok, "pnp_MPa": 1.0, "center_frequency_MHz": 0.25}, fire=True), prof)
-    assert mi == ["mechanical index 2 exceeds 1.9"]  # 1.0 / sqrt(0.25)
-    ispta = check_command(Command(0, 0, True, 0, {**ok, "isppa_W_per_cm2": 10.0}, fire=True), prof)
-    assert ispta == ["I_SPTA 1000 mW/cm² (I_SPPA × duty cycle) exceeds 720.0 mW/cm²"]
+    assert mi == ["mechanical index 2 exceeds 1.9"]  # 1.0 / sqrt(0.25); 33 W/cm² is within 30 % of 27
+    ispta = check_command(Command(0, 0, True, 0, {**ok, "duty_cycle": 0.03}, fire=True), prof)
+    assert ispta == ["I_SPTA 810 mW/cm² (I_SPPA × duty cycle) exceeds 720.0 mW/cm²"]
+    pair = check_command(Command(0, 0, True, 0, {**ok, "isppa_W_per_cm2": 5.0}, fire=True), prof)
+    assert pair == ["I_SPPA 5 W/cm² disagrees with PNP 0.9 MPa (plane wave in 1.5 MRayl: 27 W/cm², allowed ±30 %)"]
+    isppa = check_command(
+        Command(0, 0, True, 0, {**ok, "isppa_W_per_cm2": 200.0, "duty_cycle": 0.001}, fire=True), prof
+    )
+    assert isppa[0] == "I_SPPA 200 W/cm² exceeds 190.0 W/cm²" and "disagrees" in isppa[1]
+    off = {k: 0.0 for k in ok}
+    assert check_command(Command(0, 0, False, 0, off), prof) == []  # the layer's "off" command passes
+
+
+def test_tus_adapters_refuse_sonications_without_a_thermal_figure(repo):
+    raw = load_profile(repo / "devices" / "sim_tus.toml").model_dump(exclude={"path"})
+    del raw["limits"]["thermal_rise_C_per_J_per_cm2"]
+    prof = DeviceProfile.model_validate(raw)
+    cmd = {"pnp_MPa": 0.3, "center_frequency_MHz": 0.5, "isppa_W_per_cm2": 3.0, "duty_cycle": 0.1}
+    assert check_command(Command(0, 0, True, 0, {**cmd, "prf_Hz": 10.0, "burst_s": 0.01}), prof) == [
+        "no thermal figure for this setup (limits.thermal_rise_C_per_J_per_cm2): sonications are refused"
+    ]
+
+
+def test_the_adapters_thermal_guard_integrates_what_was_applied(repo):
+    guard = TrainGuard.from_profile(load_profile(repo / "devices" / "sim_tus.toml"))  # 0.02 °C per J/cm², 2 °C
+    on = Command(0, 10.0, True, 0, {"isppa_W_per_cm2": 12.0, "duty_cycle": 0.05})  # I_SPTA 0.6 W/cm²
+    off = Command(0, 0.0, False, 0, {"isppa_W_per_cm2": 0.0, "duty_cycle": 0.0})
+    assert guard.check(on, 0.0) == []
+    assert guard.check(off, 100.0) == []  # 100 s on: 60 J/cm²
+    assert guard.check(off, 500.0) == []  # off time adds nothing
+    assert guard.thermal.energy_J_per_cm2 == pytest.approx(60.0)
+    assert guard.check(on, 600.0) == []
+    assert guard.check(on, 666.0) == []  # 99.6 J/cm²: 1.99 °C
+    late = guard.check(on, 666.7)  # 100.02 J/cm² delivered: 2.0 °C exceeded
+    assert late and "thermal bound" in late[0] and "exceeds 2.0 °C" in late[0]
+    assert guard.thermal.rise_bound_C == pytest.approx(0.02 * 100.02)
+    edge = TrainGuard.from_profile(load_profile(repo / "devices" / "sim_tus.toml"))
+    edge.check(on, 0.0)
+    assert edge.check(on, 166.6) == []  # 99.96 J/cm², + 0.6 W/cm² x 0.05 s slack = 99.99: inside
+    assert edge.check(on, 166.62)  # 99.972 + 0.03 = 100.002 J/cm²: refused
 
 
 def test_rtms_limits_use_the_verified_train_table(repo):
@@ -308,10 +345,10 @@ def test_simulated_tus_refuses_unsafe_bursts(repo):
     ok = {
         "pnp_MPa": 0.5,
         "center_frequency_MHz": 0.5,
-        "isppa_W_per_cm2": 5.0,
-        "duty_cycle": 0.1,
-        "prf_Hz": 1000.0,
-        "burst_s": 0.05,
+        "isppa_W_per_cm2": 8.0,  # 0.5 MPa: 8.3 W/cm² as a plane wave in 1.5 MRayl
+        "duty_cycle": 0.05,
+        "prf_Hz": 10.0,
+        "burst_s": 0.005,
     }
     a.apply(Command(0, 0, True, 0, ok, fire=True), 100.0)
     assert len(a.bursts) == 1 and a.sonicating(100.01)

@@ -103,8 +103,16 @@ TRAINS = [
     if combo[2] is not None or combo[3] is not None
 ]
 SONICATIONS = [
-    dict(zip(("pnp_MPa", "center_frequency_MHz", "duty_cycle", "burst_s", "isppa_W_per_cm2"), combo))
-    for combo in itertools.product((0.9, 1.5), (0.5, 0.1), (0.1, 0.5), (0.01, 0.05), (5.0, 1.0))
+    {
+        "pnp_MPa": pnp,
+        "center_frequency_MHz": f,
+        "duty_cycle": duty,
+        "burst_s": burst,
+        "isppa_W_per_cm2": 50.0 * pnp * pnp / 1.5 * factor,  # the plane-wave I_SPPA (1.5 MRayl), or off by 50 %
+    }
+    for pnp, f, duty, burst, factor in itertools.product(
+        (0.6, 0.9, 1.5), (0.5, 0.1), (0.04, 0.5), (0.004, 0.05), (1.0, 1.5)
+    )
 ]
 
 
@@ -119,13 +127,28 @@ def test_rtms_trigger_check_agrees_with_the_layer(repo, safety):
         assert (not problems) == _first_fire_allowed(ctl, profile, over), (train, problems)
 
 
-@pytest.mark.parametrize("safety", [{}, {"max_mechanical_index": 1.0}, {"max_sonication_s": 0.2}])
-def test_tus_trigger_check_agrees_with_the_layer(repo, safety):
+@pytest.mark.parametrize(
+    "safety, thermal, expected",
+    [
+        ({}, True, {True, False}),
+        ({"max_mechanical_index": 1.0}, True, {True, False}),
+        ({"max_sonication_s": 0.2}, True, {False}),  # shorter than the watchdog time: nothing may start
+        ({}, False, {False}),
+    ],
+)
+def test_tus_trigger_check_agrees_with_the_layer(repo, safety, thermal, expected):
     profile = load_profile(repo / "devices" / "sim_tus.toml")
+    if not thermal:  # a profile without the lab's thermal figure: every sonication is refused
+        limits = {n: lim for n, lim in profile.limits.items() if n != "thermal_rise_C_per_J_per_cm2"}
+        profile = profile.model_copy(update={"limits": limits})
     over = SafetyOverrides(**safety)
+    verdicts = set()
     for son in SONICATIONS:
         sonication = {**son, "prf_Hz": 10.0, "duration_s": 1.0}
         cfg = {"kind": "trigger", "modality": "tus", "feature": "a", "threshold": 0.0, "refractory_s": 100.0}
         ctl = TypeAdapter(TriggerConfig).validate_python({**cfg, "sonication": sonication})
         problems = [p for p in check_trigger(ctl, profile, over) if "would refuse" in p]
-        assert (not problems) == _first_fire_allowed(ctl, profile, over), (sonication, problems)
+        allowed = _first_fire_allowed(ctl, profile, over)
+        assert (not problems) == allowed, (sonication, problems)
+        verdicts.add(allowed)
+    assert verdicts == expected  # the grid holds allowed and refused sonications

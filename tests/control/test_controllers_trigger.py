@@ -21,12 +21,12 @@ TRAIN = dict(modality="rtms", train=dict(frequency_Hz=20.0, intensity_pct=110.0,
 SONICATION = dict(
     modality="tus",
     sonication=dict(
-        pnp_MPa=0.9,
+        pnp_MPa=0.6,
         center_frequency_MHz=0.5,
-        isppa_W_per_cm2=5.0,
-        duty_cycle=0.1,
+        isppa_W_per_cm2=12.0,  # the plane-wave I_SPPA of 0.6 MPa in 1.5 MRayl (the profile checks the pair)
+        duty_cycle=0.05,
         prf_Hz=10.0,
-        burst_s=0.01,
+        burst_s=0.005,
         duration_s=1.0,
     ),
 )
@@ -104,7 +104,7 @@ def test_tus_fire_starts_a_sonication_held_for_its_length():
     assert len(fires) == 1 and fires[0].time == 100.0
     assert on.sum() == 20  # 1 s of frames at 50 ms: one sonication of sonication_s
     assert on[:20].all() and not on[20:].any()
-    assert fires[0].frequency_Hz == 10.0 and fires[0].extra["duty_cycle"] == 0.1
+    assert fires[0].frequency_Hz == 10.0 and fires[0].extra["duty_cycle"] == 0.05
 
 
 def test_bad_frame_ends_a_sonication_with_ramp_down():

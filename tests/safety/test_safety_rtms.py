@@ -14,7 +14,7 @@ from closedloop.types import Command
 @pytest.fixture
 def layer(repo):
     prof = load_profile(repo / "devices" / "sim_rtms.toml")
-    env = RTMSEnvelope.from_envelope({n: {"value": l.value, "source": l.source} for n, l in prof.limits.items()})
+    env = RTMSEnvelope.from_envelope({n: {"value": lim.value, "source": lim.source} for n, lim in prof.limits.items()})
     return RTMSSafetyLayer(env, ManualClock())
 
 
