@@ -6,7 +6,8 @@ sections into the two stateful stages the pipeline runs per chunk.
 
 from __future__ import annotations
 
-from closedloop.config.features import FeaturesConfig, PreprocessConfig, check_features, features_of
+from closedloop.config.features import FeaturesConfig, PreprocessConfig, features_of
+from closedloop.config.validate import check_features
 from closedloop.features.bandpower import BandPowerMethod
 from closedloop.features.extractor import FeatureExtractor, make_bandpower
 from closedloop.features.iir import IIRBandPower
