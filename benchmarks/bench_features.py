@@ -35,13 +35,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from closedloop.config.features import QualityConfig  # noqa: E402
 from closedloop.features import FeatureExtractor, make_bandpower  # noqa: E402
 from closedloop.preprocess import Preprocessor  # noqa: E402
 from closedloop.types import Chunk  # noqa: E402
 
 BANDS = {"theta": (4.0, 8.0), "alpha": (8.0, 13.0)}
 RATIOS = {"theta_alpha": ("theta", "alpha")}
-QUALITY_OFF = {"amplitude_uV": None, "flat_uV": None, "emg_rms_uV": None}
+QUALITY_OFF = QualityConfig(amplitude_uV=None, flat_uV=None, emg_rms_uV=None, saturation_uV=None)
 
 
 def _stats(ns: list[int]) -> tuple[float, float]:

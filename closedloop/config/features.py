@@ -132,16 +132,46 @@ class BaselineConfig(_Strict):
 class QualityConfig(_Strict):
     """``[features.quality]``: per-frame flags over the frame's window; ``None`` switches a check off.
 
-    Defaults from docs/eeg-and-pain.md (reject |x| > 100 µV, flat channels, high > 30 Hz power).
+    Every check looks at each checked column (feature signal or electrode
+    feeding an ROI) of the preprocessed signal. The defaults were calibrated on
+    real resting EEG so that clean data stays unflagged while blinks, electrode
+    pops, railed channels and muscle bursts are caught (docs/quality.md has
+    the recordings, the flag rates and the command that prints them).
     """
 
-    amplitude_uV: float | None = Field(100.0, gt=0, description="ARTIFACT when |x| exceeds this (preprocessed)")
-    flat_uV: float | None = Field(0.5, gt=0, description="FLAT when a channel stays within ±flat_uV all window")
-    emg_hz: float = Field(30.0, gt=0, description="EMG: corner of the high-pass measuring muscle power")
-    emg_rms_uV: float | None = Field(5.0, gt=0, description="EMG when the RMS above emg_hz exceeds this")
+    amplitude_uV: float | None = Field(
+        200.0,
+        gt=0,
+        description="ARTIFACT when a channel's peak-to-peak amplitude in the window exceeds this; "
+        "peak-to-peak, not |x|, so electrode offsets and slow drifts do not count",
+    )
+    flat_uV: float | None = Field(
+        0.5, gt=0, description="FLAT when a channel stays within ±flat_uV of one value all window (peak-to-peak <= 2x)"
+    )
+    emg_hz: float = Field(30.0, gt=0, description="EMG: lower edge of the band measuring muscle power")
+    emg_high_hz: float | None = Field(
+        43.0,
+        gt=0,
+        description="EMG: upper edge; the elliptic band-pass stays clear of 50/60 Hz mains and harmonics "
+        "(None: a high-pass at emg_hz, which sees mains unless it is notched)",
+    )
+    emg_rms_uV: float | None = Field(5.0, gt=0, description="EMG when the RMS in the EMG band exceeds this")
+    saturation_uV: float | None = Field(
+        5000.0,
+        gt=0,
+        description="SATURATION when some |x| reaches this: far beyond any EEG, a railed amplifier or garbage",
+    )
     gap_tolerance_s: float = Field(
         0.001, ge=0, description="GAP when a sample interval is off 1/sfreq by more than half a period plus this"
     )
+
+    @model_validator(mode="after")
+    def _emg_band(self) -> QualityConfig:
+        if self.emg_high_hz is not None and self.emg_high_hz <= self.emg_hz:
+            raise ValueError(
+                f"features.quality.emg_high_hz ({self.emg_high_hz}) must be above emg_hz ({self.emg_hz}), or null"
+            )
+        return self
 
 
 class FeaturesConfig(_Strict):

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from closedloop.config.features import BaselineConfig, FeaturesConfig, IIRConfig, PafConfig, QualityConfig, WelchConfig
 from closedloop.features.bandpower import BandPowerMethod, Bands
 from closedloop.features.derived import FeatureDeriver
 from closedloop.features.framepool import FramePool
@@ -36,6 +37,17 @@ METHODS = {
     "iir": IIRBandPower,
 }
 _BROAD = "__broad__"
+
+
+def _method_kwargs(options: WelchConfig | IIRConfig | None) -> dict:
+    """Constructor keywords of a band-power method from its settings object."""
+    if isinstance(options, WelchConfig):
+        return {"segment": options.segment_samples, "overlap": options.overlap}
+    if isinstance(options, IIRConfig):
+        return {"order": options.order, "smoothing": options.smoothing, "tau_s": options.tau_s}
+    if options is None:
+        return {}
+    raise TypeError(f"method_options must be a WelchConfig or IIRConfig, got {type(options).__name__}")
 
 
 def make_bandpower(
@@ -75,19 +87,17 @@ class FeatureExtractor:
         Name features ``{feature}_{channel}``; otherwise exactly one channel is
         expected and features carry bare names.
     method : {"welch", "sliding_dft", "iir", "periodogram"}
-        Band-power method; ``method_options`` go to its constructor.
+        Band-power method.
+    method_options : WelchConfig or IIRConfig, optional
+        Settings of the ``welch`` or ``iir`` method (their defaults otherwise).
     relative_to : (float, float), optional
         Broad band; adds ``<band>_rel`` features.
-    paf : dict, optional
-        Keyword arguments of :class:`~closedloop.features.paf.PeakAlphaFrequency`
-        (``segment`` required); adds ``paf_cog`` / ``paf_peak``.
-    baseline_s : float, optional
-        Length of the baseline block (s of samples): z-score against it.
-    baseline_features : list of str, optional
-        Bare names to normalise (default: powers, relative powers, ratios).
-    quality : dict, optional
-        Keyword arguments of :class:`~closedloop.features.quality.QualityMonitor`
-        (thresholds; docs/eeg-and-pain.md defaults otherwise).
+    paf : PafConfig, optional
+        Peak alpha frequency settings; adds ``paf_cog`` / ``paf_peak``.
+    baseline : BaselineConfig, optional
+        Baseline block: z-score its features against it.
+    quality : QualityConfig, optional
+        Quality thresholds (the calibrated defaults otherwise, docs/quality.md).
     monitor_names : list of str
         Extra trailing columns of each chunk used only by the quality checks.
     """
@@ -105,12 +115,11 @@ class FeatureExtractor:
         per_channel: bool = False,
         *,
         method: str = "welch",
-        method_options: dict | None = None,
+        method_options: WelchConfig | IIRConfig | None = None,
         relative_to: tuple[float, float] | None = None,
-        paf: dict | None = None,
-        baseline_s: float | None = None,
-        baseline_features: list[str] | None = None,
-        quality: dict | None = None,
+        paf: PafConfig | None = None,
+        baseline: BaselineConfig | None = None,
+        quality: QualityConfig | None = None,
         monitor_names: list[str] | tuple[str, ...] = (),
     ) -> None:
         self.sfreq = float(sfreq)
@@ -125,12 +134,12 @@ class FeatureExtractor:
         if relative_to is not None:
             all_bands[_BROAD] = tuple(relative_to)
         self.bandpower = make_bandpower(
-            method, self.sfreq, n_sig, all_bands, self.window, self.hop, **(method_options or {})
+            method, self.sfreq, n_sig, all_bands, self.window, self.hop, **_method_kwargs(method_options)
         )
-        self.paf = PeakAlphaFrequency(self.sfreq, n_sig, self.window, self.hop, **paf) if paf else None
-        self.quality = QualityMonitor(self.sfreq, self.n_columns, self.window, self.hop, **(quality or {}))
+        self.paf = PeakAlphaFrequency.from_config(self.sfreq, n_sig, self.window, self.hop, paf) if paf else None
+        self.quality = QualityMonitor(self.sfreq, self.n_columns, self.window, self.hop, quality)
         ema_a = 1.0 - math.exp(-self.hop / (smoothing_s * self.sfreq)) if smoothing_s > 0 else 1.0
-        bl_end = int(round(baseline_s * self.sfreq)) if baseline_s else -1
+        bl_end = int(round(baseline.duration_s * self.sfreq)) if baseline is not None else -1
         self.deriver = FeatureDeriver(
             n_sig,
             list(bands),
@@ -140,7 +149,7 @@ class FeatureExtractor:
             log10,
             ema_a,
             bl_end,
-            baseline_features,
+            baseline.features if baseline is not None else None,
             window=self.window,
             hop=self.hop,
         )
@@ -155,6 +164,36 @@ class FeatureExtractor:
         self._pool = FramePool(self.names)
         self.frames = 0
         self._alloc(64)
+
+    @classmethod
+    def from_config(
+        cls,
+        features: FeaturesConfig,
+        sfreq: float,
+        signal_names: list[str],
+        monitor_names: list[str] | tuple[str, ...] = (),
+    ) -> FeatureExtractor:
+        """Build from a ``[features]`` section, for the preprocessor's signal and monitor columns."""
+        method = features.band_method
+        options = {"welch": features.welch, "iir": features.iir}.get(method)
+        return cls(
+            sfreq,
+            signal_names,
+            features.bands,
+            features.ratios,
+            features.window_samples,
+            features.hop_samples,
+            log10=features.log10,
+            smoothing_s=features.smoothing_s,
+            per_channel=features.rois is not None or features.combine == "each",
+            method=method,
+            method_options=options,
+            relative_to=features.relative_to,
+            paf=features.paf,
+            baseline=features.baseline,
+            quality=features.quality,
+            monitor_names=monitor_names,
+        )
 
     def _alloc(self, max_frames: int) -> None:
         n_sig = len(self.ch_names)
