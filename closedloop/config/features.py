@@ -157,9 +157,10 @@ class QualityConfig(_Strict):
     )
     emg_rms_uV: float | None = Field(5.0, gt=0, description="EMG when the RMS in the EMG band exceeds this")
     saturation_uV: float | None = Field(
-        5000.0,
+        100_000.0,
         gt=0,
-        description="SATURATION when some |x| reaches this: far beyond any EEG, a railed amplifier or garbage",
+        description="SATURATION when some |x| reaches this (100 mV: no EEG, artefact or electrode offset gets "
+        "there; a railed amplifier or garbage does); set it just below a smaller amplifier's range",
     )
     gap_tolerance_s: float = Field(
         0.001, ge=0, description="GAP when a sample interval is off 1/sfreq by more than half a period plus this"

@@ -27,7 +27,7 @@ def nasty(n: int = 6000, n_ch: int = 5, seed: int = 0) -> tuple[np.ndarray, np.n
     x[3100, 4] = -1e300
     x[3500:3800, 2] = np.nan  # a whole window of NaN in one channel
     x[4200:4450, 4] += 40 * rng.standard_normal(250)  # broadband burst: EMG
-    x[5000:5100, 0] = 6000.0  # railed
+    x[5000:5100, 0] = 187_500.0  # railed
     t[5500:] += 0.3
     return x, t
 
@@ -160,7 +160,7 @@ def test_emg_band_ignores_unnotched_mains_but_catches_muscle(mains_hz):
     eeg = rng.standard_normal(n) * 8 + 20 * np.sin(2 * np.pi * 10 * t)
     mains = 40 * np.sin(2 * np.pi * mains_hz * t) + 10 * np.sin(2 * np.pi * 2 * mains_hz * t)  # no notch
     muscle = signal.sosfilt(signal.butter(4, [20, 150], "bandpass", fs=fs, output="sos"), rng.standard_normal(n))
-    muscle *= 15 / muscle.std()  # a 15 µV RMS broadband muscle burst, 2 s long
+    muscle *= 30 / muscle.std()  # a 30 µV RMS broadband muscle burst, 2 s long
     burst = np.zeros(n)
     burst[2000:3000] = 1.0
     x = np.stack([eeg + mains, eeg + mains + muscle * burst], axis=1)
