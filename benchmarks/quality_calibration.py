@@ -98,7 +98,7 @@ def load_phyaat(spkit: Path | None):
 
 
 def frames_stats(x: np.ndarray, fs: float, q: QualityConfig, highpass: float | None = 1.0, notch: float | None = 50.0):
-    """Flags per frame from the real preprocessor and QualityMonitor (1-s window, 50-ms hop)."""
+    """Return flags per frame from the real preprocessor and QualityMonitor (1-s window, 50-ms hop)."""
     names = [f"c{i}" for i in range(x.shape[1])]
     pre = Preprocessor(
         names, names, fs, combine="each", highpass_hz=highpass, notch_hz=notch if notch and notch < fs / 2 else None
@@ -113,7 +113,7 @@ def frames_stats(x: np.ndarray, fs: float, q: QualityConfig, highpass: float | N
 
 
 def old_flags(y: np.ndarray, fs: float, ends: np.ndarray, window: int) -> np.ndarray:
-    """The old defaults recomputed directly: |x| > 100 µV, 30 Hz high-pass RMS > 5 µV, flat ±0.5 µV."""
+    """Recompute the old defaults directly: |x| > 100 µV, 30 Hz high-pass RMS > 5 µV, flat ±0.5 µV."""
     sos = signal.butter(2, 30.0, "highpass", fs=fs, output="sos")
     hp = signal.sosfilt(sos, y, axis=0, zi=signal.sosfilt_zi(sos)[:, :, None] * y[0][None, None, :])[0]
     csum = np.vstack([np.zeros((1, y.shape[1])), np.cumsum(hp * hp, axis=0)])

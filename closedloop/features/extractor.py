@@ -14,8 +14,11 @@ allocate nothing but the returned list.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
+import numba
 import numpy as np
 
 from closedloop.config.features import BaselineConfig, FeaturesConfig, IIRConfig, PafConfig, QualityConfig, WelchConfig
@@ -40,7 +43,7 @@ _BROAD = "__broad__"
 
 
 def _method_kwargs(options: WelchConfig | IIRConfig | None) -> dict:
-    """Constructor keywords of a band-power method from its settings object."""
+    """Return the constructor keywords of a band-power method from its settings object."""
     if isinstance(options, WelchConfig):
         return {"segment": options.segment_samples, "overlap": options.overlap}
     if isinstance(options, IIRConfig):
@@ -53,8 +56,9 @@ def _method_kwargs(options: WelchConfig | IIRConfig | None) -> dict:
 def make_bandpower(
     method: str, sfreq: float, n_channels: int, bands: Bands, window: int, hop: int, **options
 ) -> BandPowerMethod:
-    """A band-power method by name: ``welch`` (``segment``, ``overlap``), ``sliding_dft``, ``iir``
-    (``order``, ``smoothing``, ``tau_s``).
+    """Return a band-power method by name.
+
+    ``welch`` (``segment``, ``overlap``), ``sliding_dft``, ``iir`` (``order``, ``smoothing``, ``tau_s``).
     """
     try:
         cls = METHODS[method]
@@ -207,12 +211,29 @@ class FeatureExtractor:
         self._bind()
 
     def _bind(self) -> None:
-        """The three kernels with their state and these buffers bound: one C-level call each per chunk."""
+        """Bind the three kernels to their state and these buffers: one C-level call each per chunk."""
         self._kernels = (
             self.bandpower.bind(self._power, self._times),
             self.quality.bind(self._qflags),
             self.deriver.bind(self._power, self._pafv, self._qflags, self._rows, self._flags),
         )
+        self._direct = False
+
+    def _bind_direct(self, x: np.ndarray, stamps: np.ndarray) -> None:
+        """Call the kernels' compiled entry points from now on (once each has run with these argument types).
+
+        numba's dispatcher types every argument on every call (~65 ns each, ~27 arguments per step); the
+        arguments of a bound kernel never change type (``x`` and ``stamps`` are always float64 and
+        C-contiguous, see :class:`~closedloop.preprocess.buffers.Float64Input`), so the compiled entry
+        point for the types seen once serves every later call.
+        """
+        bandpower, quality, derive = self._kernels
+        self._kernels = (
+            _entry_point(bandpower, x, stamps),
+            _entry_point(quality, x, stamps),
+            _entry_point(derive, 1, 0),
+        )
+        self._direct = True
 
     @property
     def baseline_done(self) -> bool:
@@ -242,6 +263,8 @@ class FeatureExtractor:
         derive(k, self.frames)
         frames = self._pool.emit(k, self._rows, self._times, self._flags, self.frames)
         self.frames += k
+        if not self._direct:  # every kernel has run (and compiled) for these types
+            self._bind_direct(x, stamps)
         return frames
 
     def warmup(self) -> None:
@@ -254,8 +277,22 @@ class FeatureExtractor:
         twin.step(Chunk(np.zeros((n, self.n_columns), dtype=np.float32), (n + np.arange(n)) / self.sfreq))
 
 
+def _entry_point(kernel: functools.partial, *args) -> Callable:
+    """Return ``kernel`` (a numba dispatcher with bound state) calling its compiled entry point for these types.
+
+    Falls back to ``kernel`` itself when it is not a bound dispatcher or that exact signature was not compiled.
+    """
+    overloads = getattr(kernel.func, "overloads", None) if isinstance(kernel, functools.partial) else None
+    if overloads is None or kernel.keywords:
+        return kernel
+    compiled = overloads.get(tuple(numba.typeof(a) for a in (*kernel.args, *args)))
+    if compiled is None:
+        return kernel
+    return functools.partial(compiled.entry_point, *kernel.args)
+
+
 def _twin_state(ext: FeatureExtractor) -> dict:
-    """A deep copy of an extractor's state, cheap enough to run the kernels once."""
+    """Return a deep copy of an extractor's state, cheap enough to run the kernels once."""
     import copy
 
-    return copy.deepcopy({key: value for key, value in ext.__dict__.items() if key != "_kernels"})
+    return copy.deepcopy({key: value for key, value in ext.__dict__.items() if key not in ("_kernels", "_direct")})

@@ -110,7 +110,7 @@ def _emg_row(row, sos, chan, bss, n_ch):
 
 @numba.njit(cache=True, nogil=True)
 def _bad_row(row, count, guard, sos, n_sos, chan, lb, emg_on, n_ch):
-    """A row holding NaN/Inf or values from ``guard`` on: note non-finite samples; EMG over the others only."""
+    """Handle a row holding NaN/Inf or values from ``guard`` on: note non-finite samples; EMG over the others."""
     for c in range(n_ch):
         if not np.isfinite(row[c]):
             lb[c] = count

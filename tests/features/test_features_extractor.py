@@ -269,7 +269,9 @@ def test_quality_flags_cover_exactly_the_windows_that_hold_the_event():
     x[1500:1550, 0] += 15 * np.abs(rng.standard_normal(50)) * (np.arange(50) % 2 * 2 - 1)  # EMG-like burst
     x[2000, 0] = np.nan
     t[2500:] += 0.2  # gap between samples 2499 and 2500
-    ext = FeatureExtractor(FS, ["c"], BANDS, window=win, hop=hop, quality=QualityConfig(amplitude_uV=100.0, emg_hz=60.0, emg_high_hz=None))
+    ext = FeatureExtractor(
+        FS, ["c"], BANDS, window=win, hop=hop, quality=QualityConfig(amplitude_uV=100.0, emg_hz=60.0, emg_high_hz=None)
+    )
     frames = ext.step(Chunk(x, t))
     ends = win + hop * np.arange(len(frames))
 
