@@ -156,7 +156,7 @@ class FeatureDeriver:
         norm = set(powers if baseline_features is None else baseline_features)
         per_smooth = np.array([name in powers for name in self.base_names])
         per_norm = np.array([name in norm for name in self.base_names])
-        self._masks = np.zeros((2, n_feat), dtype=np.bool_)
+        self._masks = np.zeros((2, n_feat), dtype=np.int64)  # 0/1: packs with the other int64 state
         self.smooth, self.bl_mask = self._masks
         self.smooth[:] = np.tile(per_smooth, n_channels)
         if baseline_frames_until >= 0:

@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from closedloop.config.features import BaselineConfig, FeaturesConfig, IIRConfig, PafConfig, QualityConfig, WelchConfig
+from closedloop.features import packed
 from closedloop.features.bandpower import BandPowerMethod, Bands
 from closedloop.features.derived import FeatureDeriver
 from closedloop.features.framepool import FramePool
@@ -211,13 +212,25 @@ class FeatureExtractor:
         self._bind()
 
     def _bind(self) -> None:
-        """Bind the three kernels to their state and these buffers: one C-level call each per chunk."""
+        """Bind the kernels to their state and these buffers: one fused call per chunk where possible.
+
+        With the ``sliding_dft`` or ``iir`` method and no PAF, the state of all three kernels is packed
+        into two buffers (:mod:`~closedloop.features.packed`) and one numba call runs them; otherwise
+        each kernel is called with its state bound.
+        """
         self._kernels = (
             self.bandpower.bind(self._power, self._times),
             self.quality.bind(self._qflags),
             self.deriver.bind(self._power, self._pafv, self._qflags, self._rows, self._flags),
         )
         self._direct = False
+        self._fused = None
+        fused = packed.FUSED.get(self.bandpower.name) if self.paf is None else None
+        if fused is not None:
+            args = [a for kernel in self._kernels for a in kernel.args]
+            F, I, L = packed.pack(args, [self, self.bandpower, self.quality, self.deriver])  # noqa: E741
+            self._fused = functools.partial(fused, F, I, L)
+            self._kernels = ()  # their bound arrays are stale now
 
     def _bind_direct(self, x: np.ndarray, stamps: np.ndarray) -> None:
         """Call the kernels' compiled entry points from now on (once each has run with these argument types).
@@ -227,12 +240,15 @@ class FeatureExtractor:
         C-contiguous, see :class:`~closedloop.preprocess.buffers.Float64Input`), so the compiled entry
         point for the types seen once serves every later call.
         """
-        bandpower, quality, derive = self._kernels
-        self._kernels = (
-            _entry_point(bandpower, x, stamps),
-            _entry_point(quality, x, stamps),
-            _entry_point(derive, 1, 0),
-        )
+        if self._fused is not None:
+            self._fused = _entry_point(self._fused, x, stamps, 0)
+        else:
+            bandpower, quality, derive = self._kernels
+            self._kernels = (
+                _entry_point(bandpower, x, stamps),
+                _entry_point(quality, x, stamps),
+                _entry_point(derive, 1, 0),
+            )
         self._direct = True
 
     @property
@@ -253,14 +269,18 @@ class FeatureExtractor:
             raise ValueError(f"{n} samples but {stamps.shape[0]} timestamps")
         if n // self.hop + 1 > self._times.shape[0]:  # bandpower.max_frames(n)
             self._alloc(n // self.hop + 1)
-        bandpower, quality, derive = self._kernels
-        k = bandpower(x, stamps)
-        quality(x, stamps)
-        if self.paf is not None:
-            self.paf.process(x, self._pafv)
+        if self._fused is not None:
+            k = self._fused(x, stamps, self.frames)
+        else:
+            bandpower, quality, derive = self._kernels
+            k = bandpower(x, stamps)
+            quality(x, stamps)
+            if self.paf is not None:
+                self.paf.process(x, self._pafv)
+            if k > 0:
+                derive(k, self.frames)
         if k == 0:
             return []
-        derive(k, self.frames)
         frames = self._pool.emit(k, self._rows, self._times, self._flags, self.frames)
         self.frames += k
         if not self._direct:  # every kernel has run (and compiled) for these types
@@ -295,4 +315,5 @@ def _twin_state(ext: FeatureExtractor) -> dict:
     """Return a deep copy of an extractor's state, cheap enough to run the kernels once."""
     import copy
 
-    return copy.deepcopy({key: value for key, value in ext.__dict__.items() if key not in ("_kernels", "_direct")})
+    skip = ("_kernels", "_direct", "_fused")
+    return copy.deepcopy({key: value for key, value in ext.__dict__.items() if key not in skip})
