@@ -25,7 +25,7 @@ from closedloop.config.features import BaselineConfig, FeaturesConfig, IIRConfig
 from closedloop.features import packed
 from closedloop.features.bandpower import BandPowerMethod, Bands
 from closedloop.features.derived import FeatureDeriver
-from closedloop.features.framepool import FramePool
+from closedloop.features.framepool import QUALITY_FLAGS, FramePool
 from closedloop.features.iir import IIRBandPower
 from closedloop.features.paf import PeakAlphaFrequency
 from closedloop.features.quality import QualityMonitor
@@ -33,6 +33,9 @@ from closedloop.features.sliding_dft import SlidingDFTBandPower
 from closedloop.features.welch import WelchBandPower
 from closedloop.preprocess.buffers import Float64Input, as_stamps
 from closedloop.types import Chunk, Frame
+
+_F64 = np.dtype(np.float64)
+_NO_ROW = np.zeros(0)  # "no frame buffer to fill" for the fused kernel
 
 METHODS = {
     "welch": WelchBandPower,
@@ -166,6 +169,9 @@ class FeatureExtractor:
                 raise ValueError("without per_channel, features need exactly one (virtual) channel")
             self.names = tuple(base)
         self._input = Float64Input(self.n_columns)
+        self._row_strides = (8 * self.n_columns, 8)
+        self._samples = 0  # samples seen
+        self._next_end = self.window  # sample count at which the next frame falls
         self._pool = FramePool(self.names)
         self.frames = 0
         self._alloc(64)
@@ -241,7 +247,7 @@ class FeatureExtractor:
         point for the types seen once serves every later call.
         """
         if self._fused is not None:
-            self._fused = _entry_point(self._fused, x, stamps, 0)
+            self._fused = _entry_point(self._fused, x, stamps, 0, _NO_ROW)
         else:
             bandpower, quality, derive = self._kernels
             self._kernels = (
@@ -262,15 +268,35 @@ class FeatureExtractor:
         The frames' ``values`` are read-only; keep them as long as you like
         (see :mod:`~closedloop.features.framepool`).
         """
-        x = self._input(chunk.data)
-        stamps = as_stamps(chunk.timestamps)
+        data, ts = chunk.data, chunk.timestamps
+        # float64 C-contiguous data and stamps (as sources and the preprocessor deliver them) pass as they are
+        if data.dtype is _F64 and data.strides == self._row_strides and data.shape[1] == self.n_columns:
+            x = data
+        else:
+            x = self._input(data)
+        stamps = ts if ts.dtype is _F64 and ts.strides == (8,) else as_stamps(ts)
         n = x.shape[0]
         if stamps.shape[0] != n:
             raise ValueError(f"{n} samples but {stamps.shape[0]} timestamps")
         if n // self.hop + 1 > self._times.shape[0]:  # bandpower.max_frames(n)
             self._alloc(n // self.hop + 1)
+        samples = self._samples + n
+        self._samples = samples
         if self._fused is not None:
-            k = self._fused(x, stamps, self.frames)
+            if samples >= self._next_end and samples - self._next_end < self.hop:  # exactly one frame is due
+                frame, buffer = self._pool.claim()  # the kernel writes the row into the frame's own buffer
+                k = self._fused(x, stamps, self.frames, buffer)
+                if k == 1:
+                    frame.time = self._times.item(0)
+                    frame.flags = QUALITY_FLAGS[self._flags.item(0)]
+                    frame.index = self.frames
+                    self.frames += 1
+                    self._next_end += self.hop
+                    if not self._direct:
+                        self._bind_direct(x, stamps)
+                    return [frame]
+            else:
+                k = self._fused(x, stamps, self.frames, _NO_ROW)
         else:
             bandpower, quality, derive = self._kernels
             k = bandpower(x, stamps)
@@ -283,6 +309,7 @@ class FeatureExtractor:
             return []
         frames = self._pool.emit(k, self._rows, self._times, self._flags, self.frames)
         self.frames += k
+        self._next_end += k * self.hop
         if not self._direct:  # every kernel has run (and compiled) for these types
             self._bind_direct(x, stamps)
         return frames

@@ -66,8 +66,11 @@ def _i2(I, L, j):  # noqa: E741
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _post(F, I, L, j, k, x, stamps, first_index):  # noqa: E741
-    """Quality (arguments ``j`` ...) then, if frames were completed, derived features (``j + 3`` ...)."""
+def _post(F, I, L, j, k, x, stamps, first_index, out_row):  # noqa: E741
+    """Quality (arguments ``j`` ...) then, if frames were completed, derived features (``j + 3`` ...).
+
+    A single frame's row is also written to ``out_row`` when that is not empty (the frame's own buffer).
+    """
     _quality_kernel(_i1(I, L, j), _f1(F, L, j + 1), _i1(I, L, j + 2), x, stamps)
     if k > 0:
         d = j + 3
@@ -85,10 +88,14 @@ def _post(F, I, L, j, k, x, stamps, first_index):  # noqa: E741
             k,
             first_index,
         )
+        if k == 1 and out_row.shape[0] > 0:
+            rows = _f2(F, L, d + 8)
+            for f in range(out_row.shape[0]):
+                out_row[f] = rows[0, f]
 
 
 @numba.njit(cache=True, nogil=True)
-def step_sliding_dft(F, I, L, x, stamps, first_index):  # noqa: E741
+def step_sliding_dft(F, I, L, x, stamps, first_index, out_row):  # noqa: E741
     """Return the frames completed: sliding-DFT band power, quality, derived features in one call."""
     k = _sdft_kernel(
         _i1(I, L, 0),
@@ -102,12 +109,12 @@ def step_sliding_dft(F, I, L, x, stamps, first_index):  # noqa: E741
         x,
         stamps,
     )
-    _post(F, I, L, 8, k, x, stamps, first_index)
+    _post(F, I, L, 8, k, x, stamps, first_index, out_row)
     return k
 
 
 @numba.njit(cache=True, nogil=True)
-def step_iir(F, I, L, x, stamps, first_index):  # noqa: E741
+def step_iir(F, I, L, x, stamps, first_index, out_row):  # noqa: E741
     """Return the frames completed: IIR band power, quality, derived features in one call."""
     k = _iir_kernel(
         I[L[0]],
@@ -129,7 +136,7 @@ def step_iir(F, I, L, x, stamps, first_index):  # noqa: E741
         x,
         stamps,
     )
-    _post(F, I, L, 16, k, x, stamps, first_index)
+    _post(F, I, L, 16, k, x, stamps, first_index, out_row)
     return k
 
 

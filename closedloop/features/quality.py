@@ -271,7 +271,7 @@ def emg_filter(sfreq: float, low_hz: float, high_hz: float | None) -> np.ndarray
 
     An elliptic band-pass (order 3: 1 dB ripple, 40 dB stopband) from ``low_hz``
     to ``high_hz`` — with the defaults 30–43 Hz it passes 30–43 Hz within 1 dB
-    and attenuates 50 Hz mains by ≥ 17 dB and 60, 100, 120 Hz by ≥ 40 dB (the
+    and attenuates 50 Hz mains by ≥ 25 dB and 60, 100, 120 Hz by ≥ 40 dB (the
     figures per rate are in docs/quality.md); a 2nd-order Butterworth
     high-pass at ``low_hz`` when ``high_hz`` is None or not below Nyquist.
     """
