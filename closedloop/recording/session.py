@@ -56,6 +56,7 @@ COMMAND_CHANNELS = (
     "allowed_on",
     "allowed_amplitude_mA",
     "allowed_frequency_Hz",
+    "safety_time",  # the safety layer's clock when it allowed the command (a replay runs the layer on it)
 )
 #: Channels of the ``closedloop-applied`` stream.
 APPLIED_CHANNELS = ("amplitude_mA", "frequency_Hz", "on", "frame_time", "latency_s")
@@ -141,6 +142,9 @@ class SessionRecording:
         recorder also writes a boundary chunk and syncs every 10 s).
     report : bool
         Write ``report.html`` on :meth:`close`.
+    session_info : dict, optional
+        Facts about the session for the file header (e.g.
+        ``requested_duration_s``, so a replay ends where the session did).
 
     Raises
     ------
@@ -165,6 +169,7 @@ class SessionRecording:
         min_free_bytes: int = 100_000_000,
         flush_interval_s: float = 0.1,
         report: bool = True,
+        session_info: Mapping[str, object] | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         check_writable(self.out_dir, min_free_bytes)
@@ -192,6 +197,7 @@ class SessionRecording:
             "closedloop_version": version,
             "session_id": self.session_id,
             "session_started": self.started,
+            **{str(k): str(v) for k, v in (session_info or {}).items()},
             **pipeline_meta,
         }
         # offline (block=True) the writer is fed as fast as the CPU allows: keep what waits in memory
@@ -408,6 +414,7 @@ class SessionRecording:
                 allowed.on,
                 allowed.amplitude_mA,
                 allowed.frequency_Hz,
+                getattr(step, "safety_time", math.nan),
             )
         push = self.recorder.push
         push(self._feat_id, feats, times)
@@ -418,8 +425,13 @@ class SessionRecording:
         """A command the adapter issued at ``issue_time`` (local LSL clock)."""
         row = np.array([[command.amplitude_mA, command.frequency_Hz, float(command.on), command.time, latency_s]])
         self.recorder.push(self._applied_id, row, (issue_time,))
-        if command.extra:
-            self.recorder.push(self._extra_id, [[json.dumps(command.extra, sort_keys=True)]], (issue_time,))
+        if command.extra or command.fire or command.abort:
+            doc = {
+                **command.extra,
+                **({"fire": True} if command.fire else {}),
+                **({"abort": True} if command.abort else {}),
+            }
+            self.recorder.push(self._extra_id, [[json.dumps(doc, sort_keys=True)]], (issue_time,))
 
     def on_event(self, event) -> None:
         """A :class:`~closedloop.safety.SafetyEvent`, as JSON text stamped at its time."""
