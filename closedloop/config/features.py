@@ -142,25 +142,34 @@ class QualityConfig(_Strict):
     amplitude_uV: float | None = Field(
         200.0,
         gt=0,
-        description="ARTIFACT when a channel's peak-to-peak amplitude in the window exceeds this; "
-        "peak-to-peak, not |x|, so electrode offsets and slow drifts do not count",
+        description="ARTIFACT when a channel's peak-to-peak amplitude in the window exceeds this (peak-to-peak: "
+        "electrode offsets do not count; 200 = the ±100 µV convention as a range: 0 % of clean eegmat frames, "
+        "82 % of frames holding an injected 150-300 µV blink)",
     )
     flat_uV: float | None = Field(
-        0.5, gt=0, description="FLAT when a channel stays within ±flat_uV of one value all window (peak-to-peak <= 2x)"
+        0.5,
+        gt=0,
+        description="FLAT when a channel stays within ±flat_uV of one value all window (peak-to-peak <= 2x; "
+        "real EEG spans tens of µV per second, a dead or railed channel after a high-pass well under 1 µV)",
     )
-    emg_hz: float = Field(30.0, gt=0, description="EMG: lower edge of the band measuring muscle power")
+    emg_hz: float = Field(30.0, gt=0, description="EMG: lower edge of the band measuring muscle power (above beta)")
     emg_high_hz: float | None = Field(
         43.0,
         gt=0,
-        description="EMG: upper edge; the elliptic band-pass stays clear of 50/60 Hz mains and harmonics "
-        "(None: a high-pass at emg_hz, which sees mains unless it is notched)",
+        description="EMG: upper edge; the elliptic band-pass attenuates 50 Hz by >= 25 dB and 60/100/120 Hz by "
+        ">= 40 dB, so un-notched mains is not muscle (None: a high-pass at emg_hz, which sees mains)",
     )
-    emg_rms_uV: float | None = Field(5.0, gt=0, description="EMG when the RMS in the EMG band exceeds this")
+    emg_rms_uV: float | None = Field(
+        5.0,
+        gt=0,
+        description="EMG when the RMS in the EMG band exceeds this (clean eegmat stays under 3 µV; catches 70 % "
+        "of frames holding injected 15-40 µV broadband muscle bursts, 91 % at 4 µV)",
+    )
     saturation_uV: float | None = Field(
         100_000.0,
         gt=0,
-        description="SATURATION when some |x| reaches this (100 mV: no EEG, artefact or electrode offset gets "
-        "there; a railed amplifier or garbage does); set it just below a smaller amplifier's range",
+        description="SATURATION when some |x| reaches this (100 mV: 1000x EEG, above artefacts and usual electrode "
+        "offsets; a railed amplifier or garbage gets there); set it just below a smaller amplifier's range",
     )
     gap_tolerance_s: float = Field(
         0.001, ge=0, description="GAP when a sample interval is off 1/sfreq by more than half a period plus this"
