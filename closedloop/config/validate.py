@@ -10,9 +10,9 @@ problems are all reported at once. Nothing here imports stage code: the
 train table is parsed from the limit names, the adapters' facts come from
 :data:`BUILTIN_ADAPTERS` (a third-party adapter's entry point is loaded).
 
-The trigger checks mirror what :mod:`closedloop.safety.rtms` and
-:mod:`closedloop.safety.tus` would refuse on the first fire; a test puts the
-same requests to the layers and asserts the same verdicts.
+A trigger's train or sonication is put to the safety layer itself
+(:mod:`closedloop.safety`, plain Python, imported when a trigger is checked),
+so the pipeline check and the running session cannot disagree.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from closedloop.config.pipeline import DeviceConfig, PipelineConfig
 from closedloop.config.profile import DeviceProfile, parse_train_limit
 from closedloop.config.safety import SafetyOverrides
 from closedloop.config.sources import SyntheticSourceConfig
+from closedloop.types import Command
 
 #: Entry-point group of third-party adapters (see :mod:`closedloop.adapters`).
 ADAPTER_ENTRY_POINTS = "closedloop.adapters"
@@ -359,180 +360,71 @@ def train_cells(profile: DeviceProfile) -> list[tuple[float, float, float, str]]
     return cells
 
 
-def _train_size(c: RTMSTriggerConfig) -> tuple[int, float, str]:
-    """Pulses and duration of the configured train, or a problem (the rules of the rTMS layer)."""
-    t = c.train
-    f = t.frequency_Hz
-    if t.pulses is not None:
-        duration = t.pulses / f
-        if t.duration_s is not None and not abs(t.duration_s - duration) <= 1e-6 + 1e-3 * duration:
-            return (
-                0,
-                0.0,
-                f"controller.train.duration_s: {t.duration_s:g} s disagrees with pulses / rate = {duration:g} s",
-            )
-        return t.pulses, duration, ""
-    n = t.duration_s * f
-    if not n < 1e9:
-        return 0, 0.0, f"controller.train.duration_s: {t.duration_s:g} s at {f:g} Hz is not a train"
-    pulses = int(math.floor(n + 1e-9))
-    if pulses < 1:
-        return 0, 0.0, f"controller.train.duration_s: {t.duration_s:g} s at {f:g} Hz holds no pulse"
-    return pulses, pulses / f, ""
+def _layer_refusal(controller: Any, profile: DeviceProfile, safety: SafetyOverrides) -> str:
+    """Return why the safety layer that will run refuses the trigger's first fire ("" if it allows it).
 
+    The request is put to the very layer a session builds, on the pipeline's
+    effective limits, so nothing is checked twice differently. The safety
+    layer is plain Python (no numba, no stage code): validation may use it.
+    """
+    # imported here, not at the top: the safety layer imports the profile schema (a cycle otherwise)
+    from closedloop.safety.envelope import ENVELOPES, safety_layer_for
 
-def _rtms_trigger_problems(c: RTMSTriggerConfig, profile: DeviceProfile, lim: dict[str, float]) -> list[str]:
-    refuse = "the safety layer would refuse every train: "
-    f, intensity = c.train.frequency_Hz, c.train.intensity_pct
-    problems = []
-    if intensity > lim["max_intensity_pct"]:
-        problems.append(
-            f"controller.train.intensity_pct: {refuse}intensity {intensity:g} %MT above the cap "
-            f"{lim['max_intensity_pct']:g} %MT"
-        )
-    pulses, duration, size_problem = _train_size(c)
-    if size_problem:
-        return problems + [size_problem]
-    cells = [cell for cell in train_cells(profile) if math.isclose(cell[0], f, rel_tol=1e-9, abs_tol=1e-9)]
-    covering = [cell for cell in cells if intensity <= cell[1]]
-    if not covering:
-        verified = ", ".join(f"{a:g} Hz ≤{b:g} %MT ≤{m:g} s" for a, b, m, _ in train_cells(profile)) or "none"
-        problems.append(
-            f"controller.train: {refuse}no verified safe train duration for {f:g} Hz at {intensity:g} %MT "
-            f"(verified: {verified})"
-        )
-    else:
-        cell = min(covering, key=lambda x: x[2])
-        if duration > cell[2] * (1 + 1e-9):
-            problems.append(
-                f"controller.train: {refuse}{duration:g} s at {f:g} Hz exceeds the verified {cell[2]:g} s "
-                f"for ≤{cell[1]:g} %MT ({cell[3]})"
-            )
-    if pulses > lim["max_pulses_per_session"]:
-        problems.append(
-            f"controller.train.pulses: {refuse}a train of {pulses} exceeds the pulse cap "
-            f"{lim['max_pulses_per_session']:g} per session"
-        )
-    if duration > lim["max_session_duration_s"]:
-        problems.append(
-            f"controller.train: {refuse}the train would run past the session duration limit "
-            f"{lim['max_session_duration_s']:g} s"
-        )
-    if problems:
-        return problems
-    gap = duration + lim["min_inter_train_interval_s"]
-    if c.refractory_s < gap:
-        problems.append(
-            f"controller.refractory_s: {c.refractory_s:g} s is shorter than the train "
-            f"({duration:g} s) plus the minimum inter-train interval "
-            f"({lim['min_inter_train_interval_s']:g} s); the safety layer would refuse trains; use >= {gap:g}"
-        )
-    return problems
-
-
-def _tus_trigger_problems(c: TUSTriggerConfig, lim: dict[str, float]) -> list[str]:
-    refuse = "the safety layer would refuse every sonication: "
-    s = c.sonication
-    key = "controller.sonication"
-    problems = []
-    lo, hi = lim["min_center_frequency_MHz"], lim["max_center_frequency_MHz"]
-    if not lo <= s.center_frequency_MHz <= hi:
-        problems.append(
-            f"{key}.center_frequency_MHz: {refuse}centre frequency {s.center_frequency_MHz:g} MHz outside the "
-            f"transducer range [{lo:g}, {hi:g}] MHz"
-        )
-    if s.duty_cycle > lim["max_duty_cycle"]:
-        problems.append(
-            f"{key}.duty_cycle: {refuse}duty cycle {s.duty_cycle:g} above the limit {lim['max_duty_cycle']:g}"
-        )
-    if s.burst_s > lim["max_burst_s"]:
-        problems.append(
-            f"{key}.burst_s: {refuse}burst (pulse) length {s.burst_s:g} s above the limit {lim['max_burst_s']:g} s"
-        )
-    implied = s.burst_s * s.prf_Hz
-    if abs(implied - s.duty_cycle) > 0.01 * s.duty_cycle:
-        problems.append(
-            f"{key}.duty_cycle: {refuse}duty_cycle {s.duty_cycle:g} disagrees with burst_s × prf_Hz = {implied:g}"
-        )
-    mi = s.pnp_MPa / math.sqrt(s.center_frequency_MHz)
-    if mi > lim["max_mechanical_index"]:
-        problems.append(
-            f"{key}.pnp_MPa: {refuse}mechanical index {mi:.3g} above the limit {lim['max_mechanical_index']:g}"
-        )
-    if s.isppa_W_per_cm2 > lim["max_isppa_W_per_cm2"]:
-        problems.append(
-            f"{key}.isppa_W_per_cm2: {refuse}I_SPPA {s.isppa_W_per_cm2:.4g} W/cm² above the limit "
-            f"{lim['max_isppa_W_per_cm2']:g} W/cm²"
-        )
-    z = lim["plane_wave_impedance_MRayl"]
-    plane = 50.0 * s.pnp_MPa * s.pnp_MPa / z  # p² / (2 ρc) in W/cm² (closedloop.safety.tus)
-    if abs(s.isppa_W_per_cm2 - plane) > lim["max_isppa_pnp_mismatch"] * plane:
-        problems.append(
-            f"{key}.isppa_W_per_cm2: {refuse}I_SPPA {s.isppa_W_per_cm2:.4g} W/cm² disagrees with PNP "
-            f"{s.pnp_MPa:g} MPa: a plane wave of that pressure in {z:g} MRayl carries {plane:.4g} W/cm² "
-            f"(allowed ±{100 * lim['max_isppa_pnp_mismatch']:g} %)"
-        )
-    ispta = s.isppa_W_per_cm2 * s.duty_cycle * 1000.0
-    if ispta > lim["max_ispta_mW_per_cm2"]:
-        problems.append(
-            f"{key}.isppa_W_per_cm2: {refuse}I_SPTA {ispta:.4g} mW/cm² above the limit "
-            f"{lim['max_ispta_mW_per_cm2']:g} mW/cm²"
-        )
-    k = lim.get("thermal_rise_C_per_J_per_cm2")
-    if k is None:
-        problems.append(
-            f"device.profile: {refuse}no thermal figure for this setup: the profile needs "
-            "limits.thermal_rise_C_per_J_per_cm2 (the lab's measured or simulated peak temperature rise per "
-            "J/cm² of focal I_SPTA × time)"
-        )
-    elif k * ispta / 1000.0 * lim["watchdog_timeout_s"] > lim["max_temperature_rise_C"]:
-        problems.append(
-            f"{key}.isppa_W_per_cm2: {refuse}thermal bound: {k * ispta / 1000.0 * lim['watchdog_timeout_s']:.3g} °C "
-            f"within one watchdog interval would exceed the limit {lim['max_temperature_rise_C']:g} °C"
-        )
-    h = lim["watchdog_timeout_s"]
-    for name in ("max_sonication_s", "max_total_sonication_s", "max_session_duration_s"):
-        if h > lim[name]:
-            problems.append(
-                f"safety.watchdog_timeout_s: {refuse}the watchdog time ({h:g} s) exceeds {name} ({lim[name]:g} s)"
-            )
-    if problems:
-        return problems
-    if s.duration_s + h > lim["max_sonication_s"]:
-        problems.append(
-            f"{key}.duration_s: {s.duration_s:g} s plus the watchdog time ({h:g} s) "
-            f"exceeds max_sonication_s ({lim['max_sonication_s']:g} s); the layer would cut it"
-        )
-    rise = k * ispta / 1000.0 * (s.duration_s + h)
-    if rise > lim["max_temperature_rise_C"]:
-        problems.append(
-            f"{key}.duration_s: one sonication of {s.duration_s:g} s raises the thermal bound to {rise:.3g} °C, "
-            f"above max_temperature_rise_C ({lim['max_temperature_rise_C']:g} °C); the layer would cut it"
-        )
-    if c.refractory_s < s.duration_s + lim["min_pause_s"]:
-        problems.append(
-            f"controller.refractory_s: {c.refractory_s:g} s is shorter than the sonication "
-            f"({s.duration_s:g} s) plus the minimum pause ({lim['min_pause_s']:g} s); use >= "
-            f"{s.duration_s + lim['min_pause_s']:g}"
-        )
-    return problems
+    over = safety.model_dump(exclude_none=True)
+    env = {
+        name: {"value": over.get(name, lim.value), "unit": lim.unit, "source": lim.source}
+        for name, lim in profile.limits.items()
+    }
+    try:
+        layer = safety_layer_for(ENVELOPES[profile.device.modality].from_envelope(env), clock=lambda: 0.0)
+    except ValueError as err:
+        return str(err)
+    rate = controller.train.frequency_Hz if isinstance(controller, RTMSTriggerConfig) else controller.sonication.prf_Hz
+    out = layer.step(Command(0.0, rate, True, 0.0, controller.fire_extra(), fire=True))
+    if out.on:
+        return ""
+    reasons = [e.reason for e in layer.events if e.kind == "refuse"] or [layer.stop_reason or "refused"]
+    return reasons[-1]
 
 
 def check_trigger(controller: Any, profile: DeviceProfile, safety: SafetyOverrides) -> list[str]:
     """Return why the safety layer would refuse the trigger's train or sonication, each naming a key.
 
-    Checked against the effective limits (profile tightened by ``[safety]``);
-    then the refractory period against the inter-train interval (rTMS) or
-    the pause (TUS). A controller of another modality is reported by
-    :func:`check_controller_limits`.
+    The configured request is put to the safety layer itself, on the
+    effective limits (profile tightened by ``[safety]``); then the refractory
+    period is checked against the train plus the inter-train interval (rTMS)
+    or the sonication plus the pause (TUS). A controller of another modality
+    is reported by :func:`check_controller_limits`.
     """
+    if not isinstance(controller, RTMSTriggerConfig | TUSTriggerConfig):
+        return []
     if profile.device.modality not in controller.modalities():
         return []
+    rtms = isinstance(controller, RTMSTriggerConfig)
+    key, what = ("controller.train", "train") if rtms else ("controller.sonication", "sonication")
+    refusal = _layer_refusal(controller, profile, safety)
+    if refusal:
+        return [f"{key}: the safety layer would refuse every {what}: {refusal}"]
     lim = effective_limits(profile, safety)
-    if isinstance(controller, RTMSTriggerConfig):
-        return _rtms_trigger_problems(controller, profile, lim)
-    if isinstance(controller, TUSTriggerConfig):
-        return _tus_trigger_problems(controller, lim)
+    if rtms:
+        t = controller.train
+        duration = t.pulses / t.frequency_Hz if t.pulses is not None else float(t.duration_s)
+        gap, after = duration + lim["min_inter_train_interval_s"], "minimum inter-train interval"
+        pause = lim["min_inter_train_interval_s"]
+    else:
+        duration = controller.sonication.duration_s
+        h = lim["watchdog_timeout_s"]
+        if duration + h > lim["max_sonication_s"]:
+            return [
+                f"{key}.duration_s: {duration:g} s plus the watchdog time ({h:g} s) exceeds max_sonication_s "
+                f"({lim['max_sonication_s']:g} s); the layer would cut it"
+            ]
+        gap, after, pause = duration + lim["min_pause_s"], "minimum pause", lim["min_pause_s"]
+    if controller.refractory_s < gap:
+        return [
+            f"controller.refractory_s: {controller.refractory_s:g} s is shorter than the {what} ({duration:g} s) "
+            f"plus the {after} ({pause:g} s); the safety layer would refuse {what}s; use >= {gap:g}"
+        ]
     return []
 
 

@@ -101,6 +101,7 @@ class BandPowerMethod:
 
     @property
     def n_bands(self) -> int:
+        """Number of bands (the broad band included when asked)."""
         return len(self.band_names)
 
     def max_frames(self, n_samples: int) -> int:
@@ -138,7 +139,7 @@ class BandPowerMethod:
         return views
 
     def _twin_args(self) -> dict:
-        """Constructor arguments of a small copy that compiles the same kernels."""
+        """Return constructor arguments of a small copy that compiles the same kernels."""
         return dict(sfreq=self.sfreq, n_channels=1, bands=self.bands, window=self.window, hop=self.hop)
 
     def warmup(self) -> None:

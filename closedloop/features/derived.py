@@ -8,7 +8,7 @@ average with time constant ``smoothing_s`` (per frame:
 baseline is configured, z-scored against the frames of the first
 ``duration_s`` seconds of samples. Baseline frames are flagged
 ``Quality.BASELINE`` and their normalised features are NaN; frames flagged
-ARTIFACT/FLAT/NONFINITE/EMG/GAP do not enter the baseline statistics.
+ARTIFACT/FLAT/NONFINITE/EMG/GAP/SATURATION do not enter the baseline statistics.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import numpy as np
 
 from closedloop.types import Quality
 
-BASELINE_EXCLUDES = int(Quality.ARTIFACT | Quality.FLAT | Quality.NONFINITE | Quality.EMG | Quality.GAP)
+BASELINE_EXCLUDES = int(
+    Quality.ARTIFACT | Quality.FLAT | Quality.NONFINITE | Quality.EMG | Quality.GAP | Quality.SATURATION
+)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -154,7 +156,7 @@ class FeatureDeriver:
         norm = set(powers if baseline_features is None else baseline_features)
         per_smooth = np.array([name in powers for name in self.base_names])
         per_norm = np.array([name in norm for name in self.base_names])
-        self._masks = np.zeros((2, n_feat), dtype=np.bool_)
+        self._masks = np.zeros((2, n_feat), dtype=np.int64)  # 0/1: packs with the other int64 state
         self.smooth, self.bl_mask = self._masks
         self.smooth[:] = np.tile(per_smooth, n_channels)
         if baseline_frames_until >= 0:

@@ -14,13 +14,25 @@ allocate nothing but the returned list.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
+import numba
 import numpy as np
 
+from closedloop.config.features import (
+    FeatureBaselineConfig,
+    FeaturesConfig,
+    IIRConfig,
+    PafConfig,
+    QualityConfig,
+    WelchConfig,
+)
+from closedloop.features import packed
 from closedloop.features.bandpower import BandPowerMethod, Bands
 from closedloop.features.derived import FeatureDeriver
-from closedloop.features.framepool import FramePool
+from closedloop.features.framepool import QUALITY_FLAGS, FramePool
 from closedloop.features.iir import IIRBandPower
 from closedloop.features.paf import PeakAlphaFrequency
 from closedloop.features.quality import QualityMonitor
@@ -28,6 +40,9 @@ from closedloop.features.sliding_dft import SlidingDFTBandPower
 from closedloop.features.welch import WelchBandPower
 from closedloop.preprocess.buffers import Float64Input, as_stamps
 from closedloop.types import Chunk, Frame
+
+_F64 = np.dtype(np.float64)
+_NO_ROW = np.zeros(0)  # "no frame buffer to fill" for the fused kernel
 
 METHODS = {
     "welch": WelchBandPower,
@@ -38,11 +53,23 @@ METHODS = {
 _BROAD = "__broad__"
 
 
+def _method_kwargs(options: WelchConfig | IIRConfig | None) -> dict:
+    """Return the constructor keywords of a band-power method from its settings object."""
+    if isinstance(options, WelchConfig):
+        return {"segment": options.segment_samples, "overlap": options.overlap}
+    if isinstance(options, IIRConfig):
+        return {"order": options.order, "smoothing": options.smoothing, "tau_s": options.tau_s}
+    if options is None:
+        return {}
+    raise TypeError(f"method_options must be a WelchConfig or IIRConfig, got {type(options).__name__}")
+
+
 def make_bandpower(
     method: str, sfreq: float, n_channels: int, bands: Bands, window: int, hop: int, **options
 ) -> BandPowerMethod:
-    """A band-power method by name: ``welch`` (``segment``, ``overlap``), ``sliding_dft``, ``iir``
-    (``order``, ``smoothing``, ``tau_s``).
+    """Return a band-power method by name.
+
+    ``welch`` (``segment``, ``overlap``), ``sliding_dft``, ``iir`` (``order``, ``smoothing``, ``tau_s``).
     """
     try:
         cls = METHODS[method]
@@ -75,19 +102,17 @@ class FeatureExtractor:
         Name features ``{feature}_{channel}``; otherwise exactly one channel is
         expected and features carry bare names.
     method : {"welch", "sliding_dft", "iir", "periodogram"}
-        Band-power method; ``method_options`` go to its constructor.
+        Band-power method.
+    method_options : WelchConfig or IIRConfig, optional
+        Settings of the ``welch`` or ``iir`` method (their defaults otherwise).
     relative_to : (float, float), optional
         Broad band; adds ``<band>_rel`` features.
-    paf : dict, optional
-        Keyword arguments of :class:`~closedloop.features.paf.PeakAlphaFrequency`
-        (``segment`` required); adds ``paf_cog`` / ``paf_peak``.
-    baseline_s : float, optional
-        Length of the baseline block (s of samples): z-score against it.
-    baseline_features : list of str, optional
-        Bare names to normalise (default: powers, relative powers, ratios).
-    quality : dict, optional
-        Keyword arguments of :class:`~closedloop.features.quality.QualityMonitor`
-        (thresholds; docs/eeg-and-pain.md defaults otherwise).
+    paf : PafConfig, optional
+        Peak alpha frequency settings; adds ``paf_cog`` / ``paf_peak``.
+    baseline : FeatureBaselineConfig, optional
+        Baseline block: z-score its features against it.
+    quality : QualityConfig, optional
+        Quality thresholds (the calibrated defaults otherwise, docs/quality.md).
     monitor_names : list of str
         Extra trailing columns of each chunk used only by the quality checks.
     """
@@ -105,12 +130,11 @@ class FeatureExtractor:
         per_channel: bool = False,
         *,
         method: str = "welch",
-        method_options: dict | None = None,
+        method_options: WelchConfig | IIRConfig | None = None,
         relative_to: tuple[float, float] | None = None,
-        paf: dict | None = None,
-        baseline_s: float | None = None,
-        baseline_features: list[str] | None = None,
-        quality: dict | None = None,
+        paf: PafConfig | None = None,
+        baseline: FeatureBaselineConfig | None = None,
+        quality: QualityConfig | None = None,
         monitor_names: list[str] | tuple[str, ...] = (),
     ) -> None:
         self.sfreq = float(sfreq)
@@ -125,12 +149,12 @@ class FeatureExtractor:
         if relative_to is not None:
             all_bands[_BROAD] = tuple(relative_to)
         self.bandpower = make_bandpower(
-            method, self.sfreq, n_sig, all_bands, self.window, self.hop, **(method_options or {})
+            method, self.sfreq, n_sig, all_bands, self.window, self.hop, **_method_kwargs(method_options)
         )
-        self.paf = PeakAlphaFrequency(self.sfreq, n_sig, self.window, self.hop, **paf) if paf else None
-        self.quality = QualityMonitor(self.sfreq, self.n_columns, self.window, self.hop, **(quality or {}))
+        self.paf = PeakAlphaFrequency.from_config(self.sfreq, n_sig, self.window, self.hop, paf) if paf else None
+        self.quality = QualityMonitor(self.sfreq, self.n_columns, self.window, self.hop, quality)
         ema_a = 1.0 - math.exp(-self.hop / (smoothing_s * self.sfreq)) if smoothing_s > 0 else 1.0
-        bl_end = int(round(baseline_s * self.sfreq)) if baseline_s else -1
+        bl_end = int(round(baseline.duration_s * self.sfreq)) if baseline is not None else -1
         self.deriver = FeatureDeriver(
             n_sig,
             list(bands),
@@ -140,7 +164,7 @@ class FeatureExtractor:
             log10,
             ema_a,
             bl_end,
-            baseline_features,
+            baseline.features if baseline is not None else None,
             window=self.window,
             hop=self.hop,
         )
@@ -152,9 +176,42 @@ class FeatureExtractor:
                 raise ValueError("without per_channel, features need exactly one (virtual) channel")
             self.names = tuple(base)
         self._input = Float64Input(self.n_columns)
+        self._row_strides = (8 * self.n_columns, 8)
+        self._samples = 0  # samples seen
+        self._next_end = self.window  # sample count at which the next frame falls
         self._pool = FramePool(self.names)
         self.frames = 0
         self._alloc(64)
+
+    @classmethod
+    def from_config(
+        cls,
+        features: FeaturesConfig,
+        sfreq: float,
+        signal_names: list[str],
+        monitor_names: list[str] | tuple[str, ...] = (),
+    ) -> FeatureExtractor:
+        """Build from a ``[features]`` section, for the preprocessor's signal and monitor columns."""
+        method = features.band_method
+        options = {"welch": features.welch, "iir": features.iir}.get(method)
+        return cls(
+            sfreq,
+            signal_names,
+            features.bands,
+            features.ratios,
+            features.window_samples,
+            features.hop_samples,
+            log10=features.log10,
+            smoothing_s=features.smoothing_s,
+            per_channel=features.rois is not None or features.combine == "each",
+            method=method,
+            method_options=options,
+            relative_to=features.relative_to,
+            paf=features.paf,
+            baseline=features.baseline,
+            quality=features.quality,
+            monitor_names=monitor_names,
+        )
 
     def _alloc(self, max_frames: int) -> None:
         n_sig = len(self.ch_names)
@@ -168,12 +225,44 @@ class FeatureExtractor:
         self._bind()
 
     def _bind(self) -> None:
-        """The three kernels with their state and these buffers bound: one C-level call each per chunk."""
+        """Bind the kernels to their state and these buffers: one fused call per chunk where possible.
+
+        With the ``sliding_dft`` or ``iir`` method and no PAF, the state of all three kernels is packed
+        into two buffers (:mod:`~closedloop.features.packed`) and one numba call runs them; otherwise
+        each kernel is called with its state bound.
+        """
         self._kernels = (
             self.bandpower.bind(self._power, self._times),
             self.quality.bind(self._qflags),
             self.deriver.bind(self._power, self._pafv, self._qflags, self._rows, self._flags),
         )
+        self._direct = False
+        self._fused = None
+        fused = packed.FUSED.get(self.bandpower.name) if self.paf is None else None
+        if fused is not None:
+            args = [a for kernel in self._kernels for a in kernel.args]
+            F, I, L = packed.pack(args, [self, self.bandpower, self.quality, self.deriver])  # noqa: E741
+            self._fused = functools.partial(fused, F, I, L)
+            self._kernels = ()  # their bound arrays are stale now
+
+    def _bind_direct(self, x: np.ndarray, stamps: np.ndarray) -> None:
+        """Call the kernels' compiled entry points from now on (once each has run with these argument types).
+
+        numba's dispatcher types every argument on every call (~65 ns each, ~27 arguments per step); the
+        arguments of a bound kernel never change type (``x`` and ``stamps`` are always float64 and
+        C-contiguous, see :class:`~closedloop.preprocess.buffers.Float64Input`), so the compiled entry
+        point for the types seen once serves every later call.
+        """
+        if self._fused is not None:
+            self._fused = _entry_point(self._fused, x, stamps, 0, _NO_ROW)
+        else:
+            bandpower, quality, derive = self._kernels
+            self._kernels = (
+                _entry_point(bandpower, x, stamps),
+                _entry_point(quality, x, stamps),
+                _entry_point(derive, 1, 0),
+            )
+        self._direct = True
 
     @property
     def baseline_done(self) -> bool:
@@ -186,23 +275,50 @@ class FeatureExtractor:
         The frames' ``values`` are read-only; keep them as long as you like
         (see :mod:`~closedloop.features.framepool`).
         """
-        x = self._input(chunk.data)
-        stamps = as_stamps(chunk.timestamps)
+        data, ts = chunk.data, chunk.timestamps
+        # float64 C-contiguous data and stamps (as sources and the preprocessor deliver them) pass as they are
+        if data.dtype is _F64 and data.strides == self._row_strides and data.shape[1] == self.n_columns:
+            x = data
+        else:
+            x = self._input(data)
+        stamps = ts if ts.dtype is _F64 and ts.strides == (8,) else as_stamps(ts)
         n = x.shape[0]
         if stamps.shape[0] != n:
             raise ValueError(f"{n} samples but {stamps.shape[0]} timestamps")
         if n // self.hop + 1 > self._times.shape[0]:  # bandpower.max_frames(n)
             self._alloc(n // self.hop + 1)
-        bandpower, quality, derive = self._kernels
-        k = bandpower(x, stamps)
-        quality(x, stamps)
-        if self.paf is not None:
-            self.paf.process(x, self._pafv)
+        samples = self._samples + n
+        self._samples = samples
+        if self._fused is not None:
+            if samples >= self._next_end and samples - self._next_end < self.hop:  # exactly one frame is due
+                frame, buffer = self._pool.claim()  # the kernel writes the row into the frame's own buffer
+                k = self._fused(x, stamps, self.frames, buffer)
+                if k == 1:
+                    frame.time = self._times.item(0)
+                    frame.flags = QUALITY_FLAGS[self._flags.item(0)]
+                    frame.index = self.frames
+                    self.frames += 1
+                    self._next_end += self.hop
+                    if not self._direct:
+                        self._bind_direct(x, stamps)
+                    return [frame]
+            else:
+                k = self._fused(x, stamps, self.frames, _NO_ROW)
+        else:
+            bandpower, quality, derive = self._kernels
+            k = bandpower(x, stamps)
+            quality(x, stamps)
+            if self.paf is not None:
+                self.paf.process(x, self._pafv)
+            if k > 0:
+                derive(k, self.frames)
         if k == 0:
             return []
-        derive(k, self.frames)
         frames = self._pool.emit(k, self._rows, self._times, self._flags, self.frames)
         self.frames += k
+        self._next_end += k * self.hop
+        if not self._direct:  # every kernel has run (and compiled) for these types
+            self._bind_direct(x, stamps)
         return frames
 
     def warmup(self) -> None:
@@ -215,8 +331,23 @@ class FeatureExtractor:
         twin.step(Chunk(np.zeros((n, self.n_columns), dtype=np.float32), (n + np.arange(n)) / self.sfreq))
 
 
+def _entry_point(kernel: functools.partial, *args) -> Callable:
+    """Return ``kernel`` (a numba dispatcher with bound state) calling its compiled entry point for these types.
+
+    Falls back to ``kernel`` itself when it is not a bound dispatcher or that exact signature was not compiled.
+    """
+    overloads = getattr(kernel.func, "overloads", None) if isinstance(kernel, functools.partial) else None
+    if overloads is None or kernel.keywords:
+        return kernel
+    compiled = overloads.get(tuple(numba.typeof(a) for a in (*kernel.args, *args)))
+    if compiled is None:
+        return kernel
+    return functools.partial(compiled.entry_point, *kernel.args)
+
+
 def _twin_state(ext: FeatureExtractor) -> dict:
-    """A deep copy of an extractor's state, cheap enough to run the kernels once."""
+    """Return a deep copy of an extractor's state, cheap enough to run the kernels once."""
     import copy
 
-    return copy.deepcopy({key: value for key, value in ext.__dict__.items() if key != "_kernels"})
+    skip = ("_kernels", "_direct", "_fused")
+    return copy.deepcopy({key: value for key, value in ext.__dict__.items() if key not in skip})

@@ -26,7 +26,7 @@ import numpy as np
 
 from closedloop.types import Frame, Quality
 
-_QUALITY = tuple(Quality(i) for i in range(128))
+QUALITY_FLAGS = tuple(Quality(i) for i in range(128))  # flag bits -> Quality, without the enum's lookup
 
 
 class FramePool:
@@ -56,6 +56,26 @@ class FramePool:
         while len(self._slots) < n_slots:
             self._slots.append(self._new())
 
+    def claim(self) -> tuple[Frame, np.ndarray]:
+        """Return the next slot's frame and its writable buffer (a fresh slot if the old one is still held).
+
+        For a caller that writes the values itself, then sets ``time``, ``flags`` and ``index``.
+        """
+        i = self._next
+        frame, buffer = self._slots[i]
+        free_frame, free_values, free_buffer = self._free
+        if (
+            sys.getrefcount(frame) > free_frame  # the counts were taken with the same local names
+            or sys.getrefcount(frame.values) > free_values
+            or sys.getrefcount(buffer) > free_buffer
+        ):
+            self._slots[i] = self._new()
+            frame, buffer = self._slots[i]
+            self.replaced += 1
+        i += 1
+        self._next = 0 if i == len(self._slots) else i
+        return frame, buffer
+
     def emit(self, k: int, rows: np.ndarray, times: np.ndarray, flags: np.ndarray, first_index: int) -> list[Frame]:
         """Frames for ``rows[:k]`` with their times, flag bits and running indices."""
         if k == 0:
@@ -81,7 +101,7 @@ class FramePool:
                 self.replaced += 1
             buffer[...] = row_views[j]
             frame.time = times.item(j)
-            frame.flags = _QUALITY[flags.item(j)]
+            frame.flags = QUALITY_FLAGS[flags.item(j)]
             frame.index = first_index + j
             out.append(frame)
             i += 1

@@ -197,9 +197,11 @@ class IIRBandPower(BandPowerMethod):
         self._count = np.zeros(1, dtype=np.int64)
 
     def process(self, x, stamps, out_power, out_time) -> int:
+        """Feed float64 C-contiguous ``x``; write band powers and times of completed frames; return their count."""
         return self.bind(out_power, out_time)(x, stamps)
 
     def bind(self, out_power, out_time):
+        """Return the kernel with its state and these outputs bound, called as ``(x, stamps)``."""
         return functools.partial(
             _iir_kernel,
             self.n_channels,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from closedloop.config.features import PafConfig
 from closedloop.features.bandpower import hann
 
 
@@ -202,6 +203,24 @@ class PeakAlphaFrequency:
     min_peak_log10 : float
         Height above the fitted background a peak needs (log10 units).
     """
+
+    @classmethod
+    def from_config(cls, sfreq: float, n_channels: int, window: int, hop: int, cfg: PafConfig) -> PeakAlphaFrequency:
+        """Build from a ``[features.paf]`` section."""
+        return cls(
+            sfreq,
+            n_channels,
+            window,
+            hop,
+            cfg.segment_samples,
+            segments=cfg.segments,
+            overlap=cfg.overlap,
+            zero_pad=cfg.zero_pad,
+            estimators=tuple(cfg.estimators),
+            cog_band=cfg.cog_band,
+            peak_band=cfg.peak_band,
+            min_peak_log10=cfg.min_peak_log10,
+        )
 
     def __init__(
         self,

@@ -1,19 +1,38 @@
-"""Per-frame quality flags over each frame's window, O(channels) per frame.
+"""Per-frame quality flags from window statistics kept on the sample clock, O(channels) per frame.
 
-Every check keeps, per channel, the index of the last sample that tripped it,
-so a frame only compares indices with the start of its window:
+Per column (feature signal or monitor electrode) and frame window:
 
-- ARTIFACT: ``|x| > amplitude_uV`` somewhere in the window;
-- FLAT: the channel stayed within ``±flat_uV`` of one value for the whole
-  window (an anchor moves whenever a sample leaves that band);
-- NONFINITE: a NaN or Inf sample in the window;
-- EMG: RMS of the signal above ``emg_hz`` (2nd-order Butterworth high-pass)
-  over the window exceeds ``emg_rms_uV`` (block sums, resynced once a window);
-- GAP: consecutive timestamps inside the window differ from ``1/sfreq`` by more
-  than half a period plus ``gap_tolerance_s`` (or are not finite).
+- ARTIFACT: peak-to-peak amplitude (max - min) above ``amplitude_uV``;
+- FLAT: peak-to-peak at most ``2 * flat_uV`` (the channel stayed within
+  ``±flat_uV`` of one value all window);
+- SATURATION: some ``|x| >= saturation_uV`` (a railed amplifier, garbage);
+- NONFINITE: a NaN or Inf sample;
+- EMG: mean square of the signal through the EMG filter (elliptic band-pass
+  ``emg_hz``–``emg_high_hz``, clear of 50/60 Hz mains; a high-pass at
+  ``emg_hz`` when ``emg_high_hz`` is None) above ``emg_rms_uV²``;
+- GAP: consecutive timestamps inside the window differ from ``1/sfreq`` by
+  more than half a period plus ``gap_tolerance_s`` (or are not finite).
 
-Thresholds apply to the preprocessed signal (set a high-pass so that
-electrode offsets do not count as amplitude). Defaults: docs/eeg-and-pain.md.
+Max and min ignore NaN (an Inf counts: it is an extreme value, so it also
+trips SATURATION and ARTIFACT). The EMG filter skips samples that are not
+finite or reach ``saturation_uV`` (its state never holds garbage); skipped
+samples add 0 to the mean square. Thresholds apply to the preprocessed signal;
+how the defaults were chosen: docs/quality.md.
+
+How it stays cheap: frames fall at sample counts ``window + j * hop``, so
+every window is a whole number of blocks of ``gcd(window, hop)`` samples.
+Per sample, one vectorised pass over the channels updates the running
+block's max, min and EMG sum of squares (and a per-channel index of the last
+non-finite sample). Blocks are grouped in segments of ``window / block``
+blocks; when a segment completes its block statistics are turned, in place,
+into suffix statistics (max, min, sum of each block to the segment's end),
+while the current segment keeps prefix statistics. A window is the tail of
+the previous segment plus the head of the current one, so its statistics are
+``op(suffix_prev[r], prefix_cur)`` — two values per channel, computed afresh
+from the samples of that window alone: nothing is ever subtracted, so there
+is no drift and no cancellation (a 1e30 sample leaves no residue once it is
+out of the window), max/min are exact, and sums depend only on the sample
+count, so flags are bit-identical for any chunking.
 """
 
 from __future__ import annotations
@@ -26,119 +45,239 @@ import numba
 import numpy as np
 from scipy import signal
 
+from closedloop.config.features import QualityConfig
 from closedloop.types import Quality
 
 _NEVER = -(2**62)
-
-
-@numba.njit(inline="always", cache=True, nogil=True)
-def _emg_sample(v, c, hp_sos, hp_unit, started, zi0, zi1, blk):
-    """One sample of channel ``c`` through the EMG high-pass (started in its steady state); add y² to its block."""
-    if started[c] == 0:
-        zi0[c] = hp_unit[0] * v
-        zi1[c] = hp_unit[1] * v
-        started[c] = 1
-    y = hp_sos[0] * v + zi0[c]
-    zi0[c] = hp_sos[1] * v - hp_sos[4] * y + zi1[c]
-    zi1[c] = hp_sos[2] * v - hp_sos[5] * y
-    blk[c] += y * y
+#: setup slots (int64)
+_COUNT, _GAP, _HOP, _WINDOW, _BLOCK, _NBLK, _CHECKS, _UNSTARTED, _NSOS, _R, _PARITY = range(11)
+_N_SETUP = 11
+#: check bits in setup[_CHECKS]
+_AMP, _FLAT, _EMG, _SAT = 1, 2, 4, 8
+#: params slots (float64); the EMG sections (6 each) and their unit-step states (2 each) follow
+_P_AMP, _P_FLAT, _P_EMG, _P_SAT, _P_PERIOD, _P_GAPTOL, _P_PREV, _P_GUARD = range(8)
+_N_PARAMS = 8
+#: rows of ``chan`` (n_rows, n_channels); the EMG filter states (2 per section) follow
+_BMX, _BMN, _BSS, _PMX, _PMN, _PSS, _FMX, _FMN, _FSS, _U, _OK = range(11)
+_N_ROWS = 11
+_N_SOS = 3  # EMG filter sections (fewer are padded with pass-through sections)
 
 
 @numba.njit(cache=True, nogil=True)
-def _quality_kernel(setup, params, trips, chan, ring, out_flags, x, stamps):
-    """Track per-channel trip indices; write flag bits at frames. Returns frames written.
+def _start_filters(setup, params, chan, started, x):
+    """Put each not-yet-started channel's EMG filter in its steady state for its first usable sample."""
+    n, n_ch = x.shape
+    n_sos = setup[_NSOS]
+    guard = params[_P_GUARD]
+    unit = params[_N_PARAMS + 6 * n_sos :]
+    for c in range(n_ch):
+        if started[c] != 0:
+            continue
+        for i in range(n):
+            v = x[i, c]
+            if abs(v) < guard:
+                for s in range(n_sos):
+                    chan[_N_ROWS + 2 * s, c] = unit[2 * s] * v
+                    chan[_N_ROWS + 2 * s + 1, c] = unit[2 * s + 1] * v
+                started[c] = 1
+                setup[_UNSTARTED] -= 1
+                break
 
-    Few arguments (each costs dispatch time), unpacked here:
-    setup (int64) = [count, last gap index, hop, window, block, amplitude on, flat on, EMG on];
-    params = [amplitude, flat, EMG mean square, sample period, gap tolerance, stamp of the previous sample,
-    high-pass SOS (6), its unit-step state (2)]; trips (4, n_ch) int64 = last sample that was non-finite,
-    over amplitude, outside the flat band, and whether the high-pass has started; chan (5, n_ch) = the
-    high-pass state (2 rows), flat anchor, EMG block sum and window sum; ring (blocks, n_ch) = EMG block sums.
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _emg_row(row, sos, chan, bss, n_ch):
+    """One row of usable samples through the three EMG sections (fused, vectorised over channels); add y²."""
+    b00, b01, b02, a01, a02 = sos[0], sos[1], sos[2], sos[4], sos[5]
+    b10, b11, b12, a11, a12 = sos[6], sos[7], sos[8], sos[10], sos[11]
+    b20, b21, b22, a21, a22 = sos[12], sos[13], sos[14], sos[16], sos[17]
+    s0, s1, s2 = chan[_N_ROWS], chan[_N_ROWS + 1], chan[_N_ROWS + 2]
+    s3, s4, s5 = chan[_N_ROWS + 3], chan[_N_ROWS + 4], chan[_N_ROWS + 5]
+    for c in range(n_ch):
+        u = row[c]
+        y = b00 * u + s0[c]
+        s0[c] = b01 * u - a01 * y + s1[c]
+        s1[c] = b02 * u - a02 * y
+        u = y
+        y = b10 * u + s2[c]
+        s2[c] = b11 * u - a11 * y + s3[c]
+        s3[c] = b12 * u - a12 * y
+        u = y
+        y = b20 * u + s4[c]
+        s4[c] = b21 * u - a21 * y + s5[c]
+        s5[c] = b22 * u - a22 * y
+        bss[c] += y * y
+
+
+@numba.njit(cache=True, nogil=True)
+def _bad_row(row, count, guard, sos, n_sos, chan, lb, emg_on, n_ch):
+    """Handle a row holding NaN/Inf or values from ``guard`` on: note non-finite samples; EMG over the others."""
+    for c in range(n_ch):
+        if not np.isfinite(row[c]):
+            lb[c] = count
+    if not emg_on:
+        return
+    ubuf, okbuf, bss = chan[_U], chan[_OK], chan[_BSS]
+    for c in range(n_ch):
+        v = row[c]
+        ok = abs(v) < guard
+        ubuf[c] = v if ok else 0.0
+        okbuf[c] = 1.0 if ok else 0.0
+    for s in range(n_sos):
+        b0, b1, b2 = sos[6 * s], sos[6 * s + 1], sos[6 * s + 2]
+        a1, a2 = sos[6 * s + 4], sos[6 * s + 5]
+        z0, z1 = chan[_N_ROWS + 2 * s], chan[_N_ROWS + 2 * s + 1]
+        for c in range(n_ch):
+            u = ubuf[c]
+            y = b0 * u + z0[c]
+            if okbuf[c] != 0.0:  # a skipped sample leaves the filter state alone
+                z0[c] = b1 * u - a1 * y + z1[c]
+                z1[c] = b2 * u - a2 * y
+            ubuf[c] = y
+    for c in range(n_ch):
+        if okbuf[c] != 0.0:
+            bss[c] += ubuf[c] * ubuf[c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _quality_kernel(ist, fst, out_flags, x, stamps):
+    """Update the window statistics sample by sample; write flag bits at frames. Returns frames written.
+
+    Two state arrays (each argument costs dispatch time), viewed here: ``ist`` (int64) = setup (see
+    ``_COUNT`` ...), then per channel the last non-finite sample and whether its EMG filter started;
+    ``fst`` (float64) = params (thresholds, timing, EMG sections and their unit-step states), then
+    ``chan`` (rows ``_BMX`` ... and two filter states per EMG section, over channels), then ``seg``
+    (2 segments, 3 statistics, blocks, channels): the previous segment's suffix statistics and the
+    current segment's block statistics.
     """
     n, n_ch = x.shape
-    hop, window, block = setup[2], setup[3], setup[4]
-    amp_on, flat_on, emg_on = setup[5] != 0, setup[6] != 0, setup[7] != 0
-    amp, flat, emg_ms = params[0], params[1], params[2]
-    period, gap_tol = params[3], params[4]
-    hp_sos, hp_unit = params[6:12], params[12:14]
-    last_bad, last_over, last_move, started = trips[0], trips[1], trips[2], trips[3]
-    zi0, zi1, anchor, blk, wsum = chan[0], chan[1], chan[2], chan[3], chan[4]
-    n_blocks = ring.shape[0]
+    setup = ist[:_N_SETUP]
+    lb = ist[_N_SETUP : _N_SETUP + n_ch]
+    started = ist[_N_SETUP + n_ch : _N_SETUP + 2 * n_ch]
+    n_sos = setup[_NSOS]
+    n_par = _N_PARAMS + 8 * n_sos
+    n_rows = _N_ROWS + 2 * n_sos
+    hop, window, block, n_blk = setup[_HOP], setup[_WINDOW], setup[_BLOCK], setup[_NBLK]
+    params = fst[:n_par]
+    chan = fst[n_par : n_par + n_rows * n_ch].reshape((n_rows, n_ch))
+    seg = fst[n_par + n_rows * n_ch : n_par + n_rows * n_ch + 6 * n_blk * n_ch].reshape((2, 3, n_blk, n_ch))
+    checks = setup[_CHECKS]
+    emg_on = (checks & _EMG) != 0
+    period, gap_tol, guard = params[_P_PERIOD], params[_P_GAPTOL], params[_P_GUARD]
+    sos = params[_N_PARAMS : _N_PARAMS + 6 * n_sos]
+    if emg_on and setup[_UNSTARTED] > 0:
+        _start_filters(setup, params, chan, started, x)
+    bmx, bmn, bss = chan[_BMX], chan[_BMN], chan[_BSS]
+    pmx, pmn, pss = chan[_PMX], chan[_PMN], chan[_PSS]
+    fmx, fmn, fss = chan[_FMX], chan[_FMN], chan[_FSS]
     k = 0
-    for i in range(n):
-        count = setup[0]
-        t = stamps[i]
-        if count > 0:
-            dt = t - params[5]
-            if not (abs(dt - period) <= 0.5 * period + gap_tol):
-                setup[1] = count
-        params[5] = t
-        row = x[i]
-        finite = True
-        for c in range(n_ch):
-            if not np.isfinite(row[c]):
-                finite = False
-        # the same per-channel updates either way; a finite row runs them check by check over all
-        # channels (vectorised loops), a row with NaN/Inf channel by channel, skipping the bad ones
-        if finite:
-            if amp_on:
-                for c in range(n_ch):
-                    if abs(row[c]) > amp:
-                        last_over[c] = count
-            if flat_on:
-                for c in range(n_ch):
-                    v = row[c]
-                    if not (abs(v - anchor[c]) <= flat):
-                        anchor[c] = v
-                        last_move[c] = count
-            if emg_on:
-                for c in range(n_ch):
-                    _emg_sample(row[c], c, hp_sos, hp_unit, started, zi0, zi1, blk)
-        else:
-            for c in range(n_ch):
+    count = setup[_COUNT]
+    prev_t = params[_P_PREV]
+    i = 0
+    while i < n:
+        run = min(n - i, block - count % block)  # samples up to the end of the block (or of the chunk)
+        for ii in range(i, i + run):
+            t = stamps[ii]
+            if count + ii - i > 0 and not (abs(t - prev_t - period) <= 0.5 * period + gap_tol):
+                setup[_GAP] = count + ii - i
+            prev_t = t
+        for ii in range(i, i + run):
+            row = x[ii]
+            n_bad = 0
+            for c in range(n_ch):  # branch-free: vectorised over channels (max/min ignore NaN)
                 v = row[c]
-                if not np.isfinite(v):
-                    last_bad[c] = count
-                    continue
-                if amp_on and abs(v) > amp:
-                    last_over[c] = count
-                if flat_on and not (abs(v - anchor[c]) <= flat):
-                    anchor[c] = v
-                    last_move[c] = count
+                bmx[c] = v if v > bmx[c] else bmx[c]
+                bmn[c] = v if v < bmn[c] else bmn[c]
+                n_bad += not (abs(v) < guard)
+            if n_bad == 0:
                 if emg_on:
-                    _emg_sample(v, c, hp_sos, hp_unit, started, zi0, zi1, blk)
-        count += 1
-        setup[0] = count
-        if emg_on and count % block == 0:
-            slot = (count // block - 1) % n_blocks
-            for c in range(n_ch):
-                wsum[c] += blk[c] - ring[slot, c]
-                ring[slot, c] = blk[c]
-                blk[c] = 0.0
-            if slot == n_blocks - 1:
+                    _emg_row(row, sos, chan, bss, n_ch)
+            else:
+                _bad_row(row, count + ii - i, guard, sos, n_sos, chan, lb, emg_on, n_ch)
+        i += run
+        count += run
+        if count % block != 0:
+            continue
+        # a block is complete: into the current segment, and into its prefix
+        r = setup[_R]
+        cur = seg[1 - setup[_PARITY]]
+        cmx, cmn, css = cur[0, r], cur[1, r], cur[2, r]
+        for c in range(n_ch):
+            cmx[c] = bmx[c]
+            cmn[c] = bmn[c]
+            css[c] = bss[c]
+            pmx[c] = bmx[c] if bmx[c] > pmx[c] else pmx[c]
+            pmn[c] = bmn[c] if bmn[c] < pmn[c] else pmn[c]
+            pss[c] += bss[c]
+            bmx[c] = -np.inf
+            bmn[c] = np.inf
+            bss[c] = 0.0
+        r += 1
+        if r == n_blk:  # the segment is complete: suffix statistics in place, it becomes the previous one
+            for j in range(n_blk - 2, -1, -1):
+                amx, amn, ass = cur[0, j], cur[1, j], cur[2, j]
+                nmx, nmn, nss = cur[0, j + 1], cur[1, j + 1], cur[2, j + 1]
                 for c in range(n_ch):
-                    total = 0.0
-                    for j in range(n_blocks):
-                        total += ring[j, c]
-                    wsum[c] = total
+                    amx[c] = amx[c] if amx[c] > nmx[c] else nmx[c]
+                    amn[c] = amn[c] if amn[c] < nmn[c] else nmn[c]
+                    ass[c] = ass[c] + nss[c]
+            setup[_PARITY] = 1 - setup[_PARITY]
+            for c in range(n_ch):
+                pmx[c] = -np.inf
+                pmn[c] = np.inf
+                pss[c] = 0.0
+            r = 0
+        setup[_R] = r
         if count < window or (count - window) % hop != 0:
             continue
+        # a frame: the window is the previous segment from block r on, plus the current prefix
+        prev = seg[setup[_PARITY]]
+        smx, smn, sss = prev[0, r], prev[1, r], prev[2, r]
         start = count - window
-        bits = 0
-        if setup[1] > start:  # both samples around the gap are in the window
-            bits |= 16
+        amp, flat2, emg_total, sat = params[_P_AMP], params[_P_FLAT], params[_P_EMG], params[_P_SAT]
+        n_amp = n_flat = n_emg = n_sat = n_nf = 0
         for c in range(n_ch):
-            if last_bad[c] >= start:
-                bits |= 4
-            if amp_on and last_over[c] >= start:
-                bits |= 1
-            if flat_on and last_move[c] <= start:
-                bits |= 2
-            if emg_on and wsum[c] > emg_ms * window:
-                bits |= 8
+            mx = smx[c] if smx[c] > pmx[c] else pmx[c]
+            mn = smn[c] if smn[c] < pmn[c] else pmn[c]
+            ss = sss[c] + pss[c]
+            fmx[c] = mx
+            fmn[c] = mn
+            fss[c] = ss
+            ptp = mx - mn
+            n_amp += ptp > amp
+            n_flat += (ptp <= flat2) & (mx >= mn)  # a channel with no non-NaN sample is not FLAT
+            n_emg += ss > emg_total
+            n_sat += (mx >= sat) | (mn <= -sat)
+            n_nf += lb[c] >= start
+        bits = 16 if setup[_GAP] > start else 0  # both samples around the gap are in the window
+        if n_amp > 0 and (checks & _AMP) != 0:
+            bits |= 1
+        if n_flat > 0 and (checks & _FLAT) != 0:
+            bits |= 2
+        if n_nf > 0:
+            bits |= 4
+        if n_emg > 0 and emg_on:
+            bits |= 8
+        if n_sat > 0 and (checks & _SAT) != 0:
+            bits |= 32
         out_flags[k] = bits
         k += 1
+    setup[_COUNT] = count
+    params[_P_PREV] = prev_t
     return k
+
+
+def emg_filter(sfreq: float, low_hz: float, high_hz: float | None) -> np.ndarray:
+    """Return the EMG filter's second-order sections for ``sfreq``.
+
+    An elliptic band-pass (order 3: 1 dB ripple, 40 dB stopband) from ``low_hz``
+    to ``high_hz`` — with the defaults 30–43 Hz it passes 30–43 Hz within 1 dB
+    and attenuates 50 Hz mains by ≥ 25 dB and 60, 100, 120 Hz by ≥ 40 dB (the
+    figures per rate are in docs/quality.md); a 2nd-order Butterworth
+    high-pass at ``low_hz`` when ``high_hz`` is None or not below Nyquist.
+    """
+    if high_hz is not None and high_hz < sfreq / 2:
+        return signal.ellip(3, 1.0, 40.0, [low_hz, high_hz], "bandpass", fs=sfreq, output="sos")
+    return signal.butter(2, low_hz, "highpass", fs=sfreq, output="sos")
 
 
 class QualityMonitor:
@@ -152,63 +291,94 @@ class QualityMonitor:
         Columns checked (feature signals and monitor electrodes).
     window, hop : int
         The frame schedule of the extractor.
-    amplitude_uV, flat_uV, emg_rms_uV : float | None
-        Thresholds; ``None`` switches a check off.
-    emg_hz : float
-        High-pass corner of the EMG check.
-    gap_tolerance_s : float
-        Extra tolerance of sample intervals before GAP.
+    config : QualityConfig, optional
+        Thresholds (``None`` in a field switches that check off); the
+        defaults of :class:`~closedloop.config.features.QualityConfig` if omitted.
     """
 
-    def __init__(
-        self,
-        sfreq: float,
-        n_channels: int,
-        window: int,
-        hop: int,
-        amplitude_uV: float | None = 100.0,
-        flat_uV: float | None = 0.5,
-        emg_hz: float = 30.0,
-        emg_rms_uV: float | None = 5.0,
-        gap_tolerance_s: float = 0.001,
-    ) -> None:
+    def __init__(self, sfreq: float, n_channels: int, window: int, hop: int, config: QualityConfig | None = None):
+        q = config if config is not None else QualityConfig()
+        self.config = q
         self.sfreq = float(sfreq)
-        self.n_channels = int(n_channels)
+        self.n_channels = nch = int(n_channels)
         self.window, self.hop = int(window), int(hop)
-        emg_on = emg_rms_uV is not None and emg_hz < self.sfreq / 2
-        self._block = math.gcd(self.window, self.hop)
-        self._setup = np.array(
-            [0, _NEVER, self.hop, self.window, self._block, amplitude_uV is not None, flat_uV is not None, emg_on],
-            dtype=np.int64,
+        self.block = math.gcd(self.window, self.hop)
+        n_blk = self.window // self.block
+        emg_on = q.emg_rms_uV is not None and q.emg_hz < self.sfreq / 2
+        sos = emg_filter(self.sfreq, q.emg_hz, q.emg_high_hz) if emg_on else np.zeros((0, 6))
+        if emg_on and sos.shape[0] < _N_SOS:  # pass-through sections (y = u exactly): one fused loop serves all
+            sos = np.vstack([sos, np.tile([1.0, 0.0, 0.0, 1.0, 0.0, 0.0], (_N_SOS - sos.shape[0], 1))])
+        n_sos = sos.shape[0]
+        checks = (
+            (_AMP if q.amplitude_uV is not None else 0)
+            | (_FLAT if q.flat_uV is not None else 0)
+            | (_EMG if emg_on else 0)
+            | (_SAT if q.saturation_uV is not None else 0)
         )
-        self._params = np.zeros(14)
-        self._params[:5] = [
-            amplitude_uV or 0.0,
-            flat_uV or 0.0,
-            (emg_rms_uV or 0.0) ** 2,
-            1.0 / self.sfreq,
-            gap_tolerance_s,
+        n_rows = _N_ROWS + 2 * n_sos
+        n_par = _N_PARAMS + 8 * n_sos
+        self._ist = np.zeros(_N_SETUP + 2 * nch, dtype=np.int64)
+        self._setup = self._ist[:_N_SETUP]
+        self._setup[[_GAP, _HOP, _WINDOW, _BLOCK, _NBLK, _CHECKS, _UNSTARTED, _NSOS]] = [
+            _NEVER,
+            self.hop,
+            self.window,
+            self.block,
+            n_blk,
+            checks,
+            nch if emg_on else 0,
+            n_sos,
         ]
-        if emg_on:
-            sos = signal.butter(2, emg_hz, "highpass", fs=self.sfreq, output="sos")
-            self._params[6:12] = sos[0]
-            self._params[12:14] = signal.sosfilt_zi(sos)[0]
-        nch = self.n_channels
-        self._trips = np.full((4, nch), _NEVER, dtype=np.int64)
-        self._trips[3] = 0  # the high-pass has not started
-        self._chan = np.zeros((5, nch))
-        self._chan[2] = np.inf  # flat anchor: the first sample moves it
-        self._ring = np.zeros((self.window // self._block, nch))
+        self._last_bad = self._ist[_N_SETUP : _N_SETUP + nch]
+        self._last_bad[:] = _NEVER
+        self._fst = np.zeros(n_par + n_rows * nch + 6 * n_blk * nch)
+        params = self._fst[:n_par]
+        params[:_N_PARAMS] = [
+            q.amplitude_uV if q.amplitude_uV is not None else np.inf,
+            2.0 * q.flat_uV if q.flat_uV is not None else -np.inf,
+            (q.emg_rms_uV or 0.0) ** 2 * self.window,
+            q.saturation_uV if q.saturation_uV is not None else np.inf,
+            1.0 / self.sfreq,
+            q.gap_tolerance_s,
+            0.0,
+            q.saturation_uV if q.saturation_uV is not None else 1e100,  # the EMG filter skips samples from here
+        ]
+        if n_sos:
+            params[_N_PARAMS : _N_PARAMS + 6 * n_sos] = sos.ravel()
+            params[_N_PARAMS + 6 * n_sos :] = signal.sosfilt_zi(sos).ravel()
+        self._chan = self._fst[n_par : n_par + n_rows * nch].reshape(n_rows, nch)
+        for row in (_BMX, _PMX, _FMX):
+            self._chan[row] = -np.inf
+        for row in (_BMN, _PMN, _FMN):
+            self._chan[row] = np.inf
 
     def process(self, x: np.ndarray, stamps: np.ndarray, out_flags: np.ndarray) -> int:
         """Feed float64 C-contiguous ``x`` (n, n_channels); write int64 flag bits per frame."""
-        return _quality_kernel(self._setup, self._params, self._trips, self._chan, self._ring, out_flags, x, stamps)
+        return self.bind(out_flags)(x, stamps)
 
     def bind(self, out_flags: np.ndarray) -> Callable[[np.ndarray, np.ndarray], int]:
         """``process`` with its output fixed: the kernel with its state bound, called as ``(x, stamps)``."""
-        return functools.partial(
-            _quality_kernel, self._setup, self._params, self._trips, self._chan, self._ring, out_flags
-        )
+        return functools.partial(_quality_kernel, self._ist, self._fst, out_flags)
+
+    def window_stats(self) -> dict[str, np.ndarray]:
+        """Return the statistics of the last frame's window per column (copies).
+
+        ``max``/``min`` (NaN ignored), ``emg_ms`` (mean square of the EMG
+        filter's output), ``last_nonfinite`` (sample count of the last NaN/Inf).
+        """
+        return {
+            "max": self._chan[_FMX].copy(),
+            "min": self._chan[_FMN].copy(),
+            "emg_ms": self._chan[_FSS] / self.window,
+            "last_nonfinite": self._last_bad.copy(),
+        }
 
 
-assert (Quality.ARTIFACT, Quality.FLAT, Quality.NONFINITE, Quality.EMG, Quality.GAP) == (1, 2, 4, 8, 16)
+assert (Quality.ARTIFACT, Quality.FLAT, Quality.NONFINITE, Quality.EMG, Quality.GAP, Quality.SATURATION) == (
+    1,
+    2,
+    4,
+    8,
+    16,
+    32,
+)

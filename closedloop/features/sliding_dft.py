@@ -264,6 +264,7 @@ class SlidingDFTBandPower(BandPowerMethod):
         self._state = np.array([0, self.hop, self.n_channels], dtype=np.int64)  # count, hop, channels
 
     def process(self, x, stamps, out_power, out_time) -> int:
+        """Feed float64 C-contiguous ``x``; write band powers and times of completed frames; return their count."""
         return _sdft_kernel(
             self._state,
             self._last_bad,
@@ -278,6 +279,7 @@ class SlidingDFTBandPower(BandPowerMethod):
         )
 
     def bind(self, out_power, out_time):
+        """Return the kernel with its state and these outputs bound, called as ``(x, stamps)``."""
         return functools.partial(
             _sdft_kernel,
             self._state,

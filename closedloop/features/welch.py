@@ -141,6 +141,7 @@ class WelchBandPower(BandPowerMethod):
         self._state = np.zeros(1, dtype=np.int64)
 
     def process(self, x, stamps, out_power, out_time) -> int:
+        """Feed float64 C-contiguous ``x``; write band powers and times of completed frames; return their count."""
         return _welch_kernel(
             x,
             stamps,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from closedloop.config.validate import check_pipeline_limits
 from closedloop.safety.events import SafetyEvent
 from closedloop.safety.layer import SafetyLayer
 from closedloop.safety.rtms import RTMSEnvelope, RTMSSafetyLayer
@@ -15,7 +14,7 @@ from closedloop.safety.tus import TUSEnvelope, TUSSafetyLayer
 if TYPE_CHECKING:
     from closedloop.config import ResolvedPipeline
 
-__all__ = ["ENVELOPES", "LAYERS", "build_envelope", "build_safety_layer", "check_pipeline_limits", "safety_layer_for"]
+__all__ = ["ENVELOPES", "LAYERS", "build_envelope", "build_safety_layer", "safety_layer_for"]
 
 #: The envelope class of each modality.
 ENVELOPES = {"tes": TESEnvelope, "rtms": RTMSEnvelope, "tus": TUSEnvelope}

@@ -99,8 +99,16 @@ OVERRIDES = [
     ("alpha_rtms_magstim", "controller.refractory_s=5", "controller.refractory_s: 5 s is shorter than the train"),
     ("alpha_rtms_magstim", "controller.intensity_pct=110", "it belongs in [controller.train]"),
     ("alpha_rtms_magstim", "controller.modality='tes'", "controller.modality: 'tes' is not allowed"),
-    ("alpha_rtms_magstim", "controller.train.frequency_Hz=10", "1.6 s disagrees with pulses / rate = 3.2 s"),
-    ("alpha_rtms_magstim", "controller.train.duration_s=0.001", "controller.train.duration_s: 0.001 s disagrees"),
+    (
+        "alpha_rtms_magstim",
+        "controller.train.frequency_Hz=10",
+        "controller.train: the safety layer would refuse every train: train refused: train_duration_s 1.6 disagrees with pulses / rate = 3.2 s",
+    ),
+    (
+        "alpha_rtms_magstim",
+        "controller.train.duration_s=0.001",
+        "controller.train: the safety layer would refuse every train: train refused: train_duration_s 0.001 disagrees",
+    ),
     ("alpha_rtms_magstim", "device.motor_threshold_pct_mso=0", "device.motor_threshold_pct_mso"),
     ("alpha_tus_sim", "controller.sonication.pnp_MPa=1.5", "mechanical index 2.12 above the limit 1.9"),
     ("alpha_tus_sim", "controller.sonication.duty_cycle=2", "controller.sonication.duty_cycle"),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from closedloop.config.features import FeatureBaselineConfig, IIRConfig, PafConfig, QualityConfig, WelchConfig
 from closedloop.features import FeatureExtractor, FeaturesConfig, PreprocessConfig, build_chain, features_of
 from closedloop.synthetic.eeg import SyntheticEEG
 from closedloop.types import Chunk, Quality
@@ -19,7 +20,7 @@ RATIOS = {"theta_alpha": ("theta", "alpha")}
 
 
 def troubled_signal(n: int = 3000, n_ch: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Noise plus alpha with a NaN, an Inf, a spike, a flat stretch and a timestamp gap."""
+    """Noise plus alpha with a NaN, an Inf, a spike, a flat stretch, a 1e30 sample and a timestamp gap."""
     rng = np.random.default_rng(seed)
     t = np.arange(n) / FS
     x = rng.standard_normal((n, n_ch)) * 5 + 15 * np.sin(2 * np.pi * 10.3 * t)[:, None]
@@ -27,13 +28,14 @@ def troubled_signal(n: int = 3000, n_ch: int = 2, seed: int = 0) -> tuple[np.nda
     x[1400, 1] = np.inf
     x[1700, 0] = 400.0
     x[2000:2400, 1] = 3.0
+    x[2450, 0] = 1e30  # garbage: SATURATION
     t = t.copy()
     t[2600:] += 0.5
     return x, t
 
 
 def extractor(method: str, **kw) -> FeatureExtractor:
-    opts = {"welch": {"segment": 125, "overlap": 0.5}, "iir_ema": {"smoothing": "ema"}}.get(method, {})
+    opts = {"welch": WelchConfig(segment_samples=125, overlap=0.5), "iir_ema": IIRConfig(smoothing="ema")}.get(method)
     return FeatureExtractor(
         FS,
         ["a", "b"],
@@ -46,8 +48,8 @@ def extractor(method: str, **kw) -> FeatureExtractor:
         method="iir" if method == "iir_ema" else method,
         method_options=opts,
         relative_to=(1.0, 40.0),
-        paf={"segment": 250, "segments": 3},
-        baseline_s=3.0,
+        paf=PafConfig(segment_samples=250, segments=3),
+        baseline=FeatureBaselineConfig(duration_s=3.0),
         **kw,
     )
 
@@ -69,7 +71,7 @@ def test_frames_bit_identical_for_any_chunking(method):
     ref = run(extractor(method), x, t, x.shape[0])
     assert ref[0].shape[0] == (x.shape[0] - 250) // 10 + 1
     assert np.all(ref[3] == np.arange(ref[0].shape[0]))
-    assert {Quality.NONFINITE, Quality.ARTIFACT, Quality.FLAT, Quality.GAP, Quality.BASELINE} <= {
+    assert {Quality.NONFINITE, Quality.ARTIFACT, Quality.FLAT, Quality.GAP, Quality.SATURATION, Quality.BASELINE} <= {
         q for q in Quality if q and np.any(ref[2] & q)
     }
     for chunk in (1, 7, 32, 1000):
@@ -195,7 +197,13 @@ def test_baseline_zscore_against_calibration_block():
     ts = np.arange(5000) / FS
     raw = FeatureExtractor(FS, ["c"], BANDS, RATIOS, 250, 25).step(Chunk(x, ts))
     ext = FeatureExtractor(
-        FS, ["c"], BANDS, RATIOS, 250, 25, baseline_s=8.0, baseline_features=["alpha", "theta_alpha"]
+        FS,
+        ["c"],
+        BANDS,
+        RATIOS,
+        250,
+        25,
+        baseline=FeatureBaselineConfig(duration_s=8.0, features=["alpha", "theta_alpha"]),
     )
     frames = ext.step(Chunk(x, ts))
     ends = 250 + 25 * np.arange(len(frames))
@@ -263,11 +271,13 @@ def test_quality_flags_cover_exactly_the_windows_that_hold_the_event():
     n, win, hop = 3000, 250, 10
     t = np.arange(n) / FS
     x = rng.standard_normal((n, 1)) * 5
-    x[1000, 0] = 150.0  # amplitude
+    x[1000, 0] = 150.0  # a spike: peak-to-peak over 100 µV
     x[1500:1550, 0] += 15 * np.abs(rng.standard_normal(50)) * (np.arange(50) % 2 * 2 - 1)  # EMG-like burst
     x[2000, 0] = np.nan
     t[2500:] += 0.2  # gap between samples 2499 and 2500
-    ext = FeatureExtractor(FS, ["c"], BANDS, window=win, hop=hop, quality={"emg_hz": 60.0})
+    ext = FeatureExtractor(
+        FS, ["c"], BANDS, window=win, hop=hop, quality=QualityConfig(amplitude_uV=100.0, emg_hz=60.0, emg_high_hz=None)
+    )
     frames = ext.step(Chunk(x, t))
     ends = win + hop * np.arange(len(frames))
 

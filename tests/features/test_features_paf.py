@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from closedloop.config.features import PafConfig
 from closedloop.features import FeatureExtractor, PeakAlphaFrequency
 from closedloop.types import Chunk
 
@@ -86,7 +87,7 @@ def test_nan_until_the_buffer_is_full_and_per_channel():
         window=250,
         hop=125,
         per_channel=True,
-        paf={"segment": SEG, "segments": 15},
+        paf=PafConfig(segment_samples=SEG, segments=15),
     )
     frames = ext.step(Chunk(x, t))
     first_full = SEG + 14 * (SEG // 2)  # 15 segments seen
