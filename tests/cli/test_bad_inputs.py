@@ -102,7 +102,8 @@ OVERRIDES = [
     (
         "alpha_rtms_magstim",
         "controller.train.frequency_Hz=10",
-        "controller.train: the safety layer would refuse every train: train refused: train_duration_s 1.6 disagrees with pulses / rate = 3.2 s",
+        "controller.train: the safety layer would refuse every train: train refused: "
+        "train_duration_s 1.6 disagrees with pulses / rate = 3.2 s",
     ),
     (
         "alpha_rtms_magstim",
