@@ -292,40 +292,69 @@ def sweep(
 
 @app.command()
 def repair(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="XDF file cut short by a crash or full disk"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="report only; change nothing"),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="damaged XDF file (cut short, damaged chunks)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="report only; write nothing"),
+    in_place: bool = typer.Option(False, "--in-place", help="replace FILE, keeping the original as FILE.bak first"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="where to write (default NAME.repaired.xdf)"),
 ) -> None:
-    """Trim an XDF file back to its last whole chunk and add missing footers, reporting what was dropped."""
-    from closedloop.recording import repair_xdf, scan_xdf
+    """Write a repaired copy of a damaged XDF file: every valid chunk kept, damaged ones skipped, footers added.
 
+    The original is never modified unless --in-place (which keeps it as FILE.bak); every byte range dropped is listed.
+    """
+    from rich.markup import escape
+
+    from closedloop.recording import repair_xdf, repaired_path, scan_xdf
+
+    if in_place and output is not None:
+        err.print("[bold red]error:[/] give either --in-place or --output, not both", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     try:
-        report = scan_xdf(file) if dry_run else repair_xdf(file)
+        report = scan_xdf(file) if dry_run else repair_xdf(file, output, in_place=in_place)
     except (ValueError, OSError) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    table = Table(title=f"{file} — {'would keep' if dry_run else 'kept'}")
+    table = Table(title=f"{escape(str(file))} — {'would keep' if dry_run else 'kept'}")
     for col in ("stream", "name", "samples", "first", "last", "footer"):
         table.add_column(col)
     for sid, s in report.streams.items():
+        footer = "present"
+        if sid in report.footers_replaced:
+            footer = "replaced"
+        elif sid in report.footers_added:
+            footer = "added"
         table.add_row(
             str(sid),
-            s.name,
+            escape(s.name),
             str(s.sample_count),
             "" if s.first_timestamp is None else f"{s.first_timestamp:.3f}",
             "" if s.last_timestamp is None else f"{s.last_timestamp:.3f}",
-            "added" if sid in report.footers_added else ("present" if s.has_footer else "missing"),
+            footer,
         )
     out.print(table)
     if report.ok:
-        out.print(f"{file}: intact, nothing to do")
+        out.print(f"{escape(str(file))}: intact, nothing to do", highlight=False, soft_wrap=True)
         return
     verb = "would drop" if dry_run else "dropped"
-    out.print(
-        f"{file}: {verb} {report.bytes_dropped} bytes"
-        + (f" ({report.cut_reason})" if report.cut_reason else "")
-        + f"; {'would add' if dry_run else 'added'} footers for streams {report.footers_added or 'none'}"
-        + ("; the file header was rebuilt" if report.header_rebuilt else "")
-    )
+    shown = report.dropped[:20]
+    for d in shown:
+        out.print(f"  {verb} {escape(str(d))}", highlight=False, soft_wrap=True)
+    if len(report.dropped) > len(shown):
+        out.print(f"  ... and {len(report.dropped) - len(shown)} more ranges", highlight=False, soft_wrap=True)
+    notes = [f"{verb} {report.bytes_dropped} bytes in {len(report.dropped)} range(s)"]
+    if report.footers_added:
+        notes.append(f"{'would add' if dry_run else 'added'} footers for streams {report.footers_added}")
+    if report.header_rebuilt:
+        notes.append("file header rebuilt")
+    if report.magic_restored:
+        notes.append("magic bytes restored")
+    out.print(f"{escape(str(file))}: " + "; ".join(notes), highlight=False, soft_wrap=True)
+    if dry_run:
+        target = file if in_place else (output or repaired_path(file))
+        out.print(f"would write {escape(str(target))} ({report.bytes_after} bytes)", highlight=False, soft_wrap=True)
+        return
+    out.print(f"wrote {escape(str(report.out_path))} ({report.bytes_after} bytes)", highlight=False, soft_wrap=True)
+    if report.backup_path:
+        out.print(f"original kept as {escape(str(report.backup_path))}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ def parse_xml(raw: bytes, what: str) -> ET.Element:
     """Parse a header or footer's XML (``what`` names it in the error)."""
     try:
         return ET.fromstring(raw)
-    except ET.ParseError as err:
+    except (ET.ParseError, ValueError, LookupError) as err:  # also bad encodings declared in damaged XML
         raise ChunkError(f"{what} XML does not parse ({err})") from None
 
 

@@ -208,7 +208,7 @@ def test_sigkilled_live_session_leaves_a_readable_file(tmp_path, unique_name):
     reader = XDFReader(path)  # replay needs no repair: it reads up to the last whole chunk
     assert reader.streams[1].sample_count > 0
     report = repair_xdf(path)
-    streams, header = load(path)
+    streams, header = load(report.out_path)
     eeg = streams[unique_name]
     # data up to about the last flush (every 0.5 s) before the kill
     assert eeg["time_stamps"][-1] >= t_kill - 1.5
