@@ -255,49 +255,107 @@ def test_recorder_start_fails_clearly_on_an_unwritable_path(tmp_path):
     rec.close()
 
 
-def test_recorder_survives_a_full_disk_and_the_file_repairs(tmp_path):
-    path = tmp_path / "full.xdf"
-    limit = 150_000
+def run_until_the_disk_is_full(body: str, limit: int) -> list[str]:
+    """Run ``body`` in a child whose files may not grow past ``limit`` bytes (EFBIG, as ENOSPC on a full disk)."""
     script = textwrap.dedent(f"""
         import resource, signal, sys, time
         import numpy as np
-        from closedloop.recording import Recorder
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
-        rec = Recorder({str(path)!r}, flush_interval_s=0.01)
-        sid = rec.add_stream("EEG", "EEG", 16, 1000, "float32")
-        rec.start()
-        buf = np.empty((100, 16), np.float32)
-        t_end = time.monotonic() + 10
-        i = 0
-        while rec.error is None and time.monotonic() < t_end:
-            buf[:] = np.arange(i * 1600, (i + 1) * 1600).reshape(100, 16)
-            rec.push(sid, buf, (i * 100 + np.arange(100)) / 1000)
-            i += 1
-            time.sleep(0.002)
-        rec.push(sid, buf, np.arange(100) / 1000)  # after the error: must not raise
-        rec.close()
-        print(type(rec.error).__name__, getattr(rec.error, "errno", None), rec.stats.dropped_pushes)
-    """)
+    """) + textwrap.dedent(body)
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=30,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])},
     )
     assert done.returncode == 0, done.stderr
-    name, err_no, dropped = done.stdout.split()
+    return done.stdout.split()
+
+
+FOOTER_ROOM = 400  # a footer chunk is ~150 bytes: below this much room they may not all fit
+
+
+def test_a_full_disk_leaves_whole_chunks_and_the_footers(tmp_path):
+    path = tmp_path / "full.xdf"
+    limit = 1_000_000
+    name, err_no, dropped, footers, close_s = run_until_the_disk_is_full(
+        f"""
+        from closedloop.recording import Recorder
+        rec = Recorder({str(path)!r}, flush_interval_s=0.01)
+        sid = rec.add_stream("EEG", "EEG", 16, 1000, "float32")
+        mk = rec.add_stream("Markers", "Markers", 1, 0, "string")
+        rec.start()
+        buf = np.empty((2000, 16), np.float32)  # ~146 kB per push: the failing write is cut far from its end
+        t_end = time.monotonic() + 20
+        i = 0
+        while rec.error is None and time.monotonic() < t_end:
+            buf[:] = np.arange(i * 32000, (i + 1) * 32000).reshape(2000, 16)
+            rec.push(sid, buf, (i * 2000 + np.arange(2000)) / 1000)
+            rec.push(mk, [[f"block {{i}}"]], [i * 2.0])
+            rec.flush()
+            i += 1
+        rec.push(sid, buf, np.arange(2000) / 1000)  # after the error: must not raise
+        t0 = time.monotonic()
+        rec.close()
+        print(type(rec.error).__name__, getattr(rec.error, "errno", None), rec.stats.dropped_pushes,
+              rec.stats.footers_written, time.monotonic() - t0)
+        """,
+        limit,
+    )
     assert name == "OSError" and int(err_no) == 27  # EFBIG, like ENOSPC for a full disk
-    assert int(dropped) >= 1
-    assert path.stat().st_size == limit
-    report = repair_xdf(path)
-    assert report.footers_added == [1]
-    streams, _ = load_raw(report.out_path)
-    n = report.streams[1].sample_count
-    assert n > 0
+    assert int(dropped) >= 1 and float(close_s) < 2.0
+    size = path.stat().st_size
+    assert size < limit
+    scan = scan_xdf(path)
+    assert scan.bytes_dropped == 0  # the partial chunk was cut off: only whole chunks remain
+    if footers == "True":
+        assert scan.ok  # nothing to repair: pyxdf reads it as it is
+    else:
+        assert limit - size < FOOTER_ROOM and scan.footers_added
+    streams, _ = load_raw(path if scan.ok else repair_xdf(path).out_path)
+    n = len(streams[1]["time_stamps"])
+    assert n >= 2000 * 5
     np.testing.assert_array_equal(streams[1]["time_series"], np.arange(n * 16).reshape(n, 16))
+    assert int(streams[1]["footer"]["info"]["sample_count"][0]) == n
+
+
+def test_session_close_after_a_full_disk_returns_quickly_keeps_the_error_and_writes_the_footers(tmp_path):
+    folder = tmp_path / "session"
+    out = run_until_the_disk_is_full(
+        f"""
+        import json
+        from pathlib import Path
+        from closedloop.config import load_pipeline
+        from closedloop.recording import SessionRecording
+        from session_helpers import eeg_desc
+        from closedloop.synthetic.eeg import SyntheticEEG
+        gen = SyntheticEEG(n_channels=32)
+        resolved = load_pipeline({str(REPO / "pipelines" / "alpha_tacs.toml")!r})
+        rec = SessionRecording({str(folder)!r}, resolved, eeg_desc(gen), ("alpha",), min_free_bytes=0)
+        data = np.ones((5000, 32), np.float32)  # 685 kB per chunk
+        t_end = time.monotonic() + 20
+        i = 0
+        while rec.error is None and time.monotonic() < t_end:
+            rec.on_chunk(data, 100.0 + (i * 5000 + np.arange(5000)) / 500)
+            rec.recorder.flush()
+            i += 1
+        rec.on_chunk(data, np.arange(5000.0))  # never raises
+        t0 = time.monotonic()
+        rec.close({{"frames": 0}})  # never raises
+        print(time.monotonic() - t0, rec.summary_fields()["recording"]["error"].split(":")[0],
+              rec.recorder.stats.footers_written)
+        """,
+        2_000_000,
+    )
+    close_s, error, footers = out
+    assert float(close_s) < 5.0 and error == "OSError" and footers == "True"
+    path = folder / "session.xdf"
+    assert scan_xdf(path).ok
+    streams, _ = load_raw(path)
+    assert all("footer" in s for s in streams.values()) and len(streams) >= 8
 
 
 def test_sigkill_leaves_a_file_holding_data_until_shortly_before_the_kill(tmp_path):
