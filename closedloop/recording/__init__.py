@@ -9,8 +9,11 @@
 - :func:`repair_xdf` writes a repaired copy of a damaged file (cut short, a
   damaged chunk or file header), keeping every valid chunk and adding the
   missing footers; :func:`scan_xdf` reports without writing.
+- :func:`write_json_atomic` writes a small file (``summary.json``) whole or not
+  at all, falling back to other folders when its own fails.
 """
 
+from closedloop.recording.atomic import AtomicWriteError, write_json_atomic
 from closedloop.recording.reader import XDFReader, XDFStream
 from closedloop.recording.recorder import Recorder, RecorderStats, check_writable
 from closedloop.recording.repair import DroppedRange, RepairReport, StreamSummary, repair_xdf, repaired_path, scan_xdf
@@ -29,6 +32,8 @@ __all__ = [
     "scan_xdf",
     "repaired_path",
     "DroppedRange",
+    "write_json_atomic",
+    "AtomicWriteError",
     "RepairReport",
     "StreamSummary",
 ]
