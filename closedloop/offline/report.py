@@ -381,14 +381,22 @@ def _features_figure(names: list[str], feats, t0: float, cfg: dict | None):
     values, t = feats
     shown = names[:6]
     ctl = (cfg or {}).get("controller", {})
+    from matplotlib.ticker import MaxNLocator, NullLocator
+
     fig = _figure(1.3 * len(shown) + 0.6)
-    axes = fig.subplots(len(shown), 1, sharex=True, squeeze=False)[:, 0]
+    axes = fig.subplots(len(shown), 1, squeeze=False)[:, 0]
     sl = _decimate(len(t))
     x = (t - t0)[sl]
-    for ax, name in zip(axes, shown):
+    span = (float(x[0]), float(x[-1])) if len(x) > 1 and x[-1] > x[0] else None
+    for k, (ax, name) in enumerate(zip(axes, shown)):
         ax.plot(x, values[sl, names.index(name)], lw=0.8, color="C0")
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.yaxis.set_major_locator(MaxNLocator(4))  # few ticks: tick objects are most of the drawing time
+        if span is not None:
+            ax.set_xlim(span)
+        if k < len(shown) - 1:  # one time axis, at the bottom
+            ax.xaxis.set_major_locator(NullLocator())
         if ctl.get("feature") == name:
             for key, color in (("lower", "C2"), ("upper", "C3"), ("target", "C1")):
                 if key in ctl and ctl[key] is not None:
