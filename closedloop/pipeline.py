@@ -1,7 +1,11 @@
 """The algorithmic pipeline: preprocess → features → controller → safety, no I/O.
 
-The same object runs live (:mod:`closedloop.live.runtime`) and offline (replay),
-so what a researcher tunes offline is what runs live.
+The same object runs live (:mod:`closedloop.live.runtime`) and offline
+(:mod:`closedloop.offline.replay`), so what a researcher tunes offline is
+what runs live. Features and controllers run on the sample clock (frame
+time); the safety layer runs on the clock it is given (see
+:mod:`closedloop.session.clocks`): the local monotonic clock live, the sample
+clock offline.
 """
 
 from __future__ import annotations
@@ -13,17 +17,34 @@ from closedloop.config import ResolvedPipeline
 from closedloop.control import build_controller
 from closedloop.features import build_chain
 from closedloop.safety.envelope import build_safety_layer
+from closedloop.session.clocks import SafetyClock, SampleClock
 from closedloop.types import Chunk, Command, Frame
 
 
 @dataclass(slots=True)
 class Step:
-    """What happened on one frame."""
+    """What happened on one frame.
+
+    Attributes
+    ----------
+    frame : Frame
+        The frame (sample clock).
+    desired : Command
+        What the controller asked for.
+    allowed : Command
+        What the safety layer allowed.
+    state : dict of str to float, optional
+        The controller's ``state()`` after this frame (recorded).
+    safety_time : float
+        The safety layer's clock when it allowed ``allowed`` (recorded, so a
+        replay of the recording can run the layer on the same times).
+    """
 
     frame: Frame
     desired: Command
     allowed: Command
-    state: dict[str, float] | None = None  # the controller's state() after this frame (recorded)
+    state: dict[str, float] | None = None
+    safety_time: float = float("nan")
 
 
 class Pipeline:
@@ -35,26 +56,32 @@ class Pipeline:
         The validated pipeline and its device profile.
     ch_names : list of str
         Channels of the incoming stream, in order.
+    clock : SafetyClock, optional
+        The safety layer's clock; by default the sample clock (offline use).
     on_event : callable, optional
         Receives every safety event.
     """
 
-    def __init__(self, resolved: ResolvedPipeline, ch_names: list[str], on_event=None) -> None:
+    def __init__(
+        self, resolved: ResolvedPipeline, ch_names: list[str], clock: SafetyClock | None = None, on_event=None
+    ) -> None:
         cfg = resolved.config
         self.resolved = resolved
         self.preprocess, self.features = build_chain(cfg.features, cfg.preprocess, cfg.sfreq, ch_names)
         self.controller = build_controller(cfg.controller)
-        self.safety = build_safety_layer(resolved, on_event=on_event)
+        self.clock: SafetyClock = clock or SampleClock(cfg.sfreq, cfg.features.window_samples, cfg.features.hop_samples)
+        self.safety = build_safety_layer(resolved, self.clock, on_event=on_event)
         self.samples_in = 0
         #: seconds spent per stage on the last chunk (see :data:`closedloop.session.telemetry.STAGES`)
         self.stage_s = {"preprocess": 0.0, "features": 0.0, "controller": 0.0, "safety": 0.0}
 
     @property
     def feature_names(self) -> tuple[str, ...]:
+        """Names of the features in frame order."""
         return self.features.names
 
     def process(self, chunk: Chunk) -> list[Step]:
-        """Run one chunk through every stage; one :class:`Step` per completed frame."""
+        """Run one chunk through every stage; return one :class:`Step` per completed frame."""
         self.samples_in += chunk.n_samples
         t0 = perf_counter()
         pre = self.preprocess.step(chunk)
@@ -63,14 +90,16 @@ class Pipeline:
         t2 = perf_counter()
         steps = []
         t_ctl = t_safe = 0.0
+        safety = self.safety
         for frame in frames:
             ta = perf_counter()
             desired = self.controller.update(frame)
             tb = perf_counter()
-            allowed = self.safety.step(desired, frame.time)
+            self.clock.on_frame(frame)
+            allowed = safety.step(desired)
             t_safe += perf_counter() - tb
             t_ctl += tb - ta
-            steps.append(Step(frame, desired, allowed, self.controller.state()))
+            steps.append(Step(frame, desired, allowed, self.controller.state(), safety.t))
         times = self.stage_s
         times["preprocess"] = t1 - t0
         times["features"] = t2 - t1

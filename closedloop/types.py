@@ -31,10 +31,12 @@ class Chunk:
 
     @property
     def n_samples(self) -> int:
+        """Number of samples in the chunk."""
         return int(self.data.shape[0])
 
     @property
     def n_channels(self) -> int:
+        """Number of channels in the chunk."""
         return int(self.data.shape[1])
 
 
@@ -49,6 +51,12 @@ class Quality(enum.IntFlag):
     GAP = 16  # a gap or jump in the timestamps
     SATURATION = 32  # amplifier saturation
     BASELINE = 64  # baseline/calibration block still running
+
+
+#: Frames carrying any of these hold no usable data at all (NaN/Inf or values no amplifier
+#: produces): if they persist past the profile's ``bad_data_timeout_s`` the session treats the
+#: data as stale and ramps stimulation down, as it does when frames stop coming.
+BAD_DATA_FLAGS = Quality.NONFINITE | Quality.SATURATION
 
 
 @dataclass(slots=True)
@@ -82,6 +90,7 @@ class Frame:
             raise KeyError(f"no feature {name!r}; this frame has {list(self.names)}") from None
 
     def as_dict(self) -> dict[str, float]:
+        """Return the features as ``{name: value}``."""
         return {n: float(v) for n, v in zip(self.names, self.values)}
 
 
@@ -93,15 +102,24 @@ class Command:
     ----------
     amplitude_mA : float
         Stimulation amplitude (tES: peak current in mA; rTMS: intensity in
-        %MSO is carried in ``extra``; see the device profile).
+        %MT is carried in ``extra``; see the device profile).
     frequency_Hz : float
-        Stimulation frequency (0 for tDCS).
+        Stimulation frequency (tES), train rate (rTMS) or pulse repetition
+        frequency (TUS); 0 for tDCS.
     on : bool
-        Whether the controller wants stimulation on.
+        Whether stimulation is wanted (desired) or delivered (allowed) now.
     time : float
         Frame time the command is based on (LSL clock, s).
+    fire : bool
+        rTMS/TUS: deliver a train or start a sonication now. Every command
+        with ``fire`` (or ``abort``) reaches the device: none is dropped or
+        replaced by a newer one.
+    abort : bool
+        rTMS/TUS: a safety ramp or stop cut a running train or sonication.
     extra : dict
-        Further modality-specific parameters with units in the key name.
+        Further modality-specific parameters with units in the key name
+        (rTMS ``intensity_pct``, ``pulses``, ``train_duration_s``; TUS
+        ``pnp_MPa``, ``isppa_W_per_cm2``, ...; tACS ``phase_deg``).
     """
 
     amplitude_mA: float = 0.0
@@ -109,6 +127,16 @@ class Command:
     on: bool = False
     time: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
+    fire: bool = False
+    abort: bool = False
 
     def copy(self) -> Command:
-        return Command(self.amplitude_mA, self.frequency_Hz, self.on, self.time, dict(self.extra))
+        """Return an independent copy (``extra`` copied too)."""
+        return Command(
+            self.amplitude_mA, self.frequency_Hz, self.on, self.time, dict(self.extra), self.fire, self.abort
+        )
+
+    @property
+    def must_reach_device(self) -> bool:
+        """Whether this command may never be dropped in favour of a newer one (a fire or an abort)."""
+        return self.fire or self.abort

@@ -32,3 +32,15 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if integration in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.integration)
+
+
+def wait_for_stream(name: str, timeout: float = 60.0) -> None:
+    """Wait until an LSL stream called ``name`` can be resolved on this machine (a subprocess started it).
+
+    A freshly started ``closedloop synth`` needs a few seconds to import before it publishes; on a
+    busy machine many more. Tests wait on that condition instead of trusting a resolve timeout.
+    """
+    import pylsl
+
+    if not pylsl.resolve_bypred(f"name='{name}'", 1, timeout):
+        raise AssertionError(f"LSL stream {name!r} did not appear within {timeout} s")

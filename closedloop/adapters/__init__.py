@@ -20,7 +20,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from closedloop.adapters.base import Adapter, AdapterBase, DeviceFault, LimitViolation
+from closedloop.adapters.base import Adapter, AdapterBase, DeviceFault, LimitViolation, contract_problems
 from closedloop.adapters.iolog import IOLog, IORecord
 from closedloop.adapters.simulated import SimulatedRTMS, SimulatedStimulator, SimulatedTUS
 from closedloop.adapters.threaded import ThreadedAdapter
@@ -110,7 +110,15 @@ def build_adapter(profile: DeviceProfile, **kwargs: Any) -> Adapter:
         kwargs["motor_threshold_pct_mso"] is None or not _uses_motor_threshold(factory)
     ):
         kwargs.pop("motor_threshold_pct_mso")
-    return factory(profile, **kwargs)
+    adapter = factory(profile, **kwargs)
+    missing = contract_problems(adapter)
+    if missing:
+        origin = f"{type(adapter).__module__}.{type(adapter).__qualname__}"
+        raise ValueError(
+            f"device profile {profile.device.name!r}: adapter {profile.device.adapter!r} ({origin}) does not "
+            f"implement the adapter contract: missing {', '.join(missing)} (see closedloop.adapters.base.Adapter)"
+        )
+    return adapter
 
 
 __all__ = [
@@ -129,5 +137,6 @@ __all__ = [
     "adapter_factory",
     "available_adapters",
     "build_adapter",
+    "contract_problems",
     "needs_motor_threshold",
 ]

@@ -38,16 +38,25 @@ class DeviceFault(RuntimeError):
 
 @runtime_checkable
 class Adapter(Protocol):
-    """Speaks one stimulator's protocol and re-checks the profile's limits.
+    """The contract every adapter fulfils: what the runtime calls, directly, on every path.
 
     Attributes
     ----------
     fault : str or None
         ``None`` while healthy; the reason once the device has failed (the
         adapter has then driven it to its safe state and ignores commands).
+    on_ack : callable or None
+        Set by the runtime; called (no arguments, any thread) whenever the
+        device acknowledges an exchange — it feeds the watchdog.
+    on_record : callable or None
+        Set by the runtime; called with every
+        :class:`~closedloop.adapters.iolog.IORecord` (each byte sent and
+        received, each state change and fault) so the session records them.
     """
 
     fault: str | None
+    on_ack: Callable[[], None] | None
+    on_record: Callable[[IORecord], None] | None
 
     def connect(self) -> None:
         """Open the link and take remote control; raise :class:`DeviceFault` on failure."""
@@ -61,19 +70,41 @@ class Adapter(Protocol):
         """Disable output, keep the connection."""
         ...
 
+    def rearm(self) -> None:
+        """Arm again after an abort disarmed the device (no effect when faulted, stopped or armed)."""
+        ...
+
     def apply(self, command: Command, now: float) -> None:
         """Send ``command`` without blocking; raise :class:`LimitViolation` if outside the profile."""
         ...
 
     def emergency_stop(self) -> None:
-        """Output off as fast as the device allows; returns at once."""
+        """Turn the output off as fast as the device allows; return at once."""
         ...
 
     def stop(self) -> None:
         """Drive the device to its safe state (output off) and disconnect."""
         ...
 
-    def status(self) -> dict[str, object]: ...
+    def output_mA(self, now: float) -> float:
+        """Return the current the device delivers at ``now`` (0 for devices without a current)."""
+        ...
+
+    def status(self) -> dict[str, object]:
+        """Return the adapter's state for displays and the summary."""
+        ...
+
+
+#: Every member of the :class:`Adapter` contract, as checked by :func:`contract_problems`.
+CONTRACT_METHODS = ("connect", "arm", "disarm", "rearm", "apply", "emergency_stop", "stop", "output_mA", "status")
+CONTRACT_ATTRIBUTES = ("fault", "on_ack", "on_record")
+
+
+def contract_problems(adapter: object) -> list[str]:
+    """Return what ``adapter`` lacks of the :class:`Adapter` contract (empty: it fulfils it)."""
+    missing = [f"{name}()" for name in CONTRACT_METHODS if not callable(getattr(adapter, name, None))]
+    missing += [name for name in CONTRACT_ATTRIBUTES if not hasattr(adapter, name)]
+    return missing
 
 
 _lsl_clock: Callable[[], float] | None = None
@@ -146,7 +177,7 @@ class AdapterBase:
         self.clock = clock or lsl_clock
         self.log = IOLog(self.clock, maxlen=log_size, callback=on_record)
         self.on_fault = on_fault
-        self.on_ack = on_ack
+        self.on_ack: Callable[[], None] | None = on_ack
         self.last_ack: float | None = None
         self.fault: str | None = None
         self.connected = False
@@ -244,7 +275,21 @@ class AdapterBase:
             except Exception:  # noqa: BLE001
                 pass
 
-    # -- defaults --------------------------------------------------------------
+    @property
+    def on_record(self) -> Callable[[IORecord], None] | None:
+        """Called with every I/O record (see :class:`Adapter`)."""
+        return self.log.callback
+
+    @on_record.setter
+    def on_record(self, fn: Callable[[IORecord], None] | None) -> None:
+        self.log.callback = fn
+
+    # -- shared behaviour ------------------------------------------------------
+    def rearm(self) -> None:
+        """Arm again after an abort disarmed the device (no effect when faulted, disconnected or armed)."""
+        if self.fault is None and self.connected and not self.armed:
+            self.arm()  # type: ignore[attr-defined]  # every concrete adapter defines arm()
+
     def output_mA(self, now: float) -> float:
         """Current the device delivers at ``now`` (tES adapters; 0 otherwise)."""
         return 0.0

@@ -17,7 +17,11 @@ Command conventions (``closedloop.types.Command``):
   train-duration table (``train_max_s_<rate>Hz_<intensity>pctMT``) when the
   profile has one.
 - TUS: ``extra`` keys ``pnp_MPa``, ``center_frequency_MHz``,
-  ``isppa_W_per_cm2``, ``duty_cycle``, ``prf_Hz``, ``burst_s``.
+  ``isppa_W_per_cm2``, ``duty_cycle``, ``prf_Hz``, ``burst_s``. MI, I_SPPA
+  and I_SPTA are bounded, PNP and I_SPPA must agree with the plane-wave
+  relation within the profile's tolerance, and a sonication needs the
+  profile's thermal figure; :class:`ThermalGuard` keeps the session's
+  thermal bound (docs/safety.md).
 """
 
 from __future__ import annotations
@@ -38,7 +42,16 @@ RTMS_LIMITS = (
     "min_inter_train_interval_s",
     "max_pulses_per_session",
 )
-TUS_LIMITS = ("max_mechanical_index", "max_ispta_mW_per_cm2", "max_duty_cycle", "max_burst_s")
+TUS_LIMITS = (
+    "max_mechanical_index",
+    "max_isppa_W_per_cm2",
+    "max_ispta_mW_per_cm2",
+    "plane_wave_impedance_MRayl",
+    "max_isppa_pnp_mismatch",
+    "max_temperature_rise_C",
+    "max_duty_cycle",
+    "max_burst_s",
+)
 
 
 def missing_limits(profile: DeviceProfile, needed: tuple[str, ...]) -> list[str]:
@@ -60,7 +73,7 @@ def _finite(problems: list[str], name: str, value: float) -> bool:
 
 def fires(command: Command) -> bool:
     """Whether an rTMS/TUS command asks to deliver a train or burst now."""
-    return command.on and command.extra.get("fire", 0.0) >= 1.0
+    return command.on and command.fire
 
 
 def check_tes(command: Command, profile: DeviceProfile) -> list[str]:
@@ -117,7 +130,7 @@ def check_rtms(command: Command, profile: DeviceProfile) -> list[str]:
 
 
 def _check_train_table(command: Command, profile: DeviceProfile) -> list[str]:
-    """A fired train must fit a verified cell (same rate, intensity at or below the cell's)."""
+    """Return why a fired train fits no verified cell (same rate, intensity at or below the cell's)."""
     from closedloop.safety.rtms import parse_train_limit
 
     cells = [(cell, lim.value) for name, lim in profile.limits.items() if (cell := parse_train_limit(name)) is not None]
@@ -134,7 +147,7 @@ def _check_train_table(command: Command, profile: DeviceProfile) -> list[str]:
 
 
 def check_tus(command: Command, profile: DeviceProfile) -> list[str]:
-    """Problems of a TUS command: mechanical index, derated I_SPTA, duty cycle, burst length."""
+    """Problems of a TUS command: MI, derated I_SPPA and I_SPTA, PNP/I_SPPA agreement, duty, burst, thermal figure."""
     p: list[str] = []
     x = command.extra
     pnp = x.get("pnp_MPa", 0.0)
@@ -163,6 +176,17 @@ def check_tus(command: Command, profile: DeviceProfile) -> list[str]:
             p.append("center_frequency_MHz must be > 0 to compute the mechanical index")
         elif top is not None and pnp / math.sqrt(fc) > top:
             p.append(f"mechanical index {pnp / math.sqrt(fc):.3g} exceeds {top}")
+    top = _lim(profile, "max_isppa_W_per_cm2")
+    if top is not None and isppa > top:
+        p.append(f"I_SPPA {isppa:.4g} W/cm² exceeds {top} W/cm²")
+    z, tol = _lim(profile, "plane_wave_impedance_MRayl"), _lim(profile, "max_isppa_pnp_mismatch")
+    if z is not None and tol is not None and (pnp > 0 or isppa > 0):
+        plane = 50.0 * pnp * pnp / z  # p² / (2 ρc) in W/cm², p in MPa, ρc in MRayl
+        if abs(isppa - plane) > tol * plane:
+            p.append(
+                f"I_SPPA {isppa:.4g} W/cm² disagrees with PNP {pnp:g} MPa (plane wave in {z:g} MRayl: "
+                f"{plane:.4g} W/cm², allowed ±{100 * tol:g} %)"
+            )
     top = _lim(profile, "max_ispta_mW_per_cm2")
     ispta = isppa * duty * 1000.0
     if top is not None and ispta > top:
@@ -173,6 +197,8 @@ def check_tus(command: Command, profile: DeviceProfile) -> list[str]:
     top = _lim(profile, "max_burst_s")
     if top is not None and burst > top:
         p.append(f"burst {burst} s exceeds {top} s")
+    if command.on and ispta > 0 and _lim(profile, "thermal_rise_C_per_J_per_cm2") is None:
+        p.append("no thermal figure for this setup (limits.thermal_rise_C_per_J_per_cm2): sonications are refused")
     return p
 
 
@@ -182,6 +208,50 @@ _CHECKS = {"tes": check_tes, "rtms": check_rtms, "tus": check_tus}
 def check_command(command: Command, profile: DeviceProfile) -> list[str]:
     """Problems of ``command`` against ``profile`` for the profile's modality."""
     return _CHECKS[profile.device.modality](command, profile)
+
+
+@dataclass
+class ThermalGuard:
+    """The session's thermal bound, kept from what the adapter applied (defence in depth).
+
+    ``rise_C_per_J_per_cm2 × Σ I_SPTA·t`` over every sonication of the
+    session bounds the peak temperature rise (no credit for cooling; see
+    :mod:`closedloop.safety.tus`). Each :meth:`check` first accounts the time
+    since the previous one at the intensity then applied (assumed applied
+    even if the device refused it: the bound only grows), then refuses a
+    sonication whose bound, ``tolerance_s`` ahead, exceeds ``max_rise_C``.
+    """
+
+    rise_C_per_J_per_cm2: float | None
+    max_rise_C: float
+    #: Slack: the adapter measures time on the wall clock at ``apply``, the
+    #: safety layer (which stops a watchdog interval early) on its own clock.
+    tolerance_s: float = 0.05
+    energy_J_per_cm2: float = 0.0
+    _ispta_W_per_cm2: float = 0.0
+    _since: float | None = None
+
+    @property
+    def rise_bound_C(self) -> float:
+        """Upper bound of the peak temperature rise so far (°C); NaN without a thermal figure."""
+        k = self.rise_C_per_J_per_cm2
+        return math.nan if k is None else k * self.energy_J_per_cm2
+
+    def check(self, command: Command, now: float) -> list[str]:
+        """Account the time up to ``now``; problems of applying ``command`` from ``now`` on."""
+        if self._since is not None and now > self._since:
+            self.energy_J_per_cm2 += self._ispta_W_per_cm2 * (now - self._since)
+        self._since = now if self._since is None else max(self._since, now)
+        x = command.extra
+        ispta = x.get("isppa_W_per_cm2", 0.0) * x.get("duty_cycle", 0.0) if command.on else 0.0
+        self._ispta_W_per_cm2 = ispta if math.isfinite(ispta) and ispta > 0 else 0.0
+        if self._ispta_W_per_cm2 == 0.0 or self.rise_C_per_J_per_cm2 is None:
+            return []  # check_tus refuses a sonication without a thermal figure
+        rise = self.rise_C_per_J_per_cm2 * (self.energy_J_per_cm2 + self._ispta_W_per_cm2 * self.tolerance_s)
+        if rise > self.max_rise_C:
+            e = self.energy_J_per_cm2
+            return [f"thermal bound {rise:.3g} °C (Σ I_SPTA·t = {e:.4g} J/cm²) exceeds {self.max_rise_C} °C"]
+        return []
 
 
 @dataclass
@@ -205,19 +275,28 @@ class TrainGuard:
     last_end: float | None = None
     pulses: int = 0
     trains: int = 0
+    #: TUS: the session's thermal bound (``None`` for rTMS).
+    thermal: ThermalGuard | None = None
 
     @classmethod
     def from_profile(cls, profile: DeviceProfile) -> TrainGuard:
+        """Return the guard of ``profile``'s inter-train, pulse and (TUS) thermal limits."""
+        thermal = None
+        if profile.device.modality == "tus":
+            thermal = ThermalGuard(
+                _lim(profile, "thermal_rise_C_per_J_per_cm2"), _lim(profile, "max_temperature_rise_C") or 0.0
+            )
         return cls(
             min_interval_s=_lim(profile, "min_inter_train_interval_s") or 0.0,
             max_session_pulses=_lim(profile, "max_pulses_per_session") or math.inf,
+            thermal=thermal,
         )
 
     def check(self, command: Command, now: float) -> list[str]:
-        """Problems of firing ``command`` at ``now`` given the trains already fired."""
+        """Problems of applying ``command`` at ``now`` given what was applied before."""
+        p = [] if self.thermal is None else self.thermal.check(command, now)
         if not fires(command):
-            return []
-        p = []
+            return p
         if self.last_end is not None and now - self.last_end < self.min_interval_s - self.tolerance_s:
             p.append(f"inter-train interval {now - self.last_end:.3g} s is shorter than {self.min_interval_s} s")
         n = int(command.extra.get("pulses", 1.0))

@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from closedloop.adapters.base import AdapterBase, DeviceFault
-from closedloop.adapters.command_checks import RTMS_LIMITS, TES_LIMITS, TUS_LIMITS
+from closedloop.adapters.command_checks import RTMS_LIMITS, TES_LIMITS, TUS_LIMITS, fires
 from closedloop.config.profile import DeviceProfile
 from closedloop.types import Command
 
@@ -75,8 +75,9 @@ class LSLCommandAdapter(AdapterBase):
 
     # -- publishing ------------------------------------------------------------------
     def _values(self, command: Command) -> list[float]:
+        flags = {"fire": 1.0 if command.fire else 0.0, "abort": 1.0 if command.abort else 0.0}
         return [command.amplitude_mA, command.frequency_Hz, 1.0 if command.on else 0.0] + [
-            float(command.extra.get(k, 0.0)) for k in self.extra_keys
+            flags[k] if k in flags else float(command.extra.get(k, 0.0)) for k in self.extra_keys
         ]
 
     def _publish(self, command: Command, now: float, event: str | None = None) -> None:
@@ -89,6 +90,8 @@ class LSLCommandAdapter(AdapterBase):
                 "amplitude_mA": command.amplitude_mA,
                 "frequency_Hz": command.frequency_Hz,
                 "on": command.on,
+                "fire": command.fire,
+                "abort": command.abort,
                 "extra": dict(command.extra),
             }
             if event:
@@ -158,11 +161,6 @@ class LSLCommandAdapter(AdapterBase):
         self.armed = True
         self._event("arm", self.clock())
 
-    def rearm(self) -> None:
-        """Arm again after an abort or emergency stop (no effect when faulted, stopped or armed)."""
-        if self.fault is None and self.connected and not self.armed:
-            self.arm()
-
     def disarm(self) -> None:
         now = self.clock()
         self.armed = False
@@ -182,7 +180,7 @@ class LSLCommandAdapter(AdapterBase):
                 self._set_fault(f"{self.name}: the bridge unsubscribed from {self.stream_name!r}")
                 self._zero(now, "fault")
                 return
-        if self.guard is not None and command.on and command.extra.get("fire", 0.0) >= 1.0:
+        if self.guard is not None and fires(command):
             if not self.armed:
                 self._refuse(command, ["fire requested while not armed"])
             self.guard.commit(command, now)

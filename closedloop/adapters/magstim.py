@@ -27,7 +27,7 @@ pulse-exact timing use a TTL trigger (:mod:`closedloop.adapters.ttl`).
 Intensities arrive in %MT and are set in %MSO with the participant's
 motor threshold (:class:`~closedloop.adapters.motor_threshold.MotorThresholdMixin`).
 Parameters are programmed only for a train that fires, and only those that
-changed; a train abort (``extra["abort"]``) disarms at once.
+changed; a train abort (``Command.abort``) disarms at once.
 
 ``[adapter_options]``: ``port`` (device path or pyserial URL), ``baudrate``
 (9600), ``model`` (``rapid2`` | ``200`` | ``bistim``), ``poll_armed_s``,

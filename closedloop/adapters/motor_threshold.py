@@ -48,7 +48,7 @@ class MotorThresholdMixin:
         return int(round(intensity_pct * self.motor_threshold_pct_mso / 100.0))
 
     def _intensity_problems(self, command: Command) -> list[str]:
-        if not (command.on and command.extra.get("fire", 0.0) >= 1.0):
+        if not (command.on and command.fire):
             return []
         out = self.output_pct_mso(command.extra.get("intensity_pct", 0.0))
         if out > self.max_output_pct_mso:

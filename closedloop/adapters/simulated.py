@@ -65,11 +65,6 @@ class _Simulated(AdapterBase):
         self._go_safe(self.clock())
         self.log.add("event", note="disarmed")
 
-    def rearm(self) -> None:
-        """Arm again after an abort disarmed the device (no effect when faulted, stopped or armed)."""
-        if self.fault is None and self.connected and not self.armed:
-            self.arm()
-
     def emergency_stop(self) -> None:
         self.armed = False
         self._go_safe(self.clock(), emergency=True)
@@ -198,7 +193,7 @@ class SimulatedRTMS(_Simulated):
         return self.armed and now >= self._ready_at
 
     def apply(self, command: Command, now: float) -> None:
-        if command.extra.get("abort", 0.0) >= 1.0 and self.fault is None:
+        if command.abort and self.fault is None:
             self._go_safe(now)  # stop the running train; arm() again to fire more
             self.log.add("event", note="train aborted")
             self.commands += 1
@@ -250,8 +245,8 @@ class SimulatedTUS(_Simulated):
     is on while the applied command is ``on``; during it the transducer emits
     pulses of ``burst_s`` every ``1 / prf_Hz`` (duty cycle ``burst_s ×
     prf_Hz``) with the command's acoustic parameters. The command that starts
-    a sonication carries ``extra["fire"] = 1.0``; a command with ``on=False``
-    ends it, and ``extra["abort"] = 1.0`` (a safety ramp or stop) ends it and
+    a sonication has ``fire=True``; a command with ``on=False``
+    ends it, and ``abort=True`` (a safety ramp or stop) ends it and
     disarms (call :meth:`rearm` to continue).
 
     :attr:`sonications` lists ``[start, end, parameters]`` of every
@@ -267,7 +262,7 @@ class SimulatedTUS(_Simulated):
         self._on = False
 
     def apply(self, command: Command, now: float) -> None:
-        if command.extra.get("abort", 0.0) >= 1.0 and self.fault is None:
+        if command.abort and self.fault is None:
             self._go_safe(now)
             self.log.add("event", note="sonication aborted")
             self.commands += 1
@@ -276,7 +271,7 @@ class SimulatedTUS(_Simulated):
             return
         if command.on and not self._on:
             if not fires(command):
-                self._refuse(command, ["a sonication must start with a fire command (extra fire = 1.0)"])
+                self._refuse(command, ["a sonication must start with a fire command (Command.fire)"])
             if not self.armed:
                 self._refuse(command, ["transducer not armed"])
             self.guard.commit(command, now)

@@ -230,7 +230,7 @@ class ThreadedAdapter(AdapterBase):
     def apply(self, command: Command, now: float) -> None:
         if not self._accepts_commands():
             return
-        if self.modality != "tes" and command.extra.get("abort", 0.0) >= 1.0:
+        if self.modality != "tes" and command.abort:
             self.log.add("event", note="train abort requested")
             self.commands += 1
             self.emergency_stop()
@@ -253,7 +253,7 @@ class ThreadedAdapter(AdapterBase):
 
     def _accept(self, command: Command, now: float) -> None:
         """Bookkeeping for an accepted command on the caller's thread (e.g. count a train)."""
-        if self.guard is not None and command.on and command.extra.get("fire", 0.0) >= 1.0:
+        if self.guard is not None and fires(command):
             if not self.armed:
                 self._refuse(command, ["fire requested while the stimulator is not armed"])
             self.guard.commit(command, now)

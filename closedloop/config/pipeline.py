@@ -34,7 +34,24 @@ class SyntheticSourceConfig(_Strict):
     theta_uV: float = Field(4.0, ge=0)
     plant_gain_per_mA: float = Field(0.8, ge=0, description="relative alpha rise per mA of stimulation")
     plant_tau_s: float = Field(2.0, gt=0)
-    stall_timeout_s: float = Field(0.5, gt=0)
+    stall_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="no sample for this long ends the session ('source stalled'); the watchdog has already "
+        "ramped stimulation down after watchdog_timeout_s",
+    )
+    clock_tolerance_s: float = Field(
+        1.0,
+        gt=0,
+        description="largest jump between chunks and largest distance of the newest sample from the local "
+        "clock (after the clock offset) before the source's timestamps are flagged",
+    )
+    clock_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="timestamps flagged for longer than this: the source is declared bad, stimulation ramps "
+        "down and the session ends",
+    )
 
     @property
     def ch_names(self) -> list[str]:
@@ -54,7 +71,24 @@ class LSLSourceConfig(_Strict):
     channels: list[str] | None = Field(None, description="labels the stream must carry, in order")
     n_channels: int | None = Field(None, ge=1)
     resolve_timeout_s: float = Field(5.0, gt=0)
-    stall_timeout_s: float = Field(0.5, gt=0)
+    stall_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="no sample for this long ends the session ('source stalled'); the watchdog has already "
+        "ramped stimulation down after watchdog_timeout_s",
+    )
+    clock_tolerance_s: float = Field(
+        1.0,
+        gt=0,
+        description="largest jump between chunks and largest distance of the newest sample from the local "
+        "clock (after the clock offset) before the source's timestamps are flagged",
+    )
+    clock_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="timestamps flagged for longer than this: the source is declared bad, stimulation ramps "
+        "down and the session ends",
+    )
 
     @model_validator(mode="after")
     def _identified(self) -> LSLSourceConfig:
@@ -93,6 +127,7 @@ class SafetyOverrides(_Strict):
     max_session_duration_s: float | None = Field(None, gt=0)
     max_charge_C: float | None = Field(None, ge=0)
     watchdog_timeout_s: float | None = Field(None, gt=0)
+    bad_data_timeout_s: float | None = Field(None, gt=0)
     # rTMS (a min_* limit tightens upward)
     max_intensity_pct: float | None = Field(None, ge=0)
     max_pulses_per_session: float | None = Field(None, ge=0)

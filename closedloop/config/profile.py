@@ -36,6 +36,7 @@ REQUIRED_LIMITS: dict[str, dict[str, str]] = {
         "min_frequency_Hz": "Hz",
         "max_frequency_Hz": "Hz",
         "watchdog_timeout_s": "s",
+        "bad_data_timeout_s": "s",
     },
     "rtms": {
         "max_intensity_pct": "%MT",  # percent of the resting motor threshold (the train table's unit)
@@ -43,10 +44,15 @@ REQUIRED_LIMITS: dict[str, dict[str, str]] = {
         "max_pulses_per_session": "pulses",
         "max_session_duration_s": "s",
         "watchdog_timeout_s": "s",
+        "bad_data_timeout_s": "s",
     },
     "tus": {
         "max_mechanical_index": "",
+        "max_isppa_W_per_cm2": "W/cm²",
         "max_ispta_mW_per_cm2": "mW/cm²",
+        "plane_wave_impedance_MRayl": "MRayl",  # ρc of the plane-wave check I_SPPA = PNP² / (2 ρc)
+        "max_isppa_pnp_mismatch": "",  # allowed |I_SPPA / (PNP² / 2ρc) - 1|
+        "max_temperature_rise_C": "°C",
         "max_duty_cycle": "",
         "max_burst_s": "s",
         "min_center_frequency_MHz": "MHz",
@@ -56,9 +62,12 @@ REQUIRED_LIMITS: dict[str, dict[str, str]] = {
         "max_total_sonication_s": "s",
         "max_session_duration_s": "s",
         "watchdog_timeout_s": "s",
+        "bad_data_timeout_s": "s",
     },
 }
 
+#: TUS profiles may also give ``thermal_rise_C_per_J_per_cm2`` (°C per J/cm²), the lab's own
+#: thermal figure for its setup; without it the safety layer refuses every sonication.
 #: rTMS profiles also give the verified cells of the train-duration table as limits named
 #: ``train_max_s_<rate>Hz_<intensity>pctMT`` (``p`` for a decimal point), e.g.
 #: ``train_max_s_20Hz_110pctMT``: trains at 20 Hz up to 110 %MT may last at most ``value`` s.
@@ -128,6 +137,9 @@ class DeviceProfile(BaseModel):
                 raise ValueError(f"limits.{name}.value must be >= 0, got {lim.value}")
         if self.device.modality == "rtms":
             self._check_train_table()
+        thermal = self.limits.get("thermal_rise_C_per_J_per_cm2")
+        if self.device.modality == "tus" and thermal is not None and not thermal.unit:
+            self.limits["thermal_rise_C_per_J_per_cm2"] = thermal.model_copy(update={"unit": "°C per J/cm²"})
 
     def _check_train_table(self) -> None:
         cells = [n for n in self.limits if n.startswith(TRAIN_LIMIT_PREFIX)]

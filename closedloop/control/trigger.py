@@ -2,7 +2,7 @@
 
 The controller is deterministic on frame time (the sample clock): after
 ``onset`` consecutive usable frames past ``threshold`` it emits exactly one
-command with ``extra["fire"] = 1.0`` carrying the configured train or
+command with ``fire=True`` carrying the configured train or
 sonication, then waits ``refractory_s`` (frame time, from that fire) before
 it may fire again, up to ``max_count`` fires. The safety layer still decides
 whether each request is allowed (train table, inter-train interval, pause,
@@ -116,14 +116,13 @@ class TriggerConfig(ControllerConfigBase):
         differently; the refractory period is then checked against the
         inter-train interval (rTMS) or the pause (TUS).
         """
-        from closedloop.safety.envelope import ENVELOPES
-        from closedloop.safety.layer import SafetyLayer
+        from closedloop.safety.envelope import ENVELOPES, safety_layer_for
 
         if profile.device.modality != self.modality:
             return []  # reported by the modality check
-        layer = SafetyLayer(ENVELOPES[self.modality].from_envelope(envelope))
-        cmd = Command(0.0, self.frequency_Hz or 0.0, True, 0.0, {**self.fire_extra(), "fire": 1.0})
-        out = layer.step(cmd, 0.0)
+        layer = safety_layer_for(ENVELOPES[self.modality].from_envelope(envelope), clock=lambda: 0.0)
+        cmd = Command(0.0, self.frequency_Hz or 0.0, True, 0.0, self.fire_extra(), fire=True)
+        out = layer.step(cmd)
         if not out.on:
             reasons = [e.reason for e in layer.events if e.kind == "refuse"] or ["refused"]
             what = "train" if self.modality == "rtms" else "sonication"
@@ -208,10 +207,10 @@ class TriggerController:
                 if c.modality == "tus":
                     self._sonicate_until = t + c.sonication_s
         if fire:
-            return Command(0.0, self._rate, True, t, {**self._extra, "fire": 1.0})
+            return Command(0.0, self._rate, True, t, dict(self._extra), fire=True)
         if c.modality == "tus" and t < self._sonicate_until:
-            return Command(0.0, self._rate, True, t, {**self._extra, "fire": 0.0})
-        return Command(0.0, self._rate, False, t, {**self._extra, "fire": 0.0})
+            return Command(0.0, self._rate, True, t, dict(self._extra))
+        return Command(0.0, self._rate, False, t, dict(self._extra))
 
     def state(self) -> dict[str, float]:
         return {

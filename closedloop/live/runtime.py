@@ -1,35 +1,48 @@
-"""The live loop: a source, the pipeline, the watchdog, an adapter, a status line, a summary.
+"""The live runtime: an LSL source, the local clock, the watchdog thread, stop signals, a status line.
 
-The loop thread only pulls, computes and issues; it never sleeps on a timer
-(it waits inside the LSL pull) and never blocks on a device.
+The per-chunk work is the :class:`~closedloop.session.driver.SessionDriver`'s
+(the same as a replay's). What this module adds is what only a live session
+has: the source (resolved, checked, pulled with a timeout — the loop never
+sleeps on a timer), the local monotonic clock the safety layer and the
+watchdog run on, the source's timestamps checked against that clock, the
+watchdog thread for a stalled loop or a silent device, stop signals (Ctrl-C,
+SIGTERM, SIGHUP, SIGQUIT, CTRL_BREAK) that ramp stimulation down, and the
+status line. Whatever ends the session — duration, a signal, a lost, stalled
+or lying source, bad data, a device fault, a full disk, a bug — stimulation
+ramps down, the summary is written (atomically, or to a fallback folder), and
+the recording gets its footers and report.
 """
 
 from __future__ import annotations
 
-import json
-import threading
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from time import perf_counter
 
-from closedloop.adapters import DeviceFault, LimitViolation, build_adapter
+from closedloop.adapters import Adapter, DeviceFault, build_adapter
 from closedloop.config import LSLSourceConfig, ResolvedPipeline, SyntheticSourceConfig
-from closedloop.control.base import display_state
+from closedloop.live.signals import SessionInterrupted, StopSignals
+from closedloop.live.status import StatusLine
 from closedloop.lslconfig import configure_lsl
 from closedloop.pipeline import Pipeline, Step
 from closedloop.recording import SessionRecording
+from closedloop.recording.atomic import rescue_dirs, write_json_atomic
 from closedloop.recording.inlets import StreamInlets
 from closedloop.safety.watchdog import Watchdog, WatchdogTrip
+from closedloop.session.clocks import MonotonicClock
+from closedloop.session.driver import SessionDriver
 from closedloop.session.summary import SessionStats, build_summary
-from closedloop.session.telemetry import RunningStats
 from closedloop.sources import LSLSource, SourceError
+from closedloop.sources.timestamps import TimestampMonitor
+
+log = logging.getLogger(__name__)
 
 
 def default_out_dir(resolved: ResolvedPipeline) -> Path:
-    """``<output.folder>/<YYYYmmdd-HHMMSS>-<pipeline name>``."""
+    """Return ``<output.folder>/<YYYYmmdd-HHMMSS>-<pipeline name>``."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path(resolved.config.output.folder) / f"{stamp}-{resolved.config.pipeline.name}"
 
@@ -77,39 +90,33 @@ def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float
     return source, None
 
 
-def _commands_to_apply(steps: list[Step]) -> list:
-    """The allowed commands of one chunk to send: every fire or abort (none may be dropped), then the newest.
-
-    tES commands carry neither flag, so only the newest is sent, as before.
-    """
-    last = steps[-1].allowed
-    flagged = [
-        s.allowed
-        for s in steps[:-1]
-        if s.allowed.extra.get("fire", 0.0) >= 1.0 or s.allowed.extra.get("abort", 0.0) >= 1.0
-    ]
-    return flagged + [last]
-
-
 class LiveSession:
-    """Run a resolved pipeline live for ``duration_s`` seconds.
+    """Run a resolved pipeline live for ``duration_s`` seconds of data.
 
     Parameters
     ----------
     resolved : ResolvedPipeline
         Validated pipeline and device profile.
     duration_s : float
-        Session length (wall time from the first sample).
+        Session length, counted in samples received (so a replay of the
+        recording ends at the same sample).
     out_dir : Path
-        Folder for ``summary.json`` (created).
+        Session folder (created when the recording starts; nothing is left
+        behind by a start that fails before).
     show_status : bool
         Show a live status line (rich).
     on_step : callable, optional
         Called with every :class:`~closedloop.pipeline.Step` (tests, custom displays).
     on_command : callable, optional
-        Called after every command sent to the adapter with ``(command, loop_latency_s, stage_s)``.
+        Called after every chunk's commands with ``(newest allowed command, loop_latency_s, stage_s)``.
     adapter : Adapter, optional
         Use this adapter instead of the one the device profile names.
+    identity : dict, optional
+        Participant and session identifiers (summary and recording).
+    on_progress : callable, optional
+        Called with a short message at each start-up and shut-down phase.
+    clock : callable, optional
+        The local monotonic clock (default ``pylsl.local_clock``); tests may inject one.
     """
 
     def __init__(
@@ -120,7 +127,10 @@ class LiveSession:
         show_status: bool = True,
         on_step: Callable[[Step], None] | None = None,
         on_command: Callable[[object, float, dict], None] | None = None,
-        adapter=None,
+        adapter: Adapter | None = None,
+        identity: dict[str, str] | None = None,
+        on_progress: Callable[[str], None] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.resolved = resolved
         self.duration_s = duration_s
@@ -128,230 +138,312 @@ class LiveSession:
         self.show_status = show_status
         self.on_step = on_step
         self.on_command = on_command
-        self.stats = SessionStats()
-        self.adapter = (
+        self.identity = dict(identity or {})
+        self.on_progress = on_progress
+        configure_lsl()
+        self.clock = MonotonicClock(clock)
+        self.adapter: Adapter = (
             adapter
             if adapter is not None
             else build_adapter(resolved.profile, motor_threshold_pct_mso=resolved.config.device.motor_threshold_pct_mso)
         )
-        self.pipeline: Pipeline | None = None
-        self.source = None
-        self.publisher = None
-        self.watchdog: Watchdog | None = None
-        self.recording: SessionRecording | None = None
-        self.inlets: StreamInlets | None = None
-        self._lock = threading.Lock()  # the loop thread and the watchdog thread share the safety layer
+        self.stats = SessionStats()  # replaced by the driver's once the pipeline is built
+        self.summary_path: Path | None = None
+        self._driver: SessionDriver | None = None
         self._trip: WatchdogTrip | None = None
+        self._t_first: float | None = None
+        self._elapsed_s = 0.0
+
+    @property
+    def driver(self) -> SessionDriver:
+        """The session driver (built by :meth:`run` once the source is open)."""
+        if self._driver is None:
+            raise RuntimeError("the session driver exists once run() has opened the source")
+        return self._driver
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline that runs (built by :meth:`run` once the source is open)."""
+        return self.driver.pipeline
+
+    def _say(self, message: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(message)
 
     # -- lifecycle -------------------------------------------------------------
     def run(self) -> dict:
-        """Run the session; always ramps down, stops the device and writes the summary."""
-        configure_lsl()
-        import pylsl
+        """Run the session; whatever ends it, ramp down, stop the device and write the summary.
 
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        started = datetime.now().isoformat(timespec="seconds")
-        clock = pylsl.local_clock
-        self.source, self.publisher = _build_source(self.resolved, lambda: self.adapter.output_mA(clock()))
+        Raises
+        ------
+        SourceError
+            If the source cannot be opened (nothing was started or written).
+        OSError
+            If the output folder cannot hold the recording (checked before stimulation).
+        """
+        with StopSignals() as signals:
+            return self._run(signals)
+
+    def _run(self, signals: StopSignals) -> dict:
+        cfg = self.resolved.config
+        started = datetime.now().astimezone().isoformat(timespec="seconds")
+        self._say("looking for the EEG stream")
+        source, publisher = _build_source(self.resolved, lambda: self.adapter.output_mA(self.clock()))
+        self.source, self.publisher = source, publisher
+        driver: SessionDriver | None = None
+        recording: SessionRecording | None = None
+        inlets: StreamInlets | None = None
+        watchdog: Watchdog | None = None
         try:
-            self.source.open()
-            self.pipeline = Pipeline(self.resolved, self.source.ch_names)
-            self.pipeline.warmup()
-            self.stats.feature_stats = RunningStats(len(self.pipeline.feature_names))
-            self.stats.feature_stats.warmup()
-            # checks the folder (writable, free space) and raises before anything is stimulated
-            rec_cfg = self.resolved.config.recording
-            self.recording = SessionRecording.for_source(
-                self.out_dir, self.resolved, self.source, self.pipeline, report=rec_cfg.report
-            )
-            queries = [q.model_dump(exclude={"required"}, exclude_none=True) for q in rec_cfg.streams]
-            if self.publisher is not None:
-                queries.append({"name": self.publisher.marker_name, "source_id": self.publisher.marker_source_id})
-            if queries:
-                self.inlets = StreamInlets(self.recording, queries).start()
-                missing = [q for q in rec_cfg.streams if q.required and q.name and q.name not in self.inlets.names]
-                if missing:
-                    raise SourceError(
-                        f"recording.streams: required stream(s) not found: "
-                        f"{[q.model_dump(exclude_none=True) for q in missing]}"
-                    )
-            self.adapter.connect()
-            getattr(self.adapter, "arm", lambda: None)()
-            self._start_watchdog(clock)
-            self.source.flush()  # start on the newest data, not on what queued during warm-up
-            emergency = False
             try:
-                emergency = self._loop(clock)
-            except KeyboardInterrupt:
-                self.stats.stop_reason = "interrupted by the operator (Ctrl-C)"
-            self._ramp_down(clock, emergency)
-        except SourceError as e:
-            self.stats.stop_reason = f"source error: {e}"
-            if self.pipeline is None:
-                raise
-            self._ramp_down(clock, emergency=True)
-        except DeviceFault as e:
-            self.stats.stop_reason = f"device fault: {e}"
+                source.open()
+                self._say(f"stream {source.info.name()!r}: {source.n_channels} channels at {source.sfreq:g} Hz")
+                pipeline = Pipeline(self.resolved, source.ch_names, clock=self.clock)
+                driver = SessionDriver(
+                    pipeline,
+                    self.adapter,
+                    self.clock,
+                    source.local_time,
+                    duration_s=self.duration_s,
+                    on_step=self.on_step,
+                )
+                self._driver = driver
+                self.stats = driver.stats
+                self._say("compiling the feature kernels")
+                driver.warmup()
+                # checks the folder (writable, free space) and raises before anything is stimulated
+                recording = SessionRecording.for_source(
+                    self.out_dir,
+                    self.resolved,
+                    source,
+                    pipeline,
+                    report=cfg.recording.report,
+                    session_info={"requested_duration_s": repr(float(self.duration_s)), **self.identity},
+                )
+                driver.recording = recording
+                self._say(f"recording to {recording.path}")
+                inlets = self._record_other_streams(recording, publisher)
+                self._say(f"connecting to {self.resolved.profile.device.name}")
+                self.adapter.connect()
+                self.adapter.arm()
+                watchdog = self._start_watchdog(driver)
+                source.flush()  # start on the newest data, not on what queued during warm-up
+                signals.starting = False
+                if signals.requested is not None:
+                    raise SessionInterrupted(signals.requested)
+                self._say("running")
+                emergency = self._loop(driver, source, watchdog, signals)
+                self._ramp_down(driver, watchdog, signals, emergency)
+            except SessionInterrupted:
+                self.stats.stop_reason = signals.reason
+                if driver is not None and recording is not None:
+                    self._ramp_down(driver, watchdog, signals, emergency=False)
+            except SourceError as e:
+                if recording is None:
+                    raise  # nothing started, nothing written: the caller reports it
+                self.stats.stop_reason = f"source error: {e}"
+                self._ramp_down(driver, watchdog, signals, emergency=True)
+            except DeviceFault as e:
+                self.stats.stop_reason = f"device fault: {e}"
+            except Exception as e:  # a bug or an unexpected error: the output goes off first
+                self._emergency_off()
+                if recording is None:
+                    raise
+                log.exception("session stopped by an internal error")
+                self.stats.stop_reason = f"internal error: {type(e).__name__}: {e}"
         finally:
-            self._shutdown()
-        summary = self._summary(started)
-        if self.recording is not None:
-            summary.update(self.recording.summary_fields())
-        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        if self.recording is not None:
-            self.recording.close(summary, self.stats)  # footers, then report.html
-        return summary
+            signals.starting = True
+            self._shutdown(watchdog, inlets, source, publisher)
+        return self._finish(driver, recording, started)
 
-    def _start_watchdog(self, clock) -> None:
+    def _record_other_streams(self, recording: SessionRecording, publisher) -> StreamInlets | None:
+        rec_cfg = self.resolved.config.recording
+        queries = [q.model_dump(exclude={"required"}, exclude_none=True) for q in rec_cfg.streams]
+        if publisher is not None:
+            queries.append({"name": publisher.marker_name, "source_id": publisher.marker_source_id})
+        if not queries:
+            return None
+        inlets = StreamInlets(recording, queries).start()
+        missing = [q for q in rec_cfg.streams if q.required and q.name and q.name not in inlets.names]
+        if missing:
+            inlets.stop()
+            raise SourceError(
+                f"recording.streams: required stream(s) not found: {[q.model_dump(exclude_none=True) for q in missing]}"
+            )
+        return inlets
+
+    def _start_watchdog(self, driver: SessionDriver) -> Watchdog:
         opts = self.resolved.profile.adapter_options
         ack = opts.get("ack_timeout_s")
-        timeout = self.pipeline.safety.env.watchdog_timeout_s
-        self.watchdog = Watchdog(
+        env = self.resolved.envelope()
+        timeout = driver.safety.env.watchdog_timeout_s
+        bad = env.get("bad_data_timeout_s")
+        watchdog = Watchdog(
             frame_timeout_s=timeout,
             loop_timeout_s=timeout,
             device_timeout_s=float(ack) if ack is not None else None,
-            clock=clock,
+            bad_data_timeout_s=float(bad["value"]) if bad is not None else None,
+            clock=self.clock,
         )
-        if hasattr(self.adapter, "on_ack"):
-            self.adapter.on_ack = lambda: self.watchdog.device_ack(clock())
-        self.watchdog.start(lambda trip: self._on_trip(trip, clock))
+        self.adapter.on_ack = lambda: watchdog.device_ack(self.clock())
+        watchdog.start(lambda trip: self._on_trip(trip, driver))
+        return watchdog
 
-    def _on_trip(self, trip: WatchdogTrip, clock) -> None:
+    def _on_trip(self, trip: WatchdogTrip, driver: SessionDriver) -> None:
         """From the watchdog thread: the loop stalled or the device went silent — stop the output now."""
         self._trip = trip
         self.stats.watchdog_trips += 1
-        getattr(self.adapter, "emergency_stop", lambda: None)()
-        if self._lock.acquire(timeout=0.05):  # the loop may hold it while stalled; the adapter is already stopping
+        self.adapter.emergency_stop()
+        if driver.lock.acquire(timeout=0.05):  # the loop may hold it while stalled; the device is already stopping
             try:
-                self.pipeline.safety.emergency_stop(clock(), trip.reason)
+                driver.safety.emergency_stop(trip.reason)
             finally:
-                self._lock.release()
+                driver.lock.release()
 
-    def _loop(self, clock) -> bool:
+    def _loop(self, driver: SessionDriver, source: LSLSource, wd: Watchdog, signals: StopSignals) -> bool:
         """Run until the session ends; return whether it must end with an emergency ramp."""
-        stats = self.stats
-        safety = self.pipeline.safety
-        wd = self.watchdog
-        hop = self.resolved.config.features.hop_samples
-        hop_s = hop / self.resolved.config.sfreq
+        cfg = self.resolved.config
+        stats = driver.stats
+        safety = driver.safety
+        clock = self.clock
+        hop = cfg.features.hop_samples
+        hop_s = hop / cfg.sfreq
         typical_chunk = float(hop)  # running mean of pulled chunk sizes, to tell a backlog from the source's chunking
-        status = _StatusLine(self.show_status, self.pipeline)
-        t_first = None
-        window_s = self.resolved.config.features.window_samples / self.resolved.config.sfreq
+        status = StatusLine(self.show_status, driver.pipeline, self.duration_s)
+        src_cfg = cfg.source
+        timestamps = TimestampMonitor(
+            cfg.sfreq,
+            getattr(src_cfg, "clock_tolerance_s", 1.0),
+            getattr(src_cfg, "clock_timeout_s", 2.0),
+        )
+        window_s = cfg.features.window_samples / cfg.sfreq
         t_start = clock()
         first_frame_deadline = t_start + window_s + max(2.0, 5 * wd.frame_timeout_s)
-        while True:
-            try:
-                chunk = self.source.pull(timeout=0.02)
-            except SourceError as e:
-                stats.stop_reason = f"source lost: {e}"
-                return True
-            now = clock()
-            wd.heartbeat(now)
-            if self._trip is not None:
-                stats.stop_reason = self._trip.reason
-                return True
-            fault = getattr(self.adapter, "fault", None)
-            if fault:
-                stats.stop_reason = f"device fault: {fault}"
-                return True
-            if chunk is not None:
-                self.recording.on_chunk(chunk.data, self.source.raw_timestamps)
-                if t_first is None:
-                    t_first = now
-                age = self.source.data_age
-                stats.data_age.add(age)
-                n = chunk.n_samples
-                backlog = self.source.backlog or n > 2 * max(hop, typical_chunk)
-                typical_chunk += 0.01 * (n - typical_chunk)
-                if age > hop_s or backlog:
-                    stats.note_behind(age, n if backlog else 0, hop_s)
-                with self._lock:
-                    steps = self.pipeline.process(chunk)
-                    if steps:
-                        t_adapter = perf_counter()
-                        for cmd in _commands_to_apply(steps):
-                            self._apply(cmd, clock)
-                        issued = clock()
-                        adapter_s = perf_counter() - t_adapter
-                if steps:
-                    self.recording.on_steps(steps)
-                    wd.frame(now)
-                    for s in steps:
-                        stats.feature_stats.add(s.frame.values)
-                        if self.on_step is not None:
-                            self.on_step(s)
-                    stats.frames += len(steps)
-                    stage = self.pipeline.stage_s
-                    stage["adapter"] = adapter_s
-                    stage["data_age"] = age
-                    stats.stages.add(stage)
-                    latency = issued - self.source.local_time(steps[-1].frame.time)
-                    stats.latency.add(latency)
-                    if self.on_command is not None:
-                        self.on_command(steps[-1].allowed, latency, stage)
-                    status.update(now, t_first, steps[-1], age, stats)
-            if wd.last_frame is None:
-                if now > first_frame_deadline:
-                    stats.stop_reason = (
-                        f"no frame within {first_frame_deadline - t_start:.1f} s of the start "
-                        f"({self.source.samples_in} samples received)"
-                    )
-                    return False
-            else:
-                trip = wd.check(now)
-                if trip is not None and trip.kind == "frame":
-                    stats.watchdog_trips += 1
-                    with self._lock:
-                        ramp = safety.ramp_down(now, trip.reason, emergency=True)
-                        self._apply(ramp, clock)
-                    if ramp.extra.get("abort", 0.0) >= 1.0 and not safety.stopped:
-                        getattr(self.adapter, "rearm", lambda: None)()  # an abort disarms rTMS/TUS devices
-            if safety.stopped and not safety.active:
-                stats.stop_reason = safety.stop_reason
-                return False
-            if self.recording.error is not None:
-                stats.stop_reason = f"recording failed: {self.recording.error}"
-                return False
-            if t_first is not None and now - t_first >= self.duration_s:
-                return False
-
-    def _apply(self, cmd, clock) -> None:
         try:
-            now = clock()
-            self.adapter.apply(cmd, now)
-            if self.recording is not None:
-                self.recording.on_applied(cmd, now, now - self.source.local_time(cmd.time))
-            self.stats.commands_applied += 1
-            self.stats.amplitude_max = max(self.stats.amplitude_max, cmd.amplitude_mA)
-        except LimitViolation:
-            self.stats.adapter_refusals += 1
+            while True:
+                if signals.requested is not None:
+                    stats.stop_reason = signals.reason
+                    return signals.emergency
+                try:
+                    chunk = source.pull(timeout=0.02)
+                except SourceError as e:
+                    stats.stop_reason = f"source lost: {e}"
+                    return True
+                now = clock()
+                wd.heartbeat(now)
+                if self._trip is not None:
+                    stats.stop_reason = self._trip.reason
+                    return True
+                if chunk is not None:
+                    if self._t_first is None:
+                        self._t_first = now
+                    age = source.data_age
+                    stats.data_age.add(age)
+                    n = chunk.n_samples
+                    backlog = source.backlog or n > 2 * max(hop, typical_chunk)
+                    typical_chunk += 0.01 * (n - typical_chunk)
+                    if age > hop_s or backlog:
+                        stats.note_behind(age, n if backlog else 0, hop_s)
+                    for problem in timestamps.check(float(chunk.timestamps[0]), source.newest_time, age, now):
+                        stats.source_clock_events += 1
+                        safety.note("clock", problem.reason)
+                    if timestamps.bad_reason is not None:
+                        stats.stop_reason = timestamps.bad_reason
+                        return True
+                    steps = driver.feed(chunk, source.raw_timestamps)
+                    if steps:
+                        self._after_frames(driver, source, wd, status, steps, now, age)
+                elif source.stalled:
+                    stats.stop_reason = (
+                        f"source stalled: no sample for more than {source.stall_timeout_s:g} s "
+                        f"({source.samples_in} samples received)"
+                    )
+                    return True
+                if wd.last_frame is None:
+                    if now > first_frame_deadline:
+                        stats.stop_reason = (
+                            f"no frame within {first_frame_deadline - t_start:.1f} s of the start "
+                            f"({source.samples_in} samples received)"
+                        )
+                        return False
+                else:
+                    trip = wd.check(now)
+                    if trip is not None and trip.kind in ("frame", "bad_data"):
+                        stats.watchdog_trips += 1
+                        with driver.lock:
+                            driver.apply(safety.ramp_down(trip.reason, emergency=True))
+                reason = driver.stop_reason()
+                if reason is not None:
+                    stats.stop_reason = reason
+                    return reason.startswith("device fault")
+        finally:
+            status.close()
 
-    def _ramp_down(self, clock, emergency: bool = False) -> None:
-        """Ramp to zero (normal rate, or the emergency rate after a fault); a Ctrl-C here switches to emergency."""
-        safety = self.pipeline.safety
-        reason = f"session end: {self.stats.stop_reason}"
-        if getattr(self.adapter, "fault", None):
+    def _after_frames(self, driver, source, wd, status, steps, now, age) -> None:
+        """Telemetry and displays after a chunk produced frames."""
+        stats = driver.stats
+        wd.frame(now, usable=not driver.bad_data(steps))
+        stage = dict(driver.pipeline.stage_s)
+        stage["adapter"] = driver.adapter_s
+        stage["data_age"] = age
+        stats.stages.add(stage)
+        latency = driver.issued - source.local_time(steps[-1].frame.time)
+        stats.latency.add(latency)
+        self._elapsed_s = driver.pipeline.samples_in / self.resolved.config.sfreq
+        if self.on_command is not None:
+            self.on_command(steps[-1].allowed, latency, stage)
+        status.update(now, self._elapsed_s, steps[-1], age, stats, self.adapter.fault)
+
+    def _ramp_down(self, driver: SessionDriver, wd: Watchdog | None, signals: StopSignals, emergency: bool) -> None:
+        """Ramp to zero at the normal rate (or the emergency rate); a second stop signal switches to emergency."""
+        if self.adapter.fault:
             return  # a faulted adapter has already driven its device to the safe state
+        safety = driver.safety
+        reason = f"session end: {driver.stats.stop_reason}"
+        self._say("ramping stimulation down")
+        deadline = self.clock() + self._ramp_time_bound(driver)
+        stopped_adapter = False
         while safety.active:
-            try:
-                if self.watchdog is not None:
-                    self.watchdog.heartbeat(clock())  # the ramp-down loop is the loop now
-                with self._lock:
-                    self._apply(safety.ramp_down(clock(), reason, emergency=emergency), clock)
-                time.sleep(0.02)
-            except KeyboardInterrupt:
+            if signals.emergency and not emergency:
                 emergency = True
-                reason = "emergency stop (second Ctrl-C)"
-                getattr(self.adapter, "emergency_stop", lambda: None)()
+                reason = f"emergency stop (second stop signal: {signals.requested})"
+            if emergency and signals.emergency and not stopped_adapter:
+                self.adapter.emergency_stop()
+                stopped_adapter = True
+            now = self.clock()
+            if now > deadline:  # cannot happen with a working layer; never leave the output on
+                safety.note("emergency", f"ramp-down did not finish by its bound; output cut at {now:.3f}")
+                self._emergency_off()
+                return
+            if wd is not None:
+                wd.heartbeat(now)  # the ramp-down loop is the loop now
+            with driver.lock:
+                driver.apply(safety.ramp_down(reason, emergency=emergency))
+            time.sleep(0.02)
 
-    def _shutdown(self) -> None:
+    def _ramp_time_bound(self, driver: SessionDriver) -> float:
+        """Longest a final ramp may take: the ramp at the normal rate (tES) or a running train, plus margin."""
+        env = driver.safety.env
+        rate = getattr(env, "max_ramp_rate_mA_per_s", None)
+        longest = driver.safety.amplitude_mA / rate if rate else 0.0
+        train = getattr(driver.safety, "train", None)
+        if train is not None:
+            longest = max(longest, train.duration_s)
+        return longest + 2.0
+
+    def _emergency_off(self) -> None:
+        try:
+            self.adapter.emergency_stop()
+        except Exception:  # noqa: BLE001 - the stop path must go on
+            pass
+
+    def _shutdown(self, watchdog, inlets, source, publisher) -> None:
         for action in (
-            getattr(self.watchdog, "stop", None),
+            watchdog.stop if watchdog is not None else None,
             self.adapter.stop,
-            getattr(self.inlets, "stop", None),
-            getattr(self.source, "close", None),
-            getattr(self.publisher, "stop", None),
+            inlets.stop if inlets is not None else None,
+            source.close,
+            publisher.stop if publisher is not None else None,
         ):
             if action is None:
                 continue
@@ -360,59 +452,21 @@ class LiveSession:
             except Exception:  # noqa: BLE001 - shutdown must reach every step
                 pass
 
-    def _summary(self, started: str) -> dict:
-        return build_summary(self.resolved, self.pipeline, self.stats, started, self.duration_s)
-
-
-class _StatusLine:
-    """A single refreshed console line: time, features, amplitude, data age, latency.
-
-    In a blinded session (``display_state`` hides the arm) neither the
-    amplitude nor the on/off state is shown.
-    """
-
-    def __init__(self, enabled: bool, pipeline: Pipeline) -> None:
-        self.enabled = enabled
-        self.names = pipeline.feature_names
-        self.controller = pipeline.controller
-        self.safety = pipeline.safety
-        self.blinded = bool(
-            getattr(pipeline.controller, "config", None) is not None
-            and getattr(pipeline.controller.config, "blinded", False)
-        )
-        self._next = 0.0
-        self._live = None
-        if enabled:
-            from rich.console import Console
-            from rich.live import Live
-
-            console = Console(stderr=True)
-            self.enabled = console.is_terminal
-            if self.enabled:
-                self._live = Live("", console=console, auto_refresh=False, transient=False)
-                self._live.start()
-
-    def update(self, now: float, t0: float, step: Step, data_age: float, stats: SessionStats) -> None:
-        if not self.enabled or now < self._next:
-            return
-        self._next = now + 0.25
-        feats = "  ".join(f"{n}={v:+.3f}" for n, v in zip(self.names, step.frame.values))
-        if self.blinded:
-            shown = display_state(self.controller)
-            stim = "  " + " ".join(f"{k}={v:g}" for k, v in shown.items()) + " (blinded)"
-        elif self.safety.modality != "tes":
-            stim = f"  stim={'ON ' if self.safety.active else 'off'}"
-        else:
-            stim = f"  amp={step.allowed.amplitude_mA:.3f} mA{' ON ' if step.desired.on else ' off'}"
-        events = sum(self.safety.counts.values())
-        line = (
-            f"t={now - t0:6.1f}s  {feats}{stim}  age={data_age * 1e3:5.1f} ms  "
-            f"lat={stats.latency.quantile(0.5) * 1e3:5.2f} ms"
-            f"{f'  safety events {events} (clamps {self.safety.clamps})' if events else ''}"
-            f"{'  BEHIND x' + str(stats.behind) if stats.behind else ''}"
-        )
-        self._live.update(line, refresh=True)
-
-    def __del__(self) -> None:
-        if self._live is not None:
-            self._live.stop()
+    def _finish(self, driver: SessionDriver | None, recording: SessionRecording | None, started: str) -> dict:
+        """Write summary.json (atomically, before the report), then the recording's footers and report."""
+        pipeline = driver.pipeline if driver is not None else None
+        elapsed = pipeline.samples_in / self.resolved.config.sfreq if pipeline is not None else 0.0
+        summary = build_summary(self.resolved, pipeline, self.stats, started, elapsed, self.duration_s, self.identity)
+        if recording is not None:
+            summary.update(recording.summary_fields())
+        if recording is not None or self.out_dir.exists():
+            self._say("writing summary.json")
+            self.summary_path = write_json_atomic(
+                self.out_dir / "summary.json", summary, rescue_dirs(self.out_dir.name)
+            )
+            if self.summary_path.parent != self.out_dir:
+                summary["summary_rescued_to"] = str(self.summary_path)
+        if recording is not None:
+            self._say("writing the recording's footers and report")
+            recording.close(summary, self.stats)
+        return summary

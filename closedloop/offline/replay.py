@@ -1,11 +1,14 @@
 """Run a pipeline offline over a recording, as fast as the CPU allows.
 
-The samples go through the very :class:`~closedloop.pipeline.Pipeline` a live
-session uses, in chunks, on the recording's own timestamps (for a file
-closedloop recorded: raw timestamps plus the recorded pipeline offset), so a
-replay of a live session's ``session.xdf`` reproduces its frames and
-commands bit for bit. With an output folder, a replay writes what a live
-session writes — ``session.xdf`` (through the same
+The samples go through the very :class:`~closedloop.pipeline.Pipeline` and
+:class:`~closedloop.session.driver.SessionDriver` a live session uses, in
+chunks, on the recording's own timestamps (for a file closedloop recorded:
+raw timestamps plus the recorded pipeline offset), into the simulated device
+of the profile's modality. The safety layer runs on the sample clock — or,
+for a closedloop recording, on the safety-layer times the live session
+recorded — so a replay of a live session's ``session.xdf`` reproduces its
+frames, commands, counters and stop reason. With an output folder, a replay
+writes what a live session writes — ``session.xdf`` (through the same
 :class:`~closedloop.recording.SessionRecording`), ``summary.json`` (plus
 ``realtime_factor``) and ``report.html``.
 
@@ -15,7 +18,6 @@ session (session-duration or charge limit).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -26,11 +28,16 @@ from typing import Literal
 
 import numpy as np
 
+from closedloop.adapters.simulated import simulated_adapter
 from closedloop.offline.files import Event, RecordingFile, open_recording, plan_channels
 from closedloop.offline.metrics import Trace, TraceBuilder
 from closedloop.pipeline import Pipeline, Step
-from closedloop.session.summary import SessionStats, build_summary
-from closedloop.session.telemetry import RunningStats
+from closedloop.recording.atomic import rescue_dirs, write_json_atomic
+from closedloop.recording.reader import XDFReader
+from closedloop.recording.session import COMMANDS_STREAM
+from closedloop.session.clocks import RecordedClock, SampleClock
+from closedloop.session.driver import SessionDriver
+from closedloop.session.summary import build_summary
 from closedloop.types import Chunk
 
 __all__ = ["ReplayResult", "replay", "ANNOTATIONS_STREAM"]
@@ -93,6 +100,8 @@ def replay(
     on_step: Callable[[Step], None] | None = None,
     report: bool = True,
     recording: RecordingFile | None = None,
+    duration_s: float | None = None,
+    identity: dict[str, str] | None = None,
 ) -> ReplayResult:
     """Replay a recording through a pipeline.
 
@@ -121,6 +130,12 @@ def replay(
         Write ``report.html`` when ``out_dir`` is given.
     recording : RecordingFile, optional
         An already opened recording (``path`` is then only a label).
+    duration_s : float, optional
+        Stop once this much data has been processed ("duration reached");
+        by default the duration a recorded closedloop session was asked to
+        run, else the whole file.
+    identity : dict, optional
+        Participant and session identifiers (summary and recording).
 
     Returns
     -------
@@ -143,8 +158,15 @@ def replay(
         source_id=getattr(src, "source_id", None),
     )
     plan = plan_channels(rec, resolved)
-    pipe = Pipeline(resolved, plan.names)
-    pipe.warmup()
+    recorded = _recorded_session(rec)
+    sample_clock = SampleClock(cfg.sfreq, cfg.features.window_samples, cfg.features.hop_samples)
+    clock = RecordedClock(recorded.safety_times, sample_clock) if recorded.safety_times is not None else sample_clock
+    pipe = Pipeline(resolved, plan.names, clock=clock)
+    adapter = simulated_adapter(resolved.profile, clock=clock)
+    if duration_s is None:
+        duration_s = recorded.requested_duration_s
+    driver = SessionDriver(pipe, adapter, clock, lambda t: t, duration_s=duration_s, on_step=on_step)
+    driver.warmup()
     session = None
     if out_dir is not None:
         from closedloop.recording.session import SessionRecording
@@ -166,8 +188,13 @@ def replay(
             ],
             block=True,
             report=report,
+            session_info={
+                "replay_of": str(rec.path),
+                **({"requested_duration_s": repr(duration_s)} if duration_s else {}),
+            },
         )
         pipe.safety.on_event = session.on_event
+        driver.recording = session
         if rec.events:
             session.on_marker(
                 ANNOTATIONS_STREAM,
@@ -175,9 +202,9 @@ def replay(
                 # events are stored in the pipeline's time base: their stream has no offset
                 [e.time for e in rec.events],
             )
-    stats = SessionStats()
-    stats.feature_stats = RunningStats(len(pipe.feature_names))
-    stats.stop_reason = "end of recording"
+    adapter.connect()
+    adapter.arm()
+    stats = driver.stats
     builder = TraceBuilder(pipe.feature_names) if keep != "none" else None
     kept: list[Step] | None = [] if keep == "steps" else None
     step_size = chunk_samples or max(cfg.features.hop_samples, int(round(cfg.sfreq / 2)))
@@ -185,55 +212,37 @@ def replay(
         raise ValueError("chunk_samples must be >= 1")
     offset = rec.time_offset
     bar = _Progress(progress, rec.n_samples, f"replay {rec.path.name}")
-    started = datetime.now().isoformat(timespec="seconds")
-    n_done = 0
-    safety = pipe.safety
+    started = datetime.now().astimezone().isoformat(timespec="seconds")
+    stop: str | None = None
     t0 = time.perf_counter()
     try:
         for data, raw_ts in rec.blocks(plan.picks):
             stamps = raw_ts + offset
             for a in range(0, data.shape[0], step_size):
                 b = min(a + step_size, data.shape[0])
-                d = data[a:b]
-                if session is not None:
-                    session.on_chunk(d, raw_ts[a:b])
-                steps = pipe.process(Chunk(d, stamps[a:b]))
-                n_done += b - a
-                if not steps:
-                    continue
-                for s in steps:
-                    stats.feature_stats.add(s.frame.values)
-                    if s.allowed.amplitude_mA > stats.amplitude_max:
-                        stats.amplitude_max = s.allowed.amplitude_mA
-                    if on_step is not None:
-                        on_step(s)
-                stats.frames += len(steps)
-                stats.commands_applied += len(steps)
-                if session is not None:
-                    session.on_steps(steps)
-                if builder is not None:
-                    builder.add(steps)
-                if kept is not None:
-                    kept.extend(steps)
-                if safety.stopped and safety.amplitude_mA == 0.0:
-                    stats.stop_reason = safety.stop_reason
-                    raise _Stopped
-            bar.update(n_done)
-            if session is not None and session.error is not None:
-                stats.stop_reason = f"recording failed: {session.error}"
+                steps = driver.feed(Chunk(data[a:b], stamps[a:b]), raw_ts[a:b])
+                if steps:
+                    if builder is not None:
+                        builder.add(steps)
+                    if kept is not None:
+                        kept.extend(steps)
+                stop = _early_stop(driver)
+                if stop is not None:
+                    break
+            bar.update(pipe.samples_in)
+            if stop is not None:
                 break
-    except _Stopped:
-        pass
     finally:
         bar.close()
+    stats.stop_reason = stop or driver.stop_reason() or "end of recording"
     if session is not None:
         session.recorder.flush(timeout=60.0)
         if session.error is not None and not stats.stop_reason.startswith("recording failed"):
             stats.stop_reason = f"recording failed: {session.error}"
     wall = time.perf_counter() - t0
-    duration = n_done / cfg.sfreq
+    duration = pipe.samples_in / cfg.sfreq
     rtf = duration / wall if wall > 0 else float("inf")
-    summary = build_summary(resolved, pipe, stats, started, duration)
+    summary = build_summary(resolved, pipe, stats, started, duration, duration_s, identity)
     summary["realtime_factor"] = rtf
     summary["replay"] = {
         "file": str(rec.path),
@@ -242,21 +251,24 @@ def replay(
         "channels": plan.names,
         "events": len(rec.events),
         "notes": rec.notes,
+        "safety_clock": "recorded" if recorded.safety_times is not None else "sample",
     }
     out = Path(out_dir) if out_dir is not None else None
     if session is not None:
         summary.update(session.summary_fields())
-        session.close(summary, stats)
         try:
-            (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
-        except OSError as err:  # the folder went away with the recording: report, do not crash
+            written = write_json_atomic(out / "summary.json", summary, rescue_dirs(out.name))
+            if written.parent != out:
+                rec.notes.append(f"the output folder failed; summary.json written to {written}")
+        except OSError as err:  # nowhere to write it: report, do not crash
             rec.notes.append(f"summary.json not written: {err}")
+        session.close(summary, stats)
     return ReplayResult(
         summary=summary,
         out_dir=out,
         feature_names=pipe.feature_names,
         events=list(rec.events),
-        n_samples=n_done,
+        n_samples=pipe.samples_in,
         duration_s=duration,
         wall_s=wall,
         realtime_factor=rtf,
@@ -266,8 +278,42 @@ def replay(
     )
 
 
-class _Stopped(Exception):
-    """The safety layer ended the session."""
+def _early_stop(driver: SessionDriver) -> str | None:
+    """Return why a replay must stop before the end of the file (the duration rule waits for the file's end).
+
+    A live session processed every sample its recording holds before it
+    stopped on its duration, so a replay of that recording reads to the end
+    and then reports the same reason.
+    """
+    reason = driver.stop_reason()
+    return None if reason is None or reason == "duration reached" else reason
+
+
+@dataclass
+class _RecordedSession:
+    """What a closedloop recording says about the live session it holds."""
+
+    safety_times: np.ndarray | None = None
+    requested_duration_s: float | None = None
+
+
+def _recorded_session(rec: RecordingFile) -> _RecordedSession:
+    """Read the safety-layer times and the requested duration of a recorded closedloop session."""
+    if rec.kind != "xdf":
+        return _RecordedSession()
+    reader = XDFReader(rec.path)
+    out = _RecordedSession()
+    text = reader.file_header.findtext("requested_duration_s")
+    if text:
+        try:
+            out.requested_duration_s = float(text)
+        except ValueError:
+            pass
+    for stream in reader.find(name=COMMANDS_STREAM):
+        if "safety_time" in stream.ch_names:
+            values, _ = reader.read_stream(stream.stream_id)
+            out.safety_times = np.asarray(values[:, stream.ch_names.index("safety_time")], dtype=float)
+    return out
 
 
 def _json_default(value):

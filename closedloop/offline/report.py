@@ -253,15 +253,25 @@ def _safety_events(stream) -> list[dict]:
     return out
 
 
-def _identity(reader: XDFReader) -> dict[str, str]:
+def _identity(reader: XDFReader, summary: dict) -> dict[str, str]:
+    """Return the session identity: the file header's ``identity``, else the summary's, else header elements."""
     node = reader.file_header.find("identity")
-    return {} if node is None else {child.tag: (child.text or "") for child in node}
+    if node is not None:
+        return {child.tag: (child.text or "") for child in node}
+    given = summary.get("identity")
+    if isinstance(given, Mapping) and given:
+        return {str(k): str(v) for k, v in given.items()}
+    found = {key: reader.file_header.findtext(key) for key in ("participant", "session")}
+    return {k: v for k, v in found.items() if v}
 
 
 def _replayed_file(summary: dict, reader: XDFReader) -> str | None:
+    """Return the path of the file a replay ran over (None for a live session)."""
     replay = summary.get("replay")
     if isinstance(replay, Mapping) and replay.get("file"):
-        return Path(str(replay["file"])).name
+        return str(replay["file"])
+    if reader.file_header.findtext("replay_of"):
+        return reader.file_header.findtext("replay_of")
     for s in reader.streams.values():  # the replay's annotation stream names the file
         if s.source_id.startswith("closedloop-replay-"):
             return s.source_id[len("closedloop-replay-") :]
@@ -271,8 +281,9 @@ def _replayed_file(summary: dict, reader: XDFReader) -> str | None:
 def _title(summary: dict, reader: XDFReader, cfg: dict | None) -> str:
     pipeline = summary.get("pipeline") or (cfg or {}).get("pipeline", {}).get("name") or "session"
     replayed = _replayed_file(summary, reader)
-    title = f"closedloop replay of {replayed} — {pipeline}" if replayed else f"closedloop session — {pipeline}"
-    ident = _identity(reader)
+    name = Path(replayed).name if replayed else None
+    title = f"closedloop replay of {name} — {pipeline}" if name else f"closedloop session — {pipeline}"
+    ident = _identity(reader, summary)
     who = [f"{key} {ident[key]}" for key in ("participant", "session") if ident.get(key)]
     return f"{title} — {', '.join(who)}" if who else title
 
@@ -293,10 +304,10 @@ def _table(rows: Sequence[tuple[str, str]], numeric: bool = False) -> str:
 
 
 def _summary_html(summary: dict, reader: XDFReader) -> str:
-    rows = [(key, value) for key, value in _identity(reader).items()]
+    rows = [(key, value) for key, value in _identity(reader, summary).items()]
     replayed = _replayed_file(summary, reader)
     if replayed:
-        rows.append(("replayed file", str(summary.get("replay", {}).get("file") or replayed)))
+        rows.append(("replayed file", replayed))
     rows += [(key, format_value(summary[key])) for key in _SUMMARY_KEYS if key in summary]
     if not summary:
         rows.append(("closedloop_version", reader.file_header.findtext("closedloop_version") or "?"))

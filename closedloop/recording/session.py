@@ -67,6 +67,7 @@ COMMAND_CHANNELS = (
     "allowed_on",
     "allowed_amplitude_mA",
     "allowed_frequency_Hz",
+    "safety_time",  # the safety layer's clock when it allowed the command (a replay runs the layer on it)
 )
 #: Channels of the ``closedloop-applied`` stream.
 APPLIED_CHANNELS = ("amplitude_mA", "frequency_Hz", "on", "frame_time", "latency_s")
@@ -157,6 +158,9 @@ class SessionRecording:
         recorder also writes a boundary chunk and syncs every 10 s).
     report : bool
         Write ``report.html`` on :meth:`close`.
+    session_info : dict, optional
+        Facts about the session for the file header (e.g.
+        ``requested_duration_s``, so a replay ends where the session did).
     identity : dict of str to str, optional
         Who and what the session is (``participant``, ``session``, ...):
         written to the file header and to every stream's ``desc/closedloop``
@@ -192,6 +196,7 @@ class SessionRecording:
         min_free_bytes: int = 100_000_000,
         flush_interval_s: float = 0.1,
         report: bool = True,
+        session_info: Mapping[str, object] | None = None,
         identity: Mapping[str, str] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
@@ -223,6 +228,7 @@ class SessionRecording:
             "closedloop_version": version,
             "session_id": self.session_id,
             "session_started": self.started,
+            **{str(k): str(v) for k, v in (session_info or {}).items()},
             **pipeline_meta,
         }
         if self.identity:
@@ -463,6 +469,7 @@ class SessionRecording:
                 allowed.on,
                 allowed.amplitude_mA,
                 allowed.frequency_Hz,
+                getattr(step, "safety_time", math.nan),
             )
         push = self.recorder.push
         push(self._feat_id, feats, times)
@@ -473,8 +480,13 @@ class SessionRecording:
         """Record a command the adapter issued at ``issue_time`` (local LSL clock)."""
         row = np.array([[command.amplitude_mA, command.frequency_Hz, float(command.on), command.time, latency_s]])
         self.recorder.push(self._applied_id, row, (issue_time,))
-        if command.extra:
-            self.recorder.push(self._extra_id, [[json.dumps(command.extra, sort_keys=True)]], (issue_time,))
+        if command.extra or command.fire or command.abort:
+            doc = {
+                **command.extra,
+                **({"fire": True} if command.fire else {}),
+                **({"abort": True} if command.abort else {}),
+            }
+            self.recorder.push(self._extra_id, [[json.dumps(doc, sort_keys=True)]], (issue_time,))
 
     def on_event(self, event) -> None:
         """Record a :class:`~closedloop.safety.SafetyEvent`, as JSON text stamped at its time."""

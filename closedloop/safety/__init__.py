@@ -6,9 +6,9 @@ component (:mod:`.watchdog`); the pipeline-level envelope (:mod:`.envelope`).
 """
 
 from closedloop.safety.dose import Dose
-from closedloop.safety.envelope import build_envelope, build_safety_layer, check_pipeline_limits  # noqa: E402
+from closedloop.safety.envelope import build_envelope, build_safety_layer, check_pipeline_limits, safety_layer_for  # noqa: E402
 from closedloop.safety.events import EventLog, SafetyEvent
-from closedloop.safety.layer import SafetyLayer
+from closedloop.safety.layer import SafetyClockError, SafetyLayer
 from closedloop.safety.rtms import RTMSEnvelope, RTMSSafetyLayer, TrainLimit
 from closedloop.safety.state import StimState
 from closedloop.safety.tes import TESEnvelope, TESSafetyLayer
@@ -20,6 +20,7 @@ __all__ = [
     "EventLog",
     "RTMSEnvelope",
     "RTMSSafetyLayer",
+    "SafetyClockError",
     "SafetyEvent",
     "SafetyLayer",
     "StimState",
@@ -35,4 +36,5 @@ __all__ = [
     "check_pipeline_limits",
     "ispta_mW_per_cm2",
     "mechanical_index",
+    "safety_layer_for",
 ]

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from closedloop.safety.events import SafetyEvent
 from closedloop.safety.layer import SafetyLayer
-from closedloop.safety.rtms import RTMSEnvelope
-from closedloop.safety.tes import TESEnvelope
-from closedloop.safety.tus import TUSEnvelope
+from closedloop.safety.rtms import RTMSEnvelope, RTMSSafetyLayer
+from closedloop.safety.tes import TESEnvelope, TESSafetyLayer
+from closedloop.safety.tus import TUSEnvelope, TUSSafetyLayer
 
 if TYPE_CHECKING:
     from closedloop.config import PipelineConfig, ResolvedPipeline
@@ -78,6 +78,19 @@ def check_pipeline_limits(cfg: PipelineConfig, profile: DeviceProfile) -> list[s
             f"features.hop_samples: a frame every {f.hop_samples / fs:.3g} s is slower than the watchdog "
             f"({watchdog} s) would allow; allowed: hop_samples < {math.floor(watchdog * fs)}"
         )
+    stall = getattr(cfg.source, "stall_timeout_s", None)
+    if watchdog is not None and stall is not None and stall < watchdog:
+        problems.append(
+            f"source.stall_timeout_s: {stall} s ends the session before the watchdog ({watchdog} s) has ramped "
+            f"stimulation down; allowed: stall_timeout_s >= {watchdog}"
+        )
+    bad = over.get("bad_data_timeout_s") or profile.limits.get("bad_data_timeout_s")
+    bad = getattr(bad, "value", bad)
+    if bad is not None and watchdog is not None and bad < watchdog:
+        problems.append(
+            f"safety.bad_data_timeout_s: {bad} s is shorter than the watchdog timeout ({watchdog} s); "
+            f"allowed: bad_data_timeout_s >= {watchdog}"
+        )
     for key, val in over.items():
         if key not in profile.limits:
             problems.append(f"safety.{key}: the {modality} profile has no such limit")
@@ -90,17 +103,48 @@ def check_pipeline_limits(cfg: PipelineConfig, profile: DeviceProfile) -> list[s
 
 
 def build_envelope(resolved: ResolvedPipeline):
-    """The envelope dataclass of a resolved pipeline's modality, from its effective limits."""
+    """Return the envelope dataclass of a resolved pipeline's modality, from its effective limits."""
     modality = resolved.profile.device.modality
     return ENVELOPES[modality].from_envelope(resolved.envelope())
 
 
-def build_safety_layer(
-    resolved: ResolvedPipeline, on_event: Callable[[SafetyEvent], None] | None = None, auto_arm: bool = True
+#: The safety layer of each envelope type.
+LAYERS: dict[type, type[SafetyLayer]] = {
+    TESEnvelope: TESSafetyLayer,
+    RTMSEnvelope: RTMSSafetyLayer,
+    TUSEnvelope: TUSSafetyLayer,
+}
+
+
+def safety_layer_for(
+    envelope,
+    clock: Callable[[], float],
+    on_event: Callable[[SafetyEvent], None] | None = None,
+    auto_arm: bool = True,
 ) -> SafetyLayer:
-    """The safety layer enforcing a resolved pipeline's effective envelope (chosen by the profile's modality).
+    """Return the safety layer that enforces ``envelope`` (chosen by its type) on ``clock``.
+
+    Raises
+    ------
+    TypeError
+        If no layer enforces that kind of envelope.
+    """
+    try:
+        layer = LAYERS[type(envelope)]
+    except KeyError:
+        raise TypeError(f"no safety layer for envelope type {type(envelope).__name__}") from None
+    return layer(envelope, clock, on_event=on_event, auto_arm=auto_arm)
+
+
+def build_safety_layer(
+    resolved: ResolvedPipeline,
+    clock: Callable[[], float],
+    on_event: Callable[[SafetyEvent], None] | None = None,
+    auto_arm: bool = True,
+) -> SafetyLayer:
+    """Return the safety layer enforcing a resolved pipeline's effective envelope on ``clock``.
 
     ``auto_arm=True`` arms on the first frame, for a runtime that does not
     call :meth:`~closedloop.safety.layer.SafetyLayer.arm` itself.
     """
-    return SafetyLayer(build_envelope(resolved), on_event=on_event, auto_arm=auto_arm)
+    return safety_layer_for(build_envelope(resolved), clock, on_event=on_event, auto_arm=auto_arm)

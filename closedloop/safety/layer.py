@@ -3,13 +3,18 @@
 :class:`SafetyLayer` holds what every modality shares — the layer's clock,
 the state machine (idle → armed → stimulating → ramping down → stopped), the
 event log and the dose account — and each modality (:mod:`.tes`,
-:mod:`.rtms`, :mod:`.tus`) adds its own envelope. ``SafetyLayer(envelope)``
-builds the layer that matches the envelope's type.
+:mod:`.rtms`, :mod:`.tus`) adds its own envelope;
+:func:`~closedloop.safety.envelope.safety_layer_for` builds the layer that
+matches an envelope.
 
-Time is the caller's clock: frame time (sample clock) when a frame drives
-:meth:`~SafetyLayer.step`, ``local_clock()`` for the watchdog — both in the
-LSL clock domain. The layer's clock never goes backwards: a repeated or
-earlier time moves nothing; a non-finite time is refused.
+Time is the layer's own, **injected** clock, read inside every call — never a
+time the caller passes in, and never a source's timestamps. Live, that clock
+is the local monotonic LSL clock (``pylsl.local_clock``), read at the moment a
+command is applied; a replay injects the sample clock, so it stays
+deterministic. Every public method reads the clock under the layer's lock, so
+the watchdog thread and the loop thread see one monotonic sequence of times. A
+clock that goes backwards or returns a non-finite value is a programming error:
+the call raises :class:`SafetyClockError` (it is never silently ignored).
 
 The guarantee every layer gives: no applied command leaves the envelope, and
 as long as the layer is called at least once every ``watchdog_timeout_s``
@@ -31,17 +36,20 @@ from closedloop.safety.state import StateMachine, StimState
 from closedloop.types import Command
 
 
+class SafetyClockError(RuntimeError):
+    """The safety layer's clock went backwards or returned a non-finite time."""
+
+
 class SafetyLayer:
     """Bound every command by an envelope; the base of the per-modality layers.
-
-    ``SafetyLayer(envelope, ...)`` returns the layer for ``type(envelope)``
-    (:class:`~closedloop.safety.tes.TESSafetyLayer` for a
-    :class:`~closedloop.safety.tes.TESEnvelope`, and so on).
 
     Parameters
     ----------
     envelope
         The limits in force (a modality's envelope dataclass).
+    clock : callable
+        The layer's trusted clock (seconds; never decreasing). Live: the local
+        monotonic LSL clock; replay: the sample clock.
     on_event : callable, optional
         Called with every logged :class:`SafetyEvent`.
     auto_arm : bool
@@ -54,25 +62,19 @@ class SafetyLayer:
     :meth:`emergency_stop` while the loop thread calls :meth:`step`.
     """
 
-    envelope_type: ClassVar[type | None] = None
     modality: ClassVar[str] = ""
-    _by_envelope: ClassVar[dict[type, type[SafetyLayer]]] = {}
 
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.envelope_type is not None:
-            SafetyLayer._by_envelope[cls.envelope_type] = cls
-
-    def __new__(cls, envelope=None, *args, **kwargs):
-        if cls is SafetyLayer:
-            try:
-                cls = SafetyLayer._by_envelope[type(envelope)]
-            except KeyError:
-                raise TypeError(f"no safety layer for envelope type {type(envelope).__name__}") from None
-        return super().__new__(cls)
-
-    def __init__(self, envelope, on_event: Callable[[SafetyEvent], None] | None = None, auto_arm: bool = True) -> None:
+    def __init__(
+        self,
+        envelope,
+        clock: Callable[[], float],
+        on_event: Callable[[SafetyEvent], None] | None = None,
+        auto_arm: bool = True,
+    ) -> None:
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, not {clock!r}")
         self.env = envelope
+        self.clock = clock
         self.log = EventLog(on_event)
         self.machine = StateMachine()
         self.account = Dose()
@@ -146,17 +148,17 @@ class SafetyLayer:
         return {"state": self.state.value, "stop_reason": self.stop_reason, "gaps": self.gaps, **self.dose}
 
     # -- the ways in --------------------------------------------------------------
-    def arm(self, t: float, reason: str = "armed by the operator") -> None:
+    def arm(self, reason: str = "armed by the operator") -> None:
         """Allow stimulation (idle → armed); no effect in any other state."""
         with self._lock:
             if self.machine.state is StimState.IDLE:
-                self._advance(t)
+                t, _ = self._advance()
                 self._go(StimState.ARMED, t, reason)
 
-    def step(self, desired: Command, t: float) -> Command:
-        """Return the command allowed at time ``t`` given what the controller wants."""
+    def step(self, desired: Command) -> Command:
+        """Return the command allowed now (the layer's clock) given what the controller wants."""
         with self._lock:
-            dt = self._advance(t)
+            t, dt = self._advance()
             if self.machine.state is StimState.IDLE and self.auto_arm:
                 self._go(StimState.ARMED, t, "armed automatically on the first frame")
             self._emergency = self._emergency_latched  # a fresh frame ends a watchdog ramp
@@ -165,7 +167,7 @@ class SafetyLayer:
             self._sync_state(t)
             return out
 
-    def ramp_down(self, t: float, reason: str, emergency: bool = False) -> Command:
+    def ramp_down(self, reason: str, emergency: bool = False) -> Command:
         """Move toward zero once, at the normal (or emergency) rate; nothing is latched.
 
         Used by the watchdog (``emergency=True``, stimulation resumes if fresh
@@ -173,31 +175,36 @@ class SafetyLayer:
         later calls keep the emergency rate until a fresh frame arrives.
         """
         with self._lock:
-            dt = self._advance(t)
+            t, dt = self._advance()
             if emergency:
                 self._emergency = True
-            self.log.add(self._now(t), "watchdog" if emergency else "stop", reason, 0.0, self.amplitude_mA)
+            self.log.add(t, "watchdog" if emergency else "stop", reason, 0.0, self.amplitude_mA)
             out = self._ramp(t, dt)
             self._sync_state(t)
             return out
 
-    def stop(self, t: float, reason: str) -> Command:
+    def stop(self, reason: str) -> Command:
         """Latch a stop: ramp to zero at the normal rate, then stay stopped."""
         with self._lock:
-            dt = self._advance(t)
+            t, dt = self._advance()
             self._latch(t, reason, "stop")
             out = self._ramp(t, dt)
             self._sync_state(t)
             return out
 
-    def emergency_stop(self, t: float, reason: str) -> Command:
+    def emergency_stop(self, reason: str) -> Command:
         """Latch a stop from any state at the profile's fastest allowed ramp."""
         with self._lock:
-            dt = self._advance(t)
+            t, dt = self._advance()
             self._latch(t, reason, "emergency", emergency=True)
             out = self._ramp(t, dt)
             self._sync_state(t)
             return out
+
+    def note(self, kind: str, reason: str) -> None:
+        """Log an event from outside the layer (watchdog, source clock, operator) at the clock's time now."""
+        with self._lock:
+            self.log.add(float(self.clock()), kind, reason, 0.0, self.amplitude_mA)
 
     # -- for the modalities ---------------------------------------------------------
     def _step(self, desired: Command, t: float, dt: float) -> Command:
@@ -207,30 +214,34 @@ class SafetyLayer:
         raise NotImplementedError
 
     def _now(self, t: float) -> float:
-        """The layer's clock (``t`` if nothing valid has been seen)."""
+        """The layer's clock (``t`` if the clock has not been read yet)."""
         return self.t if self.t is not None else t
 
     def _event(self, t: float, kind: str, reason: str, desired_mA: float = 0.0) -> None:
         self.log.add(self._now(t), kind, reason, desired_mA, self.amplitude_mA)
 
-    def _advance(self, t: float) -> float:
-        """Move the layer's clock to ``t``; return the elapsed time (0 if ``t`` is not later)."""
+    def _advance(self) -> tuple[float, float]:
+        """Read the clock and move the layer to it; return ``(now, elapsed since the last call)``.
+
+        Raises
+        ------
+        SafetyClockError
+            If the clock returned a non-finite time or a time before the layer's.
+        """
         try:
-            t = float(t)
+            t = float(self.clock())
         except (TypeError, ValueError):
             t = math.nan
         if not math.isfinite(t):
-            self._event(0.0 if self.t is None else self.t, "refuse", f"non-finite time {t!r}; clock not moved")
-            return 0.0
+            raise SafetyClockError(f"the safety clock returned {t!r}; a safety clock must be finite")
         if self.t is None:
             self.t = self.t_start = t
-            return 0.0
+            return t, 0.0
         dt = t - self.t
-        if not dt > 0.0:
-            return 0.0
-        if not math.isfinite(dt):
-            self._event(t, "refuse", f"time jump from {self.t} to {t} overflows; clock not moved")
-            return 0.0
+        if dt < 0.0:
+            raise SafetyClockError(
+                f"the safety clock went backwards from {self.t!r} to {t!r} s; the layer needs a monotonic clock"
+            )
         self.t = t
         if dt > self.env.watchdog_timeout_s and self.active:
             self.gaps += 1
@@ -240,7 +251,7 @@ class SafetyLayer:
                 f"no call for {dt:.3g} s (> watchdog {self.env.watchdog_timeout_s} s) "
                 "while stimulating; limits hold only for shorter gaps",
             )
-        return dt
+        return t, dt
 
     def _check_session_time(self, t: float) -> None:
         limit = self.env.max_session_duration_s

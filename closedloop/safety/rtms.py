@@ -5,12 +5,12 @@ A controller asks for a train through ``Command.extra``::
     frequency_Hz = train rate (Hz)
     extra = {"intensity_pct": 110.0,      # % of resting motor threshold (the profile says so)
              "pulses": 32,                # pulses in the train ...
-             "train_duration_s": 1.6,     # ... or its duration (pulses / rate); both must agree
-             "fire": 1.0}                 # 1.0 = fire this train now
+             "train_duration_s": 1.6}     # ... or its duration (pulses / rate); both must agree
+    fire = True                           # fire this train now
 
-and the layer answers with the train it allows (``fire = 1.0`` on the step
+and the layer answers with the train it allows (``fire=True`` on the step
 that starts it, ``on`` while it runs), or refuses it with a reason. A watchdog
-ramp or a stop aborts a running train (``extra["abort"] = 1.0``).
+ramp or a stop aborts a running train (``abort=True``).
 
 The train-duration table is the profile's ``train_max_s_<rate>Hz_<intensity>pctMT``
 limits, each a cell checked against its source. A train is allowed only
@@ -68,7 +68,7 @@ class RTMSEnvelope:
         return cls(**values, trains=tuple(trains), sources=sources)
 
     def train_limit(self, frequency_Hz: float, intensity_pct: float) -> TrainLimit | None:
-        """The verified cell that bounds a train, or ``None`` if no cell covers it."""
+        """Return the verified cell that bounds a train, or ``None`` if no cell covers it."""
         cells = [
             c
             for c in self.trains
@@ -78,7 +78,7 @@ class RTMSEnvelope:
         return min(cells, key=lambda c: c.max_train_s) if cells else None
 
     def verified(self) -> str:
-        """The verified cells, for messages."""
+        """Return the verified cells, for messages."""
         return (
             ", ".join(f"{c.frequency_Hz:g} Hz ≤{c.intensity_pct:g} %MT ≤{c.max_train_s:g} s" for c in self.trains)
             or "none"
@@ -108,11 +108,10 @@ class RTMSSafetyLayer(SafetyLayer):
     would be exceeded, the stop is latched and the session ends with that reason.
     """
 
-    envelope_type = RTMSEnvelope
     modality = "rtms"
 
-    def __init__(self, envelope: RTMSEnvelope, on_event=None, auto_arm: bool = True) -> None:
-        super().__init__(envelope, on_event, auto_arm)
+    def __init__(self, envelope: RTMSEnvelope, clock, on_event=None, auto_arm: bool = True) -> None:
+        super().__init__(envelope, clock, on_event, auto_arm)
         self.train: Train | None = None  # the running or last train
         self.last_end: float | None = None
 
@@ -122,16 +121,14 @@ class RTMSSafetyLayer(SafetyLayer):
 
     def _output(self, t: float, fire: bool = False, abort: bool = False) -> Command:
         tr = self.train
-        extra = {"intensity_pct": 0.0, "pulses": 0.0, "train_duration_s": 0.0, "fire": 1.0 if fire else 0.0}
+        extra = {"intensity_pct": 0.0, "pulses": 0.0, "train_duration_s": 0.0}
         if tr is not None:
             extra.update(intensity_pct=tr.intensity_pct, pulses=float(tr.pulses), train_duration_s=tr.duration_s)
-        if abort:
-            extra["abort"] = 1.0
-        return Command(0.0, tr.frequency_Hz if tr else 0.0, self.active, t, extra)
+        return Command(0.0, tr.frequency_Hz if tr else 0.0, self.active, t, extra, fire=fire, abort=abort)
 
     def _step(self, desired: Command, t: float, dt: float) -> Command:
         extra = desired.extra if isinstance(desired.extra, dict) else {}
-        fire = bool(desired.on) and _num(extra.get("fire", 0.0)) >= 0.5
+        fire = bool(desired.on) and desired.fire is True
         if not fire:
             return self._output(t)
         problem = self._check(desired, extra)

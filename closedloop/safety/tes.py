@@ -54,11 +54,10 @@ class TESSafetyLayer(SafetyLayer):
       limit nor the session duration is ever exceeded.
     """
 
-    envelope_type = TESEnvelope
     modality = "tes"
 
-    def __init__(self, envelope: TESEnvelope, on_event=None, auto_arm: bool = True) -> None:
-        super().__init__(envelope, on_event, auto_arm)
+    def __init__(self, envelope: TESEnvelope, clock, on_event=None, auto_arm: bool = True) -> None:
+        super().__init__(envelope, clock, on_event, auto_arm)
         self._amplitude = 0.0
         self.frequency_Hz = min(max(0.0, envelope.min_frequency_Hz), envelope.max_frequency_Hz)
         self._frequency_set = False  # no current until the controller has named a valid frequency

@@ -1,4 +1,4 @@
-"""Transcranial ultrasound: mechanical index, I_SPTA, duty cycle and sonication time.
+"""Transcranial ultrasound: MI, I_SPPA, I_SPTA, PNP/I_SPPA agreement, a thermal bound, duty cycle, time.
 
 A controller asks for a sonication with ``on=True`` and, in ``Command.extra``,
 the in-situ (derated) acoustic parameters from the calibration of the setup::
@@ -11,22 +11,35 @@ the in-situ (derated) acoustic parameters from the calibration of the setup::
     burst_s               pulse (burst) length (s), repeated every 1/prf_Hz
 
 The layer computes MI = pnp / sqrt(f_MHz) and I_SPTA = I_SPPA × duty and
-refuses a sonication that breaks any limit (nothing is scaled silently). A
-sonication is on from one call to the next; the layer ends it early enough
-that neither the per-sonication nor the session's total sonication time is
-exceeded. Thermal limits need a thermal model of the setup and are not
-enforced here.
+refuses a sonication that breaks any limit (nothing is scaled silently):
+MI, I_SPPA and I_SPTA are all bounded (FDA Track 3 asks for MI *or* I_SPPA;
+both are enforced). PNP and I_SPPA must agree with the plane-wave relation
+I = p² / (2 ρc) within the profile's tolerance, so that a wrong unit or a
+mixed-up calibration cannot pass one limit with one number and the other
+with another. A sonication is on from one call to the next; the layer ends
+it early enough that neither the per-sonication nor the session's total
+sonication time is exceeded. Its parameters are those of its start: a request with other
+parameters ends it (start a new one after the pause).
+
+Thermal bound: sonications are refused unless the profile carries the lab's
+own figure for its setup, ``thermal_rise_C_per_J_per_cm2`` — the peak
+temperature rise (anywhere: skin, skull, brain) per J/cm² of focal I_SPTA ×
+sonication time, taken from the *initial* slope of a measured or simulated
+heating curve. Heating under the (linear) bioheat equation is concave in
+time and adds up over sonications, so ``rise × Σ I_SPTA·t`` over the whole
+session bounds the peak temperature rise from above, with no credit for
+cooling in the pauses. The layer keeps that bound at or below
+``max_temperature_rise_C`` (docs/safety.md).
 
 The TUS command convention (shared by the layer, the adapters and
 :class:`~closedloop.adapters.simulated.SimulatedTUS`): a *sonication* is on
 while the allowed command is ``on``; during it the transducer emits pulses of
 ``burst_s`` every ``1 / prf_Hz``. The allowed command that starts a
-sonication carries ``extra["fire"] = 1.0`` (every other one ``0.0``); the one
-that ends it is ``on=False``, with ``extra["abort"] = 1.0`` when a ramp-down
-or a stop cut it. A controller that wants a sonication of a given length
-(e.g. :class:`~closedloop.control.trigger.TriggerController`) keeps asking
-for it (``on=True``) for that long; a ``fire`` flag in the desired command is
-not needed.
+sonication has ``fire=True`` (every other one ``False``); the one that ends
+it is ``on=False``, with ``abort=True`` when a ramp-down or a stop cut it. A
+controller that wants a sonication of a given length (e.g.
+:class:`~closedloop.control.trigger.TriggerController`) keeps asking for it
+(``on=True``) for that long; ``fire`` in the desired command is not needed.
 """
 
 from __future__ import annotations
@@ -44,10 +57,18 @@ TUS_KEYS = ("pnp_MPa", "center_frequency_MHz", "isppa_W_per_cm2", "duty_cycle", 
 
 @dataclass(frozen=True, slots=True)
 class TUSEnvelope:
-    """Hard limits for transcranial ultrasound, with their sources."""
+    """Hard limits for transcranial ultrasound, with their sources.
+
+    ``thermal_rise_C_per_J_per_cm2`` is the lab's thermal figure for the setup
+    (see the module docstring); without it (``None``) every sonication is refused.
+    """
 
     max_mechanical_index: float
+    max_isppa_W_per_cm2: float
     max_ispta_mW_per_cm2: float
+    plane_wave_impedance_MRayl: float
+    max_isppa_pnp_mismatch: float
+    max_temperature_rise_C: float
     max_duty_cycle: float
     max_burst_s: float
     min_center_frequency_MHz: float
@@ -57,6 +78,7 @@ class TUSEnvelope:
     max_total_sonication_s: float
     max_session_duration_s: float
     watchdog_timeout_s: float
+    thermal_rise_C_per_J_per_cm2: float | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -64,62 +86,83 @@ class TUSEnvelope:
             raise ValueError("watchdog_timeout_s must be > 0")
         if not 0 < self.max_duty_cycle <= 1:
             raise ValueError("max_duty_cycle must be in (0, 1]")
+        if not self.plane_wave_impedance_MRayl > 0:
+            raise ValueError("plane_wave_impedance_MRayl must be > 0")
+        if not 0 < self.max_isppa_pnp_mismatch < 1:
+            raise ValueError("max_isppa_pnp_mismatch must be in (0, 1) (a fraction of the plane-wave I_SPPA)")
+        k = self.thermal_rise_C_per_J_per_cm2
+        if k is not None and not (math.isfinite(k) and k > 0):
+            raise ValueError("thermal_rise_C_per_J_per_cm2 must be a positive number (or absent: no sonication)")
 
     @classmethod
     def from_envelope(cls, env: dict[str, dict[str, object]]) -> TUSEnvelope:
         """Build from :meth:`closedloop.config.ResolvedPipeline.envelope`."""
-        values, sources = envelope_from_limits(cls, env)
+        optional = ("thermal_rise_C_per_J_per_cm2",)
+        values, sources = envelope_from_limits(cls, env, skip=optional)
+        values.update({n: float(env[n]["value"]) for n in optional if n in env})
         return cls(**values, sources=sources)
 
 
 def mechanical_index(pnp_MPa: float, center_frequency_MHz: float) -> float:
-    """MI = p_neg [MPa] / sqrt(f [MHz])."""
+    """Return MI = p_neg [MPa] / sqrt(f [MHz])."""
     return pnp_MPa / math.sqrt(center_frequency_MHz)
 
 
 def ispta_mW_per_cm2(isppa_W_per_cm2: float, duty_cycle: float) -> float:
-    """I_SPTA = I_SPPA × duty cycle, in mW/cm²."""
+    """Return I_SPTA = I_SPPA × duty cycle, in mW/cm²."""
     return isppa_W_per_cm2 * duty_cycle * 1000.0
+
+
+def plane_wave_isppa_W_per_cm2(pnp_MPa: float, impedance_MRayl: float) -> float:
+    """Return the pulse-average intensity of a plane wave of amplitude ``pnp_MPa``: p² / (2 ρc), in W/cm².
+
+    (p·10⁶ Pa)² / (2 · Z·10⁶ Rayl) W/m² = 50 p² / Z W/cm²; e.g. 0.9 MPa in
+    1.5 MRayl carries 27 W/cm².
+    """
+    return 50.0 * pnp_MPa * pnp_MPa / impedance_MRayl
 
 
 class TUSSafetyLayer(SafetyLayer):
     """Allow or refuse sonications by a :class:`TUSEnvelope`; stop them in time."""
 
-    envelope_type = TUSEnvelope
     modality = "tus"
 
-    def __init__(self, envelope: TUSEnvelope, on_event=None, auto_arm: bool = True) -> None:
-        super().__init__(envelope, on_event, auto_arm)
+    def __init__(self, envelope: TUSEnvelope, clock, on_event=None, auto_arm: bool = True) -> None:
+        super().__init__(envelope, clock, on_event, auto_arm)
         self._on = False
         self._cut = False  # the last change was a ramp or stop (the output says abort)
         self._params: dict[str, float] = {}
         self.sonication_s = 0.0  # length of the current (or last) sonication
         self.off_s = math.inf  # time since the last sonication ended
+        self.energy_J_per_cm2 = 0.0  # Σ focal I_SPTA × sonication time (the thermal bound's input)
 
     @property
     def active(self) -> bool:
         return self._on
 
+    @property
+    def thermal_rise_bound_C(self) -> float:
+        """Upper bound of the peak temperature rise so far (°C); NaN without a thermal figure."""
+        k = self.env.thermal_rise_C_per_J_per_cm2
+        return math.nan if k is None else k * self.energy_J_per_cm2
+
     def _elapse(self, dt: float) -> None:
         if self._on:
             self.sonication_s += dt
             self.account.stim_time_s += dt
+            self.energy_J_per_cm2 += self._params["isppa_W_per_cm2"] * self._params["duty_cycle"] * dt
         else:
             self.off_s += dt
 
     def _output(self, t: float, was_on: bool) -> Command:
         if not self._on:
             extra = {k: 0.0 for k in TUS_KEYS}
-            extra["fire"] = 0.0
-            if was_on and self._cut:
-                extra["abort"] = 1.0
-            return Command(0.0, 0.0, False, t, extra)
+            return Command(0.0, 0.0, False, t, extra, abort=was_on and self._cut)
         p = self._params
         extra = dict(p)
         extra["mechanical_index"] = mechanical_index(p["pnp_MPa"], p["center_frequency_MHz"])
         extra["ispta_mW_per_cm2"] = ispta_mW_per_cm2(p["isppa_W_per_cm2"], p["duty_cycle"])
-        extra["fire"] = 0.0 if was_on else 1.0
-        return Command(0.0, p["prf_Hz"], True, t, extra)
+        return Command(0.0, p["prf_Hz"], True, t, extra, fire=not was_on)
 
     def _set(self, on: bool, params: dict[str, float] | None = None) -> None:
         if on and not self._on:
@@ -156,7 +199,7 @@ class TUSSafetyLayer(SafetyLayer):
         return self._output(t, was_on)
 
     def _check(self, desired: Command) -> tuple[dict[str, float], str]:
-        """The requested parameters and why they cannot be applied (empty if they can)."""
+        """Return the requested parameters and why they cannot be applied (empty if they can)."""
         env = self.env
         extra = desired.extra if isinstance(desired.extra, dict) else {}
         params: dict[str, float] = {}
@@ -170,6 +213,9 @@ class TUSSafetyLayer(SafetyLayer):
             params[key] = v
         if self.t is None:
             return params, "no valid time yet"
+        if self._on and params != self._params:
+            changed = ", ".join(k for k in TUS_KEYS if params[k] != self._params.get(k))
+            return params, f"{changed} changed during a sonication (a device takes them at its start): sonication ended"
         f = params["center_frequency_MHz"]
         if not env.min_center_frequency_MHz <= f <= env.max_center_frequency_MHz:
             return params, (
@@ -184,13 +230,41 @@ class TUSSafetyLayer(SafetyLayer):
         implied = params["burst_s"] * params["prf_Hz"]
         if abs(implied - duty) > 0.01 * duty:
             return params, f"duty_cycle {duty:g} disagrees with burst_s × prf_Hz = {implied:g}"
-        mi = mechanical_index(params["pnp_MPa"], f)
+        pnp, isppa = params["pnp_MPa"], params["isppa_W_per_cm2"]
+        mi = mechanical_index(pnp, f)
         if mi > env.max_mechanical_index:
             return params, f"mechanical index {mi:.3g} above the limit {env.max_mechanical_index:g}"
-        ispta = ispta_mW_per_cm2(params["isppa_W_per_cm2"], duty)
+        if isppa > env.max_isppa_W_per_cm2:
+            return params, f"I_SPPA {isppa:.4g} W/cm² above the limit {env.max_isppa_W_per_cm2:g} W/cm²"
+        plane = plane_wave_isppa_W_per_cm2(pnp, env.plane_wave_impedance_MRayl)
+        if abs(isppa - plane) > env.max_isppa_pnp_mismatch * plane:
+            return params, (
+                f"I_SPPA {isppa:.4g} W/cm² disagrees with PNP {pnp:g} MPa: a plane wave of that pressure "
+                f"in {env.plane_wave_impedance_MRayl:g} MRayl carries {plane:.4g} W/cm² "
+                f"(allowed ±{100 * env.max_isppa_pnp_mismatch:g} %)"
+            )
+        ispta = ispta_mW_per_cm2(isppa, duty)
         if ispta > env.max_ispta_mW_per_cm2:
             return params, f"I_SPTA {ispta:.4g} mW/cm² above the limit {env.max_ispta_mW_per_cm2:g} mW/cm²"
-        return params, ""
+        return params, self._thermal_problem(ispta / 1000.0)
+
+    def _thermal_problem(self, ispta_W_per_cm2: float) -> str:
+        """Why sonicating at ``ispta_W_per_cm2`` for one more watchdog interval would break the thermal bound."""
+        env = self.env
+        k = env.thermal_rise_C_per_J_per_cm2
+        if k is None:
+            return (
+                "no thermal figure for this setup: the profile needs limits.thermal_rise_C_per_J_per_cm2 "
+                "(the lab's measured or simulated peak temperature rise per J/cm² of focal I_SPTA × time)"
+            )
+        rise = k * (self.energy_J_per_cm2 + ispta_W_per_cm2 * env.watchdog_timeout_s)
+        if rise > env.max_temperature_rise_C:
+            return (
+                f"thermal bound: {rise:.3g} °C within the next {env.watchdog_timeout_s:g} s "
+                f"(Σ I_SPTA·t = {self.energy_J_per_cm2:.4g} J/cm² × {k:g} °C per J/cm²) would exceed "
+                f"the limit {env.max_temperature_rise_C:g} °C"
+            )
+        return ""
 
     def _ramp(self, t: float, dt: float) -> Command:
         was_on, self._cut = self._on, True

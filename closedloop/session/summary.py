@@ -1,4 +1,10 @@
-"""What a session reports at its end: ``summary.json``."""
+"""What a session reports at its end: ``summary.json``.
+
+:class:`SessionStats` holds the counters and fixed-size histograms the
+session driver keeps (the same for live sessions and replays);
+:func:`build_summary` turns them, the pipeline and its safety layer into the
+JSON document written next to ``session.xdf``.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,56 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from closedloop.session.telemetry import LatencyHistogram, RunningStats, StageTimes
+from closedloop.types import Quality
+
+#: The quality flags counted per frame in the summary (``quality_flags``), in report order.
+COUNTED_FLAGS: tuple[Quality, ...] = (
+    Quality.ARTIFACT,
+    Quality.FLAT,
+    Quality.NONFINITE,
+    Quality.SATURATION,
+    Quality.EMG,
+    Quality.GAP,
+    Quality.BASELINE,
+)
 
 
 @dataclass
 class SessionStats:
-    """Counters and fixed-size histograms kept while a session runs."""
+    """Counters and fixed-size histograms kept while a session runs.
+
+    Attributes
+    ----------
+    frames : int
+        Frames computed.
+    flagged_frames : int
+        Frames carrying any flag but ``BASELINE``.
+    quality_flags : dict of str to int
+        Frames carrying each flag (a frame with two flags counts in both).
+    commands_applied : int
+        Allowed commands handed to the adapter while the session ran.
+    shutdown_commands : int
+        Commands handed to the adapter by the final ramp-down (live only).
+    adapter_refusals : int
+        Commands the adapter refused (outside the device profile).
+    watchdog_trips : int
+        Stale-frame, bad-data, stalled-loop and silent-device trips.
+    source_clock_events : int
+        Source timestamps found non-monotonic, jumping or far from the local clock.
+    stop_reason : str
+        Why the session ended.
+    """
 
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     data_age: LatencyHistogram = field(default_factory=LatencyHistogram)
     frames: int = 0
+    flagged_frames: int = 0
+    quality_flags: dict[str, int] = field(default_factory=lambda: {f.name: 0 for f in COUNTED_FLAGS})
     commands_applied: int = 0
+    shutdown_commands: int = 0
     adapter_refusals: int = 0
     watchdog_trips: int = 0
+    source_clock_events: int = 0
     stop_reason: str = "duration reached"
     feature_stats: RunningStats | None = None
     amplitude_max: float = 0.0
@@ -27,24 +71,64 @@ class SessionStats:
     behind: int = 0
     warnings: list[str] = field(default_factory=list)
 
+    def count_flags(self, flags: Quality) -> None:
+        """Count one frame's quality flags."""
+        if flags == Quality.OK:
+            return
+        if flags & ~Quality.BASELINE:
+            self.flagged_frames += 1
+        counts = self.quality_flags
+        for flag in COUNTED_FLAGS:
+            if flags & flag:
+                counts[flag.name] += 1
+
     def note_behind(self, data_age: float, backlog_samples: int, hop_s: float) -> None:
         """Count a pull on which the loop was behind; keep the first few reasons as warnings."""
         self.behind += 1
-        if len(self.warnings) < 10:
-            why = (
-                f"a backlog of {backlog_samples} samples in the inlet"
-                if backlog_samples
-                else (f"data {data_age * 1e3:.1f} ms old at pull, older than a hop ({hop_s * 1e3:.1f} ms)")
-            )
-            self.warnings.append(f"loop fell behind: {why}")
+        if backlog_samples:
+            why = f"a backlog of {backlog_samples} samples in the inlet"
+        else:
+            why = f"data {data_age * 1e3:.1f} ms old at pull, older than a hop ({hop_s * 1e3:.1f} ms)"
+        self.warn(f"loop fell behind: {why}")
+
+    def warn(self, message: str) -> None:
+        """Keep ``message`` as a warning for the summary (the first 20 distinct ones)."""
+        if len(self.warnings) < 20 and message not in self.warnings:
+            self.warnings.append(message)
 
 
 def _num(x: float) -> float | None:
     return None if not np.isfinite(x) else float(x)
 
 
-def build_summary(resolved, pipeline, stats: SessionStats, started: str, duration_s: float) -> dict:
-    """The summary of a live or replayed session (JSON-serialisable)."""
+def build_summary(
+    resolved,
+    pipeline,
+    stats: SessionStats,
+    started: str,
+    duration_s: float,
+    requested_duration_s: float | None = None,
+    identity: dict[str, str] | None = None,
+) -> dict:
+    """Return the summary of a live or replayed session (JSON-serialisable).
+
+    Parameters
+    ----------
+    resolved : ResolvedPipeline
+        The session's pipeline and device profile.
+    pipeline : Pipeline or None
+        The pipeline that ran (None if the session failed before it was built).
+    stats : SessionStats
+        The driver's counters.
+    started : str
+        ISO time the session started.
+    duration_s : float
+        How long the session actually ran (s of data processed).
+    requested_duration_s : float, optional
+        How long it was asked to run.
+    identity : dict, optional
+        Participant and session identifiers.
+    """
     from closedloop import __version__
 
     st = stats
@@ -63,16 +147,22 @@ def build_summary(resolved, pipeline, stats: SessionStats, started: str, duratio
         "pipeline": resolved.config.pipeline.name,
         "pipeline_file": resolved.path,
         "device": resolved.profile.device.name,
+        "identity": dict(identity or {}),
         "started": started,
         "duration_s": duration_s,
+        "requested_duration_s": requested_duration_s,
         "stop_reason": st.stop_reason,
         "samples_in": int(p.samples_in) if p else 0,
         "frames": st.frames,
+        "flagged_frames": st.flagged_frames,
+        "quality_flags": dict(st.quality_flags),
         "commands_applied": st.commands_applied,
+        "shutdown_commands": st.shutdown_commands,
         "adapter_refusals": st.adapter_refusals,
         "safety_clamps": safety.clamps if safety else 0,
         "safety_events": dict(safety.counts) if safety else {},
         "watchdog_trips": st.watchdog_trips,
+        "source_clock_events": st.source_clock_events,
         "stim_time_s": safety.stim_time_s if safety else 0.0,
         "dose": dict(safety.dose) if safety else {},
         "safety_state": safety.state.value if safety else "idle",

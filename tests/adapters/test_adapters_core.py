@@ -129,44 +129,80 @@ def profile(modality: str, limits: dict[str, float], adapter: str = "simulated",
     )
 
 
-def test_tus_limits_use_mechanical_index_and_derated_ispta(repo):
+def test_tus_limits_use_mechanical_index_derated_isppa_ispta_and_the_plane_wave_pair(repo):
     prof = load_profile(repo / "devices" / "sim_tus.toml")
     ok = {
         "pnp_MPa": 0.9,
         "center_frequency_MHz": 0.5,
-        "isppa_W_per_cm2": 5.0,
-        "duty_cycle": 0.1,
-        "prf_Hz": 1000.0,
-        "burst_s": 0.05,
-        "fire": 1.0,
+        "isppa_W_per_cm2": 27.0,  # 0.9 MPa in 1.5 MRayl: p² / (2 ρc) = 27 W/cm²
+        "duty_cycle": 0.02,
+        "prf_Hz": 10.0,
+        "burst_s": 0.002,
     }
-    assert check_command(Command(0, 0, True, 0, ok), prof) == []  # MI 1.27, I_SPTA 500 mW/cm²
-    mi = check_command(Command(0, 0, True, 0, {**ok, "pnp_MPa": 1.0, "center_frequency_MHz": 0.25}), prof)
-    assert mi == ["mechanical index 2 exceeds 1.9"]  # 1.0 / sqrt(0.25)
-    ispta = check_command(Command(0, 0, True, 0, {**ok, "isppa_W_per_cm2": 10.0}), prof)
-    assert ispta == ["I_SPTA 1000 mW/cm² (I_SPPA × duty cycle) exceeds 720.0 mW/cm²"]
+    assert check_command(Command(0, 0, True, 0, ok, fire=True), prof) == []  # MI 1.27, I_SPTA 540 mW/cm²
+    mi = check_command(Command(0, 0, True, 0, {**ok, "pnp_MPa": 1.0, "center_frequency_MHz": 0.25}, fire=True), prof)
+    assert mi == ["mechanical index 2 exceeds 1.9"]  # 1.0 / sqrt(0.25); 33 W/cm² is within 30 % of 27
+    ispta = check_command(Command(0, 0, True, 0, {**ok, "duty_cycle": 0.03}, fire=True), prof)
+    assert ispta == ["I_SPTA 810 mW/cm² (I_SPPA × duty cycle) exceeds 720.0 mW/cm²"]
+    pair = check_command(Command(0, 0, True, 0, {**ok, "isppa_W_per_cm2": 5.0}, fire=True), prof)
+    assert pair == ["I_SPPA 5 W/cm² disagrees with PNP 0.9 MPa (plane wave in 1.5 MRayl: 27 W/cm², allowed ±30 %)"]
+    isppa = check_command(
+        Command(0, 0, True, 0, {**ok, "isppa_W_per_cm2": 200.0, "duty_cycle": 0.001}, fire=True), prof
+    )
+    assert isppa[0] == "I_SPPA 200 W/cm² exceeds 190.0 W/cm²" and "disagrees" in isppa[1]
+    off = {k: 0.0 for k in ok}
+    assert check_command(Command(0, 0, False, 0, off), prof) == []  # the layer's "off" command passes
+
+
+def test_tus_adapters_refuse_sonications_without_a_thermal_figure(repo):
+    raw = load_profile(repo / "devices" / "sim_tus.toml").model_dump(exclude={"path"})
+    del raw["limits"]["thermal_rise_C_per_J_per_cm2"]
+    prof = DeviceProfile.model_validate(raw)
+    cmd = {"pnp_MPa": 0.3, "center_frequency_MHz": 0.5, "isppa_W_per_cm2": 3.0, "duty_cycle": 0.1}
+    assert check_command(Command(0, 0, True, 0, {**cmd, "prf_Hz": 10.0, "burst_s": 0.01}), prof) == [
+        "no thermal figure for this setup (limits.thermal_rise_C_per_J_per_cm2): sonications are refused"
+    ]
+
+
+def test_the_adapters_thermal_guard_integrates_what_was_applied(repo):
+    guard = TrainGuard.from_profile(load_profile(repo / "devices" / "sim_tus.toml"))  # 0.02 °C per J/cm², 2 °C
+    on = Command(0, 10.0, True, 0, {"isppa_W_per_cm2": 12.0, "duty_cycle": 0.05})  # I_SPTA 0.6 W/cm²
+    off = Command(0, 0.0, False, 0, {"isppa_W_per_cm2": 0.0, "duty_cycle": 0.0})
+    assert guard.check(on, 0.0) == []
+    assert guard.check(off, 100.0) == []  # 100 s on: 60 J/cm²
+    assert guard.check(off, 500.0) == []  # off time adds nothing
+    assert guard.thermal.energy_J_per_cm2 == pytest.approx(60.0)
+    assert guard.check(on, 600.0) == []
+    assert guard.check(on, 666.0) == []  # 99.6 J/cm²: 1.99 °C
+    late = guard.check(on, 666.7)  # 100.02 J/cm² delivered: 2.0 °C exceeded
+    assert late and "thermal bound" in late[0] and "exceeds 2.0 °C" in late[0]
+    assert guard.thermal.rise_bound_C == pytest.approx(0.02 * 100.02)
+    edge = TrainGuard.from_profile(load_profile(repo / "devices" / "sim_tus.toml"))
+    edge.check(on, 0.0)
+    assert edge.check(on, 166.6) == []  # 99.96 J/cm², + 0.6 W/cm² x 0.05 s slack = 99.99: inside
+    assert edge.check(on, 166.62)  # 99.972 + 0.03 = 100.002 J/cm²: refused
 
 
 def test_rtms_limits_use_the_verified_train_table(repo):
     prof = load_profile(repo / "devices" / "sim_rtms.toml")
-    train = {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6, "fire": 1.0}
-    assert check_command(Command(0, 20.0, True, 0, train), prof) == []
+    train = {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6}
+    assert check_command(Command(0, 20.0, True, 0, train, fire=True), prof) == []
     assert (
         "no verified train-duration cell"
-        in check_command(Command(0, 10.0, True, 0, {**train, "pulses": 16.0}), prof)[0]
+        in check_command(Command(0, 10.0, True, 0, {**train, "pulses": 16.0}, fire=True), prof)[0]
     )
-    assert check_command(Command(0, 20.0, True, 0, {**train, "intensity_pct": 120.0}), prof)
+    assert check_command(Command(0, 20.0, True, 0, {**train, "intensity_pct": 120.0}, fire=True), prof)
     assert check_command(Command(0, 0.0, False, 0, {"intensity_pct": 0.0, "pulses": 0.0}), prof) == []
 
 
 def test_train_guard_interval_and_session_cap():
     g = TrainGuard(min_interval_s=5.0, max_session_pulses=60)
-    cmd = Command(0, 20.0, True, 0, {"pulses": 32.0, "train_duration_s": 1.6, "fire": 1.0})
+    cmd = Command(0, 20.0, True, 0, {"pulses": 32.0, "train_duration_s": 1.6}, fire=True)
     assert g.check(cmd, 10.0) == []
     g.commit(cmd, 10.0)  # ends at 11.6
     assert "inter-train interval" in g.check(cmd, 16.0)[0]  # 4.4 s after the end
     assert "session pulse cap" in g.check(cmd, 16.6)[0]  # 64 > 60
-    assert g.check(Command(0, 20.0, True, 0, {"pulses": 20.0, "fire": 1.0}), 16.6) == []
+    assert g.check(Command(0, 20.0, True, 0, {"pulses": 20.0}, fire=True), 16.6) == []
 
 
 # -- registry ------------------------------------------------------------------------------
@@ -204,6 +240,7 @@ def test_adapter_refuses_a_profile_without_the_limits_it_enforces():
             "max_pulses_per_session": 100,
             "max_session_duration_s": 100,
             "watchdog_timeout_s": 0.3,
+            "bad_data_timeout_s": 2.0,
             "train_max_s_20Hz_110pctMT": 1.6,
         },
         adapter="ttl",
@@ -289,7 +326,7 @@ def test_simulated_rtms_arms_recharges_and_cuts_a_train(repo):
     clock = Clock()
     a = build_adapter(load_profile(repo / "devices" / "sim_rtms.toml"), clock=clock)
     a.connect()
-    train = Command(0, 20.0, True, 0, {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6, "fire": 1.0})
+    train = Command(0, 20.0, True, 0, {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6}, fire=True)
     with pytest.raises(LimitViolation, match="not ready"):
         a.apply(train, 100.1)  # still charging after arming
     a.arm()
@@ -308,14 +345,13 @@ def test_simulated_tus_refuses_unsafe_bursts(repo):
     ok = {
         "pnp_MPa": 0.5,
         "center_frequency_MHz": 0.5,
-        "isppa_W_per_cm2": 5.0,
-        "duty_cycle": 0.1,
-        "prf_Hz": 1000.0,
-        "burst_s": 0.05,
-        "fire": 1.0,
+        "isppa_W_per_cm2": 8.0,  # 0.5 MPa: 8.3 W/cm² as a plane wave in 1.5 MRayl
+        "duty_cycle": 0.05,
+        "prf_Hz": 10.0,
+        "burst_s": 0.005,
     }
-    a.apply(Command(0, 0, True, 0, ok), 100.0)
+    a.apply(Command(0, 0, True, 0, ok, fire=True), 100.0)
     assert len(a.bursts) == 1 and a.sonicating(100.01)
     with pytest.raises(LimitViolation, match="mechanical index"):
-        a.apply(Command(0, 0, True, 0, {**ok, "pnp_MPa": 2.0}), 200.0)
+        a.apply(Command(0, 0, True, 0, {**ok, "pnp_MPa": 2.0}, fire=True), 200.0)
     assert not a.armed and len(a.bursts) == 1

@@ -20,7 +20,8 @@ def train(pulses: float, rate: float = 20.0, **extra) -> Command:
         rate,
         True,
         0.0,
-        {"intensity_pct": 100.0, "pulses": pulses, "train_duration_s": pulses / rate, "fire": 1.0, **extra},
+        {"intensity_pct": 100.0, "pulses": pulses, "train_duration_s": pulses / rate, **extra},
+        fire=True,
     )
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from safety_helpers import at, make
 
 from closedloop.control import ScheduleConfig, ScheduleController, display_state
-from closedloop.safety import SafetyLayer, TESEnvelope
+from closedloop.safety import TESEnvelope
 from closedloop.types import Frame, Quality
 
 DT = 0.05
@@ -49,8 +50,8 @@ def test_sham_ramps_at_both_ends_and_delivers_nothing_between():
     first = (x >= 0) & (x < 30)
     # up 5 s, hold 1 s, down 5 s at the start; the same 11 s at the block's end; nothing between
     assert np.all(amp[first & (x >= 11.0) & (x <= 19.0)] == 0.0)
-    for at, level in ((2.5, 0.5), (5.5, 1.0), (8.5, 0.5), (21.5, 0.5), (24.5, 1.0), (27.5, 0.5)):
-        assert amp[np.argmin(abs(x - at))] == pytest.approx(level)
+    for when, level in ((2.5, 0.5), (5.5, 1.0), (8.5, 0.5), (21.5, 0.5), (24.5, 1.0), (27.5, 0.5)):
+        assert amp[np.argmin(abs(x - when))] == pytest.approx(level)
     # the arms cannot be told apart by `on`
     _, _, on_active, _ = run(cfg(on_s=30.0), seconds=80.0)
     np.testing.assert_array_equal(on, on_active)
@@ -85,10 +86,10 @@ def test_schedule_passes_the_safety_layer_unchanged():
     env = TESEnvelope(2.0, 0.2, 2.0, 2400.0, 7.2, 0.0, 100.0, 0.3)
     for arm in ("active", "sham"):
         ctl = ScheduleController(cfg(arm=arm))
-        safety = SafetyLayer(env)
+        safety = make(env)
         for i in range(1400):
             desired = ctl.update(Frame(i * DT, np.array([1.0]), ("alpha",)))
-            allowed = safety.step(desired, i * DT)
+            allowed = at(safety, i * DT).step(desired)
             assert allowed.amplitude_mA == pytest.approx(desired.amplitude_mA, abs=1e-9)
         assert safety.clamps == 0
 

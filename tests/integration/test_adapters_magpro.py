@@ -21,7 +21,7 @@ MT = 60.0
 
 def fire(**extra) -> Command:
     return Command(
-        0.0, 20.0, True, 0.0, {"intensity_pct": 100.0, "pulses": 2.0, "train_duration_s": 0.1, "fire": 1.0, **extra}
+        0.0, 20.0, True, 0.0, {"intensity_pct": 100.0, "pulses": 2.0, "train_duration_s": 0.1, **extra}, fire=True
     )
 
 
@@ -134,5 +134,5 @@ def test_out_of_profile_commands_are_refused_and_disable(make, emu):
     assert wait_for(lambda: not emu.enabled)
     a.arm()
     with pytest.raises(LimitViolation, match="train rate"):
-        a.apply(Command(0.0, 50.0, True, 0.0, {"intensity_pct": 100.0, "pulses": 5.0, "fire": 1.0}), a.clock())
+        a.apply(Command(0.0, 50.0, True, 0.0, {"intensity_pct": 100.0, "pulses": 5.0}, fire=True), a.clock())
     assert wait_for(lambda: not emu.enabled) and emu.pulses == []

@@ -16,12 +16,12 @@ from closedloop.types import Command
 pytestmark = pytest.mark.timeout(30)
 
 MT = 50.0  # participant's motor threshold, % of maximum output
-TRAIN = {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6, "fire": 1.0}
+TRAIN = {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6}
 SHORT = {"pulses": 2.0, "train_duration_s": 0.1}  # a 0.1-s train, so that the unit is soon ready again
 
 
 def fire(**extra) -> Command:
-    return Command(0.0, 20.0, True, 0.0, {**TRAIN, **extra})
+    return Command(0.0, 20.0, True, 0.0, {**TRAIN, **extra}, fire=True)
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_happy_path_programs_fires_keeps_alive_and_ends_safe(make, emu):
     assert emu.remote and a.settings == {"power": 30, "rate_dHz": 10, "pulses": 1, "duration_ds": 10}
     a.arm()
     assert emu.armed and emu.ready
-    a.apply(Command(0.0, 0.0, False, 0.0, {"intensity_pct": 0.0, "pulses": 0.0, "fire": 0.0}), a.clock())
+    a.apply(Command(0.0, 0.0, False, 0.0, {"intensity_pct": 0.0, "pulses": 0.0}), a.clock())
     a.apply(fire(), a.clock())
     assert wait_for(lambda: len(emu.trains) == 1)
     _, power, rate, pulses = emu.trains[0]
@@ -165,7 +165,7 @@ def test_out_of_profile_commands_are_refused_and_disarm(make, emu):
         assert wait_for(lambda: not emu.armed)
         a.arm()
     with pytest.raises(LimitViolation, match="no verified train-duration cell"):
-        a.apply(Command(0.0, 10.0, True, 0.0, {**TRAIN, "pulses": 16.0}), a.clock())
+        a.apply(Command(0.0, 10.0, True, 0.0, {**TRAIN, "pulses": 16.0}, fire=True), a.clock())
     a.arm()
     a.apply(fire(), a.clock())
     assert wait_for(lambda: len(emu.trains) == 1)

@@ -23,9 +23,8 @@ from adapter_helpers import ByteSink  # noqa: E402
 
 from closedloop.adapters.emulators import MagProEmulator, MagstimEmulator  # noqa: E402
 from closedloop.config import load_pipeline  # noqa: E402
-from closedloop.live.runtime import LiveSession, _commands_to_apply  # noqa: E402
-from closedloop.pipeline import Step  # noqa: E402
-from closedloop.types import Command, Frame  # noqa: E402
+from closedloop.live.runtime import LiveSession  # noqa: E402
+from closedloop.types import Command  # noqa: E402
 
 pytestmark = [pytest.mark.lsl, pytest.mark.timeout(40)]
 
@@ -153,8 +152,8 @@ def test_simulated_tus_session_sonicates_for_the_configured_length(repo, tmp_pat
     assert len(a.sonications) == 1 == session.pipeline.safety.dose["sonications"]
     start, end, params = a.sonications[0]
     assert end - start == pytest.approx(1.0, abs=0.15)  # held for sonication_s, then switched off
-    assert params["fire"] == 1.0 and params["mechanical_index"] == pytest.approx(0.9 / 0.5**0.5)
-    assert params["ispta_mW_per_cm2"] == pytest.approx(500.0)
+    assert params["mechanical_index"] == pytest.approx(0.6 / 0.5**0.5)
+    assert params["ispta_mW_per_cm2"] == pytest.approx(480.0)  # 12 W/cm² x 0.04 (pipelines/alpha_tus_sim.toml)
     assert not a.sonicating(a.clock()) and not a.armed
 
 
@@ -205,17 +204,6 @@ def test_lsl_command_session_publishes_stimulation_then_an_explicit_zero(repo, t
     assert events[-1]["event"] == "stop" and not session.adapter.armed
 
 
-# -- the runtime never drops a fire ---------------------------------------------------------------
-def test_every_fire_and_abort_of_a_chunk_is_applied_and_tes_sends_only_the_newest():
-    def step(t, **extra):
-        return Step(Frame(t, None, ()), Command(), Command(0.0, 20.0, bool(extra), t, extra))
-
-    steps = [step(1.0, fire=1.0), step(1.05), step(1.1, abort=1.0), step(1.15)]
-    assert [c.time for c in _commands_to_apply(steps)] == [1.0, 1.1, 1.15]
-    tes = [Step(Frame(t, None, ()), Command(), Command(1.0, 10.0, True, t)) for t in (1.0, 1.05)]
-    assert [c.time for c in _commands_to_apply(tes)] == [1.05]
-
-
 def test_after_a_train_abort_rearm_lets_the_next_train_fire(repo):
     from closedloop.adapters import LimitViolation, build_adapter
     from closedloop.config.profile import load_profile
@@ -230,23 +218,23 @@ def test_after_a_train_abort_rearm_lets_the_next_train_fire(repo):
         a.connect()
         a.arm()
         train = {"intensity_pct": 110.0, "pulses": 32.0, "train_duration_s": 1.6}
-        a.apply(Command(0.0, 20.0, True, 0.0, {**train, "fire": 1.0}), 0.0)
+        a.apply(Command(0.0, 20.0, True, 0.0, {**train}, fire=True), 0.0)
         deadline = time.monotonic() + 3.0
         while not emu.trains and time.monotonic() < deadline:
             time.sleep(0.01)
-        a.apply(Command(0.0, 20.0, False, 0.5, {**train, "fire": 0.0, "abort": 1.0}), 0.5)  # the layer cut it
+        a.apply(Command(0.0, 20.0, False, 0.5, {**train}, abort=True), 0.5)  # the layer cut it
         while emu.armed and time.monotonic() < deadline:
             time.sleep(0.01)
         assert len(emu.trains) == 1 and not emu.armed and not a.armed  # aborted: disarmed
         with pytest.raises(LimitViolation, match="not armed"):
-            a.apply(Command(0.0, 20.0, True, 10.0, {**train, "fire": 1.0}), 10.0)
+            a.apply(Command(0.0, 20.0, True, 10.0, {**train}, fire=True), 10.0)
         a.rearm()  # returns at once; the device thread arms after the disarm
         deadline = time.monotonic() + 3.0
         while not a.armed and time.monotonic() < deadline:
             time.sleep(0.01)
         assert a.armed and emu.armed
-        a.apply(Command(0.0, 20.0, True, 10.0, {**train, "fire": 1.0}), 10.0)
-        a.apply(Command(0.0, 20.0, True, 10.05, {**train, "fire": 0.0}), 10.05)  # must not replace the fire
+        a.apply(Command(0.0, 20.0, True, 10.0, {**train}, fire=True), 10.0)
+        a.apply(Command(0.0, 20.0, True, 10.05, {**train}), 10.05)  # must not replace the fire
         deadline = time.monotonic() + 3.0
         while len(emu.trains) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)

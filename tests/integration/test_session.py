@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import wait_for_stream
 
 from closedloop.lslconfig import configure_lsl
 
@@ -166,6 +167,8 @@ def test_synth_process_and_lsl_pipeline_work_together(repo, tmp_path, unique_nam
 
         shutil.copytree(repo / "devices", tmp_path / "devices")
         resolved = load_pipeline(p)
+        for k in ("a", "b"):
+            wait_for_stream(f"{unique_name}-{k}")
         summary = LiveSession(resolved, 3.0, tmp_path / "out", show_status=False).run()
         assert summary["samples_in"] >= 2.5 * 250 and summary["frames"] > 0
         assert summary["stop_reason"] == "duration reached"

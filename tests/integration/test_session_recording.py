@@ -169,31 +169,33 @@ def test_reader_matches_pyxdf_on_deduced_timestamps_and_reads_a_cut_file(tmp_pat
 
 
 @pytest.mark.lsl
-def test_sigkilled_live_session_leaves_a_readable_file(tmp_path, unique_name):
+def test_sigkilled_live_session_leaves_a_readable_file(tmp_path):
     out = tmp_path / "killed"
     script = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(REPO / "tests")!r})
         from closedloop.lslconfig import configure_lsl
         configure_lsl()
         from pathlib import Path
         from closedloop.config import load_pipeline
-        from test_replay_fidelity import OVERRIDES, run_live_loop
-        resolved = load_pipeline({str(REPO / "pipelines" / "alpha_tacs.toml")!r}, OVERRIDES)
-        run_live_loop(resolved, 0, Path({str(out)!r}), name={unique_name!r}, forever=True)
+        from closedloop.live.runtime import LiveSession
+        resolved = load_pipeline({str(REPO / "pipelines" / "alpha_tacs.toml")!r}, {{"recording.report": False}})
+        def progress(message):
+            if message == "running":
+                print("ready", flush=True)
+        LiveSession(resolved, 3600.0, Path({str(out)!r}), show_status=False, on_progress=progress).run()
     """)
     child = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(Path(__file__).parent)])},
+        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ}
     )
     import pylsl
 
+    path = out / "session.xdf"
     try:
         assert child.stdout.readline().strip() == "ready"
-        time.sleep(2.5)
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:  # wait until a good part of the session is on disk
+            if path.exists() and path.stat().st_size > 400_000:
+                break
+            time.sleep(0.05)
         t_kill = pylsl.local_clock()
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
@@ -209,7 +211,7 @@ def test_sigkilled_live_session_leaves_a_readable_file(tmp_path, unique_name):
     assert reader.streams[1].sample_count > 0
     report = repair_xdf(path)
     streams, header = load(report.out_path)
-    eeg = streams[unique_name]
+    eeg = next(s for s in streams.values() if s["info"]["type"][0] == "EEG")
     # data up to about the last flush (every 0.5 s) before the kill
     assert eeg["time_stamps"][-1] >= t_kill - 1.5
     assert len(eeg["time_stamps"]) == report.streams[1].sample_count

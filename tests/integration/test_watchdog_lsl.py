@@ -21,6 +21,7 @@ import tomllib  # noqa: E402
 import pylsl  # noqa: E402
 import pytest  # noqa: E402
 import tomli_w  # noqa: E402
+from conftest import wait_for_stream  # noqa: E402
 
 from closedloop.config import load_pipeline  # noqa: E402
 from closedloop.live.runtime import LiveSession  # noqa: E402
@@ -79,6 +80,7 @@ def test_killing_the_source_ramps_stimulation_to_zero_in_time(tmp_path, repo, un
     )
     try:
         resolved = load_pipeline(write_setup(tmp_path, repo, unique_name))
+        wait_for_stream(unique_name)
         watchdog = resolved.envelope()["watchdog_timeout_s"]["value"]
         session = LiveSession(resolved, 40.0, tmp_path / "out", show_status=False)
         applied: list[tuple[float, float]] = []

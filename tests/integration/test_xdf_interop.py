@@ -39,6 +39,11 @@ def load_quietly(path: Path, caplog) -> tuple[dict, dict]:
     return {s["info"]["name"][0]: s for s in streams}, header
 
 
+def role(stream: dict) -> str:
+    """The ``desc/closedloop/role`` of a stream closedloop recorded."""
+    return stream["info"]["desc"][0]["closedloop"][0]["role"][0]
+
+
 def check_intact(path: Path, synced: dict) -> None:
     """Values as written, every stream with offsets and a footer; timestamps moved by the recorded offsets."""
     raw, _ = pyxdf.load_xdf(str(path), synchronize_clocks=False, dejitter_timestamps=False)
@@ -47,7 +52,7 @@ def check_intact(path: Path, synced: dict) -> None:
     for name, r in raw.items():
         s = synced[name]
         # fixed offsets at the start and the end at least; measured ones at the start and every 5 s
-        assert len(r["clock_times"]) >= (2 if name.startswith("closedloop-") else 1), name
+        assert len(r["clock_times"]) >= (1 if role(r) in ("eeg", "extra") else 2), name
         assert int(s["footer"]["info"]["sample_count"][0]) == len(r["time_stamps"]), name
         if isinstance(r["time_series"], list):
             assert s["time_series"] == r["time_series"], name
@@ -58,23 +63,26 @@ def check_intact(path: Path, synced: dict) -> None:
             offset = float(np.mean(r["clock_values"]))
             np.testing.assert_allclose(s["time_stamps"], r["time_stamps"] + offset, atol=1e-3, err_msg=name)
     for name, r in raw.items():
-        if name.startswith("closedloop-"):
-            assert r["clock_values"] == [0.0] * len(r["clock_values"]), name  # stamped in the recording clock
+        if role(r) not in ("eeg", "extra"):  # closedloop's own streams are stamped in the recording clock
+            assert r["clock_values"] == [0.0] * len(r["clock_values"]), name
 
 
 @pytest.mark.lsl
 def test_pyxdf_reads_live_and_replayed_sessions_without_warnings(tmp_path, caplog):
-    from test_replay_fidelity import OVERRIDES, run_live_loop
+    from closedloop.live.runtime import LiveSession
 
     caplog.set_level(logging.WARNING)
-    resolved = load_pipeline(REPO / "pipelines" / "alpha_tacs.toml", OVERRIDES)
+    overrides = {"controller.lower": 1.45, "controller.upper": 1.6, "controller.onset": 2}
+    resolved = load_pipeline(REPO / "pipelines" / "alpha_tacs.toml", overrides)
     live_dir, replay_dir = tmp_path / "live", tmp_path / "replay"
-    steps, rec, inlets, _ = run_live_loop(resolved, 4.0, live_dir)  # over LSL, wired as the runtime wires it
-    assert rec.error is None and len(steps) > 40 and inlets.samples[inlets.names[0]] >= 1
+    steps: list = []
+    summary = LiveSession(resolved, 4.0, live_dir, show_status=False, on_step=steps.append).run()  # over LSL
+    assert summary["stop_reason"] == "duration reached" and summary["recording"]["error"] is None
+    assert len(steps) > 40
     live = live_dir / "session.xdf"
     streams, header = load_quietly(live, caplog)
     check_intact(live, streams)
-    eeg = next(s for s in streams.values() if s["info"]["desc"][0]["closedloop"][0]["role"] == ["eeg"])
+    eeg = next(s for s in streams.values() if role(s) == "eeg")
     assert len(eeg["time_stamps"]) > 1000 and "closedloop-features" in streams
 
     replay(live, resolved, out_dir=replay_dir, report=False)
@@ -82,7 +90,7 @@ def test_pyxdf_reads_live_and_replayed_sessions_without_warnings(tmp_path, caplo
     streams_r, _ = load_quietly(replayed, caplog)
     check_intact(replayed, streams_r)
     # the replay's EEG carries the live pipeline offset as its clock offset: both files line up in pyxdf
-    eeg_r = next(s for s in streams_r.values() if s["info"]["desc"][0]["closedloop"][0]["role"] == ["eeg"])
+    eeg_r = next(s for s in streams_r.values() if role(s) == "eeg")
     np.testing.assert_allclose(eeg_r["time_stamps"][[0, -1]], eeg["time_stamps"][[0, -1]], atol=2e-3)
     np.testing.assert_array_equal(eeg_r["time_series"], eeg["time_series"])
     np.testing.assert_allclose(

@@ -137,9 +137,10 @@ def test_replay_writes_session_outputs_that_replay_identically(tmp_path, resolve
     np.testing.assert_array_equal(recorded.allowed_amplitude_mA, first.trace.allowed_amplitude_mA)
 
 
-def test_replay_stops_cleanly_when_the_recording_fails(tmp_path, resolved):
+def test_replay_stops_cleanly_when_the_recording_fails(tmp_path, resolved, monkeypatch):
     import shutil
 
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     src = tmp_path / "lab.xdf"
     write_synthetic_xdf(src, 20.0, n_channels=32, seed=1)
     out = tmp_path / "gone"
@@ -151,7 +152,9 @@ def test_replay_stops_cleanly_when_the_recording_fails(tmp_path, resolved):
     result = replay(src, resolved, out, on_step=remove_folder)  # returns normally, saying why
     assert result.summary["stop_reason"].startswith("recording failed") and str(out) in result.summary["stop_reason"]
     assert result.summary["recording"]["error"].startswith("FileNotFoundError")
-    assert any("summary.json not written" in note for note in result.notes)
+    rescued = tmp_path / "state" / "closedloop" / "rescued" / "gone" / "summary.json"
+    assert any(f"summary.json written to {rescued}" in note for note in result.notes)
+    assert json.loads(rescued.read_text())["stop_reason"] == result.summary["stop_reason"]
 
 
 def test_memory_stays_flat_over_a_long_replay(tmp_path, resolved):

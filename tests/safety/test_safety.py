@@ -7,11 +7,12 @@ import shutil
 import threading
 
 import pytest
+from safety_helpers import at, make
 
 from closedloop.config import PipelineError, load_pipeline
 from closedloop.safety import (
     RTMSSafetyLayer,
-    SafetyLayer,
+    SafetyClockError,
     StimState,
     TESEnvelope,
     TESSafetyLayer,
@@ -19,6 +20,7 @@ from closedloop.safety import (
     build_safety_layer,
 )
 from closedloop.safety.state import IllegalTransition, StateMachine
+from closedloop.session.clocks import ManualClock
 from closedloop.types import Command
 
 ENV = TESEnvelope(
@@ -42,36 +44,36 @@ def drive(layer, amplitude, t0, t1, dt=0.1, f=10.0):
     n = int(round((t1 - t0) / dt))
     out = None
     for i in range(n + 1):
-        out = layer.step(want(amplitude, f), t0 + i * dt)
+        out = at(layer, t0 + i * dt).step(want(amplitude, f))
     return out
 
 
 def test_layer_type_follows_the_envelope():
-    assert type(SafetyLayer(ENV)) is TESSafetyLayer
+    assert type(make(ENV)) is TESSafetyLayer
     with pytest.raises(TypeError, match="no safety layer"):
-        SafetyLayer(object())
+        make(object())
 
 
 def test_clamps_to_limit_and_counts():
-    s = SafetyLayer(ENV)
-    s.step(want(0), 0.0)
+    s = make(ENV)
+    at(s, 0.0).step(want(0))
     for i in range(1, 200):
-        out = s.step(want(50.0), i * 0.1)
+        out = at(s, i * 0.1).step(want(50.0))
     assert out.amplitude_mA == 2.0
     clamps = [e for e in s.events if e.kind == "clamp"]
     assert s.clamps == 199 and len(clamps) == 1 and "limit 2 mA" in clamps[0].reason
 
 
 def test_slew_limited():
-    s = SafetyLayer(ENV)
-    s.step(want(0), 0.0)
+    s = make(ENV)
+    at(s, 0.0).step(want(0))
     assert drive(s, 2.0, 0.1, 1.0).amplitude_mA == pytest.approx(0.5)
     assert drive(s, 0.0, 1.1, 1.5).amplitude_mA == pytest.approx(0.25)
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -3.0])
 def test_bad_values_go_to_zero(bad):
-    s = SafetyLayer(ENV)
+    s = make(ENV)
     drive(s, 1.0, 0.0, 2.0)
     out = drive(s, bad, 2.1, 2.5)
     assert out.amplitude_mA == pytest.approx(0.75)  # ramping toward 0, never toward the bad value
@@ -79,7 +81,7 @@ def test_bad_values_go_to_zero(bad):
 
 
 def test_charge_is_the_trapezoid_of_the_applied_current():
-    s = SafetyLayer(ENV)
+    s = make(ENV)
     drive(s, 1.0, 0.0, 2.0)  # ramp 0 → 1 mA over 2 s: 1 mA·s
     drive(s, 1.0, 2.1, 12.0)  # 10 s at 1 mA: 10 mA·s
     assert s.charge_C == pytest.approx(0.011)
@@ -87,7 +89,7 @@ def test_charge_is_the_trapezoid_of_the_applied_current():
 
 
 def test_charge_limit_is_never_exceeded():
-    s = SafetyLayer(ENV)
+    s = make(ENV)
     out = drive(s, 2.0, 0.0, 80.0)
     assert s.stopped and "charge limit" in s.stop_reason
     assert out.amplitude_mA == 0.0 and s.state is StimState.STOPPED
@@ -99,15 +101,15 @@ def test_charge_limit_is_never_exceeded():
 
 def test_duration_limit_ramps_down_in_time():
     env = TESEnvelope(2.0, 0.5, 4.0, 10.0, 10.0, 0.0, 100.0, 0.3)
-    s = SafetyLayer(env)
+    s = make(env)
     amps = [drive(s, 1.0, 0.0, 0.0)]
-    amps += [s.step(want(1.0), 0.1 * i).amplitude_mA for i in range(1, 120)]
+    amps += [at(s, 0.1 * i).step(want(1.0)).amplitude_mA for i in range(1, 120)]
     on = [i * 0.1 for i, a in enumerate(amps[1:], 1) if a > 0]
     assert max(on) <= 10.0 and s.stopped and "duration" in s.stop_reason
 
 
 def test_frequency_change_ramps_to_zero_first():
-    s = SafetyLayer(ENV)
+    s = make(ENV)
     drive(s, 1.0, 0.0, 2.0, f=10.0)
     out = drive(s, 1.0, 2.1, 3.0, f=20.0)
     assert out.frequency_Hz == 10.0 and out.amplitude_mA == pytest.approx(0.5)
@@ -120,65 +122,65 @@ def test_frequency_change_ramps_to_zero_first():
 
 def test_frequency_outside_the_device_range_is_clamped_and_needed_before_current():
     env = TESEnvelope(2.0, 0.5, 4.0, 100.0, 1.0, 1.0, 40.0, 0.3)
-    s = SafetyLayer(env)
+    s = make(env)
     assert drive(s, 1.0, 0.0, 1.0, f=math.nan).amplitude_mA == 0.0  # no valid frequency named yet
     out = drive(s, 1.0, 1.1, 2.1, f=150.0)
     assert out.frequency_Hz == 40.0 and out.amplitude_mA == pytest.approx(0.55)
 
 
 def test_phase_changes_only_at_zero_amplitude():
-    s = SafetyLayer(ENV)
-    s.step(Command(0.0, 10.0, True, 0.0, {"phase_deg": 90.0}), 0.0)
-    out = s.step(Command(1.0, 10.0, True, 0.0, {"phase_deg": 90.0}), 1.0)
+    s = make(ENV)
+    at(s, 0.0).step(Command(0.0, 10.0, True, 0.0, {"phase_deg": 90.0}))
+    out = at(s, 1.0).step(Command(1.0, 10.0, True, 0.0, {"phase_deg": 90.0}))
     assert out.extra["phase_deg"] == 90.0 and out.amplitude_mA == pytest.approx(0.5)
-    out = s.step(Command(1.0, 10.0, True, 0.0, {"phase_deg": -90.0}), 1.5)
+    out = at(s, 1.5).step(Command(1.0, 10.0, True, 0.0, {"phase_deg": -90.0}))
     assert out.extra["phase_deg"] == 90.0 and out.amplitude_mA == pytest.approx(0.25)
-    s.step(Command(1.0, 10.0, True, 0.0, {"phase_deg": -90.0}), 2.0)
-    out = s.step(Command(1.0, 10.0, True, 0.0, {"phase_deg": -90.0}), 2.5)
+    at(s, 2.0).step(Command(1.0, 10.0, True, 0.0, {"phase_deg": -90.0}))
+    out = at(s, 2.5).step(Command(1.0, 10.0, True, 0.0, {"phase_deg": -90.0}))
     assert out.extra["phase_deg"] == 270.0
 
 
 def test_watchdog_ramp_uses_the_emergency_rate_until_fresh_frames():
-    s = SafetyLayer(ENV)
+    s = make(ENV)
     drive(s, 2.0, 0.0, 4.0)
-    assert s.ramp_down(4.25, "no data", emergency=True).amplitude_mA == pytest.approx(1.0)
+    assert at(s, 4.25).ramp_down("no data", emergency=True).amplitude_mA == pytest.approx(1.0)
     # a later normal ramp-down (session end after the source was lost) keeps the emergency rate
-    assert s.ramp_down(4.375, "session end").amplitude_mA == pytest.approx(0.5)
+    assert at(s, 4.375).ramp_down("session end").amplitude_mA == pytest.approx(0.5)
     assert s.counts["watchdog"] == 1 and s.counts["stop"] == 1
     assert not s.stopped  # the watchdog does not latch: fresh frames resume stimulation
-    assert s.step(want(2.0), 4.5).amplitude_mA == pytest.approx(0.5625)
-    assert s.ramp_down(5.0, "session end").amplitude_mA == pytest.approx(0.3125)  # normal rate again
+    assert at(s, 4.5).step(want(2.0)).amplitude_mA == pytest.approx(0.5625)
+    assert at(s, 5.0).ramp_down("session end").amplitude_mA == pytest.approx(0.3125)  # normal rate again
 
 
 def test_emergency_stop_latches_at_the_fastest_ramp():
-    s = SafetyLayer(ENV)
+    s = make(ENV)
     drive(s, 2.0, 0.0, 4.0)
-    out = s.emergency_stop(4.1, "emergency button")
+    out = at(s, 4.1).emergency_stop("emergency button")
     assert out.amplitude_mA == pytest.approx(1.6) and s.state is StimState.RAMPING_DOWN and s.stopped
-    assert s.step(want(2.0), 4.3).amplitude_mA == pytest.approx(0.8)  # steps keep the emergency rate
-    assert s.step(want(2.0), 4.6).amplitude_mA == 0.0 and s.state is StimState.STOPPED
+    assert at(s, 4.3).step(want(2.0)).amplitude_mA == pytest.approx(0.8)  # steps keep the emergency rate
+    assert at(s, 4.6).step(want(2.0)).amplitude_mA == 0.0 and s.state is StimState.STOPPED
     assert s.stop_reason == "emergency button"
 
 
 def test_stop_latches_at_the_normal_rate_and_can_be_upgraded():
-    s = SafetyLayer(ENV)
+    s = make(ENV)
     drive(s, 2.0, 0.0, 4.0)
-    assert s.stop(5.0, "operator stop").amplitude_mA == pytest.approx(1.5)
-    assert s.emergency_stop(5.1, "second Ctrl-C").amplitude_mA == pytest.approx(1.1)
+    assert at(s, 5.0).stop("operator stop").amplitude_mA == pytest.approx(1.5)
+    assert at(s, 5.1).emergency_stop("second Ctrl-C").amplitude_mA == pytest.approx(1.1)
     assert s.stop_reason == "operator stop"
 
 
 def test_state_machine_arming_and_transitions():
-    s = TESSafetyLayer(ENV, auto_arm=False)
+    s = TESSafetyLayer(ENV, ManualClock(), auto_arm=False)
     assert drive(s, 1.0, 0.0, 1.0).amplitude_mA == 0.0 and s.state is StimState.IDLE
-    s.arm(1.05)
+    at(s, 1.05).arm()
     assert s.state is StimState.ARMED
     assert drive(s, 1.0, 1.1, 1.5).amplitude_mA > 0 and s.state is StimState.STIMULATING
     drive(s, 0.0, 1.6, 3.0)
     assert s.state is StimState.ARMED
-    s.stop(3.1, "done")
+    at(s, 3.1).stop("done")
     assert s.state is StimState.STOPPED
-    s.arm(3.2)
+    at(s, 3.2).arm()
     assert s.state is StimState.STOPPED  # arming does not undo a stop
     states = [e.reason.split(":")[0] for e in s.events if e.kind == "state"]
     assert states == ["idle → armed", "armed → stimulating", "stimulating → armed", "armed → stopped"]
@@ -187,26 +189,38 @@ def test_state_machine_arming_and_transitions():
         m.go(StimState.STIMULATING)
 
 
-def test_time_going_backwards_or_non_finite_moves_nothing():
-    s = SafetyLayer(ENV)
-    s.step(want(0.0), 10.0)
-    assert s.step(want(2.0), 5.0).amplitude_mA == 0.0 and s.charge_C == 0.0
-    assert s.step(want(2.0), math.nan).amplitude_mA == 0.0
-    assert s.step(want(2.0), math.inf).amplitude_mA == 0.0
-    assert s.t == 10.0 and s.counts["refuse"] == 2
+@pytest.mark.parametrize("method", ["step", "ramp_down", "stop", "emergency_stop"])
+@pytest.mark.parametrize("bad", [5.0, math.nan, math.inf, -math.inf])
+def test_a_clock_going_backwards_or_non_finite_is_an_error_never_ignored(method, bad):
+    s = make(ENV)
+    drive(s, 1.0, 0.0, 10.0)
+    before = (s.t, s.amplitude_mA, s.charge_C)
+    args = (want(2.0),) if method == "step" else ("test",)
+    with pytest.raises(SafetyClockError, match="backwards|finite"):
+        getattr(at(s, bad), method)(*args)
+    assert (s.t, s.amplitude_mA, s.charge_C) == before  # the call changed nothing it could not account for
+
+
+def test_the_layer_reads_its_own_clock_not_the_frame_time():
+    """A controller's command carries a (source) time; the layer ignores it and integrates on its clock."""
+    s = make(ENV)
+    for i in range(11):  # 1 s on the layer's clock, with commands stamped an hour apart
+        out = at(s, 0.1 * i).step(Command(2.0, 10.0, True, 3600.0 * i))
+    assert out.amplitude_mA == pytest.approx(0.5)  # 1 s at 0.5 mA/s, not an hour
+    assert s.t == pytest.approx(1.0) and s.charge_C == pytest.approx(0.25e-3)
 
 
 def test_a_gap_longer_than_the_watchdog_is_reported():
-    s = SafetyLayer(ENV)
+    s = make(ENV)
     drive(s, 1.0, 0.0, 1.0)
-    s.step(want(1.0), 2.0)
+    at(s, 2.0).step(want(1.0))
     assert s.gaps == 1 and any(e.kind == "gap" for e in s.events)
 
 
 def test_concurrent_emergency_stop_from_another_thread():
-    s = SafetyLayer(ENV)
+    s = make(ENV)
     drive(s, 2.0, 0.0, 4.0)
-    stopper = threading.Thread(target=s.emergency_stop, args=(4.0, "watchdog thread"))
+    stopper = threading.Thread(target=s.emergency_stop, args=("watchdog thread",))
     stopper.start()
     stopper.join()
     out = drive(s, 2.0, 4.1, 5.0)
@@ -240,7 +254,7 @@ def test_build_safety_layer_picks_the_modality(tmp_path, repo, profile, layer_ty
             profile=load_profile(repo / "devices" / f"{profile}.toml"),
             path=str(pipe),
         )
-    layer = build_safety_layer(resolved)
+    layer = build_safety_layer(resolved, ManualClock())
     assert type(layer) is layer_type and layer.env.watchdog_timeout_s == 0.3
     assert all(len(src) >= 10 for src in layer.env.sources.values())
 

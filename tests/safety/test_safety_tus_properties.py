@@ -3,12 +3,14 @@
 For arbitrary sequences of sonication requests (any pressure, frequency,
 intensity, duty cycle, PRF and burst, NaN and huge values included), times
 and watchdog/stop calls: whenever the layer sonicates, the mechanical index
-MI = PNP/sqrt(f_MHz), I_SPTA = I_SPPA × duty, the duty cycle (= burst × PRF),
+MI = PNP/sqrt(f_MHz), I_SPPA, I_SPTA = I_SPPA × duty, the agreement of
+I_SPPA with the plane-wave PNP² / (2 ρc), the duty cycle (= burst × PRF),
 the burst length and the centre frequency are within the envelope (computed
 here independently); each sonication, the pause before it, the total
-sonication time and the session duration respect their limits while the
-layer is called at least once per watchdog timeout; and the sonication time
-the layer reports equals what it applied.
+sonication time, the thermal bound (figure × Σ I_SPTA·t) and the session
+duration respect their limits while the layer is called at least once per
+watchdog timeout; and the sonication time the layer reports equals what it
+applied.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from safety_programs import ProgramClock, fraction
+from safety_programs import ProgramClock, call_at, fraction
 
 from closedloop.safety import TUSEnvelope, TUSSafetyLayer
+from closedloop.session.clocks import ManualClock
 from closedloop.types import Command
 
 pytestmark = pytest.mark.slow  # 10,000 hypothesis examples per property
@@ -28,7 +31,12 @@ pytestmark = pytest.mark.slow  # 10,000 hypothesis examples per property
 H = 0.3
 ENV = TUSEnvelope(
     max_mechanical_index=1.9,
+    max_isppa_W_per_cm2=60.0,  # below the plane-wave I_SPPA of the strongest PNP drawn, so it binds
     max_ispta_mW_per_cm2=720.0,
+    plane_wave_impedance_MRayl=1.5,
+    max_isppa_pnp_mismatch=0.3,
+    max_temperature_rise_C=2.0,
+    thermal_rise_C_per_J_per_cm2=20.0,  # 0.1 J/cm² per session: binds before the total time above 0.125 W/cm²
     max_duty_cycle=0.3,
     max_burst_s=0.1,
     min_center_frequency_MHz=0.25,
@@ -72,7 +80,7 @@ def decode_params(b: bytes, prev: dict[str, float]) -> dict[str, float]:
     p = {
         "pnp_MPa": 1.6 * b[7] / 255.0,
         "center_frequency_MHz": FC[b[8] % len(FC)],
-        "isppa_W_per_cm2": 4.0 * b[9] / 255.0,
+        "isppa_W_per_cm2": 50.0 * (1.6 * b[7] / 255.0) ** 2 / 1.5 * (0.5 + b[9] / 255.0),  # 0.5-1.5 x plane wave
         "prf_Hz": prf,
         "duty_cycle": duty,
         "burst_s": duty / prf if b[10] < 220 else 0.2 * b[11] / 255.0,
@@ -85,7 +93,7 @@ def decode_params(b: bytes, prev: dict[str, float]) -> dict[str, float]:
 
 
 def run(program: bytes):
-    layer = TUSSafetyLayer(ENV)
+    layer = TUSSafetyLayer(ENV, ManualClock())
     program_clock = ProgramClock(50.0, H)
     gaps = program[-1] >= 128
     params: dict[str, float] = {}
@@ -98,14 +106,15 @@ def run(program: bytes):
         op = b[0]
         if op < 240:
             params = decode_params(b, params)
-            cmd = layer.step(Command(0.0, 0.0, b[5] < 225, t, dict(params)), t)
+            cmd = call_at(layer, t, "step", Command(0.0, 0.0, b[5] < 225, t, dict(params)))
         elif op < 250:
-            cmd = layer.ramp_down(t, "no fresh frame", emergency=True)
+            cmd = call_at(layer, t, "ramp_down", "no fresh frame", emergency=True)
         elif op < 253:
-            cmd = layer.stop(t, "operator stop")
+            cmd = call_at(layer, t, "stop", "operator stop")
         else:
-            cmd = layer.emergency_stop(t, "emergency button")
-        out.append((clock, cmd, gap, was_latched))
+            cmd = call_at(layer, t, "emergency_stop", "emergency button")
+        if cmd is not None:
+            out.append((clock, cmd, gap, was_latched))
     return layer, out
 
 
@@ -113,9 +122,12 @@ def run(program: bytes):
 @given(programs)
 def test_every_sonication_is_inside_the_envelope_and_time_is_accounted(program):
     layer, out = run(program)
+    if not out:  # every call was refused (a non-finite or earlier clock): nothing was applied
+        return
     t0 = next((c for c, *_ in out if c is not None), None)
     prev_on, prev_t = False, None
-    on_time = total = 0.0
+    on_time = total = energy = 0.0
+    ispta = 0.0
     sonications = 0
     off_since = None
     for clock, cmd, gap, was_latched in out:
@@ -124,7 +136,9 @@ def test_every_sonication_is_inside_the_envelope_and_time_is_accounted(program):
         if prev_on:
             on_time += dt
             total += dt
+            energy += ispta * dt
             if not gap:
+                assert ENV.thermal_rise_C_per_J_per_cm2 * energy <= ENV.max_temperature_rise_C + EPS
                 assert on_time <= ENV.max_sonication_s + EPS
                 assert total <= ENV.max_total_sonication_s + EPS
                 assert clock - t0 <= ENV.max_session_duration_s + EPS
@@ -134,15 +148,18 @@ def test_every_sonication_is_inside_the_envelope_and_time_is_accounted(program):
             f = x["center_frequency_MHz"]
             assert ENV.min_center_frequency_MHz <= f <= ENV.max_center_frequency_MHz
             assert x["pnp_MPa"] / math.sqrt(f) <= ENV.max_mechanical_index + EPS
+            assert x["isppa_W_per_cm2"] <= ENV.max_isppa_W_per_cm2
+            plane = x["pnp_MPa"] ** 2 / (2 * ENV.plane_wave_impedance_MRayl * 1e6) * 1e12 / 1e4  # SI, then W/cm²
+            assert abs(x["isppa_W_per_cm2"] - plane) <= ENV.max_isppa_pnp_mismatch * plane + EPS
             assert x["isppa_W_per_cm2"] * x["duty_cycle"] * 1000.0 <= ENV.max_ispta_mW_per_cm2 + EPS
             assert x["duty_cycle"] <= ENV.max_duty_cycle
             assert abs(x["burst_s"] * x["prf_Hz"] - x["duty_cycle"]) <= 0.01 * x["duty_cycle"] + EPS
             assert x["burst_s"] <= ENV.max_burst_s
             assert cmd.frequency_Hz == x["prf_Hz"]
-            assert x["fire"] == (0.0 if prev_on else 1.0)  # the convention: fire marks a sonication's start
+            assert cmd.fire == (not prev_on)  # the convention: fire marks a sonication's start
         else:
-            assert x["fire"] == 0.0
-            assert x.get("abort", 0.0) == 0.0 or prev_on  # abort only cuts a running sonication
+            assert not cmd.fire
+            assert not cmd.abort or prev_on  # abort only cuts a running sonication
         if cmd.on:
             if not prev_on:
                 sonications += 1
@@ -152,6 +169,8 @@ def test_every_sonication_is_inside_the_envelope_and_time_is_accounted(program):
         elif prev_on:
             off_since = clock
         prev_on = cmd.on
+        ispta = x["isppa_W_per_cm2"] * x["duty_cycle"] if cmd.on else 0.0
         prev_t = clock if clock is not None else prev_t
     assert math.isclose(layer.stim_time_s, total, rel_tol=1e-9, abs_tol=1e-12)
+    assert math.isclose(layer.energy_J_per_cm2, energy, rel_tol=1e-9, abs_tol=1e-12)
     assert layer.dose == {"sonications": float(sonications), "sonication_s": layer.stim_time_s}

@@ -6,8 +6,9 @@ import threading
 import time
 
 import pytest
+from safety_helpers import at, make
 
-from closedloop.safety import SafetyLayer, StimState, TESEnvelope, Watchdog
+from closedloop.safety import StimState, TESEnvelope, Watchdog
 from closedloop.types import Command
 
 
@@ -31,16 +32,16 @@ def test_checks_are_armed_by_the_first_report_and_name_the_cause():
 
 def test_monitor_thread_notices_a_stalled_loop_and_stops_stimulation():
     env = TESEnvelope(2.0, 0.5, 4.0, 100.0, 7.2, 0.0, 100.0, 0.3)
-    safety = SafetyLayer(env)
+    safety = make(env)
     for i in range(40):
-        safety.step(Command(2.0, 10.0, True), i * 0.1)
+        at(safety, i * 0.1).step(Command(2.0, 10.0, True))
     w = Watchdog(frame_timeout_s=0.3, loop_timeout_s=0.1, clock=time.monotonic)
     tripped = threading.Event()
     trips = []
 
     def on_trip(trip):
         trips.append(trip)
-        safety.emergency_stop(safety.t, trip.reason)  # what the runtime wires
+        safety.emergency_stop(trip.reason)  # what the runtime wires
         tripped.set()
 
     w.heartbeat(time.monotonic())
@@ -56,7 +57,7 @@ def test_monitor_thread_notices_a_stalled_loop_and_stops_stimulation():
     assert [t.kind for t in trips] == ["loop"]  # once per stall
     assert safety.stopped and "loop thread stalled" in safety.stop_reason
     assert safety.state is StimState.RAMPING_DOWN
-    assert safety.step(Command(2.0, 10.0, True), safety.t + 1.0).amplitude_mA == 0.0
+    assert at(safety, safety.t + 1.0).step(Command(2.0, 10.0, True)).amplitude_mA == 0.0
 
 
 def test_start_twice_is_an_error():

@@ -1,0 +1,173 @@
+"""The one session driver: the per-chunk work of every session, live or replayed.
+
+:class:`SessionDriver` takes a chunk, runs it through the
+:class:`~closedloop.pipeline.Pipeline`, hands every allowed command to the
+adapter (in order: none is dropped, so every fire and abort reaches the
+device), records the chunk, the frames and the applied commands, keeps the
+counters, and says when the session must stop. The live runtime
+(:mod:`closedloop.live.runtime`) adds only a source, the local clock, the
+watchdog thread, stop signals and the status line; a replay
+(:mod:`closedloop.offline.replay`) adds only a file and the sample clock. So
+a replay of a recorded live session ends with the same counters and the same
+stop reason.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+from closedloop.adapters.base import Adapter, LimitViolation
+from closedloop.session.summary import SessionStats
+from closedloop.session.telemetry import RunningStats
+from closedloop.types import BAD_DATA_FLAGS, Chunk, Command
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from closedloop.pipeline import Pipeline, Step
+    from closedloop.recording.session import SessionRecording
+
+
+class SessionDriver:
+    """Run chunks through a pipeline into an adapter, recording and counting as it goes.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        The pipeline (its safety layer runs on the session's clock).
+    adapter : Adapter
+        Connected and armed before the first chunk.
+    clock : callable
+        The session's clock (the time commands are issued at): the local
+        monotonic clock live, the safety layer's clock in a replay.
+    local_time : callable
+        Maps a frame time (the pipeline's time base) to ``clock``'s time base,
+        for the latency of each command.
+    recording : SessionRecording, optional
+        Where the chunks, frames, commands and events go.
+    duration_s : float, optional
+        End the session once this much data (s, counted in samples) has been
+        processed — so a replay ends where the live session did.
+    on_step : callable, optional
+        Called with every :class:`~closedloop.pipeline.Step`.
+
+    Attributes
+    ----------
+    lock : threading.Lock
+        Held while a chunk's commands are computed and applied; a watchdog
+        thread takes it before it stops the output, so no older command can
+        follow its emergency stop.
+    stats : SessionStats
+        The counters (written to ``summary.json``).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        adapter: Adapter,
+        clock: Callable[[], float],
+        local_time: Callable[[float], float],
+        recording: SessionRecording | None = None,
+        duration_s: float | None = None,
+        on_step: Callable[[Step], None] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.adapter = adapter
+        self.clock = clock
+        self.local_time = local_time
+        self.recording = recording
+        self.duration_samples = None if duration_s is None else round(duration_s * pipeline.resolved.config.sfreq)
+        self.on_step = on_step
+        self.lock = threading.Lock()
+        self.stats = SessionStats()
+        self.stats.feature_stats = RunningStats(len(pipeline.feature_names))
+        self.adapter_s = 0.0  # time spent handing the last chunk's commands to the adapter
+        self.issued = float("nan")  # clock time the last command was issued at
+
+    @property
+    def safety(self):
+        """The pipeline's safety layer."""
+        return self.pipeline.safety
+
+    def warmup(self) -> None:
+        """Compile every numba kernel the driver runs before the session clock starts."""
+        self.pipeline.warmup()
+        self.stats.feature_stats.warmup()
+
+    # -- per chunk ----------------------------------------------------------------
+    def feed(self, chunk: Chunk, raw_timestamps: np.ndarray) -> list[Step]:
+        """Record ``chunk`` (``raw_timestamps`` as received), run it, apply every allowed command, count."""
+        if self.recording is not None:
+            self.recording.on_chunk(chunk.data, raw_timestamps)
+        with self.lock:
+            steps = self.pipeline.process(chunk)
+            if steps:
+                t0 = perf_counter()
+                for s in steps:
+                    self.apply(s.allowed, counted=True)
+                self.adapter_s = perf_counter() - t0
+        if not steps:
+            return steps
+        if self.recording is not None:
+            self.recording.on_steps(steps)
+        stats = self.stats
+        stats.frames += len(steps)
+        for s in steps:
+            stats.feature_stats.add(s.frame.values)
+            stats.count_flags(s.frame.flags)
+            if self.on_step is not None:
+                self.on_step(s)
+        return steps
+
+    def apply(self, command: Command, counted: bool = False) -> None:
+        """Hand ``command`` to the adapter now; record it; count it (``counted``: a frame's command).
+
+        A refusal by the adapter (outside the device profile) is counted, not
+        raised: the adapter has driven its device to the safe state. After an
+        abort that did not end the session (a watchdog ramp cut a train), the
+        device is re-armed so stimulation may resume with fresh frames.
+        """
+        now = self.clock()
+        try:
+            self.adapter.apply(command, now)
+        except LimitViolation:
+            self.stats.adapter_refusals += 1
+            return
+        self.issued = now
+        if self.recording is not None:
+            self.recording.on_applied(command, now, now - self.local_time(command.time))
+        if counted:
+            self.stats.commands_applied += 1
+        else:
+            self.stats.shutdown_commands += 1
+        if command.amplitude_mA > self.stats.amplitude_max:
+            self.stats.amplitude_max = command.amplitude_mA
+        if command.abort and not self.safety.stopped:
+            self.adapter.rearm()  # an abort disarms rTMS/TUS devices
+
+    # -- stop rules -------------------------------------------------------------------
+    def stop_reason(self) -> str | None:
+        """Return why the session must end now (``None``: it goes on).
+
+        In order: a device fault; the safety layer latched a stop and the
+        output is off; the recording failed; the requested duration of data
+        has been processed.
+        """
+        fault = self.adapter.fault
+        if fault:
+            return f"device fault: {fault}"
+        safety = self.safety
+        if safety.stopped and not safety.active:
+            return safety.stop_reason
+        if self.recording is not None and self.recording.error is not None:
+            return f"recording failed: {self.recording.error}"
+        if self.duration_samples is not None and self.pipeline.samples_in >= self.duration_samples:
+            return "duration reached"
+        return None
+
+    def bad_data(self, steps: list[Step]) -> bool:
+        """Return whether the newest of ``steps`` holds no usable data (non-finite or saturated)."""
+        return bool(steps[-1].frame.flags & BAD_DATA_FLAGS)
