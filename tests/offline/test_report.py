@@ -217,3 +217,10 @@ def test_report_title_names_the_replayed_file_and_the_identity(tmp_path):
     html = (tmp_path / "live" / "report.html").read_text()
     assert "<title>closedloop session — alpha_tacs — participant P07, session S2</title>" in html
     assert "<th>site</th><td>Lab A</td>" in section(html, "Summary")
+
+
+def test_identity_from_the_summary_when_the_file_has_none(session, tmp_path):
+    folder, resolved, _ = session
+    summary = {"pipeline": "alpha_tacs", "identity": {"participant": "P09", "session": "S1"}}
+    html = write_report(folder / "session.xdf", tmp_path / "r.html", summary, resolved).read_text()
+    assert "<title>closedloop session — alpha_tacs — participant P09, session S1</title>" in html
