@@ -73,6 +73,7 @@ _BOUNDARY_CHUNK = chunk_bytes(TAG_BOUNDARY, BOUNDARY_UUID)
 _XML_STARTS = (b"<?xml", b"<info")
 _OPEN_TAG = re.compile(r"<([A-Za-z_][A-Za-z0-9_.-]*)>")
 _MAX_OFFSET_S = 1e10  # a clock offset beyond ~300 years is damage, not a clock
+_MAX_HEADER = 1 << 22  # bytes of a damaged file header searched for elements to keep (ours are ~10 kB)
 
 
 @dataclass(slots=True)
@@ -510,7 +511,7 @@ class _Walker:
                     if 5 + head[4] + length <= end:
                         end = 5 + head[4] + length
                 f.seek(4)
-                damaged = f.read(end - 4)
+                damaged = f.read(min(end - 4, _MAX_HEADER))
             cut = damaged.find(b"</info>")  # nothing of the next chunks
             damaged = damaged if cut < 0 else damaged[:cut]
         parts = ["<version>1.0</version>"]
