@@ -3,25 +3,78 @@
 The one-way data path (see docs/architecture.md)::
 
     Source ─Chunk─▶ Preprocessor ─▶ FeatureExtractor ─Frame─▶ Controller ─Command─▶ SafetyLayer ─▶ Adapter
+
+The names below are imported on first use, so that ``import closedloop.config``
+(the schema) or ``closedloop --help`` loads no stage code.
 """
 
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("closedloop")
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+src"
 
-from closedloop.adapters import Adapter, LimitViolation, SimulatedStimulator, build_adapter
-from closedloop.config import PipelineConfig, PipelineError, ResolvedPipeline, load_pipeline
-from closedloop.config.profile import DeviceProfile, load_profile
-from closedloop.control import Controller, ThresholdController, build_controller
-from closedloop.features import BandPower, FeatureExtractor
-from closedloop.lslconfig import configure_lsl
-from closedloop.pipeline import Pipeline, Step
-from closedloop.preprocess import Preprocessor
-from closedloop.safety import SafetyEvent, SafetyLayer, TESEnvelope
-from closedloop.types import Chunk, Command, Frame, Quality
+#: Public name -> module it lives in.
+_EXPORTS = {
+    "Adapter": "closedloop.adapters",
+    "LimitViolation": "closedloop.adapters",
+    "SimulatedStimulator": "closedloop.adapters",
+    "build_adapter": "closedloop.adapters",
+    "PipelineConfig": "closedloop.config",
+    "PipelineError": "closedloop.config",
+    "ResolvedPipeline": "closedloop.config",
+    "load_pipeline": "closedloop.config",
+    "DeviceProfile": "closedloop.config.profile",
+    "load_profile": "closedloop.config.profile",
+    "Controller": "closedloop.control",
+    "ThresholdController": "closedloop.control",
+    "build_controller": "closedloop.control",
+    "BandPower": "closedloop.features",
+    "FeatureExtractor": "closedloop.features",
+    "configure_lsl": "closedloop.lslconfig",
+    "Pipeline": "closedloop.pipeline",
+    "Step": "closedloop.pipeline",
+    "Preprocessor": "closedloop.preprocess",
+    "SafetyEvent": "closedloop.safety",
+    "SafetyLayer": "closedloop.safety",
+    "TESEnvelope": "closedloop.safety",
+    "Chunk": "closedloop.types",
+    "Command": "closedloop.types",
+    "Frame": "closedloop.types",
+    "Quality": "closedloop.types",
+}
+
+if TYPE_CHECKING:
+    from closedloop.adapters import Adapter, LimitViolation, SimulatedStimulator, build_adapter
+    from closedloop.config import PipelineConfig, PipelineError, ResolvedPipeline, load_pipeline
+    from closedloop.config.profile import DeviceProfile, load_profile
+    from closedloop.control import Controller, ThresholdController, build_controller
+    from closedloop.features import BandPower, FeatureExtractor
+    from closedloop.lslconfig import configure_lsl
+    from closedloop.pipeline import Pipeline, Step
+    from closedloop.preprocess import Preprocessor
+    from closedloop.safety import SafetyEvent, SafetyLayer, TESEnvelope
+    from closedloop.types import Chunk, Command, Frame, Quality
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'closedloop' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "Adapter",

@@ -1,3 +1,7 @@
+"""``python -m closedloop``: the command line."""
+
+import sys
+
 from closedloop.cli import main
 
-main()
+sys.exit(main())

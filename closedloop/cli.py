@@ -1,32 +1,226 @@
-"""The ``closedloop`` command."""
+"""The ``closedloop`` command.
+
+Bad input — a pipeline, a profile, an argument, a missing file — ends with a
+one-line ``error: ...`` (every problem of a pipeline listed) and exit code 2,
+never a traceback; a run that cannot start or a recording that does not fit
+ends with exit code 3. User-facing text is printed without Rich markup, so
+``[source]`` in a message stays as written.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
+import re
+import shutil
+import socket
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from closedloop import __version__
+
+try:  # typer >= 0.24 vendors click; its errors derive from TyperException
+    from typer import TyperException as _CliError
+except ImportError:  # older typer: click's own
+    from click import ClickException as _CliError
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Closed-loop EEG-guided brain stimulation over Lab Streaming Layer.",
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _load(pipeline: Path):
-    from closedloop.config import PipelineError, load_pipeline
+# --- printing ------------------------------------------------------------------------------------
+
+
+def _say(console: Console, label: str, style: str, message: str) -> None:
+    console.print(Text.assemble((label, style), message), soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    _say(err, "error: ", "bold red", message)
+    raise typer.Exit(code)
+
+
+def _warn(message: str) -> None:
+    _say(err, "warning: ", "yellow", message)
+
+
+def _note(message: str) -> None:
+    err.print(Text(message), soft_wrap=True)
+
+
+# --- shared options and checks -------------------------------------------------------------------
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def _label(value: str | None) -> str | None:
+    if value is not None and not _LABEL.fullmatch(value):
+        raise typer.BadParameter(f"{value!r}: letters and digits only (a BIDS label), e.g. 01 or pilot3")
+    return value
+
+
+_SET_HELP = "override a pipeline value: KEY=VALUE (repeatable), VALUE a TOML value, checked like the file"
+_PIPELINE_HELP = "pipeline TOML file, or the name of a shipped pipeline (e.g. alpha_tacs)"
+
+
+def _load(pipeline: str, sets: list[str] | None = None):
+    from closedloop.config import PipelineError, load_pipeline, parse_overrides
 
     try:
-        return load_pipeline(pipeline)
-    except PipelineError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        overrides = parse_overrides(sets or [])
+        return load_pipeline(pipeline, overrides)
+    except (PipelineError, ValueError) as e:
+        _fail(str(e))
+
+
+def _print_warnings(resolved, recording=None) -> None:
+    from closedloop.config import pipeline_warnings
+
+    for w in pipeline_warnings(resolved.config):
+        _warn(w)
+    if recording is not None:
+        line_warning = _line_warning(resolved, recording)
+        if line_warning:
+            _warn(line_warning)
+
+
+def _line_warning(resolved, recording) -> str | None:
+    from closedloop.config.validate import notch_warning
+    from closedloop.offline.features import detect_line_frequency
+
+    declared = getattr(recording, "line_freq", None)
+    if declared:
+        return notch_warning(resolved.config.preprocess, float(declared), f"declared in {recording.path.name}")
+    detected = detect_line_frequency(recording)
+    return notch_warning(resolved.config.preprocess, detected, f"detected in the spectrum of {recording.path.name}")
+
+
+def _peek_source_file(resolved):
+    """Open a file source's recording for ``check``'s warnings; warn (not fail) when it cannot be opened."""
+    from closedloop.offline.features import open_source_file
+
+    src = resolved.config.source
+    if getattr(src, "kind", "") != "file" or src.path is None:
+        return None
+    try:
+        return open_source_file(src.path, resolved)
+    except Exception as e:  # noqa: BLE001 - check validates the pipeline; the recording may come later
+        _warn(f"source.path: {src.path} cannot be opened now ({e})")
+        return None
+
+
+def _needs_device(resolved, command: str) -> None:
+    cfg = resolved.config
+    if not cfg.stimulates:
+        _fail(
+            f"{resolved.path} has no [controller] and [device]: it only extracts features "
+            f"(closedloop features FILE --pipeline {Path(resolved.path).stem}); {command} needs both"
+        )
+
+
+def _out_folder(resolved, kind: str, participant: str | None, session: str | None) -> Path:
+    """``<output.folder>/<YYYYmmdd-HHMMSS>-[replay-]<pipeline>[-sub-P][-ses-S]``."""
+    name = f"{datetime.now():%Y%m%d-%H%M%S}-{kind}{resolved.config.pipeline.name}"
+    name += (f"-sub-{participant}" if participant else "") + (f"-ses-{session}" if session else "")
+    return Path(resolved.config.output.folder) / name
+
+
+def _with_supported(fn: Callable, **kwargs) -> dict:
+    """Keep the keyword arguments ``fn`` accepts (``identity``, ``on_progress``: added by newer runtimes)."""
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in kwargs.items() if k in params and v is not None}
+
+
+def _identity(participant: str | None, session: str | None) -> dict | None:
+    if participant is None and session is None:
+        return None
+    return {"participant": participant, "session": session}
+
+
+def _fmt(x: object, digits: int = 3) -> str:
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def _print_summary(summary: dict, folder: Path) -> None:
+    """Print a compact end-of-session summary (summary.json holds everything)."""
+    rows = [
+        ("stop reason", str(summary.get("stop_reason", "?"))),
+        (
+            "duration",
+            f"{_fmt(float(summary.get('duration_s', 0.0)))} s, {summary.get('frames', 0)} frames, "
+            f"{summary.get('commands_applied', 0)} commands",
+        ),
+    ]
+    dose = {k: v for k, v in (summary.get("dose") or {}).items() if v}
+    parts = [f"{k} {_fmt(v)}" for k, v in dose.items()] or [f"stim_time_s {_fmt(summary.get('stim_time_s', 0.0))}"]
+    if summary.get("amplitude_max_mA"):
+        parts.append(f"max {_fmt(float(summary['amplitude_max_mA']))} mA")
+    rows.append(("dose", ", ".join(parts)))
+    flags = summary.get("flags", summary.get("quality_flags"))
+    if isinstance(flags, dict):  # frames per quality flag (when the session counts them)
+        counts = {k: v for k, v in flags.items() if isinstance(v, int | float) and v}
+        rows.append(("flags", ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    events = {k: v for k, v in (summary.get("safety_events") or {}).items() if v}
+    if events or summary.get("watchdog_trips"):
+        text = ", ".join(f"{k} {v}" for k, v in events.items())
+        if summary.get("watchdog_trips"):
+            text += f"{', ' if text else ''}watchdog trips {summary['watchdog_trips']}"
+        rows.append(("safety", text))
+    lat = summary.get("latency_ms") or {}
+    if lat.get("median") is not None:
+        rows.append(("latency", f"median {_fmt(lat['median'])} ms, p99 {_fmt(lat.get('p99'))} ms"))
+    if summary.get("realtime_factor"):
+        rows.append(("speed", f"{summary['realtime_factor']:.0f}x real time"))
+    files = [f.name for f in sorted(folder.glob("*")) if f.is_file()] if folder.is_dir() else []
+    rows.append(("files", f"{folder}: {', '.join(files) or 'none'}"))
+    for warning in (summary.get("warnings") or [])[:3]:
+        rows.append(("warning", str(warning)))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        out.print(Text.assemble((f"{key:<{width}}  ", "bold"), value), soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"closedloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """Closed-loop EEG-guided brain stimulation over Lab Streaming Layer."""
+
+
+# --- commands ------------------------------------------------------------------------------------
 
 
 def _envelope_table(resolved) -> Table:
@@ -36,51 +230,73 @@ def _envelope_table(resolved) -> Table:
     table.add_column("unit")
     table.add_column("source", overflow="fold")
     for name, lim in resolved.envelope().items():
-        table.add_row(name, f"{lim['value']:g}", str(lim["unit"]), str(lim["source"]))
+        table.add_row(name, f"{lim['value']:g}", str(lim["unit"]), Text(str(lim["source"])))
     return table
 
 
 @app.command()
-def check(pipeline: Path = typer.Argument(..., help="pipeline TOML file")) -> None:
+def check(
+    pipeline: str = typer.Argument(..., help=_PIPELINE_HELP),
+    sets: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help=_SET_HELP),
+) -> None:
     """Validate a pipeline and print it resolved, with its effective safety envelope."""
     from closedloop.config import feature_names
 
-    resolved = _load(pipeline)
+    resolved = _load(pipeline, sets)
     cfg = resolved.config
-    out.print(f"[bold green]ok[/] {pipeline} — pipeline [bold]{cfg.pipeline.name}[/]")
-    out.print(f"device profile: {resolved.profile.path}")
+    _say(out, "ok ", "bold green", f"{resolved.path} — pipeline {cfg.pipeline.name}")
+    out.print(Text(f"device profile: {resolved.profile.path if resolved.profile else 'none (features only)'}"))
     out.print(
-        f"features: {', '.join(feature_names(cfg))}  "
-        f"(window {cfg.features.window_samples} / hop {cfg.features.hop_samples} samples at {cfg.sfreq:g} Hz)"
+        Text(
+            f"features: {', '.join(feature_names(cfg))}  "
+            f"(window {cfg.features.window_samples} / hop {cfg.features.hop_samples} samples at {cfg.sfreq:g} Hz)"
+        )
     )
-    shown = cfg.model_dump(mode="json")
-    if shown["controller"].get("blinded"):  # a blinded schedule: the console does not show the arm
+    _print_warnings(resolved, _peek_source_file(resolved))
+    shown = cfg.model_dump(mode="json", exclude_none=True)
+    if (shown.get("controller") or {}).get("blinded"):  # a blinded schedule: the console does not show the arm
         shown["controller"]["arm"] = "(blinded)"
     out.print_json(json.dumps(shown))
-    out.print(_envelope_table(resolved))
+    if resolved.profile is not None:
+        out.print(_envelope_table(resolved))
 
 
 @app.command()
 def run(
-    pipeline: Path = typer.Argument(..., help="pipeline TOML file"),
-    duration: float = typer.Option(30.0, "--duration", "-d", min=0.1, help="session length (s)"),
-    out_dir: Path | None = typer.Option(None, "--out", help="output folder (default sessions/<time>-<name>)"),
+    pipeline: str = typer.Argument(..., help=_PIPELINE_HELP),
+    duration: float = typer.Option(30.0, "--duration", "-d", min=0.1, callback=_finite, help="session length (s)"),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="output folder (default <output.folder>/<time>-<pipeline>[-sub-P][-ses-S])"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live status line"),
+    sets: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help=_SET_HELP),
+    participant: str | None = typer.Option(None, "--participant", callback=_label, help="participant label"),
+    session: str | None = typer.Option(None, "--session", callback=_label, help="session label"),
 ) -> None:
-    """Run a closed-loop session and write summary.json."""
-    from closedloop.live.runtime import LiveSession, default_out_dir
+    """Run a closed-loop session: session.xdf, summary.json and report.html in the output folder."""
+    from closedloop.live.runtime import LiveSession
     from closedloop.sources import SourceError
 
-    resolved = _load(pipeline)
-    folder = out_dir or default_out_dir(resolved)
-    err.print(f"closedloop: running [bold]{resolved.config.pipeline.name}[/] for {duration:g} s → {folder}")
+    resolved = _load(pipeline, sets)
+    _needs_device(resolved, "run")
+    if getattr(resolved.config.source, "kind", "") == "file":
+        _fail(
+            f"{resolved.path}: [source] kind = 'file' is replayed, not run live: closedloop replay --pipeline "
+            f"{pipeline} (or run it live with --set source.kind=lsl and the stream's keys)"
+        )
+    _print_warnings(resolved)
+    folder = out_dir or _out_folder(resolved, "", participant, session)
+    _note(f"closedloop: running {resolved.config.pipeline.name} for {duration:g} s → {folder}")
+    kwargs = _with_supported(
+        LiveSession.__init__,
+        identity=_identity(participant, session),
+        on_progress=lambda line: _note(str(line)),
+    )
     try:
-        summary = LiveSession(resolved, duration, folder, show_status=not quiet).run()
+        summary = LiveSession(resolved, duration, folder, show_status=not quiet, **kwargs).run()
     except (SourceError, OSError) as e:  # no stream, or an output folder that cannot hold the recording
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(3) from None
-    out.print_json(json.dumps(summary))
-    err.print(f"summary written to {folder / 'summary.json'} — stop reason: {summary['stop_reason']}")
+        _fail(str(e), 3)
+    _print_summary(summary, folder)
 
 
 @app.command()
@@ -88,15 +304,17 @@ def synth(
     name: str = typer.Option("closedloop-synth", help="LSL stream name"),
     source_id: str | None = typer.Option(None, "--source-id", help="LSL source_id (default closedloop-synth-NAME)"),
     channels: int = typer.Option(32, min=1, max=512, help="number of EEG channels"),
-    rate: float = typer.Option(500.0, min=1.0, max=20000.0, help="sampling rate (Hz)"),
+    rate: float = typer.Option(500.0, min=1.0, max=20000.0, callback=_finite, help="sampling rate (Hz)"),
     seed: int = typer.Option(0, help="random seed"),
-    chunk: int = typer.Option(10, min=1, help="samples per pushed chunk"),
-    duration: float | None = typer.Option(None, help="stop after this many seconds (default: Ctrl-C)"),
+    chunk: int = typer.Option(10, min=1, max=100_000, help="samples per pushed chunk"),
+    duration: float | None = typer.Option(
+        None, min=0.0, callback=_finite, help="stop after this many seconds (default: Ctrl-C)"
+    ),
 ) -> None:
     """Publish synthetic EEG (and a marker stream) over LSL."""
     from closedloop.synthetic.outlet import run_synth
 
-    err.print(f"closedloop synth: {channels} ch at {rate:g} Hz as LSL stream {name!r} (Ctrl-C to stop)")
+    _note(f"closedloop synth: {channels} ch at {rate:g} Hz as LSL stream {name!r} (Ctrl-C to stop)")
     try:
         run_synth(
             name=name,
@@ -111,13 +329,30 @@ def synth(
         pass
 
 
+def _folder_origin(folder: Path) -> str:
+    """Why a folder is on the profile search path (for ``closedloop devices``)."""
+    import os
+
+    from closedloop.config.profile import DEVICES_ENV, packaged_folder, user_devices_folder
+
+    env = [Path(p).resolve() for p in os.environ.get(DEVICES_ENV, "").split(os.pathsep) if p]
+    packaged = packaged_folder("devices")
+    if folder in env:
+        return DEVICES_ENV
+    if folder == user_devices_folder().resolve():
+        return "user folder"
+    if packaged is not None and folder == packaged.resolve():
+        return "shipped with closedloop"
+    return "project (./devices, or beside a pipeline)"
+
+
 @app.command()
 def devices(
     name: str | None = typer.Argument(None, help="show only this profile (name or path)"),
 ) -> None:
-    """List adapters (built-in and from entry points) and device profiles with their limits."""
+    """List adapters, the profile folders in lookup order, and every device profile with its limits."""
     from closedloop.adapters import adapter_factory, available_adapters
-    from closedloop.config.profile import device_search_path, find_profile, load_profile
+    from closedloop.config.profile import device_search_path, find_profile, load_profile, profile_files
 
     adapters = Table(title="Adapters")
     adapters.add_column("adapter")
@@ -128,92 +363,169 @@ def devices(
         try:
             factory = adapter_factory(adapter)
             modalities = ", ".join(getattr(factory, "modalities", ("tes", "rtms", "tus")))
-            doc = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+            doc = Text((factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else "")
         except Exception as e:  # noqa: BLE001 - a broken plug-in must not hide the others
-            modalities, doc = "?", f"[red]cannot load: {e}[/]"
+            modalities, doc = "?", Text(f"cannot load: {e}", style="red")
         adapters.add_row(adapter, modalities, origin, doc)
     if name is None:
         out.print(adapters)
-        out.print(f"profile folders: {', '.join(str(p) for p in device_search_path())}")
-        files, seen = [], set()
-        for folder in device_search_path():
-            for f in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-                if f.stem not in seen:
-                    seen.add(f.stem)
-                    files.append(f)
+        out.print("Profile folders, searched in this order (the first profile of a name wins):")
+        for i, folder in enumerate(device_search_path(), 1):
+            state = "" if folder.is_dir() else "  (absent)"
+            out.print(Text(f"  {i}. {folder}  [{_folder_origin(folder)}]{state}"))
+        files = profile_files()
     else:
         try:
-            files = [find_profile(name)]
+            files = [(None, find_profile(name))]
         except FileNotFoundError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False)
-            raise typer.Exit(2) from None
+            _fail(str(e))
     known = available_adapters()
-    for f in files:
+    for _, f in files:
         try:
             prof = load_profile(f)
         except Exception as e:  # noqa: BLE001 - show why a profile is unusable, then go on
-            out.print(f"[bold red]invalid profile[/] {f}: {e}", highlight=False)
+            _say(out, "invalid profile ", "bold red", f"{f}: {e}")
             continue
-        note = "" if prof.device.adapter in known else " [red](adapter not installed)[/]"
+        note = "" if prof.device.adapter in known else " (adapter not installed)"
         table = Table(
-            title=f"{prof.device.name} — {prof.device.modality}, adapter {prof.device.adapter}{note} ({prof.path})",
-            caption=prof.device.description or None,
+            title=Text(f"{prof.device.name} — {prof.device.modality}, adapter {prof.device.adapter}{note} ({f})"),
+            caption=Text(prof.device.description) if prof.device.description else None,
         )
         table.add_column("limit")
         table.add_column("value", justify="right")
         table.add_column("unit")
         table.add_column("source", overflow="fold")
         for n, lim in prof.limits.items():
-            table.add_row(n, f"{lim.value:g}", lim.unit, lim.source)
+            table.add_row(n, f"{lim.value:g}", lim.unit, Text(lim.source))
         out.print(table)
         if prof.adapter_options:
             opts = ", ".join(f"{k} = {v!r}" for k, v in prof.adapter_options.items())
-            out.print(f"  adapter_options: {opts}", highlight=False)
+            out.print(Text(f"  adapter_options: {opts}"))
+
+
+def _recording_path(file: Path | None, resolved, command: str) -> Path:
+    src = resolved.config.source
+    if file is None:
+        path = getattr(src, "path", None)
+        if path is None:
+            _fail(f"{command}: give a recording FILE, or a pipeline whose [source] (kind = 'file') has a path")
+        file = Path(path)
+    if not file.is_file():
+        _fail(f"recording not found: {file}")
+    return file
+
+
+def _open_file(file: Path, resolved, encoding: str | None):
+    from closedloop.offline.features import open_source_file
+    from closedloop.offline.files import RecordingError
+
+    if not file.is_file():
+        _fail(f"recording not found: {file}")
+    try:
+        return open_source_file(file, resolved, encoding)
+    except (RecordingError, OSError, ValueError, UnicodeDecodeError) as e:
+        _fail(f"{file}: {e}", 3)
+
+
+_FILE_HELP = "recording: XDF, EDF, BDF, FIF, BrainVision, EEGLAB... (default: the pipeline's [source] path)"
+_ENCODING_HELP = "text encoding of EDF+ annotations (e.g. latin1)"
 
 
 @app.command()
 def replay(
-    file: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="recording: XDF, EDF, BDF, FIF, BrainVision, EEGLAB..."
+    file: Path | None = typer.Argument(None, dir_okay=False, help=_FILE_HELP),
+    pipeline: str = typer.Option(..., "--pipeline", "-p", help=_PIPELINE_HELP),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="output folder (default <output.folder>/<time>-replay-<pipeline>[-sub-P][-ses-S])"
     ),
-    pipeline: Path = typer.Option(..., "--pipeline", "-p", help="pipeline TOML file"),
-    out_dir: Path | None = typer.Option(None, "--out", help="output folder (default sessions/<time>-replay-<name>)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     no_report: bool = typer.Option(False, "--no-report", help="skip report.html"),
+    sets: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help=_SET_HELP),
+    encoding: str | None = typer.Option(None, "--encoding", help=_ENCODING_HELP),
+    participant: str | None = typer.Option(None, "--participant", callback=_label, help="participant label"),
+    session: str | None = typer.Option(None, "--session", callback=_label, help="session label"),
 ) -> None:
     """Run a pipeline offline over a recording as fast as the CPU allows (session.xdf, summary.json, report.html)."""
-    from datetime import datetime
-
     from closedloop.offline.files import RecordingError
     from closedloop.offline.replay import replay as run_replay
 
-    resolved = _load(pipeline)
-    folder = out_dir or Path(resolved.config.output.folder) / (
-        f"{datetime.now():%Y%m%d-%H%M%S}-replay-{resolved.config.pipeline.name}"
-    )
+    resolved = _load(pipeline, sets)
+    _needs_device(resolved, "replay")
+    file = _recording_path(file, resolved, "replay")
+    rec = _open_file(file, resolved, encoding)
+    _print_warnings(resolved, rec)
+    folder = out_dir or _out_folder(resolved, "replay-", participant, session)
+    kwargs = _with_supported(run_replay, identity=_identity(participant, session))
     try:
-        result = run_replay(file, resolved, folder, progress=not quiet, report=not no_report)
+        result = run_replay(file, resolved, folder, progress=not quiet, report=not no_report, recording=rec, **kwargs)
     except (RecordingError, FileExistsError, OSError) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(3) from None
+        _fail(str(e), 3)
     for note in result.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
-    out.print_json(json.dumps(result.summary, default=str))
-    err.print(
+        _say(err, "note: ", "yellow", note)
+    _print_summary(result.summary, folder)
+    _note(
         f"replayed {result.duration_s:.1f} s in {result.wall_s:.2f} s ({result.realtime_factor:.0f}x real time)"
         f" → {folder}"
     )
 
 
 @app.command()
+def features(
+    file: Path | None = typer.Argument(None, dir_okay=False, help=_FILE_HELP),
+    pipeline: str = typer.Option(..., "--pipeline", "-p", help=_PIPELINE_HELP + "; no [controller]/[device] needed"),
+    out_csv: Path | None = typer.Option(None, "--out", help="CSV of the frames (time, features, flags)"),
+    sets: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help=_SET_HELP),
+    encoding: str | None = typer.Option(None, "--encoding", help=_ENCODING_HELP),
+) -> None:
+    """Extract a pipeline's features from a recording offline, with no controller and no device."""
+    from closedloop.offline.features import extract_features
+    from closedloop.offline.files import RecordingError
+
+    resolved = _load(pipeline, sets)
+    file = _recording_path(file, resolved, "features")
+    rec = _open_file(file, resolved, encoding)
+    _print_warnings(resolved, rec)
+    try:
+        table = extract_features(file, resolved, recording=rec)
+    except (RecordingError, OSError) as e:
+        _fail(str(e), 3)
+    summary = Table(title=Text(f"{file.name}: {len(table)} frames"))
+    summary.add_column("feature")
+    for col in ("mean", "sd", "min", "max"):
+        summary.add_column(col, justify="right")
+    import numpy as np
+
+    for i, n in enumerate(table.feature_names):
+        v = table.values[:, i]
+        v = v[np.isfinite(v)]
+        stats = (v.mean(), v.std(), v.min(), v.max()) if v.size else (math.nan,) * 4
+        summary.add_row(n, *(f"{x:.4g}" for x in stats))
+    out.print(summary)
+    counts = table.flag_counts()
+    out.print(Text("flags: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")))
+    if out_csv is not None:
+        try:
+            table.write_csv(out_csv)
+        except OSError as e:
+            _fail(f"--out {out_csv}: {e}", 3)
+        _note(f"{len(table)} frames → {out_csv}")
+
+
+@app.command()
 def play(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="recording: XDF or any format MNE reads"),
-    speed: float = typer.Option(1.0, "--speed", min=0.001, help="pace as a multiple of real time"),
+    speed: float = typer.Option(
+        1.0, "--speed", min=0.001, max=1000.0, callback=_finite, help="pace as a multiple of real time"
+    ),
     loop: bool = typer.Option(False, "--loop", help="start again at the end (Ctrl-C stops)"),
     name: str | None = typer.Option(None, "--name", help="LSL stream name (default: the recording's)"),
     source_id: str | None = typer.Option(None, "--source-id", help="LSL source_id (default closedloop-play-NAME)"),
     wait_consumer: float = typer.Option(
-        0.0, "--wait-consumer", min=0.0, help="wait up to this many seconds for a consumer before starting"
+        0.0,
+        "--wait-consumer",
+        min=0.0,
+        callback=_finite,
+        help="wait up to this many seconds for a consumer before starting",
     ),
 ) -> None:
     """Publish a recording as LSL streams (EEG plus a marker stream of its annotations)."""
@@ -221,27 +533,47 @@ def play(
     from closedloop.offline.play import play as run_play
 
     def started(stats) -> None:
-        err.print(
+        _note(
             f"closedloop play: {file} as LSL streams {stats.name!r} and {stats.marker_name!r} "
-            f"at {speed:g}x{' (looping)' if loop else ''}",
-            highlight=False,
+            f"at {speed:g}x{' (looping)' if loop else ''}"
         )
 
     try:
         stats = run_play(file, speed, loop, name, source_id, wait_consumer_s=wait_consumer, on_start=started)
     except RecordingError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(3) from None
-    err.print(f"sent {stats.samples} samples and {stats.markers} markers in {stats.wall_s:.1f} s")
+        _fail(str(e), 3)
+    _note(f"sent {stats.samples} samples and {stats.markers} markers in {stats.wall_s:.1f} s")
+
+
+def _check_scheduler(address: str) -> None:
+    """Fail fast, naming the fix, when a Dask scheduler is not installed or cannot be reached."""
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        _fail("--scheduler needs Dask's distributed scheduler: pip install 'closedloop[cluster]'")
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if parts.scheme not in ("tcp", "tls") or not host or not port:
+        _fail(f"--scheduler {address!r}: expected tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786)")
+    try:
+        with socket.create_connection((host, port), timeout=3.0):
+            pass
+    except OSError as e:
+        _fail(f"--scheduler {address}: cannot reach the Dask scheduler ({e}); is it running?")
 
 
 @app.command()
 def sweep(
     files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="recordings"),
-    pipeline: Path = typer.Option(..., "--pipeline", "-p", help="pipeline TOML file"),
+    pipeline: str = typer.Option(..., "--pipeline", "-p", help=_PIPELINE_HELP),
     grid: list[str] = typer.Option([], "--grid", "-g", help="KEY=V1,V2,... (repeat; cartesian product)"),
     out_csv: Path = typer.Option(Path("sweep.csv"), "--out", help="CSV table of outcome metrics"),
-    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address (default: local processes)"),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Dask scheduler address, e.g. tcp://host:8786 (default: local processes)"
+    ),
     workers: int | None = typer.Option(None, "--workers", min=1, help="local processes (default: all cores)"),
     band: str | None = typer.Option(
         None,
@@ -255,22 +587,34 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Replay recordings with every combination of parameter values; write a CSV of outcome metrics."""
-    from closedloop.config import PipelineError
+    from closedloop.config import PipelineError, find_pipeline
     from closedloop.offline.sweep import parse_grid
     from closedloop.offline.sweep import sweep as run_sweep
 
     def split(text: str | None) -> list[str] | None:
         return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
+    target = None
+    if band:
+        try:
+            low, high = (float(x) for x in band.split(","))
+        except ValueError:
+            _fail(f"--band {band!r}: expected LOW,HIGH, e.g. 1.3,1.55")
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            _fail(f"--band {band!r}: need finite LOW < HIGH")
+        target = (low, high)
     try:
         parsed = parse_grid(grid)
-        target = None
-        if band:
-            low, high = (float(x) for x in band.split(","))
-            target = (low, high)
+        path = find_pipeline(pipeline)
+    except (PipelineError, ValueError) as e:
+        _fail(str(e))
+    _needs_device(_load(str(path)), "sweep")
+    if scheduler is not None:
+        _check_scheduler(scheduler)
+    try:
         rows = run_sweep(
             files,
-            pipeline,
+            path,
             parsed,
             scheduler=scheduler,
             workers=workers,
@@ -280,14 +624,61 @@ def sweep(
             stim_states=split(stim_states),
             csv_path=out_csv,
         )
-    except PipelineError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
-    except (ValueError, FileNotFoundError) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+    except (PipelineError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    except OSError as e:  # the CSV cannot be written, or the cluster went away
+        _fail(str(e), 3)
     failed = [r for r in rows if r.get("error")]
-    err.print(f"{len(rows)} runs → {out_csv}" + (f" ({len(failed)} failed: see the error column)" if failed else ""))
+    _note(f"{len(rows)} runs → {out_csv}" + (f" ({len(failed)} failed: see the error column)" if failed else ""))
+
+
+_INIT_README = """\
+# closedloop project
+
+- `pipelines/`: pipeline files (one TOML file per session design); edit a copy.
+- `devices/`: device profiles. A pipeline's `[device] profile = "NAME"` is looked
+  up in `devices/` beside the pipeline file or beside its folder (this folder)
+  first, then in `CLOSEDLOOP_DEVICES`, the user folder and the profiles shipped
+  with closedloop (`closedloop devices` prints the order). Every limit needs a
+  verified source.
+
+Check a pipeline, then run it:
+
+    closedloop check pipelines/alpha_tacs.toml
+    closedloop run pipelines/alpha_tacs.toml --duration 30 --participant 01 --session 1
+
+Override a value without editing the file: `--set controller.lower=1.2`.
+Replay a recording through a pipeline, or only extract its features:
+
+    closedloop replay recording.xdf --pipeline pipelines/alpha_tacs.toml
+    closedloop features recording.edf --pipeline pipelines/features_file.toml --out features.csv
+"""
+
+
+@app.command()
+def init(
+    folder: Path = typer.Argument(..., file_okay=False, help="folder to create (or an empty one)"),
+) -> None:
+    """Write a starter project: pipelines/, devices/ and a short README, all copies you edit."""
+    from closedloop.config.profile import packaged_folder
+
+    if folder.exists() and any(folder.iterdir()):
+        _fail(f"{folder} is not empty; give a new or empty folder")
+    sources = {name: packaged_folder(name) for name in ("pipelines", "devices")}
+    missing = [name for name, src in sources.items() if src is None]
+    if missing:
+        _fail(f"this installation of closedloop ships no {', '.join(missing)}; reinstall it")
+    try:
+        for name, src in sources.items():
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            for f in sorted(src.glob("*.toml")):
+                shutil.copyfile(f, folder / name / f.name)
+        (folder / "README.md").write_text(_INIT_README)
+    except OSError as e:
+        _fail(f"{folder}: {e}", 3)
+    _note(
+        f"wrote {folder}/ (pipelines/, devices/, README.md); next: closedloop check {folder}/pipelines/alpha_tacs.toml"
+    )
 
 
 @app.command()
@@ -301,19 +692,15 @@ def repair(
 
     The original is never modified unless --in-place (which keeps it as FILE.bak); every byte range dropped is listed.
     """
-    from rich.markup import escape
-
     from closedloop.recording import repair_xdf, repaired_path, scan_xdf
 
     if in_place and output is not None:
-        err.print("[bold red]error:[/] give either --in-place or --output, not both", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+        _fail("give either --in-place or --output, not both")
     try:
         report = scan_xdf(file) if dry_run else repair_xdf(file, output, in_place=in_place)
     except (ValueError, OSError) as e:
-        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    table = Table(title=f"{escape(str(file))} — {'would keep' if dry_run else 'kept'}")
+        _fail(str(e))
+    table = Table(title=Text(f"{file} — {'would keep' if dry_run else 'kept'}"))
     for col in ("stream", "name", "samples", "first", "last", "footer"):
         table.add_column(col)
     for sid, s in report.streams.items():
@@ -324,7 +711,7 @@ def repair(
             footer = "added"
         table.add_row(
             str(sid),
-            escape(s.name),
+            Text(s.name),
             str(s.sample_count),
             "" if s.first_timestamp is None else f"{s.first_timestamp:.3f}",
             "" if s.last_timestamp is None else f"{s.last_timestamp:.3f}",
@@ -332,14 +719,14 @@ def repair(
         )
     out.print(table)
     if report.ok:
-        out.print(f"{escape(str(file))}: intact, nothing to do", highlight=False, soft_wrap=True)
+        out.print(Text(f"{file}: intact, nothing to do"))
         return
     verb = "would drop" if dry_run else "dropped"
     shown = report.dropped[:20]
     for d in shown:
-        out.print(f"  {verb} {escape(str(d))}", highlight=False, soft_wrap=True)
+        out.print(Text(f"  {verb} {d}"))
     if len(report.dropped) > len(shown):
-        out.print(f"  ... and {len(report.dropped) - len(shown)} more ranges", highlight=False, soft_wrap=True)
+        out.print(Text(f"  ... and {len(report.dropped) - len(shown)} more ranges"))
     notes = [f"{verb} {report.bytes_dropped} bytes in {len(report.dropped)} range(s)"]
     if report.footers_added:
         notes.append(f"{'would add' if dry_run else 'added'} footers for streams {report.footers_added}")
@@ -347,18 +734,35 @@ def repair(
         notes.append("file header rebuilt")
     if report.magic_restored:
         notes.append("magic bytes restored")
-    out.print(f"{escape(str(file))}: " + "; ".join(notes), highlight=False, soft_wrap=True)
+    out.print(Text(f"{file}: " + "; ".join(notes)))
     if dry_run:
         target = file if in_place else (output or repaired_path(file))
-        out.print(f"would write {escape(str(target))} ({report.bytes_after} bytes)", highlight=False, soft_wrap=True)
+        out.print(Text(f"would write {target} ({report.bytes_after} bytes)"))
         return
-    out.print(f"wrote {escape(str(report.out_path))} ({report.bytes_after} bytes)", highlight=False, soft_wrap=True)
+    out.print(Text(f"wrote {report.out_path} ({report.bytes_after} bytes)"))
     if report.backup_path:
-        out.print(f"original kept as {escape(str(report.backup_path))}", highlight=False, soft_wrap=True)
+        out.print(Text(f"original kept as {report.backup_path}"))
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code (bad input: 2, a failed run: 3)."""
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="closedloop", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        _note("aborted")
+        return 130
+    except _CliError as e:
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            out.print(Text(ctx.get_help()))
+            return 0
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        _say(err, "error: ", "bold red", f"{e.format_message()}{hint}")
+        return 2 if ctx is not None else int(getattr(e, "exit_code", 2))
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

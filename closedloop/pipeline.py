@@ -60,14 +60,21 @@ class Pipeline:
         The safety layer's clock; by default the sample clock (offline use).
     on_event : callable, optional
         Receives every safety event.
+    ch_types : list of str, optional
+        Types of the stream's channels (``EEG``, ``ECG``...); default: from the labels.
     """
 
     def __init__(
-        self, resolved: ResolvedPipeline, ch_names: list[str], clock: SafetyClock | None = None, on_event=None
+        self,
+        resolved: ResolvedPipeline,
+        ch_names: list[str],
+        clock: SafetyClock | None = None,
+        on_event=None,
+        ch_types: list[str] | None = None,
     ) -> None:
         cfg = resolved.config
         self.resolved = resolved
-        self.preprocess, self.features = build_chain(cfg.features, cfg.preprocess, cfg.sfreq, ch_names)
+        self.preprocess, self.features = build_chain(cfg.features, cfg.preprocess, cfg.sfreq, ch_names, ch_types)
         self.controller = build_controller(cfg.controller)
         self.clock: SafetyClock = clock or SampleClock(cfg.sfreq, cfg.features.window_samples, cfg.features.hop_samples)
         self.safety = build_safety_layer(resolved, self.clock, on_event=on_event)

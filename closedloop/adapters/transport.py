@@ -83,7 +83,10 @@ class SerialLink(_LoggedLink):
     """
 
     def __init__(self, url: str, baudrate: int, timeout_s: float, log: IOLog) -> None:
-        import serial
+        try:
+            import serial
+        except ImportError as e:  # an optional dependency
+            raise ImportError("serial adapters need pyserial: pip install 'closedloop[serial]'") from e
 
         super().__init__(url, timeout_s, log)
         self._serial_mod = serial

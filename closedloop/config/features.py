@@ -7,27 +7,27 @@ baseline, rejection of |x| > 100 µV, flat channels and high > 30 Hz power).
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from closedloop.config.base import StrictModel
 
 Band = tuple[float, float]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
+#: Upper bound of every length in samples (2**20: about 35 min at 500 Hz), so no value allocates absurdly.
+MAX_SAMPLES = 2**20
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-
-def _check_band(name: str, band: Band) -> None:
+def _check_band(band: Band) -> None:
     lo, hi = band
     if not 0 < lo < hi:
-        raise ValueError(f"{name}: need 0 < low < high, got [{lo}, {hi}]")
+        raise ValueError(f"need 0 < low < high, got [{lo}, {hi}]")
 
 
-class PreprocessConfig(_Strict):
+class PreprocessConfig(StrictModel):
     """Causal preprocessing applied to every chunk before features.
 
     Order: picks → re-reference → Laplacian → ROI averaging / channel choice
@@ -54,7 +54,7 @@ class PreprocessConfig(_Strict):
     @classmethod
     def _bp(cls, v: Band | None) -> Band | None:
         if v is not None:
-            _check_band("bandpass_hz", v)
+            _check_band(v)
         return v
 
     @field_validator("reference")
@@ -65,14 +65,16 @@ class PreprocessConfig(_Strict):
         return v
 
 
-class WelchConfig(_Strict):
+class WelchConfig(StrictModel):
     """``[features.welch]``: segments of the window averaged as in ``scipy.signal.welch``."""
 
-    segment_samples: int | None = Field(None, ge=8, description="segment length; default: the whole window")
+    segment_samples: int | None = Field(
+        None, ge=8, le=MAX_SAMPLES, description="segment length; default: the whole window"
+    )
     overlap: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of a segment shared with the next")
 
 
-class IIRConfig(_Strict):
+class IIRConfig(StrictModel):
     """``[features.iir]``: band-pass, squared envelope, smoothing — the lowest-latency method."""
 
     order: int = Field(2, ge=1, le=6, description="Butterworth order per band edge (2 -> 4th-order band-pass)")
@@ -82,7 +84,7 @@ class IIRConfig(_Strict):
     tau_s: float | None = Field(None, gt=0, description="EMA time constant (s); default: half the window")
 
 
-class PafConfig(_Strict):
+class PafConfig(StrictModel):
     """``[features.paf]``: peak alpha frequency from a long Welch buffer (docs/eeg-and-pain.md).
 
     Segments of ``segment_samples`` (Hann, ``overlap``) are zero-padded to
@@ -90,8 +92,10 @@ class PafConfig(_Strict):
     and the estimate is refreshed every time a segment completes.
     """
 
-    segment_samples: int = Field(ge=16, description="Welch segment length (samples), e.g. 2 s")
-    segments: int = Field(29, ge=1, description="segments averaged (29 at 50 % overlap = 15 segment lengths)")
+    segment_samples: int = Field(ge=16, le=MAX_SAMPLES, description="Welch segment length (samples), e.g. 2 s")
+    segments: int = Field(
+        29, ge=1, le=10_000, description="segments averaged (29 at 50 % overlap = 15 segment lengths)"
+    )
     overlap: float = Field(0.5, ge=0.0, lt=1.0)
     zero_pad: int = Field(4, ge=1, le=64, description="FFT length = zero_pad * segment_samples")
     estimators: list[Literal["cog", "peak"]] = Field(
@@ -108,19 +112,21 @@ class PafConfig(_Strict):
     @field_validator("cog_band", "peak_band")
     @classmethod
     def _bands(cls, v: Band, info) -> Band:
-        _check_band(info.field_name, v)
+        _check_band(v)
         return v
 
     @property
     def step_samples(self) -> int:
+        """Return the samples from one segment's start to the next."""
         return max(self.segment_samples - int(round(self.overlap * self.segment_samples)), 1)
 
     @property
     def buffer_samples(self) -> int:
+        """Return the samples the averaged segments span."""
         return self.segment_samples + (self.segments - 1) * self.step_samples
 
 
-class BaselineConfig(_Strict):
+class FeatureBaselineConfig(StrictModel):
     """``[features.baseline]``: z-score features against a calibration block (docs/eeg-and-pain.md: 2–5 min)."""
 
     duration_s: float = Field(gt=0, description="the first duration_s seconds of samples form the baseline")
@@ -129,7 +135,7 @@ class BaselineConfig(_Strict):
     )
 
 
-class QualityConfig(_Strict):
+class QualityConfig(StrictModel):
     """``[features.quality]``: per-frame flags over the frame's window; ``None`` switches a check off.
 
     Defaults from docs/eeg-and-pain.md (reject |x| > 100 µV, flat channels, high > 30 Hz power).
@@ -144,7 +150,7 @@ class QualityConfig(_Strict):
     )
 
 
-class FeaturesConfig(_Strict):
+class FeaturesConfig(StrictModel):
     """Band powers on the sample clock: a frame every ``hop_samples`` over ``window_samples``."""
 
     channels: list[str] | None = Field(None, description="channels the features are computed on")
@@ -154,8 +160,8 @@ class FeaturesConfig(_Strict):
     rois: dict[str, list[str] | dict[str, float]] | None = Field(
         None, description="regions of interest: name -> channels (mean) or channel -> weight; replaces channels"
     )
-    window_samples: int = Field(ge=8, description="analysis window (samples)")
-    hop_samples: int = Field(ge=1, description="a new frame every hop (samples)")
+    window_samples: int = Field(ge=8, le=MAX_SAMPLES, description="analysis window (samples)")
+    hop_samples: int = Field(ge=1, le=MAX_SAMPLES, description="a new frame every hop (samples)")
     method: Literal["welch", "sliding_dft", "iir", "periodogram"] = Field(
         "welch",
         description="'welch' (scipy-equal), 'sliding_dft' (O(bins) per sample), 'iir' (lowest latency); "
@@ -174,7 +180,7 @@ class FeaturesConfig(_Strict):
     welch: WelchConfig = Field(default_factory=WelchConfig)
     iir: IIRConfig = Field(default_factory=IIRConfig)
     paf: PafConfig | None = None
-    baseline: BaselineConfig | None = None
+    baseline: FeatureBaselineConfig | None = None
     quality: QualityConfig = Field(default_factory=QualityConfig)
 
     @field_validator("bands")
@@ -185,14 +191,17 @@ class FeaturesConfig(_Strict):
         for name, band in v.items():
             if not _IDENT.fullmatch(name):
                 raise ValueError(f"band name {name!r} must be an identifier")
-            _check_band(f"band {name!r}", band)
+            try:
+                _check_band(band)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
         return v
 
     @field_validator("relative_to")
     @classmethod
     def _rel(cls, v: Band | None) -> Band | None:
         if v is not None:
-            _check_band("relative_to", v)
+            _check_band(v)
         return v
 
     @field_validator("rois")
@@ -211,32 +220,35 @@ class FeaturesConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross(self) -> FeaturesConfig:
+        problems = []
         if (self.channels is None) == (self.rois is None):
-            raise ValueError("give either channels (with combine) or rois, not both and not neither")
+            problems.append("channels: give either channels (with combine) or rois, not both and not neither")
         if self.channels is not None and not self.channels:
-            raise ValueError("channels: at least one channel is needed")
+            problems.append("channels: at least one channel is needed")
         for name, (num, den) in self.ratios.items():
             for part in (num, den):
                 if part not in self.bands:
-                    raise ValueError(f"ratios.{name} refers to band {part!r}; defined bands: {sorted(self.bands)}")
+                    problems.append(f"ratios.{name}: refers to band {part!r}; defined bands: {sorted(self.bands)}")
             if name in self.bands:
-                raise ValueError(f"ratios.{name}: the name is already a band")
+                problems.append(f"ratios.{name}: the name is already a band")
         if self.hop_samples > self.window_samples:
-            raise ValueError(f"hop_samples ({self.hop_samples}) must be <= window_samples ({self.window_samples})")
+            problems.append(f"hop_samples: {self.hop_samples} must be <= `window_samples` ({self.window_samples})")
         method = "welch" if self.method == "periodogram" else self.method
         for sub in ("welch", "iir"):
             if sub in self.model_fields_set and sub != method:
-                raise ValueError(f"[features.{sub}] is given but method is {self.method!r}")
+                problems.append(f"{sub}: [features.{sub}] is given but method is {self.method!r}")
         seg = self.welch.segment_samples
         if seg is not None and seg > self.window_samples:
-            raise ValueError(f"welch.segment_samples ({seg}) must be <= window_samples ({self.window_samples})")
+            problems.append(f"welch.segment_samples: {seg} must be <= `window_samples` ({self.window_samples})")
         if self.baseline is not None and self.baseline.features is not None:
             allowed = _normalisable(self)
             for name in self.baseline.features:
                 if name not in allowed:
-                    raise ValueError(
+                    problems.append(
                         f"baseline.features: {name!r} is not a band, relative band or ratio; choose from {allowed}"
                     )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -277,113 +289,3 @@ def features_of(f: FeaturesConfig) -> list[str]:
         return base
     assert f.channels is not None
     return [f"{b}_{ch}" for ch in f.channels for b in base]
-
-
-def _bins_in(lo: float, hi: float, fs: float, n: int) -> int:
-    df = fs / n
-    return max(0, math.floor(hi / df + 1e-9) - math.ceil(lo / df - 1e-9) + 1)
-
-
-def check_features(f: FeaturesConfig, pp: PreprocessConfig, sfreq: float, ch_names: list[str] | None) -> list[str]:
-    """Problems that need the sampling rate or the source's channels, each naming its key."""
-    problems: list[str] = []
-    fs = sfreq
-    nyq = fs / 2
-    seg = f.segment_samples
-    seg_key = "features.welch.segment_samples" if f.welch.segment_samples else "features.window_samples"
-    spectral = f.band_method != "iir"
-    all_bands = dict(f.bands)
-    if f.relative_to is not None:
-        all_bands["relative_to"] = f.relative_to
-    for name, (lo, hi) in all_bands.items():
-        key = "features.relative_to" if name == "relative_to" else f"features.bands.{name}"
-        if hi > nyq or (not spectral and hi >= nyq):
-            problems.append(f"{key}: upper edge {hi} Hz is above Nyquist ({nyq} Hz at {fs} Hz)")
-            continue
-        period = fs / lo
-        if f.window_samples < period:
-            problems.append(
-                f"features.window_samples: {f.window_samples} samples is shorter than one period of "
-                f"band {name!r} at {lo} Hz ({math.ceil(period)} samples at {fs} Hz); allowed: >= {math.ceil(period)}"
-            )
-        if spectral:
-            resolution = fs / seg
-            if hi - lo < resolution:
-                problems.append(
-                    f"{key}: {hi - lo} Hz wide but {seg_key} resolves only {resolution:.3g} Hz; "
-                    f"use {seg_key.split('.')[-1]} >= {math.ceil(fs / (hi - lo))}"
-                )
-            elif _bins_in(lo, hi, fs, seg) == 0:
-                problems.append(f"{key}: holds no DFT bin at {seg} samples ({resolution:.3g} Hz apart)")
-    for key, val in (("highpass_hz", pp.highpass_hz), ("notch_hz", pp.notch_hz)):
-        if val is not None and val >= nyq:
-            problems.append(f"preprocess.{key}: {val} Hz is not below Nyquist ({nyq} Hz)")
-    if pp.notch_hz is not None and pp.notch_hz * pp.notch_harmonics >= nyq and pp.notch_hz < nyq:
-        problems.append(
-            f"preprocess.notch_harmonics: {pp.notch_harmonics} x {pp.notch_hz} Hz reaches Nyquist ({nyq} Hz); "
-            f"allowed: <= {math.ceil(nyq / pp.notch_hz) - 1}"
-        )
-    if pp.bandpass_hz is not None and pp.bandpass_hz[1] >= nyq:
-        problems.append(f"preprocess.bandpass_hz: upper edge {pp.bandpass_hz[1]} Hz is not below Nyquist ({nyq} Hz)")
-    q = f.quality
-    if q.emg_rms_uV is not None and q.emg_hz >= nyq:
-        problems.append(
-            f"features.quality.emg_hz: {q.emg_hz} Hz is not below Nyquist ({nyq} Hz); "
-            "lower it or set emg_rms_uV to switch the check off"
-        )
-    if f.paf is not None:
-        p = f.paf
-        for key, (lo, hi) in (("cog_band", p.cog_band), ("peak_band", p.peak_band)):
-            if hi >= nyq:
-                problems.append(f"features.paf.{key}: upper edge {hi} Hz is not below Nyquist ({nyq} Hz)")
-        res = fs / (p.segment_samples * p.zero_pad)
-        if "peak" in p.estimators and (p.peak_band[1] - p.peak_band[0]) < 4 * res:
-            problems.append(
-                f"features.paf.peak_band: needs at least 4 bins; the zero-padded resolution "
-                f"is {res:.3g} Hz (raise segment_samples or zero_pad)"
-            )
-        if p.segment_samples < fs / p.peak_band[0]:
-            problems.append(
-                f"features.paf.segment_samples: {p.segment_samples} samples is shorter than one period "
-                f"at {p.peak_band[0]} Hz"
-            )
-    problems += _check_channels(f, pp, ch_names)
-    return problems
-
-
-def _check_channels(f: FeaturesConfig, pp: PreprocessConfig, ch_names: list[str] | None) -> list[str]:
-    problems: list[str] = []
-    if f.channels is not None and len(set(f.channels)) != len(f.channels):
-        problems.append("features.channels: a channel is listed twice")
-    if pp.picks is not None and len(set(pp.picks)) != len(pp.picks):
-        problems.append("preprocess.picks: a channel is listed twice")
-    for centre, nbrs in pp.laplacian.items():
-        if not nbrs:
-            problems.append(f"preprocess.laplacian.{centre}: no neighbours")
-        elif centre in nbrs:
-            problems.append(f"preprocess.laplacian.{centre}: the centre is listed among its neighbours")
-    if ch_names is None:
-        return problems
-    avail = list(pp.picks) if pp.picks is not None else list(ch_names)
-    if pp.picks is not None:
-        missing = [c for c in pp.picks if c not in ch_names]
-        if missing:
-            problems.append(f"preprocess.picks: {missing} not among the source's channels {ch_names}")
-    if isinstance(pp.reference, list):
-        missing = [c for c in pp.reference if c not in ch_names]
-        if missing:
-            problems.append(f"preprocess.reference: {missing} not among the source's channels {ch_names}")
-    for centre, nbrs in pp.laplacian.items():
-        missing = [c for c in [centre, *nbrs] if c not in avail]
-        if missing:
-            problems.append(f"preprocess.laplacian.{centre}: {missing} not among the picked channels {avail}")
-    if f.channels is not None:
-        missing = [c for c in f.channels if c not in avail]
-        if missing:
-            which = "picked channels" if pp.picks is not None else "source's channels"
-            problems.append(f"features.channels: {missing} not among the {which} {avail}")
-    for roi, members in (f.rois or {}).items():
-        missing = [c for c in members if c not in avail]
-        if missing:
-            problems.append(f"features.rois.{roi}: {missing} not among the channels {avail}")
-    return problems

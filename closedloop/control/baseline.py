@@ -27,125 +27,29 @@ In a pipeline::
 from __future__ import annotations
 
 import math
-import re
-from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
-from closedloop.control.base import ControllerConfigBase, display_state
+from closedloop.config.controllers import BaselineControllerConfig, baseline_value, validate_inner
+from closedloop.control.base import Controller, display_state
+from closedloop.control.dual_threshold import DualThresholdController
 from closedloop.control.frame_usability import usable
+from closedloop.control.pi import PIController
+from closedloop.control.schedule import ScheduleController
+from closedloop.control.threshold import ThresholdController
 from closedloop.types import Command, Frame
 
-#: Inner-controller keys a baseline may set.
-DERIVABLE = ("lower", "upper", "target")
-
-_SPEC = re.compile(r"^(?:p(?P<p>\d+(?:\.\d+)?)|z(?P<z>[+-]?\d+(?:\.\d+)?)|(?P<word>mean|median))$")
-
-
-def parse_spec(spec: str) -> tuple[str, float]:
-    """``"p25"`` → ``("percentile", 25.0)``; ``"z-0.5"`` → ``("z", -0.5)``; ``"mean"``, ``"median"``.
-
-    Raises
-    ------
-    ValueError
-        Naming what is allowed.
-    """
-    m = _SPEC.match(spec.strip())
-    if m is None:
-        raise ValueError(f"{spec!r} is not a baseline statistic; use 'p<0-100>', 'median', 'mean' or 'z<±k>'")
-    if m["p"] is not None:
-        q = float(m["p"])
-        if not 0 <= q <= 100:
-            raise ValueError(f"{spec!r}: a percentile lies in 0-100")
-        return "percentile", q
-    if m["z"] is not None:
-        return "z", float(m["z"])
-    return ("percentile", 50.0) if m["word"] == "median" else ("z", 0.0)
+#: The controllers a baseline may wrap, by kind.
+INNER_CONTROLLERS = {
+    "threshold": ThresholdController,
+    "dual_threshold": DualThresholdController,
+    "pi": PIController,
+    "schedule": ScheduleController,
+}
 
 
-def baseline_value(values: np.ndarray, spec: str) -> float:
-    """The statistic ``spec`` of the baseline ``values``."""
-    kind, k = parse_spec(spec)
-    if kind == "percentile":
-        return float(np.percentile(values, k))
-    return float(np.mean(values) + k * np.std(values))
-
-
-#: A stand-in baseline used to validate a pipeline before any data exist.
-_REFERENCE = np.linspace(-1.0, 1.0, 201)
-
-
-def _validate_inner(raw: dict[str, Any]):
-    from closedloop.control import inner_config_adapter
-
-    try:
-        return inner_config_adapter().validate_python(raw)
-    except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"] if str(p) != raw.get("kind"))
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"inner.{loc}: {msg}" if loc else f"inner: {msg}")
-        raise ValueError("; ".join(lines)) from None
-
-
-class BaselineConfig(ControllerConfigBase):
-    """``[controller]`` with ``kind = "baseline"``: calibrate, then run ``[controller.inner]``."""
-
-    kind: Literal["baseline"] = "baseline"
-    duration_s: float = Field(gt=0, description="length of the calibration block (frame time, s)")
-    feature: str | None = Field(None, description="feature the baseline is computed on (default: the inner's)")
-    derive: dict[str, str] = Field(description="inner key -> statistic: 'p25', 'median', 'mean', 'z+1.0'")
-    min_frames: int = Field(10, ge=2, description="usable frames needed; the block extends until there are")
-    inner: dict[str, Any] = Field(description="the controller run after calibration, without the derived keys")
-    _placeholder: Any = PrivateAttr(None)
-
-    @model_validator(mode="after")
-    def _check(self) -> BaselineConfig:
-        if not self.derive:
-            raise ValueError("derive: name at least one of " + ", ".join(DERIVABLE))
-        for key, spec in self.derive.items():
-            if key not in DERIVABLE:
-                raise ValueError(f"derive.{key}: only {list(DERIVABLE)} can come from a baseline")
-            try:
-                parse_spec(spec)
-            except ValueError as e:
-                raise ValueError(f"derive.{key}: {e}") from None
-        if self.inner.get("kind") == "baseline":
-            raise ValueError("inner.kind: a baseline cannot wrap another baseline")
-        raw = {**self.inner, **{k: baseline_value(_REFERENCE, s) for k, s in self.derive.items()}}
-        placeholder = _validate_inner(raw)
-        missing = [k for k in self.derive if k not in type(placeholder).model_fields]
-        if missing:
-            raise ValueError(f"derive: the {placeholder.kind!r} controller has no key {missing}")
-        self._placeholder = placeholder
-        return self
-
-    @property
-    def placeholder(self):
-        """The inner config, validated with stand-in derived values."""
-        return self._placeholder
-
-    def baseline_feature(self) -> str:
-        return self.feature or getattr(self._placeholder, "feature", None) or ""
-
-    def feature_keys(self) -> dict[str, str]:
-        keys = {"feature": self.baseline_feature()}
-        keys.update({f"inner.{k}": v for k, v in self._placeholder.feature_keys().items()})
-        return keys
-
-    def modalities(self) -> tuple[str, ...]:
-        return self._placeholder.modalities()
-
-    def peak_amplitude_mA(self) -> float | None:
-        return self._placeholder.peak_amplitude_mA()
-
-    def frequencies_Hz(self) -> list[float]:
-        return self._placeholder.frequencies_Hz()
-
-    def ramp_rates_mA_per_s(self) -> dict[str, float]:
-        return {f"inner.{k}": v for k, v in self._placeholder.ramp_rates_mA_per_s().items()}
+def _build_inner(config) -> Controller:
+    return INNER_CONTROLLERS[config.kind](config)
 
 
 class BaselineController:
@@ -156,12 +60,10 @@ class BaselineController:
     the session and ``state()["baseline_failed"]`` is 1.
     """
 
-    def __init__(self, config: BaselineConfig) -> None:
-        from closedloop.control import build_controller
-
+    def __init__(self, config: BaselineControllerConfig) -> None:
         self.config = config
         self.feature = config.baseline_feature()
-        self.inner = build_controller(config.placeholder)
+        self.inner = _build_inner(config.placeholder)
         self._inner_keys = list(self.inner.state())
         self._values: list[float] = []
         self._t0: float | None = None
@@ -185,17 +87,15 @@ class BaselineController:
         return Command(0.0, self._frequency, False, frame.time)
 
     def _finish(self) -> None:
-        from closedloop.control import build_controller
-
         values = np.asarray(self._values, dtype=float)
         self.derived = {k: baseline_value(values, s) for k, s in self.config.derive.items()}
         self.calibrated = True
         try:
-            cfg = _validate_inner({**self.config.inner, **self.derived})
+            cfg = validate_inner({**self.config.inner, **self.derived})
         except ValueError as e:
             self.failure = f"derived values {self.derived} are invalid: {e}"
             return
-        self.inner = build_controller(cfg)
+        self.inner = _build_inner(cfg)
 
     def state(self) -> dict[str, float]:
         out = {

@@ -10,55 +10,13 @@ stimulation while the feature is high). RC+S example values (Front Neurosci
 from __future__ import annotations
 
 import math
-from typing import Literal
 
-from pydantic import Field, model_validator
-
-from closedloop.control.base import ControllerConfigBase, OnBadFrame
+from closedloop.config.controllers import DualThresholdConfig
 from closedloop.control.frame_usability import usable
 from closedloop.types import Command, Frame
 
 #: Ramp direction codes in ``state()``.
 UP, HOLD, DOWN = 1.0, 0.0, -1.0
-
-
-class DualThresholdConfig(ControllerConfigBase):
-    """``[controller]`` with ``kind = "dual_threshold"``."""
-
-    kind: Literal["dual_threshold"] = "dual_threshold"
-    feature: str = Field(description="name of the feature the thresholds apply to")
-    lower: float = Field(description="lower threshold (feature units)")
-    upper: float = Field(description="upper threshold (feature units)")
-    direction: Literal["below", "above"] = Field(
-        "below", description="'below': ramp up while the feature is below `lower`; 'above': while above `upper`"
-    )
-    amplitude_min_mA: float = Field(0.0, ge=0, description="amplitude ramped toward when stimulation should fall")
-    amplitude_max_mA: float = Field(gt=0, description="amplitude ramped toward when stimulation should rise")
-    ramp_up_mA_per_s: float = Field(gt=0, description="ramp rate toward amplitude_max_mA")
-    ramp_down_mA_per_s: float = Field(
-        gt=0, description="ramp rate toward amplitude_min_mA (and toward 0 on bad frames)"
-    )
-    frequency_Hz: float = Field(ge=0, description="stimulation frequency (0 = tDCS)")
-    onset: int = Field(1, ge=1, description="consecutive frames in a zone before the ramp direction changes")
-    blanking_s: float = Field(0.0, ge=0, description="zone changes ignored this long after each direction change (s)")
-    start_mA: float | None = Field(None, ge=0, description="amplitude at the start (default amplitude_min_mA)")
-    on_bad_frame: OnBadFrame = Field("hold", description="'hold' the amplitude, or 'ramp_down' toward 0")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> DualThresholdConfig:
-        if not self.lower <= self.upper:
-            raise ValueError(f"controller.lower ({self.lower}) must be <= controller.upper ({self.upper})")
-        if not self.amplitude_min_mA < self.amplitude_max_mA:
-            raise ValueError("controller.amplitude_min_mA must be < controller.amplitude_max_mA")
-        if self.start_mA is not None and not self.amplitude_min_mA <= self.start_mA <= self.amplitude_max_mA:
-            raise ValueError("controller.start_mA must lie between amplitude_min_mA and amplitude_max_mA")
-        return self
-
-    def peak_amplitude_mA(self) -> float:
-        return self.amplitude_max_mA
-
-    def ramp_rates_mA_per_s(self) -> dict[str, float]:
-        return {"ramp_up_mA_per_s": self.ramp_up_mA_per_s, "ramp_down_mA_per_s": self.ramp_down_mA_per_s}
 
 
 class DualThresholdController:

@@ -18,49 +18,10 @@ The derivative acts on the measurement (no kick when the target changes);
 from __future__ import annotations
 
 import math
-from typing import Literal
 
-from pydantic import Field, model_validator
-
-from closedloop.control.base import ControllerConfigBase, OnBadFrame
+from closedloop.config.controllers import PIConfig
 from closedloop.control.frame_usability import usable
 from closedloop.types import Command, Frame
-
-
-class PIConfig(ControllerConfigBase):
-    """``[controller]`` with ``kind = "pi"``."""
-
-    kind: Literal["pi"] = "pi"
-    feature: str = Field(description="the controlled feature")
-    target: float = Field(description="the value the feature should reach (feature units)")
-    direction: Literal["raise", "lower"] = Field(
-        "raise", description="'raise': stimulation raises the feature; 'lower': it lowers it"
-    )
-    kp: float = Field(ge=0, description="proportional gain (mA per feature unit)")
-    ki: float = Field(0.0, ge=0, description="integral gain (mA per feature unit per s)")
-    kd: float = Field(0.0, ge=0, description="derivative gain on the measurement (mA·s per feature unit)")
-    bias_mA: float = Field(0.0, ge=0, description="output with zero error and an empty integrator")
-    amplitude_min_mA: float = Field(0.0, ge=0)
-    amplitude_max_mA: float = Field(gt=0)
-    slew_mA_per_s: float = Field(gt=0, description="the command follows the PI output at most this fast")
-    frequency_Hz: float = Field(ge=0, description="stimulation frequency (0 = tDCS)")
-    update_interval_s: float = Field(1.0, ge=0, description="a new PI output at most this often (frame time)")
-    blanking_s: float = Field(0.0, ge=0, description="integrator frozen this long after each ramp ends (s)")
-    on_bad_frame: OnBadFrame = Field("hold", description="'hold' the output, or 'ramp_down' toward 0")
-
-    @model_validator(mode="after")
-    def _ranges(self) -> PIConfig:
-        if not self.amplitude_min_mA < self.amplitude_max_mA:
-            raise ValueError("controller.amplitude_min_mA must be < controller.amplitude_max_mA")
-        if not self.amplitude_min_mA <= self.bias_mA <= self.amplitude_max_mA:
-            raise ValueError("controller.bias_mA must lie between amplitude_min_mA and amplitude_max_mA")
-        return self
-
-    def peak_amplitude_mA(self) -> float:
-        return self.amplitude_max_mA
-
-    def ramp_rates_mA_per_s(self) -> dict[str, float]:
-        return {"slew_mA_per_s": self.slew_mA_per_s}
 
 
 class PIController:

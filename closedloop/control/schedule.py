@@ -18,49 +18,9 @@ the arm or the amplitude; :meth:`ScheduleController.state` (recorded) has both.
 
 from __future__ import annotations
 
-import math
-from typing import Literal
-
-from pydantic import Field, model_validator
-
-from closedloop.control.base import ControllerConfigBase, OnBadFrame
+from closedloop.config.controllers import ScheduleConfig
 from closedloop.control.frame_usability import usable
 from closedloop.types import Command, Frame
-
-
-class ScheduleConfig(ControllerConfigBase):
-    """``[controller]`` with ``kind = "schedule"``."""
-
-    kind: Literal["schedule"] = "schedule"
-    arm: Literal["active", "sham"] = Field("active", description="'active' (open-loop) or 'sham'")
-    blinded: bool = Field(False, description="hide the arm from the operator display and console")
-    amplitude_mA: float = Field(gt=0, description="amplitude of the active arm (and peak of the sham ramps)")
-    frequency_Hz: float = Field(ge=0, description="stimulation frequency (0 = tDCS)")
-    start_s: float = Field(0.0, ge=0, description="delay from the first frame to the first on-block (s)")
-    on_s: float = Field(gt=0, description="length of each on-block, ramps included (s)")
-    off_s: float = Field(0.0, ge=0, description="length of each off-block (s)")
-    cycles: int | None = Field(None, ge=1, description="number of on/off cycles (default: until the session ends)")
-    ramp_s: float = Field(10.0, ge=0, description="ramp up at the start and down at the end of each on-block (s)")
-    sham_hold_s: float = Field(0.0, ge=0, description="sham: time at full amplitude between its ramps (s)")
-    sham_end_ramp: bool = Field(True, description="sham: repeat the ramps at the end of each on-block")
-    feature: str | None = Field(None, description="feature whose quality flags count (on_bad_frame = 'ramp_down')")
-    on_bad_frame: OnBadFrame = Field("hold", description="'hold': ignore frame quality; 'ramp_down': 0 on bad frames")
-
-    @model_validator(mode="after")
-    def _fits(self) -> ScheduleConfig:
-        if 2 * self.ramp_s > self.on_s:
-            raise ValueError(f"controller.ramp_s: two ramps of {self.ramp_s} s do not fit an on-block of {self.on_s} s")
-        sham = (2 * self.ramp_s + self.sham_hold_s) * (2 if self.sham_end_ramp else 1)
-        if self.arm == "sham" and sham > self.on_s:
-            raise ValueError(
-                f"controller.sham_hold_s: the sham ramps ({sham} s) do not fit an on-block of {self.on_s} s"
-            )
-        if self.on_bad_frame == "ramp_down" and self.feature is None:
-            raise ValueError("controller.feature: on_bad_frame = 'ramp_down' needs the feature whose quality counts")
-        return self
-
-    def ramp_rates_mA_per_s(self) -> dict[str, float]:
-        return {"ramp_s": self.amplitude_mA / self.ramp_s if self.ramp_s > 0 else math.inf}
 
 
 class ScheduleController:

@@ -3,39 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
-from pydantic import Field, model_validator
-
-from closedloop.control.base import ControllerConfigBase, OnBadFrame
+from closedloop.config.controllers import ThresholdConfig
 from closedloop.control.frame_usability import BAD_FLAGS, usable
 from closedloop.types import Command, Frame
 
-__all__ = ["BAD_FLAGS", "ThresholdConfig", "ThresholdController"]
-
-
-class ThresholdConfig(ControllerConfigBase):
-    """``[controller]`` with ``kind = "threshold"``."""
-
-    kind: Literal["threshold"] = "threshold"
-    feature: str = Field(description="name of the feature the thresholds apply to")
-    lower: float = Field(description="stimulation switches on below this (direction='below')")
-    upper: float = Field(description="stimulation switches off above this (direction='below')")
-    direction: Literal["below", "above"] = Field(
-        "below", description="'below': stimulate while the feature is low; 'above': while high"
-    )
-    amplitude_mA: float = Field(gt=0, description="amplitude requested while on")
-    frequency_Hz: float = Field(ge=0, description="stimulation frequency (0 = tDCS)")
-    onset: int = Field(1, ge=1, description="consecutive frames past the on-threshold to switch on")
-    termination: int = Field(1, ge=1, description="consecutive frames past the off-threshold to switch off")
-    blanking_s: float = Field(0.0, ge=0, description="frames ignored after each state change (s)")
-    on_bad_frame: OnBadFrame = Field("hold", description="'hold' the state, or 'ramp_down' (switch off)")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ThresholdConfig:
-        if not self.lower <= self.upper:
-            raise ValueError(f"controller.lower ({self.lower}) must be <= controller.upper ({self.upper})")
-        return self
+__all__ = ["BAD_FLAGS", "ThresholdController"]
 
 
 class ThresholdController:

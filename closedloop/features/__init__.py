@@ -6,7 +6,8 @@ sections into the two stateful stages the pipeline runs per chunk.
 
 from __future__ import annotations
 
-from closedloop.config.features import FeaturesConfig, PreprocessConfig, check_features, features_of
+from closedloop.config.features import FeaturesConfig, PreprocessConfig, features_of
+from closedloop.config.validate import check_features
 from closedloop.features.bandpower import BandPowerMethod
 from closedloop.features.extractor import FeatureExtractor, make_bandpower
 from closedloop.features.iir import IIRBandPower
@@ -20,7 +21,11 @@ BandPower = WelchBandPower  # the reference method under its historical name
 
 
 def build_chain(
-    features: FeaturesConfig, preprocess: PreprocessConfig, sfreq: float, ch_names: list[str]
+    features: FeaturesConfig,
+    preprocess: PreprocessConfig,
+    sfreq: float,
+    ch_names: list[str],
+    ch_types: list[str] | None = None,
 ) -> tuple[Preprocessor, FeatureExtractor]:
     """The preprocessor and feature extractor a pipeline's sections describe.
 
@@ -28,7 +33,7 @@ def build_chain(
     them, the single electrodes that feed ROI means, so the extractor's quality
     checks see each electrode.
     """
-    pre = Preprocessor.from_config(preprocess, features, sfreq, ch_names, monitor=True)
+    pre = Preprocessor.from_config(preprocess, features, sfreq, ch_names, monitor=True, ch_types=ch_types)
     method = features.band_method
     if method == "welch":
         options = {"segment": features.welch.segment_samples, "overlap": features.welch.overlap}

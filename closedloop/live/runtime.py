@@ -74,6 +74,8 @@ def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float
             n_channels=src.n_channels,
             resolve_timeout_s=5.0,
             stall_timeout_s=src.stall_timeout_s,
+            features=resolved.config.features,
+            preprocess=resolved.config.preprocess,
         )
         return source, pub
     assert isinstance(src, LSLSourceConfig)
@@ -86,6 +88,10 @@ def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float
         n_channels=src.n_channels,
         resolve_timeout_s=src.resolve_timeout_s,
         stall_timeout_s=src.stall_timeout_s,
+        units=src.units,
+        scope=src.scope,
+        features=resolved.config.features,
+        preprocess=resolved.config.preprocess,
     )
     return source, None
 
@@ -140,7 +146,7 @@ class LiveSession:
         self.on_command = on_command
         self.identity = dict(identity or {})
         self.on_progress = on_progress
-        configure_lsl()
+        configure_lsl(getattr(resolved.config.source, "scope", None))
         self.clock = MonotonicClock(clock)
         self.adapter: Adapter = (
             adapter
@@ -197,8 +203,10 @@ class LiveSession:
         try:
             try:
                 source.open()
-                self._say(f"stream {source.info.name()!r}: {source.n_channels} channels at {source.sfreq:g} Hz")
-                pipeline = Pipeline(self.resolved, source.ch_names, clock=self.clock)
+                self._say(source.describe())
+                for note in source.notes:
+                    self._say(f"note: {note}")
+                pipeline = Pipeline(self.resolved, source.ch_names, clock=self.clock, ch_types=source.ch_types)
                 driver = SessionDriver(
                     pipeline,
                     self.adapter,
@@ -350,7 +358,7 @@ class LiveSession:
                     if timestamps.bad_reason is not None:
                         stats.stop_reason = timestamps.bad_reason
                         return True
-                    steps = driver.feed(chunk, source.raw_timestamps)
+                    steps = driver.feed(chunk, source.raw_data, source.raw_timestamps)
                     if steps:
                         self._after_frames(driver, source, wd, status, steps, now, age)
                 elif source.stalled:

@@ -2,9 +2,9 @@
 
 Any LSL client — closedloop itself, mne-lsl's ``StreamLSL``, LabRecorder —
 can then consume a recording as if it came from an amplifier. The EEG stream
-carries the file's channels (labels and units in its header) and values as
-stored (µV); a second stream, ``f"{name}-markers"``, carries the file's
-markers and annotations.
+carries the file's channels (labels, types and units in its header: ``ECG``
+stays ``ECG`` although EDF files type it EEG) and their values in µV; a second
+stream, ``f"{name}-markers"``, carries the file's markers and annotations.
 
 Timestamps keep the recording's own spacing (gaps and jitter included),
 shifted to start at the LSL clock when playing starts; each loop continues
@@ -50,11 +50,12 @@ def _eeg_info(rec: RecordingFile, name: str, source_id: str):
     desc = info.desc()
     desc.append_child_value("manufacturer", "closedloop play")
     channels = desc.append_child("channels")
-    for label, unit in zip(rec.ch_names, rec.eeg_info()["units"]):
+    eeg = rec.eeg_info()
+    for label, unit, kind in zip(rec.ch_names, eeg["units"], eeg["ch_types"]):
         ch = channels.append_child("channel")
         ch.append_child_value("label", label)
         ch.append_child_value("unit", unit or "microvolts")
-        ch.append_child_value("type", "EEG")
+        ch.append_child_value("type", kind)
     meta = desc.append_child("closedloop")
     meta.append_child_value("played_from", str(rec.path))
     return info
@@ -73,6 +74,7 @@ def play(
     on_start=None,
     recording: RecordingFile | None = None,
     linger_s: float = 1.0,
+    encoding: str | None = None,
 ) -> PlayStats:
     """Publish a recording as LSL streams until its end (or forever with ``loop``).
 
@@ -102,6 +104,8 @@ def play(
     linger_s : float
         Keep the outlets this long after the last sample, so that consumers
         receive the end of the recording.
+    encoding : str, optional
+        Text encoding of EDF/BDF annotations (see :func:`~closedloop.offline.files.open_recording`).
 
     Returns
     -------
@@ -112,7 +116,7 @@ def play(
     configure_lsl()
     import pylsl
 
-    rec = recording or open_recording(path)
+    rec = recording or open_recording(path, encoding=encoding)
     name = name or rec.name or Path(path).stem
     source_id = source_id or f"closedloop-play-{name}"
     stats = PlayStats(name, source_id, f"{name}-markers")

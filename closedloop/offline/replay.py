@@ -161,7 +161,7 @@ def replay(
     recorded = _recorded_session(rec)
     sample_clock = SampleClock(cfg.sfreq, cfg.features.window_samples, cfg.features.hop_samples)
     clock = RecordedClock(recorded.safety_times, sample_clock) if recorded.safety_times is not None else sample_clock
-    pipe = Pipeline(resolved, plan.names, clock=clock)
+    pipe = Pipeline(resolved, plan.names, clock=clock, ch_types=plan.types)
     adapter = simulated_adapter(resolved.profile, clock=clock)
     if duration_s is None:
         duration_s = recorded.requested_duration_s
@@ -220,7 +220,7 @@ def replay(
             stamps = raw_ts + offset
             for a in range(0, data.shape[0], step_size):
                 b = min(a + step_size, data.shape[0])
-                steps = driver.feed(Chunk(data[a:b], stamps[a:b]), raw_ts[a:b])
+                steps = driver.feed(Chunk(data[a:b], stamps[a:b]), data[a:b], raw_ts[a:b])
                 if steps:
                     if builder is not None:
                         builder.add(steps)

@@ -17,6 +17,7 @@ import numba
 import numpy as np
 from scipy import signal
 
+from closedloop.channels import channel_types
 from closedloop.preprocess.buffers import Float64Input, as_stamps
 from closedloop.preprocess.filters import design_sos, sosfilt_inplace
 from closedloop.preprocess.spatial import SpatialMap, build_spatial_map
@@ -92,6 +93,13 @@ class Preprocessor:
     monitor : bool
         Also output, after the feature signals, every electrode that feeds an
         ROI mean (filtered alike), so quality checks can see single channels.
+    ch_types : list of str, optional
+        Types of the stream's channels (``EEG``, ``ECG``, ``REF``...), corrected
+        by the labels where they say EEG (:func:`closedloop.channels.channel_types`);
+        default: from the labels. Only EEG channels enter an average reference
+        without ``picks``.
+    where : str
+        What the channels belong to, for error messages (``"stream 'X'"``).
 
     Attributes
     ----------
@@ -101,6 +109,15 @@ class Preprocessor:
         The monitor electrodes (last columns; empty unless ``monitor``).
     out_names : list of str
         All output columns.
+    ch_types : list of str
+        The channel types used.
+    ref_excluded : list of str
+        Channels an average reference left out (not EEG).
+
+    Raises
+    ------
+    closedloop.channels.ChannelError
+        When a channel the pipeline names is not in the stream (one line).
     """
 
     def __init__(
@@ -121,10 +138,14 @@ class Preprocessor:
         notch_q: float = 30.0,
         bandpass_hz: tuple[float, float] | None = None,
         monitor: bool = False,
+        ch_types: list[str] | None = None,
+        where: str = "the stream",
     ) -> None:
         self.sfreq = float(sfreq)
         self.ch_names = list(ch_names)
+        self.ch_types = channel_types(self.ch_names, ch_types)
         signals = _signals(channels, combine, rois)
+        keys = {name: f"features.rois.{name}" if rois else "features.channels" for name in signals}
         members = [ch for w in signals.values() for ch in w]
         self.signal_names = list(signals)
         self.monitor_names: list[str] = []
@@ -134,7 +155,18 @@ class Preprocessor:
                 if ch not in plain:
                     self.monitor_names.append(ch)
                     signals[f"{ch} (monitor)"] = {ch: 1.0}
-        self.map = build_spatial_map(self.ch_names, signals, picks=picks, reference=reference, laplacian=laplacian)
+                    keys[f"{ch} (monitor)"] = "features.rois" if rois else "features.channels"
+        self.map = build_spatial_map(
+            self.ch_names,
+            signals,
+            picks=picks,
+            reference=reference,
+            laplacian=laplacian,
+            ch_types=self.ch_types,
+            keys=keys,
+            where=where,
+        )
+        self.ref_excluded = [self.ch_names[i] for i in self.map.ref_excluded]
         self.out_names = self.signal_names + self.monitor_names
         self.sos = design_sos(self.sfreq, highpass_hz, notch_hz, notch_harmonics, notch_q, bandpass_hz, filter_order)
         n_out, n_sec = len(self.out_names), self.sos.shape[0]
@@ -145,7 +177,16 @@ class Preprocessor:
         self._out = np.zeros((64, n_out))
 
     @classmethod
-    def from_config(cls, pp, features, sfreq: float, ch_names: list[str], monitor: bool = True) -> Preprocessor:
+    def from_config(
+        cls,
+        pp,
+        features,
+        sfreq: float,
+        ch_names: list[str],
+        monitor: bool = True,
+        ch_types: list[str] | None = None,
+        where: str = "the stream",
+    ) -> Preprocessor:
         """Build from a pipeline's ``[preprocess]`` and ``[features]`` sections."""
         return cls(
             ch_names,
@@ -163,10 +204,13 @@ class Preprocessor:
             notch_q=pp.notch_q,
             bandpass_hz=pp.bandpass_hz,
             monitor=monitor,
+            ch_types=ch_types,
+            where=where,
         )
 
     @property
     def n_out(self) -> int:
+        """Return the number of output columns."""
         return len(self.out_names)
 
     def step(self, chunk: Chunk) -> Chunk:

@@ -31,6 +31,7 @@ class Float64Input:
         self._buf = np.zeros((rows, self.n_channels))
 
     def __call__(self, data: np.ndarray) -> np.ndarray:
+        """Return ``data`` as C-contiguous float64 (itself, or a copy in the staging buffer)."""
         if data.ndim != 2 or data.shape[1] != self.n_channels:
             raise ValueError(f"expected data of shape (n_samples, {self.n_channels}), got {data.shape}")
         if data.dtype == np.float64 and data.flags.c_contiguous:

@@ -8,9 +8,11 @@ all reduce to this form, so the kernel applies them in one pass per sample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from closedloop.channels import ChannelError, average_reference, channel_types, is_generic, match
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class SpatialMap:
         Sum of each row's weights (the multiple of the reference subtracted).
     ref_idx : ndarray of intp
         Stream channels averaged into the reference (empty: no reference).
+    ref_excluded : ndarray of intp
+        Channels an average reference left out because they are not EEG.
     """
 
     names: list[str]
@@ -35,9 +39,10 @@ class SpatialMap:
     weight: np.ndarray
     rowsum: np.ndarray
     ref_idx: np.ndarray
+    ref_excluded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
 
     def dense(self, n_in: int) -> np.ndarray:
-        """The equivalent dense matrix ``(n_out, n_in)`` including the reference (for tests)."""
+        """Return the equivalent dense matrix ``(n_out, n_in)`` including the reference (for tests)."""
         m = np.zeros((len(self.names), n_in))
         for o in range(len(self.names)):
             for k in range(self.ptr[o], self.ptr[o + 1]):
@@ -47,20 +52,21 @@ class SpatialMap:
         return m
 
 
-def _need(names: list[str], avail: list[str], what: str) -> None:
-    missing = [n for n in names if n not in avail]
-    if missing:
-        raise ValueError(f"{what}: channels {missing} not among {avail}")
-
-
 def build_spatial_map(
     ch_names: list[str],
     signals: dict[str, dict[str, float]],
     picks: list[str] | None = None,
     reference: str | list[str] = "none",
     laplacian: dict[str, list[str]] | None = None,
+    *,
+    ch_types: list[str] | None = None,
+    keys: dict[str, str] | None = None,
+    where: str = "the stream",
 ) -> SpatialMap:
     """Compose picks, reference, Laplacian and the signal definitions into one map.
+
+    Every channel name is matched to ``ch_names`` by :func:`closedloop.channels.match`
+    (``O1`` finds ``EEG O1``), so live streams, files and replays agree.
 
     Parameters
     ----------
@@ -72,42 +78,72 @@ def build_spatial_map(
     picks : list of str, optional
         Channels kept (default all); the common average runs over them.
     reference : "none", "average" or list of str
-        Re-reference applied before the Laplacian and the signals.
+        Re-reference applied before the Laplacian and the signals. Without
+        ``picks``, ``"average"`` runs over the EEG channels only (see ``ch_types``).
     laplacian : dict of str -> list of str, optional
         Hjorth: channel ``c`` becomes ``c - mean(neighbours)``.
+    ch_types : list of str, optional
+        Channel types (``EEG``, ``ECG``, ``REF``...); default: inferred from
+        the labels (:func:`closedloop.channels.channel_types`).
+    keys : dict of str -> str, optional
+        Signal name -> the pipeline key that defines it (for error messages).
+    where : str
+        What the channels belong to (for error messages).
+
+    Raises
+    ------
+    closedloop.channels.ChannelError
+        One line naming the key and the channels not found, and listing what
+        the stream has.
     """
-    picks = list(ch_names) if picks is None else list(picks)
-    _need(picks, ch_names, "picks")
-    pos = {n: i for i, n in enumerate(ch_names)}
-    n_p = len(picks)
+    names = list(ch_names)
+    types = list(ch_types) if ch_types is not None else channel_types(names)
+    unlabeled = is_generic(names)
+    if picks is None:
+        pick_idx = list(range(len(names)))
+        among = where
+    else:
+        pick_idx = match(list(picks), names, "preprocess.picks", where, unlabeled)
+        among = f"the picked channels of {where}"
+    picked = [names[i] for i in pick_idx]
+    n_p = len(pick_idx)
+
+    def find(members: list[str], key: str) -> list[int]:
+        return match(members, picked, key, among, unlabeled)
+
     # channel-space matrix over the picks: identity, then the Laplacian rows
     lap = np.eye(n_p)
     for centre, nbrs in (laplacian or {}).items():
-        _need([centre, *nbrs], picks, f"laplacian.{centre}")
+        c, *nb = find([centre, *nbrs], f"preprocess.laplacian.{centre}")
         row = np.zeros(n_p)
-        row[picks.index(centre)] = 1.0
-        for nb in nbrs:
-            row[picks.index(nb)] -= 1.0 / len(nbrs)
-        lap[picks.index(centre)] = row
+        row[c] = 1.0
+        for j in nb:
+            row[j] -= 1.0 / len(nb)
+        lap[c] = row
     rows = []
     for name, members in signals.items():
-        _need(list(members), picks, f"signal {name}")
         sel = np.zeros(n_p)
-        for ch, w in members.items():
-            sel[picks.index(ch)] += w
+        for j, w in zip(find(list(members), (keys or {}).get(name, f"signal {name}")), members.values()):
+            sel[j] += w
         rows.append(sel @ lap)
     mat = np.array(rows).reshape(len(signals), n_p)
+    excluded: list[int] = []
     if reference == "average":
-        ref_idx = np.array([pos[p] for p in picks], dtype=np.intp)
+        inside, excluded = average_reference(names, types, pick_idx if picks is not None else None)
+        if not inside:
+            raise ChannelError(
+                f"preprocess.reference: 'average' needs EEG channels but {where} has none "
+                f"(types {sorted(set(types))}); name the channels with preprocess.picks"
+            )
+        ref_idx = np.array(inside, dtype=np.intp)
     elif reference == "none":
         ref_idx = np.zeros(0, dtype=np.intp)
     else:
-        _need(list(reference), ch_names, "reference")
-        ref_idx = np.array([pos[p] for p in reference], dtype=np.intp)
+        ref_idx = np.array(match(list(reference), names, "preprocess.reference", where, unlabeled), dtype=np.intp)
     ptr, idx, weight = [0], [], []
     for o in range(mat.shape[0]):
         nz = np.flatnonzero(mat[o])
-        idx.extend(pos[picks[j]] for j in nz)
+        idx.extend(pick_idx[j] for j in nz)
         weight.extend(mat[o, nz])
         ptr.append(len(idx))
     # a Laplacian row sums to 0: then the reference cancels exactly, with no rounding left
@@ -120,4 +156,5 @@ def build_spatial_map(
         weight=np.array(weight, dtype=np.float64),
         rowsum=np.ascontiguousarray(rowsum, dtype=np.float64),
         ref_idx=ref_idx,
+        ref_excluded=np.array(excluded, dtype=np.intp),
     )

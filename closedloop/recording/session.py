@@ -114,6 +114,8 @@ def eeg_info_from_lsl(source) -> dict:
         "pipeline_offset": float(source.pipeline_offset),
         "header_xml": xml,
         "created_at": info.created_at(),
+        "ch_types": list(getattr(source, "ch_types", None) or []) or None,
+        "ref_excluded": list(getattr(source, "ref_excluded", None) or []),
         "offset_measured": True,  # the source measures the offset every 5 s (for_source records them)
     }
 
@@ -264,6 +266,8 @@ class SessionRecording:
         }
         if eeg.get("header_xml"):
             meta["source_header_xml"] = str(eeg["header_xml"])
+        if eeg.get("ref_excluded"):  # channels the average reference left out (not EEG)
+            meta["average_reference_excludes"] = ", ".join(str(c) for c in eeg["ref_excluded"])
         self._eeg_id = self.recorder.add_stream(
             self.eeg_name,
             str(eeg.get("type", "EEG")),

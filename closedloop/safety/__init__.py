@@ -6,7 +6,7 @@ component (:mod:`.watchdog`); the pipeline-level envelope (:mod:`.envelope`).
 """
 
 from closedloop.safety.dose import Dose
-from closedloop.safety.envelope import build_envelope, build_safety_layer, check_pipeline_limits, safety_layer_for  # noqa: E402
+from closedloop.safety.envelope import build_envelope, build_safety_layer, safety_layer_for
 from closedloop.safety.events import EventLog, SafetyEvent
 from closedloop.safety.layer import SafetyClockError, SafetyLayer
 from closedloop.safety.rtms import RTMSEnvelope, RTMSSafetyLayer, TrainLimit
@@ -33,7 +33,6 @@ __all__ = [
     "WatchdogTrip",
     "build_envelope",
     "build_safety_layer",
-    "check_pipeline_limits",
     "ispta_mW_per_cm2",
     "mechanical_index",
     "safety_layer_for",

@@ -85,7 +85,7 @@ class SessionDriver:
         self.stats = SessionStats()
         self.stats.feature_stats = RunningStats(len(pipeline.feature_names))
         self.adapter_s = 0.0  # time spent handing the last chunk's commands to the adapter
-        self.issued = float("nan")  # clock time the last command was issued at
+        self.issued = float("nan")  # clock time once the last chunk's commands were handed to the adapter
 
     @property
     def safety(self):
@@ -98,16 +98,26 @@ class SessionDriver:
         self.stats.feature_stats.warmup()
 
     # -- per chunk ----------------------------------------------------------------
-    def feed(self, chunk: Chunk, raw_timestamps: np.ndarray) -> list[Step]:
-        """Record ``chunk`` (``raw_timestamps`` as received), run it, apply every allowed command, count."""
+    def feed(self, chunk: Chunk, raw_data: np.ndarray, raw_timestamps: np.ndarray) -> list[Step]:
+        """Record the chunk as received, run ``chunk`` (µV, pipeline time base), apply every allowed command, count.
+
+        Parameters
+        ----------
+        chunk : Chunk
+            The samples in µV with timestamps in the pipeline's time base.
+        raw_data, raw_timestamps : ndarray
+            The same samples exactly as received (the source's unit, its own
+            timestamps): what the recording keeps.
+        """
         if self.recording is not None:
-            self.recording.on_chunk(chunk.data, raw_timestamps)
+            self.recording.on_chunk(raw_data, raw_timestamps)
         with self.lock:
             steps = self.pipeline.process(chunk)
             if steps:
                 t0 = perf_counter()
                 for s in steps:
                     self.apply(s.allowed, counted=True)
+                self.issued = self.clock()
                 self.adapter_s = perf_counter() - t0
         if not steps:
             return steps
@@ -136,7 +146,6 @@ class SessionDriver:
         except LimitViolation:
             self.stats.adapter_refusals += 1
             return
-        self.issued = now
         if self.recording is not None:
             self.recording.on_applied(command, now, now - self.local_time(command.time))
         if counted:

@@ -7,70 +7,144 @@ clock; a stalled or lost stream is noticed and reported.
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from closedloop.lslconfig import configure_lsl
+from closedloop.channels import (
+    ChannelError,
+    average_reference,
+    channel_types,
+    check_labels,
+    describe_excluded,
+    generic_names,
+    match,
+    named_channels,
+)
+from closedloop.lslconfig import configure_lsl, scope_help
 from closedloop.types import Chunk
+from closedloop.units import UnitError, scale_factors, to_microvolts, unit_name
+
+log = logging.getLogger(__name__)
+
+_FORMATS = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int16", 6: "int8", 7: "int64"}
 
 
 class SourceError(RuntimeError):
     """The stream cannot be used: not found, ambiguous, mismatched, or lost."""
 
 
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def _xml_literal(v: str) -> str:
-    if "'" in v:
-        raise ValueError(f"stream property {v!r} may not contain a single quote")
-    return f"'{v}'"
+    if "'" not in v:
+        return f"'{v}'"
+    if '"' not in v:
+        return f'"{v}"'
+    raise SourceError(f"stream property {v!r} contains both kinds of quote; LSL cannot search for it")
 
 
 def predicate(name: str | None = None, type: str | None = None, source_id: str | None = None) -> str:
-    """XPath predicate matching the given stream properties."""
-    parts = [f"{k}={_xml_literal(v)}" for k, v in (("name", name), ("type", type), ("source_id", source_id)) if v]
+    """Return the XPath predicate matching the given stream properties (``type`` ignoring case)."""
+    parts = [f"{k}={_xml_literal(v)}" for k, v in (("name", name), ("source_id", source_id)) if v]
+    if type:
+        parts.append(f"translate(type,'{_UPPER}','{_UPPER.lower()}')={_xml_literal(type.lower())}")
     if not parts:
         raise ValueError("give at least one of name, type, source_id")
     return " and ".join(parts)
 
 
+def _wanted(name, type, source_id) -> str:
+    return ", ".join(f"{k} {v!r}" for k, v in (("name", name), ("type", type), ("source_id", source_id)) if v)
+
+
 def channel_labels(info) -> list[str]:
-    """Channel labels from a stream's ``desc/channels`` metadata ([] if absent)."""
-    root = ET.fromstring(info.as_xml())
-    return [(ch.findtext("label") or "") for ch in root.findall("./desc/channels/channel")]
+    """Return the channel labels of a stream's ``desc/channels`` metadata ([] if absent)."""
+    return [lab for lab, _, _ in channel_desc(info)]
 
 
-def resolve_one(name=None, type=None, source_id=None, timeout: float = 5.0, settle: float = 1.0):
-    """Resolve exactly one stream; refuse none or several, listing what was found."""
-    configure_lsl()
+def channel_desc(info) -> list[tuple[str, str, str]]:
+    """Return (label, type, unit) of each channel in a stream's ``desc/channels`` ([] if absent).
+
+    Raises
+    ------
+    SourceError
+        When the header is not valid XML (liblsl writes a control character
+        in a label as a character reference XML does not allow).
+    """
+    try:
+        root = ET.fromstring(info.as_xml())
+    except ET.ParseError as e:
+        raise SourceError(
+            f"stream {info.name()!r}: its header is not valid XML ({e}); a channel label or another field "
+            f"holds a control character"
+        ) from None
+    return [
+        ((ch.findtext("label") or ""), (ch.findtext("type") or "").strip(), (ch.findtext("unit") or "").strip())
+        for ch in root.findall("./desc/channels/channel")
+    ]
+
+
+def _describe(i) -> str:
+    return (
+        f"name={i.name()!r} type={i.type()!r} source_id={i.source_id()!r} uid={i.uid()!r} "
+        f"host={i.hostname()!r} created_at={i.created_at():.3f}"
+    )
+
+
+def resolve_one(
+    name=None, type=None, source_id=None, timeout: float = 5.0, settle: float = 1.0, scope: str | None = None
+):
+    """Resolve exactly one stream; refuse none or several, listing what was found.
+
+    ``type`` is compared ignoring case (mne-lsl publishes ``"eeg"``). ``scope``
+    (``"machine"`` or ``"lab"``) is where to look; see :mod:`closedloop.lslconfig`.
+
+    Raises
+    ------
+    SourceError
+        One line: no stream (saying where discovery looked and how to widen
+        it), or several (each with name, type, source_id, uid, host and
+        creation time).
+    """
+    try:
+        scope = configure_lsl(scope)
+    except ValueError as e:
+        raise SourceError(str(e)) from None
     import pylsl
 
     pred = predicate(name, type, source_id)
     found = pylsl.resolve_bypred(pred, 1, timeout)
     if not found:
-        raise SourceError(f"no LSL stream matching {pred} within {timeout} s")
+        raise SourceError(
+            f"no LSL stream matching {_wanted(name, type, source_id)} within {timeout:g} s; {scope_help(scope)}"
+        )
     # wait a little longer for a second match: two fitting streams is an error
     found = pylsl.resolve_bypred(pred, 2, settle) or found
-    uniq = {(i.name(), i.source_id(), i.uid()): i for i in found}
+    uniq = {i.uid(): i for i in found}
     if len(uniq) > 1:
-        listing = "; ".join(
-            f"name={i.name()!r} type={i.type()!r} source_id={i.source_id()!r} host={i.hostname()!r}"
-            for i in uniq.values()
+        listing = "; ".join(f"({k}) {_describe(i)}" for k, i in enumerate(uniq.values(), 1))
+        raise SourceError(
+            f"{len(uniq)} LSL streams match {_wanted(name, type, source_id)}: {listing}; "
+            f"give [source] name and source_id that fit only one (or stop the other)"
         )
-        raise SourceError(f"{len(uniq)} LSL streams match {pred}: {listing}; name them more precisely")
     return next(iter(uniq.values()))
 
 
 class LSLSource:
-    """Pull EEG chunks from one LSL stream.
+    """Pull EEG chunks from one LSL stream, in µV.
 
     Parameters
     ----------
     name, type, source_id : str | None
-        Stream properties to resolve by.
+        Stream properties to resolve by (``type`` ignoring case).
     sfreq : float
         Nominal rate the stream must have.
     ch_names : list of str | None
-        Labels the stream must carry, in order (checked if given).
+        Channels the stream must carry, in order (checked if given; matched
+        like every channel name, see :func:`closedloop.channels.match`).
     n_channels : int | None
         Channel count the stream must have (checked if given).
     resolve_timeout_s : float
@@ -78,7 +152,29 @@ class LSLSource:
     stall_timeout_s : float
         No sample for this long marks the stream stalled.
     max_chunk : int
-        Largest block pulled at once; the buffer is allocated once.
+        Largest block pulled at once; the buffers are allocated once.
+    units : str | None
+        Unit of every voltage channel, replacing what the stream declares (a
+        pipeline's ``[source] units``, for streams that omit or misstate it).
+    scope : {"machine", "lab"}
+        Where to discover the stream (see :mod:`closedloop.lslconfig`).
+    features, preprocess : optional
+        A pipeline's ``[features]`` and ``[preprocess]``: every channel they
+        name is checked at :meth:`open`, and channels an average reference
+        leaves out are reported in :attr:`notes`.
+
+    Attributes
+    ----------
+    ch_names, ch_types, units : list of str
+        The stream's channel labels (``ch0``... when it declares none), types
+        (:func:`closedloop.channels.channel_types`) and declared units.
+    factors : ndarray
+        Per channel: µV per unit received (1 where nothing is scaled).
+    notes : list of str
+        What the source assumed or left out (missing units, channels kept out
+        of an average reference); also logged as warnings.
+    raw_data : ndarray
+        The last chunk exactly as received (before scaling), like ``raw_timestamps``.
     """
 
     def __init__(
@@ -92,6 +188,11 @@ class LSLSource:
         resolve_timeout_s: float = 5.0,
         stall_timeout_s: float = 0.5,
         max_chunk: int = 4096,
+        *,
+        units: str | None = None,
+        scope: str = "machine",
+        features=None,
+        preprocess=None,
     ) -> None:
         self.query = dict(name=name, type=type, source_id=source_id)
         self.sfreq = float(sfreq)
@@ -100,13 +201,24 @@ class LSLSource:
         self.resolve_timeout_s = resolve_timeout_s
         self.stall_timeout_s = stall_timeout_s
         self.max_chunk = max_chunk
+        self.units_override = units
+        self.scope = scope
+        self._features = features
+        self._preprocess = preprocess
         self.ch_names: list[str] = []
+        self.ch_types: list[str] = []
+        self.units: list[str] = []
+        self.factors = np.ones(0)
+        self.notes: list[str] = []
+        self.ref_excluded: list[str] = []
         self.inlet = None
         self.info = None
         self.clock_offset = 0.0  # latest measured remote → local offset (s)
         self.pipeline_offset = 0.0  # offset applied to every chunk: the one measured at open()
         self.on_offset = None  # callable(collection_time, offset), e.g. the recorder
         self.raw_timestamps = np.zeros(0)  # the last chunk's timestamps exactly as received
+        self.raw_data = np.zeros((0, 0))  # the last chunk's values exactly as received
+        self._scale = False
         self._last_offset_time = -1e9
         self.samples_in = 0
         self.newest_time = float("nan")
@@ -118,46 +230,116 @@ class LSLSource:
 
     @property
     def n_channels(self) -> int:
+        """Return the stream's channel count (after :meth:`open`)."""
         return len(self.ch_names)
 
     def open(self) -> None:
-        """Resolve, check the stream against the pipeline, and measure the clock offset."""
+        """Resolve, check the stream against the pipeline, and measure the clock offset.
+
+        Raises
+        ------
+        SourceError
+            One line saying what does not fit: no stream or several, channel
+            count, rate, value format, labels (missing, empty, duplicate,
+            with control characters), channels the pipeline names, units.
+        """
         import pylsl
         import pylsl.util
 
-        info = resolve_one(**self.query, timeout=self.resolve_timeout_s)
+        info = resolve_one(**self.query, timeout=self.resolve_timeout_s, scope=self.scope)
+        where = f"stream {info.name()!r}"
         n = info.channel_count()
         problems = []
         if self.expected_n is not None and n != self.expected_n:
             problems.append(f"has {n} channels, the pipeline expects {self.expected_n}")
         if abs(info.nominal_srate() - self.sfreq) > 1e-6 * self.sfreq:
-            problems.append(f"runs at {info.nominal_srate()} Hz, the pipeline expects {self.sfreq} Hz")
-        if info.channel_format() not in (pylsl.cf_float32, pylsl.cf_double64):
-            problems.append("is not float32/double64")
-        inlet = pylsl.StreamInlet(info, max_buflen=30, max_chunklen=0, recover=False, processing_flags=0)
-        full = inlet.info(timeout=self.resolve_timeout_s)
-        labels = channel_labels(full)
-        if self.expected_names is not None:
-            if labels != list(self.expected_names):
-                problems.append(f"carries labels {labels}, the pipeline expects {list(self.expected_names)}")
+            rate = "an irregular rate" if info.nominal_srate() == 0 else f"{info.nominal_srate():g} Hz"
+            problems.append(f"runs at {rate}, the pipeline expects {self.sfreq:g} Hz ([source] sfreq)")
+        fmt = info.channel_format()
+        if fmt not in (pylsl.cf_float32, pylsl.cf_double64):
+            problems.append(f"carries {_FORMATS.get(fmt, str(fmt))} values; closedloop reads float32 or double64 EEG")
         if problems:
+            raise SourceError(f"{where} ({info.source_id()}): " + "; ".join(problems))
+        inlet = pylsl.StreamInlet(info, max_buflen=30, max_chunklen=0, recover=False, processing_flags=0)
+        try:
+            full = inlet.info(timeout=self.resolve_timeout_s)
+            self._describe_channels(full, where, n)
+        except pylsl.util.TimeoutError:
             inlet.close_stream()
-            raise SourceError(f"stream {info.name()!r} ({info.source_id()}): " + "; ".join(problems))
-        self.ch_names = labels if labels and all(labels) else [f"ch{i}" for i in range(n)]
+            raise SourceError(f"{where} did not send its header within {self.resolve_timeout_s:g} s") from None
+        except (ChannelError, UnitError, SourceError) as e:
+            inlet.close_stream()
+            raise SourceError(str(e)) from None
         self.info = full
         self.inlet = inlet
-        dtype = np.float32 if info.channel_format() == pylsl.cf_float32 else np.float64
-        self._buf = np.zeros((self.max_chunk, n), dtype=dtype)
+        dtype = np.float32 if fmt == pylsl.cf_float32 else np.float64
+        self._raw_buf = np.zeros((self.max_chunk, n), dtype=dtype)
+        self._scale = bool(np.any(self.factors != 1.0))
+        self._buf = np.zeros_like(self._raw_buf) if self._scale else self._raw_buf
+        self._factors = self.factors.astype(dtype)  # cast once: the multiply stays in the stream's dtype
         self._stamps = np.zeros(self.max_chunk)
         self._raw = np.zeros(self.max_chunk)
         self._bind_pull()
-        inlet.open_stream(timeout=self.resolve_timeout_s)
-        self._update_offset(force=True)  # the first call takes ~0.6 s: before the session starts
+        for note in self.notes:
+            log.warning("%s", note)
+        try:
+            inlet.open_stream(timeout=self.resolve_timeout_s)
+            self._update_offset(force=True)  # the first call takes ~0.6 s: before the session starts
+        except pylsl.util.TimeoutError:
+            self.close()
+            raise SourceError(f"{where} did not answer within {self.resolve_timeout_s:g} s") from None
         # One offset for the whole session keeps the pipeline's time base free of steps, so a
         # replay (raw timestamps + this offset) reproduces it exactly; later measurements are
         # recorded and used for latency and data age only.
         self.pipeline_offset = self.clock_offset
         self.last_data_wall = pylsl.local_clock()
+
+    def _describe_channels(self, full, where: str, n: int) -> None:
+        """Labels, types, units and scale factors from the header; check what the pipeline names."""
+        desc = channel_desc(full)
+        if len(desc) not in (0, n):
+            desc = []  # a malformed header (labels for some channels only): treated as unlabelled
+        labels = [d[0] for d in desc]
+        unlabeled = not any(labels)
+        if not unlabeled:
+            check_labels(labels, where)
+        names = generic_names(n) if unlabeled else labels
+        types = channel_types(names, [d[1] for d in desc] or None, full.type())
+        if self.expected_names is not None:
+            idx = match(list(self.expected_names), names, "source.channels", where, unlabeled)
+            if len(names) != len(idx) or idx != list(range(len(names))):
+                raise ChannelError(
+                    f"source.channels: {where} carries labels {names}, the pipeline expects "
+                    f"{list(self.expected_names)} (the same channels, in this order)"
+                )
+        named = named_channels(self._features, self._preprocess)
+        for key, wanted in named.items():
+            match(wanted, names, key, where, unlabeled)
+        units = [d[2] for d in desc] or [""] * n
+        self.factors, self.notes = scale_factors(units, types, names, self.units_override, where)
+        self.ch_names, self.ch_types, self.units = names, types, units
+        pp = self._preprocess
+        if pp is not None and pp.reference == "average":
+            picks = match(list(pp.picks), names, "preprocess.picks", where) if pp.picks is not None else None
+            _, out = average_reference(names, types, picks)
+            self.ref_excluded = [names[i] for i in out]
+            if out:
+                self.notes.append(
+                    f"{where}: left out of the average reference (not EEG): {describe_excluded(names, types, out)}; "
+                    f"name channels in preprocess.picks to choose them yourself"
+                )
+
+    def describe(self) -> str:
+        """Return one line about the opened stream: identity, channels, rate, units."""
+        i = self.info
+        scaled = sorted({unit_name(f) for f in self.factors if f != 1.0})
+        unit = f"values in {', '.join(scaled)} scaled to µV" if scaled else "values in µV"
+        if any("declares no unit" in note for note in self.notes):
+            unit += " (no unit declared: taken as µV)"
+        return (
+            f"stream {i.name()!r} (type {i.type()!r}, source_id {i.source_id()!r}, host {i.hostname()!r}): "
+            f"{len(self.ch_names)} channels at {i.nominal_srate():g} Hz, {unit}"
+        )
 
     def _update_offset(self, force: bool = False) -> None:
         import pylsl
@@ -196,6 +378,9 @@ class LSLSource:
             self.data_age = now - self.newest_time - self._drift() if self.samples_in else float("nan")
             return None
         self.stalled = False
+        self.raw_data = self._raw_buf[:n]
+        if self._scale:
+            to_microvolts(self.raw_data, self._factors, out=self._buf[:n])
         raw = self._raw[:n]
         stamps = self._stamps[:n]
         np.add(raw, self.pipeline_offset, out=stamps)
@@ -211,13 +396,14 @@ class LSLSource:
         """Prepare liblsl chunk pulls straight into the preallocated buffers (no allocation per pull)."""
         import ctypes
 
-        n_ch = self._buf.shape[1]
+        buf = self._raw_buf
+        n_ch = buf.shape[1]
         fn = self.inlet.do_pull_chunk
         obj = self.inlet.obj
         err = ctypes.c_int()
-        item = self._buf.itemsize
-        first = (ctypes.c_void_p(self._buf.ctypes.data), ctypes.c_void_p(self._raw.ctypes.data))
-        rest = (ctypes.c_void_p(self._buf.ctypes.data + n_ch * item), ctypes.c_void_p(self._raw.ctypes.data + 8))
+        item = buf.itemsize
+        first = (ctypes.c_void_p(buf.ctypes.data), ctypes.c_void_p(self._raw.ctypes.data))
+        rest = (ctypes.c_void_p(buf.ctypes.data + n_ch * item), ctypes.c_void_p(self._raw.ctypes.data + 8))
         one = (ctypes.c_size_t(n_ch), ctypes.c_size_t(1))
         more = (ctypes.c_size_t(n_ch * (self.max_chunk - 1)), ctypes.c_size_t(self.max_chunk - 1))
         zero = ctypes.c_double(0.0)
@@ -250,6 +436,7 @@ class LSLSource:
         return dropped
 
     def close(self) -> None:
+        """Close the inlet (a lost stream is closed quietly)."""
         if self.inlet is not None:
             try:
                 self.inlet.close_stream()

@@ -33,16 +33,9 @@ from functools import lru_cache
 import numba
 import numpy as np
 
-__all__ = ["PlantModel", "SyntheticEEG", "standard_channel_names"]
+from closedloop.config.sources import standard_channel_names
 
-# 10-20 sites first, then 10-10 extras: together a 64-channel cap whose names
-# all exist in MNE's 'standard_1005' montage.
-_NAMES_1020 = ("Fp1 Fp2 F7 F3 Fz F4 F8 T7 C3 Cz C4 T8 P7 P3 Pz P4 P8 O1 O2").split()
-_NAMES_1010_EXTRA = (
-    "AF3 AF4 FC1 FC2 FC5 FC6 CP1 CP2 CP5 CP6 PO3 PO4 FCz CPz POz Oz F1 F2 C1 C2 P1 P2 "
-    "AF7 AF8 F5 F6 FC3 FC4 FT7 FT8 C5 C6 CP3 CP4 TP7 TP8 P5 P6 PO7 PO8 Fpz AFz P9 P10 Iz"
-).split()
-_STANDARD_NAMES = _NAMES_1020 + _NAMES_1010_EXTRA
+__all__ = ["PlantModel", "SyntheticEEG", "standard_channel_names"]
 
 _NOISE_BLOCK = 256  # samples per block of random draws (fixed: chunking must not change draws)
 _N_PROCESSES = 5  # scalar random processes: pain, alpha freq, alpha env, theta freq, theta env
@@ -78,29 +71,6 @@ _T_ALPHA_UV, _T_THETA_UV, _T_ALPHA_HZ, _T_THETA_HZ = range(4)
 _N_PARAMS = 21
 
 _TWO_PI = 2.0 * math.pi
-
-
-def standard_channel_names(n: int) -> list[str]:
-    """Return ``n`` distinct EEG channel names.
-
-    The 19 sites of the 10-20 system come first, then 10-10 sites up to 64
-    names (all valid in MNE's ``standard_1005`` montage); beyond 64 the names
-    are ``E65``, ``E66``, ...
-
-    Parameters
-    ----------
-    n : int
-        Number of names.
-
-    Returns
-    -------
-    list of str
-    """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, not {n}")
-    names = _STANDARD_NAMES[:n]
-    names += [f"E{i}" for i in range(len(_STANDARD_NAMES) + 1, n + 1)]
-    return names
 
 
 @dataclass

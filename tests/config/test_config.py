@@ -33,6 +33,9 @@ def problems_of(path: Path) -> str:
 @pytest.mark.parametrize("pipeline", sorted((Path(__file__).parents[2] / "pipelines").glob("*.toml")))
 def test_shipped_pipelines_validate(pipeline):
     resolved = load_pipeline(pipeline)
+    if resolved.profile is None:  # a features-only pipeline: nothing to stimulate, no envelope
+        assert resolved.config.controller is None and resolved.config.device is None
+        return
     env = resolved.envelope()
     for name, lim in env.items():  # every modality: overrides only tighten the device limits
         device = resolved.profile.limit(name)
@@ -145,3 +148,57 @@ def test_feature_names_per_channel(tmp_path, repo):
     p = write_variant(tmp_path, repo, edit)
     names = feature_names(load_pipeline(p).config)
     assert names == ["theta_O1", "alpha_O1", "theta_alpha_O1", "theta_O2", "alpha_O2", "theta_alpha_O2"]
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            lambda r: r["features"].update(hop_sampels=25),
+            "features.hop_sampels: unknown key; did you mean 'hop_samples'?",
+        ),
+        (lambda r: r.update(sorce={}), "sorce: unknown key; did you mean 'source'?"),
+        (
+            lambda r: r["controller"].update(kind="trigger", modality="rtms"),
+            "controller.train: required key is missing",
+        ),
+        (
+            lambda r: r["features"].update(bands={"alpha": [8.0, "x"]}),
+            "features.bands.alpha[1]: must be a valid number",
+        ),
+    ],
+)
+def test_messages_name_the_dotted_key_and_what_is_allowed(tmp_path, repo, edit, expected):
+    msg = problems_of(write_variant(tmp_path, repo, edit))
+    assert expected in msg and "Value error" not in msg and "Input should" not in msg
+
+
+def test_every_section_is_checked_in_one_pass(tmp_path, repo):
+    def edit(r):
+        r["source"]["n_channels"] = 0  # the source fails ...
+        r["controller"]["amplitude_mA"] = 5.0  # ... the controller is still checked against the device
+        r["features"]["bands"]["gamma"] = [60.0, 80.0]
+        r["safety"]["max_amplitude_mA"] = 3.0
+
+    msg = problems_of(write_variant(tmp_path, repo, edit))
+    for key in ("source.n_channels", "controller.amplitude_mA: 5.0 mA exceeds", "safety.max_amplitude_mA"):
+        assert key in msg
+
+
+def test_a_file_source_path_is_relative_to_the_pipeline(tmp_path, repo):
+    def edit(r):
+        r["source"] = {"kind": "file", "sfreq": 500.0, "path": "../data/rec.edf", "encoding": "latin1"}
+
+    resolved = load_pipeline(write_variant(tmp_path, repo, edit))
+    assert resolved.config.source.path == str((tmp_path / "data" / "rec.edf").resolve())
+    assert resolved.config.source.ch_names is None  # channels are checked when the file is opened
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("1.5", 1.5), ("true", True), ('["O1", "O2"]', ["O1", "O2"]), ("'x'", "x"), ("lsl", "lsl"), ("[1", "[1")],
+)
+def test_set_values_are_toml(text, value):
+    from closedloop.config import parse_overrides
+
+    assert parse_overrides([f"a.b={text}"]) == {"a.b": value}

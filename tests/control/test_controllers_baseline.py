@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from closedloop.config import PipelineError, load_pipeline
-from closedloop.control import BaselineConfig, BaselineController
-from closedloop.control.baseline import parse_spec
+from closedloop.config import BaselineControllerConfig, PipelineError, load_pipeline
+from closedloop.config.controllers import parse_spec
+from closedloop.control import BaselineController
 from closedloop.types import Frame, Quality
 
 DT = 0.1
@@ -25,7 +25,7 @@ INNER = dict(
 def cfg(**kw):
     base = dict(duration_s=30.0, derive={"lower": "p25", "upper": "p75"}, inner=INNER)
     base.update(kw)
-    return BaselineConfig(**base)
+    return BaselineControllerConfig(**base)
 
 
 def feed(ctl, values, flags=None, t0=0.0):

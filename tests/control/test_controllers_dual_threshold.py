@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from closedloop.control import DualThresholdConfig, DualThresholdController, build_controller
+from closedloop.config import DualThresholdConfig
+from closedloop.control import DualThresholdController, build_controller
 from closedloop.types import Frame, Quality
 
 DT = 0.1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from closedloop.control import PIConfig, PIController
+from closedloop.config import PIConfig
+from closedloop.control import PIController
 from closedloop.types import Frame, Quality
 
 DT = 0.1

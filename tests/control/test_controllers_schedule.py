@@ -7,7 +7,8 @@ import pytest
 from pydantic import ValidationError
 from safety_helpers import at, make
 
-from closedloop.control import ScheduleConfig, ScheduleController, display_state
+from closedloop.config import ScheduleConfig
+from closedloop.control import ScheduleController, display_state
 from closedloop.safety import TESEnvelope
 from closedloop.types import Frame, Quality
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from closedloop.control import ThresholdConfig, ThresholdController
+from closedloop.config import ThresholdConfig
+from closedloop.control import ThresholdController
 from closedloop.types import Frame, Quality
 
 

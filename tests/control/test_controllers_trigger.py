@@ -6,33 +6,36 @@ import math
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from safety_helpers import at
 from safety_helpers import make as make_layer
 
-from closedloop.config import PipelineError, load_pipeline
+from closedloop.config import PipelineError, TriggerConfig, load_pipeline
 from closedloop.config.profile import load_profile
-from closedloop.control import TriggerConfig, build_controller
+from closedloop.control import build_controller
 from closedloop.safety import RTMSEnvelope, TUSEnvelope
 from closedloop.types import Command, Frame, Quality
 
 HOP = 0.05  # a frame every 50 ms
-TRAIN = dict(modality="rtms", frequency_Hz=20.0, intensity_pct=110.0, pulses=32, train_duration_s=1.6)
+TRAIN = dict(modality="rtms", train=dict(frequency_Hz=20.0, intensity_pct=110.0, pulses=32, duration_s=1.6))
 SONICATION = dict(
     modality="tus",
-    pnp_MPa=0.6,
-    center_frequency_MHz=0.5,
-    isppa_W_per_cm2=12.0,  # the plane-wave I_SPPA of 0.6 MPa in 1.5 MRayl (the profile checks the pair)
-    duty_cycle=0.05,
-    prf_Hz=10.0,
-    burst_s=0.005,
-    sonication_s=1.0,
+    sonication=dict(
+        pnp_MPa=0.6,
+        center_frequency_MHz=0.5,
+        isppa_W_per_cm2=12.0,  # the plane-wave I_SPPA of 0.6 MPa in 1.5 MRayl (the profile checks the pair)
+        duty_cycle=0.05,
+        prf_Hz=10.0,
+        burst_s=0.005,
+        duration_s=1.0,
+    ),
 )
+trigger_config = TypeAdapter(TriggerConfig).validate_python
 
 
 def make(**kw):
     cfg = {"feature": "alpha", "threshold": 1.0, "refractory_s": 10.0, **TRAIN, **kw}
-    return build_controller(TriggerConfig(**cfg))
+    return build_controller(trigger_config(cfg))
 
 
 def run(ctl, trace, t0: float = 100.0, flags=None) -> list[Command]:
@@ -95,7 +98,7 @@ def test_bad_frames_reset_the_onset_count():
 
 def test_tus_fire_starts_a_sonication_held_for_its_length():
     cfg = {"feature": "alpha", "threshold": 1.0, "refractory_s": 20.0, **SONICATION}
-    cmds = run(build_controller(TriggerConfig(**cfg)), [2.0] * 200)  # 10 s above the threshold
+    cmds = run(build_controller(trigger_config(cfg)), [2.0] * 200)  # 10 s above the threshold
     on = np.array([c.on for c in cmds])
     fires = [c for c in cmds if c.fire]
     assert len(fires) == 1 and fires[0].time == 100.0
@@ -107,30 +110,30 @@ def test_tus_fire_starts_a_sonication_held_for_its_length():
 def test_bad_frame_ends_a_sonication_with_ramp_down():
     cfg = {"feature": "alpha", "threshold": 1.0, "refractory_s": 20.0, "on_bad_frame": "ramp_down", **SONICATION}
     flags = [Quality.OK] * 5 + [Quality.GAP] + [Quality.OK] * 30
-    cmds = run(build_controller(TriggerConfig(**cfg)), [2.0] * 36, flags=flags)
+    cmds = run(build_controller(trigger_config(cfg)), [2.0] * 36, flags=flags)
     assert [c.on for c in cmds[:7]] == [True] * 5 + [False, False]
 
 
 @pytest.mark.parametrize(
     "kw, msg",
     [
-        ({"pulses": None, "train_duration_s": None}, "needs pulses, train_duration_s"),
-        ({"pnp_MPa": 1.0}, "controller.pnp_MPa: not used"),
-        ({"modality": "tus"}, "needs pnp_MPa"),
+        ({"train": {"frequency_Hz": 20.0, "intensity_pct": 110.0}}, "give `pulses` or `duration_s`"),
+        ({"pnp_MPa": 1.0}, r"pnp_MPa\n  Extra inputs are not permitted"),
+        ({"modality": "tus"}, r"tus.sonication\n  Field required"),
         ({"refractory_s": 0.0}, "greater than 0"),
     ],
 )
 def test_config_errors_name_the_key(kw, msg):
     with pytest.raises(ValidationError, match=msg):
-        TriggerConfig(**{"feature": "alpha", "threshold": 1.0, "refractory_s": 10.0, **TRAIN, **kw})
+        trigger_config({"feature": "alpha", "threshold": 1.0, "refractory_s": 10.0, **TRAIN, **kw})
 
 
 @pytest.mark.parametrize(
     "overrides, msg",
     [
         ({"controller.refractory_s": 5.0}, "controller.refractory_s: 5 s is shorter than the train (1.6 s) plus"),
-        ({"controller.intensity_pct": 120.0}, "intensity 120 %MT above the cap 110 %MT"),
-        ({"controller.pulses": 40, "controller.train_duration_s": 2.0}, "exceeds the verified 1.6 s"),
+        ({"controller.train.intensity_pct": 120.0}, "intensity 120 %MT above the cap 110 %MT"),
+        ({"controller.train.pulses": 40, "controller.train.duration_s": 2.0}, "exceeds the verified 1.6 s"),
         ({"device.motor_threshold_pct_mso": None}, "device.motor_threshold_pct_mso: the magstim adapter"),
     ],
 )
@@ -145,7 +148,7 @@ def test_pipeline_check_of_tus_sonication_length_and_pause(repo):
         load_pipeline(repo / "pipelines" / "alpha_tus_sim.toml", {"controller.refractory_s": 25.0})
     assert any("controller.refractory_s: 25 s is shorter than the sonication (20 s)" in p for p in e.value.problems)
     with pytest.raises(PipelineError) as e:
-        load_pipeline(repo / "pipelines" / "alpha_tus_sim.toml", {"controller.pnp_MPa": 1.5})
+        load_pipeline(repo / "pipelines" / "alpha_tus_sim.toml", {"controller.sonication.pnp_MPa": 1.5})
     assert any("mechanical index 2.12 above the limit 1.9" in p for p in e.value.problems)
 
 
@@ -173,7 +176,7 @@ def test_every_fire_is_allowed_by_the_rtms_layer_over_a_long_noisy_trace(repo):
 def test_a_tus_fire_becomes_one_sonication_of_the_configured_length(repo):
     cfg = {"feature": "alpha", "threshold": 1.0, "refractory_s": 11.0, **SONICATION}
     layer = _layer(repo, "sim_tus", TUSEnvelope)
-    allowed = [at(layer, d.time).step(d) for d in run(build_controller(TriggerConfig(**cfg)), [2.0] * 500)]
+    allowed = [at(layer, d.time).step(d) for d in run(build_controller(trigger_config(cfg)), [2.0] * 500)]
     assert layer.counts.get("refuse", 0) == 0
     assert fire_times(allowed) == [pytest.approx(100.0), pytest.approx(111.0), pytest.approx(122.0)]
     assert layer.dose["sonications"] == 3 and layer.stim_time_s == pytest.approx(3.0)

@@ -146,7 +146,7 @@ def test_simulated_tus_session_sonicates_for_the_configured_length(repo, tmp_pat
         tmp_path,
         "alpha_tus_sim.toml",
         repo / "devices" / "sim_tus.toml",
-        {**FIRE_NOW, "controller.sonication_s": 1.0},
+        {**FIRE_NOW, "controller.sonication.duration_s": 1.0},
     )
     a = session.adapter
     assert len(a.sonications) == 1 == session.pipeline.safety.dose["sonications"]

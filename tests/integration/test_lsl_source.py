@@ -86,14 +86,18 @@ def test_ambiguous_match_is_refused_with_listing(unique_name):
         b.stop()
     msg = str(info.value)
     assert "2 LSL streams match" in msg and unique_name + "-1" in msg and unique_name + "-2" in msg
+    # each candidate can be told apart: its uid, host and creation time
+    assert msg.count("uid=") == 2 and msg.count("host=") == 2 and msg.count("created_at=") == 2
+    assert "\n" not in msg
 
 
 @pytest.mark.parametrize(
     "kwargs, expected",
     [
         (dict(n_channels=16), "has 8 channels, the pipeline expects 16"),
-        (dict(sfreq=500.0), "runs at 250.0 Hz, the pipeline expects 500.0 Hz"),
-        (dict(ch_names=["Cz"] * 8), "carries labels"),
+        (dict(sfreq=500.0), r"runs at 250 Hz, the pipeline expects 500 Hz \(\[source\] sfreq\)"),
+        (dict(ch_names=["Cz"] * 8), r"source.channels: channel\(s\) \['Cz', .* not in stream .* it has 8 channels"),
+        (dict(ch_names=SyntheticEEG(8).ch_names[::-1]), "carries labels .* in this order"),
     ],
 )
 def test_mismatch_is_refused(unique_name, kwargs, expected):
@@ -106,9 +110,11 @@ def test_mismatch_is_refused(unique_name, kwargs, expected):
         pub.stop()
 
 
-def test_not_found_times_out(unique_name):
-    with pytest.raises(SourceError, match="no LSL stream matching"):
+def test_not_found_times_out_naming_the_scope_and_how_to_widen_it(unique_name):
+    with pytest.raises(SourceError, match="no LSL stream matching") as err:
         LSLSource(name=unique_name, sfreq=250.0, resolve_timeout_s=0.3).open()
+    msg = str(err.value)
+    assert "limited to this computer" in msg and 'scope = "lab"' in msg and "\n" not in msg
 
 
 def test_lost_stream_is_noticed(unique_name):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import REPO, SHARED_DATA
 from scipy import signal
 
 from closedloop.preprocess import Preprocessor, build_spatial_map, design_sos, sosfilt_inplace
@@ -150,3 +151,99 @@ def test_unknown_channels_are_named():
         Preprocessor(NAMES, ["Xx"], FS)
     with pytest.raises(ValueError, match="laplacian.Cz"):
         Preprocessor(NAMES, ["Cz"], FS, laplacian={"Cz": ["Qq"]})
+
+
+def test_average_reference_leaves_out_channels_that_are_not_eeg():
+    names = ["EEG Fz", "EEG Cz", "EEG Pz", "EEG O1", "EEG A2-A1", "ECG ECG", "Trig"]
+    types = ["EEG", "EEG", "EEG", "EEG", "EEG", "EEG", "STIM"]  # as MNE types an EDF (the trigger declared)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((400, len(names))) * 10
+    x[:, 5] *= 100  # an ECG is far larger than EEG
+    pre = Preprocessor(names, ["O1"], FS, combine="each", reference="average", ch_types=types)
+    assert pre.ch_types == ["EEG", "EEG", "EEG", "EEG", "REF", "ECG", "STIM"]
+    assert pre.ref_excluded == ["EEG A2-A1", "ECG ECG", "Trig"]
+    out = stream(pre, x, 50)
+    np.testing.assert_allclose(out[:, 0], x[:, 3] - x[:, :4].mean(axis=1), rtol=1e-12, atol=1e-12)
+    # picks name channels explicitly: then the average runs over exactly those, whatever their type
+    pre = Preprocessor(names, ["O1"], FS, reference="average", picks=["Cz", "O1", "ECG ECG"], ch_types=types)
+    assert pre.ref_excluded == []
+    np.testing.assert_allclose(stream(pre, x, 400)[:, 0], x[:, 3] - x[:, [1, 3, 5]].mean(axis=1), atol=1e-12)
+
+
+def test_every_channel_list_uses_the_one_matcher():
+    # the pipeline says O1, Pz, M1; the stream says "EEG O1", "Pz..", "M1-REF": picks, reference, Laplacian, ROIs
+    stream_names = ["EEG Fz", "EEG Cz", "Pz..", "EEG P3", "EEG P4", "EEG O1", "O2-REF", "M1-REF", "M2-REF"]
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((300, 9)) * 20
+    kw = dict(
+        rois={"post": {"O1": 0.25, "O2": 0.25, "Pz": 0.5}, "mid": ["Fz", "Cz"]},
+        sfreq=FS,
+        reference=["M1", "M2"],
+        laplacian={"Pz": ["P3", "P4", "O1", "O2"]},
+    )
+    got = stream(Preprocessor(stream_names, **kw), x, 300)
+    want = stream(Preprocessor(NAMES, **kw), x, 300)  # the same data under the pipeline's own names
+    np.testing.assert_array_equal(got, want)
+    picked = Preprocessor(stream_names, ["o1"], FS, picks=["O1", "o2", "Fz"], reference="average")
+    np.testing.assert_allclose(stream(picked, x, 300)[:, 0], x[:, 5] - x[:, [5, 6, 0]].mean(axis=1), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        (dict(channels=["Oz"]), "features.channels: channel(s) ['Oz'] not in stream 'amp'"),
+        (dict(rois={"occ": ["O1", "Oz"]}), "features.rois.occ: channel(s) ['Oz']"),
+        (dict(channels=["O1"], picks=["O1", "T7"]), "preprocess.picks: channel(s) ['T7']"),
+        (dict(channels=["O1"], reference=["A1"]), "preprocess.reference: channel(s) ['A1']"),
+        (dict(channels=["O1"], laplacian={"Cz": ["Qq"]}), "preprocess.laplacian.Cz: channel(s) ['Qq']"),
+        (dict(channels=["Fz"], picks=["O1", "O2"]), "features.channels: channel(s) ['Fz'] not in the picked channels"),
+    ],
+)
+def test_a_missing_channel_is_one_line_naming_its_key_and_the_stream(kwargs, key):
+    from closedloop.channels import ChannelError
+
+    with pytest.raises(ChannelError) as err:
+        Preprocessor(NAMES, sfreq=FS, where="stream 'amp'", **kwargs)
+    msg = str(err.value)
+    assert msg.startswith(key) and "\n" not in msg
+
+
+EEGMAT = SHARED_DATA / "eegmat_subject00_rest.edf"
+
+
+def posterior_theta_mne(raw, ref_channels: list[str], k_frames: list[int], win=500, hop=25) -> np.ndarray:
+    """log10 theta (4-8 Hz, Welch/Hann) of mean(O1, O2, Pz) after MNE's average reference over ``ref_channels``."""
+    r = raw.copy().set_eeg_reference(ref_channels=ref_channels, projection=False, verbose=False)
+    x = r.get_data(picks=["EEG O1", "EEG O2", "EEG Pz"]).mean(axis=0) * 1e6
+    out = []
+    for k in k_frames:
+        f, p = signal.welch(x[k * hop : k * hop + win], FS, window="hann", nperseg=win)
+        out.append(np.log10(p[(f >= 4) & (f <= 8)].sum() * (f[1] - f[0])))
+    return np.array(out)
+
+
+@pytest.mark.skipif(not EEGMAT.exists(), reason="shared real EEG (../shared/data) not present")
+def test_eegmat_average_reference_is_mne_average_over_the_19_eeg_electrodes():
+    import mne
+
+    from closedloop.config import load_pipeline
+    from closedloop.offline.replay import replay
+
+    over = {
+        "preprocess.reference": "average",
+        "preprocess.highpass_hz": None,
+        "preprocess.notch_hz": None,
+        "features.smoothing_s": 0.0,
+    }
+    resolved = load_pipeline(REPO / "pipelines" / "alpha_tacs.toml", over)
+    result = replay(EEGMAT, resolved, keep="trace")
+    assert any("'ECG ECG' (ECG)" in n and "'EEG A2-A1' (REF)" in n for n in result.notes)
+    raw = mne.io.read_raw_edf(EEGMAT, preload=True, verbose=False)
+    eeg19 = [n for n in raw.ch_names if n not in ("ECG ECG", "EEG A2-A1")]
+    assert len(eeg19) == 19
+    ks = list(range(0, len(result.trace), 397))
+    want = posterior_theta_mne(raw, eeg19, ks)
+    np.testing.assert_allclose(result.trace.feature("theta")[ks], want, rtol=1e-9)
+    # the old behaviour (all 21 channels in the average, as MNE types them) gives other numbers: far more theta
+    all21 = posterior_theta_mne(raw, raw.ch_names, ks)
+    assert np.median(10 ** (all21 - want)) > 2.0

@@ -290,7 +290,7 @@ def test_overrides_only_tighten_max_down_and_min_up(repo):
 
     from closedloop.config import PipelineConfig
     from closedloop.config.profile import load_profile
-    from closedloop.safety import check_pipeline_limits
+    from closedloop.config.validate import check_pipeline_limits
 
     raw = tomllib.loads((repo / "pipelines" / "alpha_tacs.toml").read_text())
     tacs, rtms = (load_profile(repo / "devices" / f"{n}.toml") for n in ("sim_tacs", "sim_rtms"))

@@ -97,11 +97,11 @@ def test_with_a_10hz_cell_the_device_delivers_the_protocol_exactly(repo, tmp_pat
 def test_a_train_beyond_the_cell_never_reaches_the_device(repo, tmp_path):
     # 55 pulses = 5.5 s > the 5-s cell: the pipeline check refuses it ...
     with pytest.raises(PipelineError) as e:
-        with_a_10hz_cell(repo, tmp_path, {"controller.pulses": 55, "controller.train_duration_s": 5.5})
+        with_a_10hz_cell(repo, tmp_path, {"controller.train.pulses": 55, "controller.train.duration_s": 5.5})
     assert any("5.5 s at 10 Hz exceeds the verified 5 s" in p for p in e.value.problems), e.value.problems
     # ... above the cell's intensity, too ...
     with pytest.raises(PipelineError) as e:
-        load_pipeline(tmp_path / "pipelines" / "pain.toml", {"controller.intensity_pct": 105.0})
+        load_pipeline(tmp_path / "pipelines" / "pain.toml", {"controller.train.intensity_pct": 105.0})
     assert any("no verified safe train duration for 10 Hz at 105 %MT" in p for p in e.value.problems)
     # ... and the device refuses it on its own (defence in depth), whatever sent it
     resolved = load_pipeline(tmp_path / "pipelines" / "pain.toml")
