@@ -683,41 +683,65 @@ def init(
 
 @app.command()
 def repair(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="XDF file cut short by a crash or full disk"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="report only; change nothing"),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="damaged XDF file (cut short, damaged chunks)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="report only; write nothing"),
+    in_place: bool = typer.Option(False, "--in-place", help="replace FILE, keeping the original as FILE.bak first"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="where to write (default NAME.repaired.xdf)"),
 ) -> None:
-    """Trim an XDF file back to its last whole chunk and add missing footers, reporting what was dropped."""
-    from closedloop.recording import repair_xdf, scan_xdf
+    """Write a repaired copy of a damaged XDF file: every valid chunk kept, damaged ones skipped, footers added.
 
+    The original is never modified unless --in-place (which keeps it as FILE.bak); every byte range dropped is listed.
+    """
+    from closedloop.recording import repair_xdf, repaired_path, scan_xdf
+
+    if in_place and output is not None:
+        _fail("give either --in-place or --output, not both")
     try:
-        report = scan_xdf(file) if dry_run else repair_xdf(file)
+        report = scan_xdf(file) if dry_run else repair_xdf(file, output, in_place=in_place)
     except (ValueError, OSError) as e:
         _fail(str(e))
     table = Table(title=Text(f"{file} — {'would keep' if dry_run else 'kept'}"))
     for col in ("stream", "name", "samples", "first", "last", "footer"):
         table.add_column(col)
     for sid, s in report.streams.items():
+        footer = "present"
+        if sid in report.footers_replaced:
+            footer = "replaced"
+        elif sid in report.footers_added:
+            footer = "added"
         table.add_row(
             str(sid),
             Text(s.name),
             str(s.sample_count),
             "" if s.first_timestamp is None else f"{s.first_timestamp:.3f}",
             "" if s.last_timestamp is None else f"{s.last_timestamp:.3f}",
-            "added" if sid in report.footers_added else ("present" if s.has_footer else "missing"),
+            footer,
         )
     out.print(table)
     if report.ok:
         out.print(Text(f"{file}: intact, nothing to do"))
         return
     verb = "would drop" if dry_run else "dropped"
-    out.print(
-        Text(
-            f"{file}: {verb} {report.bytes_dropped} bytes"
-            + (f" ({report.cut_reason})" if report.cut_reason else "")
-            + f"; {'would add' if dry_run else 'added'} footers for streams {report.footers_added or 'none'}"
-            + ("; the file header was rebuilt" if report.header_rebuilt else "")
-        )
-    )
+    shown = report.dropped[:20]
+    for d in shown:
+        out.print(Text(f"  {verb} {d}"))
+    if len(report.dropped) > len(shown):
+        out.print(Text(f"  ... and {len(report.dropped) - len(shown)} more ranges"))
+    notes = [f"{verb} {report.bytes_dropped} bytes in {len(report.dropped)} range(s)"]
+    if report.footers_added:
+        notes.append(f"{'would add' if dry_run else 'added'} footers for streams {report.footers_added}")
+    if report.header_rebuilt:
+        notes.append("file header rebuilt")
+    if report.magic_restored:
+        notes.append("magic bytes restored")
+    out.print(Text(f"{file}: " + "; ".join(notes)))
+    if dry_run:
+        target = file if in_place else (output or repaired_path(file))
+        out.print(Text(f"would write {target} ({report.bytes_after} bytes)"))
+        return
+    out.print(Text(f"wrote {report.out_path} ({report.bytes_after} bytes)"))
+    if report.backup_path:
+        out.print(Text(f"original kept as {report.backup_path}"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ def eeg_desc(gen, fmt="float32"):
         "units": "microvolts",
         "pipeline_offset": OFFSET,
         "header_xml": "<info><name>EEG-test</name><desc><manufacturer>acme &amp; co</manufacturer></desc></info>",
+        "offset_measured": True,  # as from a live source: record_session gives the offset measurements
     }
 
 

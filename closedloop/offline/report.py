@@ -1,30 +1,84 @@
-"""The session report, ``report.html``: an :class:`mne.Report` built from ``session.xdf``.
+"""The session report, ``report.html``: one self-contained page built from ``session.xdf``.
 
-Sections: the summary; features over time with the controller's thresholds;
-the allowed amplitude with the controller's decisions, applied commands and
-safety events; the safety events as a table; latency and data-age
-histograms; a raw-EEG excerpt; the resolved pipeline. The report reads the
-recording back (seeking past the EEG, so a long session stays quick) and
-draws with matplotlib's Agg backend.
+Sections: the summary (numbers rounded to four significant digits); the
+quality flags per kind; features over time with the controller's
+thresholds; the allowed amplitude with the controller's decisions, applied
+commands and safety events; the safety events as a table; latency and
+data-age histograms; a raw-EEG excerpt; the pipeline file and the resolved
+pipeline. The title names the session (participant and session when the
+recording carries an identity) or, for a replay, the file replayed.
+
+The report reads the recording back (seeking past the EEG, so a long
+session stays quick) and draws with matplotlib's object API (no pyplot, no
+global state) into PNG images embedded in the page. It is written at the
+end of every session, so it is kept fast: about 0.3 s for a 30-s session
+once matplotlib is imported (``benchmarks/bench_report.py``); importing
+matplotlib costs 0.5-1 s more, which :func:`prepare` moves to the start of
+a session.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 import math
+import numbers
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from closedloop.recording.reader import XDFReader
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "format_value", "prepare"]
 
-_MAX_POINTS = 20_000  # points per line drawn (longer series are decimated)
+_MAX_POINTS = 4_000  # points per line drawn (longer series are decimated; a figure is ~900 px wide)
 _EXCERPT_S = 10.0
 _EXCERPT_CHANNELS = 8
+_DPI = 90  # 10-inch figures: 900 px wide
+_WIDTH = 10.0
+_MAX_EVENT_LINES = 200
+_MAX_EVENT_ROWS = 500
+
+#: Summary keys shown, in order (others stay in summary.json).
+_SUMMARY_KEYS = (
+    "pipeline",
+    "device",
+    "started",
+    "duration_s",
+    "stop_reason",
+    "samples_in",
+    "frames",
+    "commands_applied",
+    "adapter_refusals",
+    "safety_clamps",
+    "safety_events",
+    "watchdog_trips",
+    "stim_time_s",
+    "charge_C",
+    "amplitude_max_mA",
+    "final_amplitude_mA",
+    "realtime_factor",
+    "latency_ms",
+    "data_age_ms",
+    "warnings",
+    "recording",
+    "closedloop_version",
+)
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#1f3a5f;color:#fff;padding:1em 2em}header h1{margin:0;font-size:1.5em}
+nav a{color:#cfe0ff;margin-right:1.2em;font-size:.9em}main{padding:0 2em 2em;max-width:1000px}
+section{background:#fff;border:1px solid #ddd;border-radius:6px;margin:1.2em 0;padding:.6em 1.2em}
+h2{font-size:1.15em;border-bottom:1px solid #eee;padding-bottom:.3em}
+table{border-collapse:collapse;font-size:.9em}th,td{padding:.2em .8em;border-bottom:1px solid #eee;text-align:left;
+vertical-align:top}td.n{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;height:auto}pre{background:#f4f4f4;padding:.8em;overflow-x:auto;font-size:.85em}
+"""
 
 
 def write_report(
@@ -39,7 +93,9 @@ def write_report(
     out_path : str or Path
         The HTML file to write (overwritten).
     summary : dict, optional
-        The session summary.
+        The session summary; its ``quality_flags`` (frames per flag) are
+        shown when present, otherwise the flags are counted from the
+        recording.
     resolved : ResolvedPipeline, optional
         The pipeline (thresholds, feature channels); by default what the
         file header records.
@@ -52,63 +108,107 @@ def write_report(
     Path
         ``out_path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import mne
-
     reader = XDFReader(xdf_path)
     summary = dict(summary or {})
     roles = {s.desc("closedloop/role"): s for s in reader.streams.values()}
     cfg_json = _pipeline_json(reader, resolved)
-    name = summary.get("pipeline") or (cfg_json or {}).get("pipeline", {}).get("name", "session")
-    report = mne.Report(title=f"closedloop session — {name}", verbose="error")
-    report.add_html(_summary_html(summary, reader), title="Summary", section="Session")
-
-    eeg = roles.get("eeg")
     t0 = _first_time(reader, roles)
     feats = _read(reader, roles.get("features"))
     cmds = _read(reader, roles.get("commands"))
+    applied = _read(reader, roles.get("applied"))
     events = _safety_events(roles.get("safety"))
-    figs = []
-    try:
-        if feats is not None and len(feats[1]):
-            fig = _features_figure(plt, roles["features"].ch_names[:-2], feats, t0, cfg_json)
-            report.add_figure(fig, title="Features over time", section="Session", image_format="png")
-            figs.append(fig)
-        if cmds is not None and len(cmds[1]):
-            fig = _stimulation_figure(plt, cmds, _read(reader, roles.get("applied")), events, t0)
-            report.add_figure(fig, title="Stimulation", section="Session", image_format="png")
-            figs.append(fig)
-        report.add_html(_events_html(events, t0), title="Safety events", section="Session")
-        fig = _latency_figure(plt, stats, _read(reader, roles.get("applied")))
-        if fig is not None:
-            report.add_figure(fig, title="Latency and data age", section="Timing", image_format="png")
-            figs.append(fig)
-        else:
-            report.add_html(
-                "<p>No commands were issued to a device (offline replay): no loop latency.</p>",
-                title="Latency and data age",
-                section="Timing",
-            )
-        if eeg is not None and eeg.sample_count:
-            fig = _eeg_figure(plt, reader, eeg, cfg_json, t0)
-            report.add_figure(fig, title="Raw EEG excerpt", section="EEG", image_format="png")
-            figs.append(fig)
-        toml = reader.file_header.findtext("pipeline_toml") or ""
-        if toml.strip():
-            report.add_code(toml, title="Pipeline file", language="toml", section="Pipeline")
-        if cfg_json:
-            report.add_code(
-                json.dumps(cfg_json, indent=2), title="Resolved pipeline", language="json", section="Pipeline"
-            )
-        out = Path(out_path)
-        report.save(out, open_browser=False, overwrite=True, verbose="error")
-    finally:
-        for fig in figs:
-            plt.close(fig)
+    eeg = roles.get("eeg")
+
+    sections: list[tuple[str, str]] = [("Summary", _summary_html(summary, reader))]
+    sections.append(("Quality flags", _flags_html(summary, roles.get("features"), feats)))
+    if feats is not None and len(feats[1]):
+        names = roles["features"].ch_names[:-2]
+        sections.append(("Features over time", _img(_features_figure(names, feats, t0, cfg_json))))
+    if cmds is not None and len(cmds[1]):
+        sections.append(("Stimulation", _img(_stimulation_figure(cmds, applied, events, t0))))
+    sections.append(("Safety events", _events_html(events, t0)))
+    fig = _latency_figure(stats, applied)
+    sections.append(
+        (
+            "Latency and data age",
+            _img(fig)
+            if fig is not None
+            else "<p>No commands were issued to a device (offline replay): no loop latency.</p>",
+        )
+    )
+    if eeg is not None and eeg.sample_count:
+        sections.append(("Raw EEG excerpt", _img(_eeg_figure(reader, eeg, cfg_json))))
+    toml = reader.file_header.findtext("pipeline_toml") or ""
+    if toml.strip():
+        sections.append(("Pipeline file", f"<pre><code>{html.escape(toml)}</code></pre>"))
+    if cfg_json:
+        sections.append(("Resolved pipeline", f"<pre><code>{html.escape(json.dumps(cfg_json, indent=2))}</code></pre>"))
+
+    title = _title(summary, reader, cfg_json)
+    nav = "".join(f'<a href="#{_anchor(t)}">{html.escape(t)}</a>' for t, _ in sections)
+    body = "".join(
+        f'<section id="{_anchor(t)}"><h2>{html.escape(t)}</h2>{content}</section>' for t, content in sections
+    )
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_CSS}</style></head><body><header><h1>{html.escape(title)}</h1><nav>{nav}</nav></header>"
+        f"<main>{body}</main></body></html>\n"
+    )
+    out = Path(out_path)
+    out.write_text(page, encoding="utf-8")
     return out
+
+
+def prepare() -> None:
+    """Import and warm up what the report draws with, so that :func:`write_report` is quick later.
+
+    Call it while a session starts (before the loop runs): it imports
+    matplotlib (0.5-1 s) and draws a small figure (font cache).
+    """
+    fig = _figure(1.0)
+    ax = fig.add_subplot()
+    ax.plot([0.0, 1.0], [0.0, 1.0])
+    ax.set_xlabel("time (s)")
+    _img(fig)
+
+
+# -- numbers --------------------------------------------------------------------------
+def format_value(value: object) -> str:
+    """Return a value as text with four significant digits at most (nested dicts and lists too).
+
+    Integers stay whole, floats keep four significant digits without
+    trailing zeros (``0.012345678`` → ``0.01235``, ``30.0`` → ``30``,
+    ``1234.5678`` → ``1235``), NaN and None show as ``–``.
+    """
+    if value is None:
+        return "–"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        if math.isnan(v):
+            return "–"
+        if math.isinf(v):
+            return "∞" if v > 0 else "−∞"
+        if v == 0:
+            return "0"
+        a = abs(v)
+        if a >= 1e6 or a < 1e-3:
+            return f"{v:.4g}"
+        decimals = max(0, 3 - math.floor(math.log10(a)))
+        text = f"{v:.{decimals}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    if isinstance(value, Mapping):
+        if not value:
+            return "–"
+        return ", ".join(
+            f"{k} ({format_value(v)})" if isinstance(v, Mapping) else f"{k} {format_value(v)}" for k, v in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return "; ".join(format_value(v) for v in value) if value else "–"
+    return str(value)
 
 
 # -- reading --------------------------------------------------------------------------
@@ -153,73 +253,176 @@ def _safety_events(stream) -> list[dict]:
     return out
 
 
+def _identity(reader: XDFReader, summary: dict) -> dict[str, str]:
+    """Return the session identity: the file header's ``identity``, else the summary's, else header elements."""
+    node = reader.file_header.find("identity")
+    if node is not None:
+        return {child.tag: (child.text or "") for child in node}
+    given = summary.get("identity")
+    if isinstance(given, Mapping) and given:
+        return {str(k): str(v) for k, v in given.items()}
+    found = {key: reader.file_header.findtext(key) for key in ("participant", "session")}
+    return {k: v for k, v in found.items() if v}
+
+
+def _replayed_file(summary: dict, reader: XDFReader) -> str | None:
+    """Return the path of the file a replay ran over (None for a live session)."""
+    replay = summary.get("replay")
+    if isinstance(replay, Mapping) and replay.get("file"):
+        return str(replay["file"])
+    if reader.file_header.findtext("replay_of"):
+        return reader.file_header.findtext("replay_of")
+    for s in reader.streams.values():  # the replay's annotation stream names the file
+        if s.source_id.startswith("closedloop-replay-"):
+            return s.source_id[len("closedloop-replay-") :]
+    return None
+
+
+def _title(summary: dict, reader: XDFReader, cfg: dict | None) -> str:
+    pipeline = summary.get("pipeline") or (cfg or {}).get("pipeline", {}).get("name") or "session"
+    replayed = _replayed_file(summary, reader)
+    name = Path(replayed).name if replayed else None
+    title = f"closedloop replay of {name} — {pipeline}" if name else f"closedloop session — {pipeline}"
+    ident = _identity(reader, summary)
+    who = [f"{key} {ident[key]}" for key in ("participant", "session") if ident.get(key)]
+    return f"{title} — {', '.join(who)}" if who else title
+
+
 def _decimate(n: int) -> slice:
     return slice(None, None, max(1, math.ceil(n / _MAX_POINTS)))
 
 
+def _anchor(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower())
+
+
 # -- sections ---------------------------------------------------------------------------
+def _table(rows: Sequence[tuple[str, str]], numeric: bool = False) -> str:
+    cls = ' class="n"' if numeric else ""
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td{cls}>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
 def _summary_html(summary: dict, reader: XDFReader) -> str:
-    rows = []
-    keys = (
-        "pipeline",
-        "device",
-        "started",
-        "duration_s",
-        "stop_reason",
-        "samples_in",
-        "frames",
-        "commands_applied",
-        "safety_clamps",
-        "stim_time_s",
-        "charge_C",
-        "amplitude_max_mA",
-        "realtime_factor",
-        "latency_ms",
-        "data_age_ms",
-        "closedloop_version",
+    rows = [(key, value) for key, value in _identity(reader, summary).items()]
+    replayed = _replayed_file(summary, reader)
+    if replayed:
+        rows.append(("replayed file", replayed))
+    rows += [(key, format_value(summary[key])) for key in _SUMMARY_KEYS if key in summary]
+    if not summary:
+        rows.append(("closedloop_version", reader.file_header.findtext("closedloop_version") or "?"))
+    return _table(rows)
+
+
+def _flag_counts(summary: dict, stream, feats) -> dict[str, int] | None:
+    given = summary.get("quality_flags")
+    if isinstance(given, Mapping):
+        return {str(k): int(v) for k, v in given.items()}
+    if stream is None or feats is None:
+        return None
+    from closedloop.types import Quality
+
+    flags = feats[0][:, len(stream.ch_names) - 2].astype(np.int64)
+    return {q.name: int(np.count_nonzero(flags & int(q))) for q in Quality if q.value}
+
+
+def _flags_html(summary: dict, stream, feats) -> str:
+    counts = _flag_counts(summary, stream, feats)
+    if counts is None:
+        return "<p>No frames.</p>"
+    frames = summary.get("frames")
+    if not isinstance(frames, numbers.Integral):
+        frames = len(feats[1]) if feats is not None else 0
+    if not any(counts.values()):
+        return f"<p>No frame flagged (of {frames}).</p>"
+    rows = "".join(
+        f"<tr><th>{html.escape(kind)}</th><td class='n'>{n}</td>"
+        f"<td class='n'>{format_value(100.0 * n / frames) if frames else '–'} %</td></tr>"
+        for kind, n in counts.items()
+        if n
     )
-    for key in keys:
-        if key in summary:
-            value = summary[key]
-            text = (
-                json.dumps(value)
-                if isinstance(value, dict | list)
-                else (f"{value:.6g}" if isinstance(value, float) else str(value))
-            )
-            rows.append(f"<tr><th>{html.escape(key)}</th><td>{html.escape(text)}</td></tr>")
-    if not rows:
-        version = reader.file_header.findtext("closedloop_version") or "?"
-        rows.append(f"<tr><th>closedloop_version</th><td>{html.escape(version)}</td></tr>")
-    return f"<table class='table table-sm'>{''.join(rows)}</table>"
+    return (
+        f"<table><tr><th>flag</th><th>frames</th><th>of {frames}</th></tr>{rows}</table>"
+        "<p>A frame can carry several flags.</p>"
+    )
 
 
-def _features_figure(plt, names: list[str], feats, t0: float, cfg: dict | None):
-    values, t = feats
-    shown = names[:6]
-    ctl = (cfg or {}).get("controller", {})
-    fig, axes = plt.subplots(len(shown), 1, figsize=(10, 1.6 * len(shown) + 0.6), sharex=True, squeeze=False)
-    sl = _decimate(len(t))
-    x = (t - t0)[sl]
-    for ax, name in zip(axes[:, 0], shown):
-        ax.plot(x, values[sl, names.index(name)], lw=0.8, color="C0")
-        ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
-        if ctl.get("feature") == name:
-            for key, color in (("lower", "C2"), ("upper", "C3")):
-                if key in ctl:
-                    ax.axhline(ctl[key], color=color, ls="--", lw=1, label=f"{key} {ctl[key]:g}")
-            ax.legend(loc="upper right", fontsize=7)
-        if "target" in ctl and ctl.get("feature") == name:
-            ax.axhline(ctl["target"], color="C1", ls="--", lw=1)
-    axes[-1, 0].set_xlabel("time (s)")
-    fig.tight_layout()
+def _events_html(events: list[dict], t0: float) -> str:
+    if not events:
+        return "<p>No safety events.</p>"
+    rows = "".join(
+        f"<tr><td class='n'>{format_value(float(ev.get('time', 0.0)) - t0)}</td>"
+        f"<td>{html.escape(str(ev.get('kind', '')))}</td><td>{html.escape(str(ev.get('reason', '')))}</td>"
+        f"<td class='n'>{format_value(ev.get('desired_mA'))}</td>"
+        f"<td class='n'>{format_value(ev.get('applied_mA'))}</td></tr>"
+        for ev in events[:_MAX_EVENT_ROWS]
+    )
+    more = (
+        f"<p>... and {len(events) - _MAX_EVENT_ROWS} more (see the safety stream of session.xdf).</p>"
+        if len(events) > _MAX_EVENT_ROWS
+        else ""
+    )
+    return (
+        "<table><tr><th>time (s)</th><th>kind</th><th>reason</th>"
+        f"<th>desired mA</th><th>amplitude mA</th></tr>{rows}</table>{more}"
+    )
+
+
+# -- figures (matplotlib's object API: no pyplot, nothing global) ---------------------------
+def _figure(height: float, left: float = 1.1, bottom: float = 0.45, top: float = 0.15):
+    """Return a figure ``height`` inches high with fixed margins in inches (no layout pass)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(_WIDTH, height), dpi=_DPI)
+    fig.subplots_adjust(
+        left=left / _WIDTH, right=1 - 0.2 / _WIDTH, bottom=bottom / height, top=1 - top / height, hspace=0.15
+    )
     return fig
 
 
-def _stimulation_figure(plt, cmds, applied, events: list[dict], t0: float):
+def _img(fig) -> str:
+    """Return a figure as an embedded PNG image."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, pil_kwargs={"compress_level": 1})
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="" src="data:image/png;base64,{data}">'
+
+
+def _features_figure(names: list[str], feats, t0: float, cfg: dict | None):
+    values, t = feats
+    shown = names[:6]
+    ctl = (cfg or {}).get("controller", {})
+    from matplotlib.ticker import MaxNLocator, NullLocator
+
+    fig = _figure(1.3 * len(shown) + 0.6)
+    axes = fig.subplots(len(shown), 1, squeeze=False)[:, 0]
+    sl = _decimate(len(t))
+    x = (t - t0)[sl]
+    span = (float(x[0]), float(x[-1])) if len(x) > 1 and x[-1] > x[0] else None
+    for k, (ax, name) in enumerate(zip(axes, shown)):
+        ax.plot(x, values[sl, names.index(name)], lw=0.8, color="C0")
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.yaxis.set_major_locator(MaxNLocator(4))  # few ticks: tick objects are most of the drawing time
+        if span is not None:
+            ax.set_xlim(span)
+        if k < len(shown) - 1:  # one time axis, at the bottom
+            ax.xaxis.set_major_locator(NullLocator())
+        if ctl.get("feature") == name:
+            for key, color in (("lower", "C2"), ("upper", "C3"), ("target", "C1")):
+                if key in ctl and ctl[key] is not None:
+                    ax.axhline(ctl[key], color=color, ls="--", lw=1, label=f"{key} {format_value(ctl[key])}")
+            ax.legend(loc="upper right", fontsize=7)
+    axes[-1].set_xlabel("time (s)", fontsize=8)
+    return fig
+
+
+def _stimulation_figure(cmds, applied, events: list[dict], t0: float):
     values, t = cmds
     sl = _decimate(len(t))
     x = (t - t0)[sl]
-    fig, ax = plt.subplots(figsize=(10, 2.8))
+    fig = _figure(2.8, left=0.7, top=0.35)
+    ax = fig.add_subplot()
     amp_max = max(float(np.nanmax(values[:, 4])) if len(t) else 0.0, float(np.nanmax(values[:, 1])), 1e-3)
     ax.fill_between(x, 0, values[sl, 0] * amp_max, step="post", color="C1", alpha=0.15, label="controller wants on")
     ax.plot(x, values[sl, 4], lw=1.0, color="C0", label="allowed amplitude")
@@ -227,37 +430,18 @@ def _stimulation_figure(plt, cmds, applied, events: list[dict], t0: float):
         a_val, a_t = applied
         asl = _decimate(len(a_t))
         ax.plot((a_val[asl, 3] - t0), a_val[asl, 0], ".", ms=2, color="k", label="applied (frame time)")
-    for ev in events[:200]:
-        ax.axvline(float(ev.get("time", 0.0)) - t0, color="C3", lw=0.6, alpha=0.6)
     if events:
-        ax.plot([], [], color="C3", lw=0.6, label="safety event")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("mA")
-    ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
+        times = [float(ev.get("time", 0.0)) - t0 for ev in events[:_MAX_EVENT_LINES]]
+        ax.vlines(times, 0, 1, transform=ax.get_xaxis_transform(), color="C3", lw=0.6, alpha=0.6, label="safety event")
+    ax.set_xlabel("time (s)", fontsize=8)
+    ax.set_ylabel("mA", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=4, fontsize=7, frameon=False)
     return fig
 
 
-def _events_html(events: list[dict], t0: float) -> str:
-    if not events:
-        return "<p>No safety events.</p>"
-    rows = "".join(
-        f"<tr><td>{float(ev.get('time', 0.0)) - t0:.3f}</td><td>{html.escape(str(ev.get('kind', '')))}</td>"
-        f"<td>{html.escape(str(ev.get('reason', '')))}</td><td>{ev.get('desired_mA', '')}</td>"
-        f"<td>{ev.get('applied_mA', '')}</td></tr>"
-        for ev in events[:500]
-    )
-    more = (
-        f"<p>... and {len(events) - 500} more (see the safety stream of session.xdf).</p>" if len(events) > 500 else ""
-    )
-    return (
-        "<table class='table table-sm'><tr><th>time (s)</th><th>kind</th><th>reason</th>"
-        f"<th>desired mA</th><th>amplitude mA</th></tr>{rows}</table>{more}"
-    )
-
-
 def _hist_from(h) -> tuple[np.ndarray, np.ndarray] | None:
-    """Bin edges (ms) and counts of a LatencyHistogram's occupied range."""
+    """Return the bin edges (ms) and counts of a LatencyHistogram's occupied range."""
     if h is None or h.n == 0:
         return None
     counts = h.counts
@@ -268,7 +452,7 @@ def _hist_from(h) -> tuple[np.ndarray, np.ndarray] | None:
     return edges, counts[lo : hi + 1]
 
 
-def _latency_figure(plt, stats, applied):
+def _latency_figure(stats, applied):
     panels = []
     if stats is not None:
         for label, h in (("loop latency (ms)", stats.latency), ("data age at pull (ms)", stats.data_age)):
@@ -284,17 +468,24 @@ def _latency_figure(plt, stats, applied):
             panels.append(("loop latency (ms)", (edges, counts)))
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(10, 2.8), squeeze=False)
-    for ax, (label, (edges, counts)) in zip(axes[0], panels):
+    fig = _figure(2.6, left=0.7, bottom=0.55)
+    fig.subplots_adjust(wspace=0.25)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for ax, (label, (edges, counts)) in zip(axes, panels):
         ax.stairs(counts, edges, fill=True, alpha=0.7)
         ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("count")
-    fig.tight_layout()
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_ylabel("count", fontsize=8)
+        ax.tick_params(labelsize=7)
     return fig
 
 
-def _eeg_figure(plt, reader: XDFReader, eeg, cfg: dict | None, t0: float):
+def _eeg_figure(reader: XDFReader, eeg, cfg: dict | None):
     want = int(_EXCERPT_S * eeg.nominal_srate)
     parts, stamps, got = [], [], 0
     for values, ts in reader.iter_samples(eeg.stream_id):
@@ -313,11 +504,14 @@ def _eeg_figure(plt, reader: XDFReader, eeg, cfg: dict | None, t0: float):
     seg = data[:, idx] - np.nanmean(data[:, idx], axis=0)
     spread = float(np.nanpercentile(np.abs(seg), 99)) * 2 if seg.size else 1.0
     spread = spread if math.isfinite(spread) and spread > 0 else 1.0
-    fig, ax = plt.subplots(figsize=(10, 0.55 * len(shown) + 1.2))
-    for k, name in enumerate(shown):
-        ax.plot(x, seg[:, k] - k * spread, lw=0.5, color="k")
-    ax.set_yticks([-k * spread for k in range(len(shown))], shown, fontsize=8)
-    ax.set_xlabel(f"time from the first sample (s); scale: {spread:.3g} {eeg.units[0] or 'µV'} between traces")
-    ax.set_title(f"{eeg.name}: first {x[-1] if len(x) else 0:.1f} s", fontsize=9)
-    fig.tight_layout()
+    fig = _figure(0.5 * len(shown) + 1.0, left=0.7, bottom=0.5, top=0.3)
+    ax = fig.add_subplot()
+    sl = _decimate(len(x))
+    offsets = -np.arange(len(shown)) * spread
+    ax.plot(x[sl], seg[sl] + offsets, lw=0.5, color="k")
+    ax.set_yticks(offsets, shown, fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    unit = eeg.units[0] or "µV"
+    ax.set_xlabel(f"time from the first sample (s); {format_value(spread)} {unit} between traces", fontsize=8)
+    ax.set_title(f"{eeg.name}: first {format_value(float(x[-1]) if len(x) else 0.0)} s", fontsize=9)
     return fig

@@ -79,7 +79,7 @@ def read_stream_id(f: BinaryIO, tag: int, length: int) -> int:
 
 
 def declared_stream(streams: Mapping[int, _Stream], tag: int, stream_id: int) -> _Stream:
-    """The stream a tag-``tag`` chunk refers to, which must have had its header."""
+    """Return the stream a tag-``tag`` chunk refers to, which must have had its header."""
     stream = streams.get(stream_id)
     if stream is None:
         raise ChunkError(f"tag {tag} chunk for undeclared stream {stream_id}")
@@ -90,7 +90,7 @@ def parse_xml(raw: bytes, what: str) -> ET.Element:
     """Parse a header or footer's XML (``what`` names it in the error)."""
     try:
         return ET.fromstring(raw)
-    except ET.ParseError as err:
+    except (ET.ParseError, ValueError, LookupError) as err:  # also bad encodings declared in damaged XML
         raise ChunkError(f"{what} XML does not parse ({err})") from None
 
 
@@ -101,7 +101,7 @@ def check_boundary(content: bytes | memoryview) -> None:
 
 
 def read_clock_offset(content: bytes | memoryview) -> tuple[float, float]:
-    """A ClockOffset chunk's (collection time, offset)."""
+    """Return a ClockOffset chunk's (collection time, offset)."""
     if len(content) != 16:
         raise ChunkError(f"clock offset chunk of {len(content)} bytes, expected 16")
     return struct.unpack("<dd", content)
@@ -145,7 +145,7 @@ def check_samples_end(buf: bytes | memoryview, pos: int, what: str) -> None:
 
 
 def explicit_records(buf: bytes | memoryview, pos: int, n: int, record: np.dtype) -> np.ndarray | None:
-    """The ``n`` samples at ``pos`` as packed records, if all have explicit timestamps.
+    """Return the ``n`` samples at ``pos`` as packed records, if all have explicit timestamps.
 
     ``record`` is :func:`closedloop.recording.xdf.record_dtype` for the
     stream. Returns None when the chunk is not ``n`` such records (mixed or

@@ -99,6 +99,7 @@ class StreamInlets:
                 full.source_id(),
                 labels or None,
                 full.as_xml(),
+                clock_offset=None,  # measured below and every offset_interval_s
             )
             inlet.open_stream(timeout=self.resolve_timeout_s)
             self.recording.on_clock_offset(pylsl.local_clock(), inlet.time_correction(timeout=2.0), stream=name)
@@ -116,7 +117,7 @@ class StreamInlets:
         try:
             while not self._stop.is_set():
                 got = False
-                for name, inlet, fmt in self._inlets:
+                for name, inlet, _fmt in self._inlets:
                     values, stamps = inlet.pull_chunk(timeout=0.0)
                     if stamps:
                         got = True

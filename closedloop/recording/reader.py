@@ -46,7 +46,7 @@ __all__ = ["XDFReader", "XDFStream", "xml_to_dict"]
 
 
 def xml_to_dict(element: ET.Element) -> dict | str:
-    """An XML element as nested dicts (repeated children become lists; leaves are text)."""
+    """Return an XML element as nested dicts (repeated children become lists; leaves are text)."""
     children = list(element)
     if not children:
         return element.text or ""

@@ -6,18 +6,27 @@ and never raise because of the disk. The recorder thread batches samples per
 stream and writes one Samples chunk per stream at least every
 ``flush_interval_s`` (LabRecorder writes every 0.5 s), a Boundary chunk every
 ``boundary_interval_s``, and the footers on :meth:`Recorder.close`.
+
+Clock offsets: a stream declared with a fixed ``clock_offset`` (a stream
+stamped in the recording machine's clock has offset 0) gets a ClockOffset
+chunk when its header is written, every ``offset_interval_s`` and at the
+end, as LabRecorder writes measured ones, so that readers which synchronise
+clocks (pyxdf) find offsets for every stream. Streams whose offsets are
+measured (another machine's LSL clock) get what :meth:`Recorder.push_clock_offset`
+is given.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import os
 import queue
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +59,9 @@ class RecorderStats:
         Items waiting in the queue.
     last_error : str or None
         The writer thread's error, if any.
+    footers_written : bool
+        The file ends with every stream's footer (after :meth:`Recorder.close`,
+        or after an error once the footers could still be written).
     """
 
     samples_written: dict[int, int] = field(default_factory=dict)
@@ -58,6 +70,7 @@ class RecorderStats:
     dropped_samples: int = 0
     queued: int = 0
     last_error: str | None = None
+    footers_written: bool = False
 
 
 class Recorder:
@@ -81,13 +94,20 @@ class Recorder:
         Make :meth:`push` wait for room in the queue instead of dropping
         (offline replays, where losing data is worse than waiting; never on
         a live loop).
+    offset_interval_s : float
+        Interval between the ClockOffset chunks of streams with a fixed offset.
+    clock : callable
+        Collection times of those ClockOffset chunks (``pylsl.local_clock``
+        in a live session; by default :func:`time.monotonic`).
 
     Notes
     -----
     After an error on the writer thread (disk full, file deleted, ...) the
     recorder stops writing: :attr:`error` holds the exception, pushes are
     counted as dropped, and :meth:`close` returns without raising. The file
-    then lacks its footers; :func:`closedloop.recording.repair_xdf` fixes it.
+    is cut back to its last whole chunk and the footers are tried at once
+    and again at :meth:`close` (space may have been freed); a file left
+    without them is fixed by :func:`closedloop.recording.repair_xdf`.
     """
 
     def __init__(
@@ -99,9 +119,11 @@ class Recorder:
         max_queue: int = 10_000,
         max_batch_samples: int = 100_000,
         block_when_full: bool = False,
+        offset_interval_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if flush_interval_s <= 0 or boundary_interval_s <= 0:
-            raise ValueError("flush_interval_s and boundary_interval_s must be > 0")
+        if flush_interval_s <= 0 or boundary_interval_s <= 0 or offset_interval_s <= 0:
+            raise ValueError("flush_interval_s, boundary_interval_s and offset_interval_s must be > 0")
         if max_queue < 1 or max_batch_samples < 1:
             raise ValueError("max_queue and max_batch_samples must be >= 1")
         self.path = Path(path)
@@ -110,6 +132,11 @@ class Recorder:
         self.boundary_interval_s = float(boundary_interval_s)
         self.max_batch_samples = int(max_batch_samples)
         self.block_when_full = bool(block_when_full)
+        self.offset_interval_s = float(offset_interval_s)
+        self._clock = clock
+        self._fixed_offsets: dict[int, float] = {}  # streams whose offsets the recorder writes
+        self._declared: set[int] = set()  # streams whose header is in the file
+        self._footers_written = False
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         # The writer thread sleeps until the next flush instead of waiting on the queue, so a push
         # from the hot loop never wakes a thread (no GIL hand-over per push); it is woken early only
@@ -141,11 +168,18 @@ class Recorder:
         channels: Sequence[Mapping[str, str]] | None = None,
         desc_extra: str | Mapping[str, object] | None = None,
         created_at: float | None = None,
+        clock_offset: float | None = None,
     ) -> int:
         """Declare a stream (before or after :meth:`start`); return its id.
 
-        Parameters are those of :meth:`XDFWriter.add_stream` without the id.
+        Parameters are those of :meth:`XDFWriter.add_stream` without the id,
+        and ``clock_offset``: the stream's constant offset to the recording
+        machine's clock (0 for a stream stamped in that clock), which the
+        recorder writes as ClockOffset chunks; None (default) when offsets
+        are measured and given to :meth:`push_clock_offset`.
         """
+        if clock_offset is not None and not math.isfinite(clock_offset):
+            raise ValueError(f"stream {name!r}: clock_offset must be finite, got {clock_offset}")
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"recorder for {self.path} is closed")
@@ -156,6 +190,8 @@ class Recorder:
             self._specs[stream_id] = spec
             self._samples_written[stream_id] = 0
             self._pending_headers.append((spec, xml))
+            if clock_offset is not None:
+                self._fixed_offsets[stream_id] = float(clock_offset)
         return stream_id
 
     def push(
@@ -208,9 +244,16 @@ class Recorder:
         self._offer((_SAMPLES, stream_id, values, stamps), n)
 
     def push_clock_offset(self, stream_id: int, collection_time: float, offset: float) -> None:
-        """Queue a clock offset measurement for a stream (non-blocking)."""
+        """Queue a clock offset measurement for a stream (non-blocking).
+
+        A measurement ends the fixed offset the stream may have been declared
+        with: from then on its offsets are the measured ones.
+        """
         if stream_id not in self._specs:
             raise KeyError(f"no stream with id {stream_id} in recorder {self.path}")
+        if stream_id in self._fixed_offsets:
+            with self._lock:
+                self._fixed_offsets.pop(stream_id, None)
         self._offer((_OFFSET, stream_id, float(collection_time), float(offset)), 0)
 
     def _offer(self, item: tuple, n_samples: int) -> None:
@@ -304,6 +347,7 @@ class Recorder:
                 dropped_samples=self._dropped_samples,
                 queued=self._queue.qsize(),
                 last_error=None if self._error is None else f"{type(self._error).__name__}: {self._error}",
+                footers_written=self._footers_written,
             )
 
     def _set_error(self, err: BaseException) -> None:
@@ -327,6 +371,7 @@ class Recorder:
         batch_sizes: dict[int, int] = {}
         next_flush = time.monotonic() + self.flush_interval_s
         next_boundary = time.monotonic() + self.boundary_interval_s
+        next_offsets = time.monotonic() + self.offset_interval_s
         stopping = False
         flush_done: threading.Event | None = None
         flush_waiters: list[threading.Event] = []
@@ -363,6 +408,9 @@ class Recorder:
                         self._write_batch(writer, stream_id, batches, batch_sizes)
                     _check_still_linked(writer)
                     next_flush = now + self.flush_interval_s
+                    if now >= next_offsets:
+                        self._write_fixed_offsets(writer)
+                        next_offsets = now + self.offset_interval_s
                     if now >= next_boundary:
                         writer.write_boundary()
                         writer.sync()
@@ -371,19 +419,29 @@ class Recorder:
                 for done in flush_waiters:
                     done.set()
             self._drain_after_stop(writer)
+            self._write_fixed_offsets(writer)
             writer.close()
             self._bytes_written = writer.bytes_written
+            self._footers_written = True
         except BaseException as err:  # disk full, file deleted, ...: stop writing, keep the loop alive
             self._set_error(err)
+            with self._lock:
+                for parts in batches.values():
+                    self._dropped_pushes += len(parts)
+                    self._dropped_samples += sum(len(p[1]) for p in parts)
             batches.clear()
             for done in flush_waiters:
                 done.set()
+            complete = writer.salvage()  # whole chunks only, and the footers if they fit
+            if not stopping:  # keep answering flush requests until close(); then try the footers again
+                self._discard_queue()
+                complete = complete or writer.salvage()
+            self._footers_written = complete
+            self._bytes_written = writer.bytes_written
             try:
                 writer.close_fd()
             except OSError:
                 pass
-            if not stopping:  # keep answering flush requests until close()
-                self._discard_queue()
 
     def _drain_after_stop(self, writer: XDFWriter) -> None:
         """Write what raced in behind the stop request."""
@@ -408,7 +466,22 @@ class Recorder:
             pending, self._pending_headers = self._pending_headers, []
         for spec, _xml in pending:
             writer.add_stream_xml(spec, _xml)
+            self._declared.add(spec.stream_id)
+        self._write_fixed_offsets(writer, [spec.stream_id for spec, _ in pending])
         self._bytes_written = writer.bytes_written
+
+    def _write_fixed_offsets(self, writer: XDFWriter, stream_ids: Sequence[int] | None = None) -> None:
+        """Write a ClockOffset chunk for the streams with a fixed offset (all, or those given)."""
+        with self._lock:
+            fixed = [
+                (sid, value)
+                for sid, value in self._fixed_offsets.items()
+                if sid in self._declared and (stream_ids is None or sid in stream_ids)
+            ]
+        if fixed:
+            now = self._clock()
+            for sid, value in fixed:
+                writer.write_clock_offset(sid, now, value)
 
     def _write_batch(
         self,
@@ -432,8 +505,9 @@ class Recorder:
             self._bytes_written = writer.bytes_written
 
     def _discard_queue(self) -> None:
-        """After an error: empty the queue, counting samples as dropped, and
-        release whoever waits on a flush; return when asked to stop.
+        """Empty the queue after an error, counting samples as dropped; return when asked to stop.
+
+        Whoever waits on a flush is released.
         """
         while True:
             item = self._queue.get()
@@ -449,8 +523,9 @@ class Recorder:
 
 
 def _check_still_linked(writer: XDFWriter) -> None:
-    """Fail if the file was deleted under us (e.g. its folder removed):
-    writes to an unlinked file succeed but the data would be lost.
+    """Fail if the file was deleted under us (e.g. its folder removed).
+
+    Writes to an unlinked file succeed, but the data would be lost.
     """
     if os.fstat(writer.fileno()).st_nlink == 0:
         raise FileNotFoundError(errno.ENOENT, "the recording file was deleted while recording", str(writer.path))

@@ -12,6 +12,9 @@ the EEG source's own name    EEG         ... raw sample, values and LSL timestam
 ``closedloop-commands``      Commands    ... frame: desired and allowed command
 ``closedloop-applied``       Commands    ... command the adapter issued (issue time, latency)
 ``closedloop-safety``        Events      ... safety event, as JSON text
+``closedloop-applied-extra`` Commands    ... applied command's modality parameters, as JSON
+``closedloop-device-io``     DeviceIO    ... byte sent to or received from the device, state
+                                         change or fault: JSON ``{"kind", "hex", "note"}``
 other names (markers, ...)   as declared ... sample of that LSL stream, raw timestamps
 ============================ =========== ==================================================
 
@@ -19,9 +22,15 @@ Frame-based streams are stamped with the frame time (the pipeline's time
 base), so a replay of the file reproduces them exactly. The EEG stream keeps
 the raw LSL timestamps; the clock offset the pipeline added to them is in the
 EEG stream header under ``desc/closedloop/pipeline_offset``, and every later
-clock measurement is a ClockOffset chunk. The file header and the features
-stream header carry the resolved pipeline (JSON and the TOML text), the
-device profile and the closedloop version.
+clock measurement is a ClockOffset chunk. Every stream has ClockOffset chunks
+(at its start, every 5 s and at the end), as LabRecorder writes them, so that
+pyxdf synchronises the file without a warning: 0 for the streams stamped in
+the recording machine's clock, the measured offsets for the live EEG and the
+other LSL streams, the pipeline offset for a replayed EEG. The file header
+and the features stream header carry the resolved pipeline (JSON and the
+TOML text), the device profile and the closedloop version; the file header
+and every stream's ``desc/closedloop`` carry the session identity
+(participant, session, ...) when one is given.
 
 Every ``on_*`` method only copies into the :class:`~closedloop.recording.Recorder`
 queue and returns: it never blocks the loop and never raises because of the
@@ -34,15 +43,17 @@ import json
 import logging
 import math
 import os
+import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from closedloop.recording.recorder import Recorder, check_writable
+from closedloop.recording.xdf import check_xml_name
 
 __all__ = ["SessionRecording", "eeg_info_from_lsl", "COMMAND_CHANNELS", "APPLIED_CHANNELS"]
 
@@ -67,6 +78,7 @@ COMMANDS_STREAM = "closedloop-commands"
 APPLIED_STREAM = "closedloop-applied"
 APPLIED_EXTRA_STREAM = "closedloop-applied-extra"
 SAFETY_STREAM = "closedloop-safety"
+DEVICE_IO_STREAM = "closedloop-device-io"
 
 
 def _version() -> str:
@@ -76,7 +88,7 @@ def _version() -> str:
 
 
 def eeg_info_from_lsl(source) -> dict:
-    """The ``eeg`` description :class:`SessionRecording` needs, from an opened LSL source.
+    """Return the ``eeg`` description :class:`SessionRecording` needs, from an opened LSL source.
 
     Parameters
     ----------
@@ -104,6 +116,7 @@ def eeg_info_from_lsl(source) -> dict:
         "created_at": info.created_at(),
         "ch_types": list(getattr(source, "ch_types", None) or []) or None,
         "ref_excluded": list(getattr(source, "ref_excluded", None) or []),
+        "offset_measured": True,  # the source measures the offset every 5 s (for_source records them)
     }
 
 
@@ -122,7 +135,10 @@ class SessionRecording:
         ``ch_names``, ``units`` (one string or one per channel),
         ``pipeline_offset`` (the clock offset the pipeline added to every
         raw timestamp, s) and optionally ``header_xml`` (the source's LSL
-        header, embedded as text) and ``created_at``.
+        header, embedded as text), ``created_at`` and ``offset_measured``
+        (True when the clock offsets are measured and given to
+        :meth:`on_clock_offset`, as for a live source; otherwise the
+        pipeline offset is written as the stream's constant offset).
     feature_names : tuple of str
         Feature names, in frame order.
     controller_state_names : list of str, optional
@@ -147,12 +163,23 @@ class SessionRecording:
     session_info : dict, optional
         Facts about the session for the file header (e.g.
         ``requested_duration_s``, so a replay ends where the session did).
+    identity : dict of str to str, optional
+        Who and what the session is (``participant``, ``session``, ...):
+        written to the file header and to every stream's ``desc/closedloop``
+        under ``identity``, and shown in the report's title. Keys must be
+        XML names (letters, digits, ``_ . -``).
+    clock : callable, optional
+        The recording machine's clock, for the collection times of the
+        ClockOffset chunks; :meth:`for_source` passes ``pylsl.local_clock``
+        (default :func:`time.monotonic`).
 
     Raises
     ------
     OSError
         Naming the folder, if it cannot be created or written, lacks free
         space, or already holds a ``session.xdf`` — before the session starts.
+    ValueError
+        For an identity key that is not an XML name.
     """
 
     FILE_NAME = "session.xdf"
@@ -172,7 +199,10 @@ class SessionRecording:
         flush_interval_s: float = 0.1,
         report: bool = True,
         session_info: Mapping[str, object] | None = None,
+        identity: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        self.identity = _check_identity(identity)
         self.out_dir = Path(out_dir)
         check_writable(self.out_dir, min_free_bytes)
         self.path = self.out_dir / self.FILE_NAME
@@ -191,17 +221,20 @@ class SessionRecording:
         self.report_path: Path | None = None
         self.report_error: BaseException | None = None
         self._closed = False
+        self._finished = False
         self.session_id = uuid.uuid4().hex[:12]
         version = _version()
         self.started = datetime.now().astimezone().isoformat(timespec="seconds")
         pipeline_meta = _pipeline_meta(resolved)
-        file_info = {
+        file_info: dict[str, object] = {
             "closedloop_version": version,
             "session_id": self.session_id,
             "session_started": self.started,
             **{str(k): str(v) for k, v in (session_info or {}).items()},
             **pipeline_meta,
         }
+        if self.identity:
+            file_info["identity"] = dict(self.identity)
         # offline (block=True) the writer is fed as fast as the CPU allows: keep what waits in memory
         # small (a 32-item queue, batches of about 1 MB) so memory stays flat and low
         item = 4 if str(eeg.get("channel_format", "float32")) == "float32" else 8
@@ -213,6 +246,7 @@ class SessionRecording:
             block_when_full=block,
             max_queue=32 if block else 10_000,
             max_batch_samples=max(1000, 1_000_000 // sample_bytes) if block else 100_000,
+            clock=clock or time.monotonic,
         )
         self._ids: dict[str, int] = {}
         self._strings: set[int] = set()  # ids of string streams
@@ -226,8 +260,7 @@ class SessionRecording:
         self.eeg_name = str(eeg["name"])
         self.pipeline_offset = float(eeg.get("pipeline_offset", 0.0))
         meta = {
-            "role": "eeg",
-            "version": version,
+            **self._meta("eeg"),
             "session_id": self.session_id,
             "pipeline_offset": repr(self.pipeline_offset),
         }
@@ -245,6 +278,7 @@ class SessionRecording:
             channels=[{"label": n, "unit": u, "type": t} for n, u, t in zip(ch_names, units, ch_types)],
             desc_extra={"closedloop": meta},
             created_at=_float_or_none(eeg.get("created_at")),
+            clock_offset=None if eeg.get("offset_measured") else self.pipeline_offset,
         )
         self._ids[self.eeg_name] = self._eeg_id
 
@@ -257,52 +291,34 @@ class SessionRecording:
             {"label": "flags", "unit": "Quality", "type": "flags"},
             {"label": "frame_index", "unit": "", "type": "index"},
         ]
-        self._feat_id = self._add(
-            FEATURES_STREAM, "Features", feat_channels, hop_rate, {"role": "features", **pipeline_meta}
-        )
+        self._feat_id = self._add(FEATURES_STREAM, "Features", feat_channels, hop_rate, "features", pipeline_meta)
         self._state_id = self._add(
             CONTROLLER_STREAM,
             "Controller",
             [{"label": n, "unit": "", "type": "state"} for n in self.controller_state_names]
             or [{"label": "none", "unit": "", "type": "state"}],
             hop_rate,
-            {"role": "controller"},
+            "controller",
         )
         self._cmd_id = self._add(
             COMMANDS_STREAM,
             "Commands",
             [{"label": n, "unit": _unit(n), "type": "command"} for n in COMMAND_CHANNELS],
             hop_rate,
-            {"role": "commands"},
+            "commands",
         )
         self._applied_id = self._add(
             APPLIED_STREAM,
             "Commands",
             [{"label": n, "unit": _unit(n), "type": "command"} for n in APPLIED_CHANNELS],
             0.0,
-            {"role": "applied"},
+            "applied",
         )
-        self._safety_id = self.recorder.add_stream(
-            SAFETY_STREAM,
-            "Events",
-            1,
-            0.0,
-            "string",
-            source_id=f"closedloop-{self.session_id}-safety",
-            channels=[{"label": "event", "unit": "json", "type": "event"}],
-            desc_extra={"closedloop": {"role": "safety", "version": version}},
-        )
+        self._safety_id = self._add_json(SAFETY_STREAM, "Events", "event", "event", "safety")
         # modality-specific parameters (rTMS train, TUS sonication: Command.extra) of every applied command
-        self._extra_id = self.recorder.add_stream(
-            APPLIED_EXTRA_STREAM,
-            "Commands",
-            1,
-            0.0,
-            "string",
-            source_id=f"closedloop-{self.session_id}-applied-extra",
-            channels=[{"label": "extra", "unit": "json", "type": "command"}],
-            desc_extra={"closedloop": {"role": "applied-extra", "version": version}},
-        )
+        self._extra_id = self._add_json(APPLIED_EXTRA_STREAM, "Commands", "extra", "command", "applied-extra")
+        # every byte the device adapter sends and receives, its state changes and faults: the lab's audit trail
+        self._io_id = self._add_json(DEVICE_IO_STREAM, "DeviceIO", "io", "io", "device-io")
         self._feat_row = np.empty(len(self.feature_names) + 2)
         for spec in extra_streams or ():
             self.add_stream(**dict(spec))
@@ -319,6 +335,7 @@ class SessionRecording:
         """
         import pylsl
 
+        kwargs.setdefault("clock", pylsl.local_clock)
         rec = cls(
             out_dir,
             resolved,
@@ -333,7 +350,17 @@ class SessionRecording:
         pipeline.safety.on_event = _chain(pipeline.safety.on_event, rec.on_event)
         return rec
 
-    def _add(self, name: str, type_: str, channels: list[dict], srate: float, meta: dict) -> int:
+    def _meta(self, role: str) -> dict[str, object]:
+        """Return the ``desc/closedloop`` of a stream: role, version and identity."""
+        meta: dict[str, object] = {"role": role, "version": _version()}
+        if self.identity:
+            meta["identity"] = dict(self.identity)
+        return meta
+
+    def _add(
+        self, name: str, type_: str, channels: list[dict], srate: float, role: str, extra: Mapping | None = None
+    ) -> int:
+        """Declare one of closedloop's numeric streams (stamped in the recording clock: offset 0)."""
         sid = self.recorder.add_stream(
             name,
             type_,
@@ -342,9 +369,27 @@ class SessionRecording:
             "double64",
             source_id=f"closedloop-{self.session_id}-{name[11:]}",
             channels=channels,
-            desc_extra={"closedloop": {"version": _version(), **meta}},
+            desc_extra={"closedloop": {**self._meta(role), **(extra or {})}},
+            clock_offset=0.0,
         )
         self._ids[name] = sid
+        return sid
+
+    def _add_json(self, name: str, type_: str, label: str, ch_type: str, role: str) -> int:
+        """Declare one of closedloop's one-channel JSON text streams (recording clock: offset 0)."""
+        sid = self.recorder.add_stream(
+            name,
+            type_,
+            1,
+            0.0,
+            "string",
+            source_id=f"closedloop-{self.session_id}-{name[11:]}",
+            channels=[{"label": label, "unit": "json", "type": ch_type}],
+            desc_extra={"closedloop": self._meta(role)},
+            clock_offset=0.0,
+        )
+        self._ids[name] = sid
+        self._strings.add(sid)
         return sid
 
     def add_stream(
@@ -357,11 +402,20 @@ class SessionRecording:
         source_id: str = "",
         ch_names: Sequence[str] | None = None,
         header_xml: str | None = None,
+        clock_offset: float | None = 0.0,
     ) -> int:
-        """Declare another stream to record (also possible while recording)."""
+        """Declare another stream to record (also possible while recording).
+
+        ``clock_offset`` is the stream's constant offset to the recording
+        machine's clock, written as its ClockOffset chunks: 0 (default) for
+        a stream stamped in this machine's clock; None when the offsets are
+        measured and given to :meth:`on_clock_offset` (an LSL stream from
+        another machine, as :class:`~closedloop.recording.inlets.StreamInlets`
+        records them).
+        """
         if name in self._ids:
             raise ValueError(f"stream {name!r} is already recorded in {self.path}")
-        meta: dict[str, object] = {"role": "extra", "version": _version()}
+        meta = self._meta("extra")
         if header_xml:
             meta["source_header_xml"] = header_xml
         channels = [{"label": str(n)} for n in ch_names] if ch_names else None
@@ -374,6 +428,7 @@ class SessionRecording:
             source_id=source_id,
             channels=channels,
             desc_extra={"closedloop": meta},
+            clock_offset=clock_offset,
         )
         self._ids[name] = sid
         if channel_format == "string":
@@ -386,7 +441,7 @@ class SessionRecording:
         self.recorder.push(self._eeg_id, data, raw_timestamps)
 
     def on_clock_offset(self, collection_time: float, offset: float, stream: str | None = None) -> None:
-        """A clock offset measurement of the EEG stream (or of another recorded stream)."""
+        """Record a clock offset measurement of the EEG stream (or of another recorded stream)."""
         sid = self._eeg_id if stream is None else self._ids[stream]
         self.recorder.push_clock_offset(sid, collection_time, offset)
 
@@ -426,7 +481,7 @@ class SessionRecording:
         push(self._cmd_id, cmds, times)
 
     def on_applied(self, command, issue_time: float, latency_s: float) -> None:
-        """A command the adapter issued at ``issue_time`` (local LSL clock)."""
+        """Record a command the adapter issued at ``issue_time`` (local LSL clock)."""
         row = np.array([[command.amplitude_mA, command.frequency_Hz, float(command.on), command.time, latency_s]])
         self.recorder.push(self._applied_id, row, (issue_time,))
         if command.extra or command.fire or command.abort:
@@ -438,7 +493,7 @@ class SessionRecording:
             self.recorder.push(self._extra_id, [[json.dumps(doc, sort_keys=True)]], (issue_time,))
 
     def on_event(self, event) -> None:
-        """A :class:`~closedloop.safety.SafetyEvent`, as JSON text stamped at its time."""
+        """Record a :class:`~closedloop.safety.SafetyEvent`, as JSON text stamped at its time."""
         text = json.dumps(
             {
                 "time": event.time,
@@ -450,8 +505,21 @@ class SessionRecording:
         )
         self.recorder.push(self._safety_id, [[text]], (event.time,))
 
+    def on_io(self, record) -> None:
+        """Record one entry of a device adapter's I/O log (non-blocking; safe from the adapter's I/O thread).
+
+        Parameters
+        ----------
+        record : closedloop.adapters.iolog.IORecord
+            Stamped with the adapter's clock (the LSL clock by default): one
+            sample of ``closedloop-device-io``, JSON ``{"kind", "hex", "note"}``
+            (``hex``: the bytes on the wire, empty for state changes).
+        """
+        text = json.dumps({"kind": record.kind, "hex": bytes(record.data).hex(), "note": record.note})
+        self.recorder.push(self._io_id, [[text]], (record.time,))
+
     def on_marker(self, stream: str, labels, timestamps) -> None:
-        """Samples of another stream (markers: a list of str; numeric: an array), raw timestamps."""
+        """Record samples of another stream (markers: a list of str; numeric: an array), raw timestamps."""
         sid = self._ids.get(stream)
         if sid is None:
             sid = self.add_stream(stream)
@@ -469,7 +537,11 @@ class SessionRecording:
         return self.recorder.error
 
     def summary_fields(self) -> dict:
-        """``{"recording": {...}}`` for ``summary.json``: file, bytes, drops, error."""
+        """Return ``{"recording": {...}}`` for ``summary.json``: file, bytes, drops, error, completeness.
+
+        ``complete`` (the file ends with every stream's footer, so readers
+        need no repair) is known once :meth:`finish` has returned.
+        """
         st = self.recorder.stats
         return {
             "recording": {
@@ -478,11 +550,27 @@ class SessionRecording:
                 "dropped_samples": st.dropped_samples,
                 "dropped_pushes": st.dropped_pushes,
                 "error": st.last_error,
+                "complete": st.footers_written,
             }
         }
 
+    def finish(self, timeout: float = 30.0) -> None:
+        """Write what is queued, the clock offsets and the footers, and close ``session.xdf``.
+
+        Never raises and returns within about ``timeout`` s, even after a
+        disk error (the file is then cut back to whole chunks and the
+        footers are tried once more). Safe to call twice; :meth:`close`
+        calls it.
+        """
+        if not self._finished:
+            self._finished = True
+            try:
+                self.recorder.close(timeout=timeout)
+            except Exception as err:  # noqa: BLE001 - the end of a session must go on
+                log.warning("closing %s failed: %s: %s", self.path, type(err).__name__, err)
+
     def close(self, summary: Mapping[str, object] | None = None, stats=None) -> None:
-        """Write what is queued and the footers; then ``report.html`` next to the file.
+        """Finish ``session.xdf`` (:meth:`finish`), then write ``report.html`` next to it.
 
         Parameters
         ----------
@@ -497,7 +585,7 @@ class SessionRecording:
         if self._closed:
             return
         self._closed = True
-        self.recorder.close(timeout=30.0)
+        self.finish()
         if not self.report_enabled:
             return
         try:
@@ -517,8 +605,28 @@ class SessionRecording:
         self.close()
 
 
+def _check_identity(identity: Mapping[str, str] | None) -> dict[str, str]:
+    """Return the identity as a plain dict of text, checking its keys are XML names."""
+    if identity is None:
+        return {}
+    if not isinstance(identity, Mapping):
+        raise ValueError(f"identity must be a mapping such as {{'participant': 'P01'}}, not {type(identity).__name__}")
+    out = {}
+    for key, value in identity.items():
+        try:
+            check_xml_name(key, "identity key")
+        except ValueError:
+            raise ValueError(
+                f"identity key {key!r} is not allowed: use letters, digits, '_', '.' and '-', "
+                "starting with a letter or '_' (e.g. 'participant', 'session')"
+            ) from None
+        if value is not None:
+            out[key] = str(value)
+    return out
+
+
 def _pipeline_meta(resolved) -> dict[str, str]:
-    """The resolved pipeline as text: JSON of the validated config, the TOML file, the device profile."""
+    """Return the resolved pipeline as text: JSON of the validated config, the TOML file, the device profile."""
     meta = {
         "pipeline_name": resolved.config.pipeline.name,
         "pipeline_file": str(resolved.path),
@@ -545,7 +653,7 @@ def _float_or_none(value) -> float | None:
 
 
 def _chain(first, second):
-    """A callable calling ``first`` (if any) then ``second`` with the same arguments."""
+    """Return a callable calling ``first`` (if any) then ``second`` with the same arguments."""
     if first is None:
         return second
 

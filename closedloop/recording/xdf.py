@@ -90,6 +90,8 @@ CHANNEL_FORMATS: dict[str, str | None] = {
 FORMAT_ALIASES = {"float64": "double64", "double": "double64", "float": "float32"}
 
 _XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# characters XML 1.0 forbids (control characters but tab, newline and carriage return; lone surrogates; U+FFFE/F)
+_XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def encode_varlen(value: int) -> bytes:
@@ -118,10 +120,12 @@ def chunk_bytes(tag: int, content: bytes, stream_id: int | None = None) -> bytes
 def _xml_text(value: object) -> str:
     if isinstance(value, float):
         return repr(value)  # round-trips exactly
-    return escape(str(value))
+    # a control character would make the whole header unreadable: replace it, keep the rest
+    return escape(_XML_INVALID.sub("\ufffd", str(value)))
 
 
-def _check_xml_name(name: str, what: str) -> str:
+def check_xml_name(name: str, what: str) -> str:
+    """Return ``name`` if it is a valid XML element name; raise ValueError naming ``what`` otherwise."""
     if not isinstance(name, str) or not _XML_NAME.match(name) or name.lower().startswith("xml"):
         raise ValueError(f"{what} {name!r} is not a valid XML element name")
     return name
@@ -135,7 +139,7 @@ def dict_to_xml(values: Mapping[str, object]) -> str:
     """
     parts: list[str] = []
     for key, value in values.items():
-        _check_xml_name(key, "key")
+        check_xml_name(key, "key")
         items = value if isinstance(value, list | tuple) else [value]
         for item in items:
             if isinstance(item, Mapping):
@@ -304,7 +308,9 @@ class XDFWriter:
     ) -> None:
         self.path = Path(path)
         self.bytes_written = 0
+        self._whole = 0  # bytes up to the end of the last whole chunk
         self._streams: dict[int, StreamSpec] = {}
+        self._offsets: dict[int, list[tuple[float, float]]] = {}
         self._first: dict[int, float] = {}
         self._last: dict[int, float] = {}
         self._count: dict[int, int] = {}
@@ -313,7 +319,7 @@ class XDFWriter:
         for key, value in (file_info or {}).items():
             if key in info:
                 raise ValueError(f"file_info may not set {key!r}: the writer sets it")
-            info[_check_xml_name(key, "file_info key")] = value
+            info[check_xml_name(key, "file_info key")] = value
         header = '<?xml version="1.0"?><info>' + dict_to_xml(info) + "</info>"
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if overwrite else os.O_EXCL)
         flags |= getattr(os, "O_BINARY", 0)
@@ -333,6 +339,7 @@ class XDFWriter:
             written = os.write(self._fd, view)
             self.bytes_written += written
             view = view[written:]
+        self._whole = self.bytes_written
 
     def _spec(self, stream_id: int) -> StreamSpec:
         try:
@@ -351,11 +358,11 @@ class XDFWriter:
         return dict(self._streams)
 
     def sample_count(self, stream_id: int) -> int:
-        """Number of samples written to a stream."""
+        """Return the number of samples written to a stream."""
         return self._count[stream_id]
 
     def fileno(self) -> int:
-        """The raw file descriptor (e.g. for ``os.fstat``)."""
+        """Return the raw file descriptor (e.g. for ``os.fstat``)."""
         if self._fd is None:
             raise ValueError(f"XDF file {self.path} is closed")
         return self._fd
@@ -451,6 +458,7 @@ class XDFWriter:
         self._spec(stream_id)
         content = struct.pack("<dd", float(collection_time), float(offset))
         self._write(chunk_bytes(TAG_CLOCK_OFFSET, content, stream_id))
+        self._offsets.setdefault(stream_id, []).append((float(collection_time), float(offset)))
 
     def write_boundary(self) -> None:
         """Write a Boundary chunk (tag 5), a resync point for damaged files."""
@@ -466,8 +474,9 @@ class XDFWriter:
     ) -> None:
         """Write a StreamFooter chunk (tag 6); ``None`` fields use the counters.
 
-        ``clock_offsets`` is an optional list of ``(time, value)`` pairs for
-        the footer (readers take offsets from the ClockOffset chunks).
+        ``clock_offsets`` is a list of ``(time, value)`` pairs for the footer;
+        by default those written with :meth:`write_clock_offset` (as
+        LabRecorder does; readers take offsets from the ClockOffset chunks).
         """
         self._spec(stream_id)
         if stream_id in self._footed:
@@ -478,6 +487,8 @@ class XDFWriter:
             first_timestamp = self._first.get(stream_id)
         if last_timestamp is None:
             last_timestamp = self._last.get(stream_id)
+        if clock_offsets is None:
+            clock_offsets = self._offsets.get(stream_id)
         xml = footer_xml(first_timestamp, last_timestamp, sample_count, clock_offsets)
         self._write(chunk_bytes(TAG_STREAM_FOOTER, xml.encode("utf-8"), stream_id))
         self._footed.add(stream_id)
@@ -488,7 +499,11 @@ class XDFWriter:
             os.fsync(self._fd)
 
     def close(self) -> None:
-        """Write the missing footers, fsync and close. Safe to call twice."""
+        """Write the missing footers, fsync and close. Safe to call twice.
+
+        If a footer cannot be written, the file is cut back to its last
+        whole chunk before the error is raised.
+        """
         if self._fd is None:
             return
         try:
@@ -496,8 +511,45 @@ class XDFWriter:
                 if stream_id not in self._footed:
                     self.write_footer(stream_id)
             os.fsync(self._fd)
+        except BaseException:
+            self.salvage()  # leave whole chunks only
+            raise
         finally:
             self.close_fd()
+
+    def salvage(self) -> bool:
+        """After a failed write: cut the file back to its last whole chunk and try the missing footers.
+
+        Never raises and never closes the file (call :meth:`close_fd`, or
+        call this again later: space may have been freed). A write that
+        failed part-way (disk full, file size limit) leaves a partial chunk
+        that would hide everything written after it from readers; cutting
+        it off also frees room for the footers (a few hundred bytes each).
+
+        Returns
+        -------
+        bool
+            True if the file now ends with every stream's footer.
+        """
+        if self._fd is None:
+            return False
+        try:
+            if self.bytes_written != self._whole:
+                os.ftruncate(self._fd, self._whole)
+                self.bytes_written = self._whole
+            for stream_id in self._streams:
+                if stream_id not in self._footed:
+                    self.write_footer(stream_id)
+            os.fsync(self._fd)
+            return True
+        except Exception:  # noqa: BLE001 - disk still full, file gone: what is written stays whole
+            try:
+                if self.bytes_written != self._whole:
+                    os.ftruncate(self._fd, self._whole)
+                    self.bytes_written = self._whole
+            except OSError:
+                pass
+            return False
 
     def close_fd(self) -> None:
         """Close the descriptor without writing anything (after an error)."""

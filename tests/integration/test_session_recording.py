@@ -210,7 +210,7 @@ def test_sigkilled_live_session_leaves_a_readable_file(tmp_path):
     reader = XDFReader(path)  # replay needs no repair: it reads up to the last whole chunk
     assert reader.streams[1].sample_count > 0
     report = repair_xdf(path)
-    streams, header = load(path)
+    streams, header = load(report.out_path)
     eeg = next(s for s in streams.values() if s["info"]["type"][0] == "EEG")
     # data up to about the last flush (every 0.5 s) before the kill
     assert eeg["time_stamps"][-1] >= t_kill - 1.5

@@ -1,4 +1,4 @@
-"""Tests of the XDF recording layer: writer, background recorder, repair.
+"""Tests of the XDF recording layer: writer and background recorder (repair: test_repair.py).
 
 Files are checked by reading them back with pyxdf (the reader users have),
 with raw timestamps (no clock sync, no dejitter) so that values and
@@ -22,6 +22,7 @@ import mne
 import numpy as np
 import pytest
 import pyxdf
+from xdf_helpers import CLOCK_OFFSET, EEG_LABELS, build_session, load_raw  # noqa: E402 (tests/recording on sys.path)
 
 from closedloop.recording import (
     Recorder,
@@ -30,109 +31,9 @@ from closedloop.recording import (
     repair_xdf,
     scan_xdf,
 )
-from closedloop.recording.xdf import TAG_SAMPLES, chunk_bytes, encode_varlen
+from closedloop.recording.xdf import chunk_bytes, encode_varlen
 
 REPO = Path(__file__).resolve().parents[2]
-EEG_LABELS = ["Fz", "FCz", "Cz", "Pz", "O1", "O2", "C3", "C4"]
-MARKERS = ["start", "stim on: 1.5 mA", "<ramp & hold>", "", "Ωμέγα ✓", "stop"]
-CLOCK_OFFSET = -0.0125
-
-
-def load_raw(path):
-    """pyxdf streams by id, with raw timestamps."""
-    streams, header = pyxdf.load_xdf(str(path), synchronize_clocks=False, dejitter_timestamps=False)
-    return {s["info"]["stream_id"]: s for s in streams}, header
-
-
-def build_session(path, n_eeg=3000, eeg_chunks=(50,), n_feat=60, feat_chunk=7, n_ch=8):
-    """Write a session with XDFWriter; return the truth and a write log.
-
-    The log holds, after each write call, ``(file size, {stream id: samples
-    written so far})``: the chunk boundaries and what lies before each.
-    """
-    rng = np.random.default_rng(7)
-    eeg = (rng.standard_normal((n_eeg, n_ch)) * 20).astype(np.float32)
-    eeg_ts = 1000.0 + np.arange(n_eeg) / 500.0 + rng.normal(0, 1e-4, n_eeg)
-    feat = rng.standard_normal((n_feat, 3))
-    feat_ts = 1000.0 + np.arange(n_feat) * 0.1 + 0.0123456789
-    marker_ts = np.sort(rng.uniform(1000, 1000 + n_eeg / 500, len(MARKERS)))
-    channels = [{"label": lab, "unit": "microvolts", "type": "EEG"} for lab in EEG_LABELS[:n_ch]]
-    log = []
-    counts = {1: 0, 2: 0, 3: 0}
-    with XDFWriter(path, {"session": "S01", "operator": "test"}) as w:
-        log.append((w.bytes_written, dict(counts)))
-
-        def mark():
-            log.append((w.bytes_written, dict(counts)))
-
-        w.add_stream(
-            1,
-            "EEG-sim",
-            "EEG",
-            n_ch,
-            500.0,
-            "float32",
-            source_id="sim-eeg",
-            channels=channels,
-            desc_extra={"reference": "linked mastoids"},
-            created_at=999.5,
-        )
-        mark()
-        w.add_stream(
-            2,
-            "Features",
-            "Features",
-            3,
-            10.0,
-            "double64",
-            source_id="feat",
-            channels=[{"label": n} for n in ("alpha", "theta", "ratio")],
-            desc_extra="<window_s>1.0</window_s>",
-        )
-        mark()
-        w.add_stream(3, "Markers", "Markers", 1, 0.0, "string", source_id="mk")
-        mark()
-        sizes = list(eeg_chunks)
-        i = f = m = k = 0
-        while i < n_eeg:
-            n = sizes[k % len(sizes)]
-            k += 1
-            w.write_samples(1, eeg[i : i + n], eeg_ts[i : i + n])
-            i = min(n_eeg, i + n)
-            counts[1] = i
-            mark()
-            if f < n_feat and feat_ts[f] <= eeg_ts[i - 1]:
-                j = min(n_feat, f + feat_chunk)
-                w.write_samples(2, feat[f:j], feat_ts[f:j])
-                f = counts[2] = j
-                mark()
-            if m < len(MARKERS) and marker_ts[m] <= eeg_ts[i - 1]:
-                w.write_samples(3, [[MARKERS[m]]], marker_ts[m : m + 1])
-                m = counts[3] = m + 1
-                mark()
-            if k % 4 == 1:
-                w.write_clock_offset(1, eeg_ts[i - 1], CLOCK_OFFSET)
-                mark()
-            if k % 8 == 0:
-                w.write_boundary()
-                mark()
-        if f < n_feat:
-            w.write_samples(2, feat[f:], feat_ts[f:])
-            counts[2] = n_feat
-            mark()
-        if m < len(MARKERS):
-            w.write_samples(3, [[x] for x in MARKERS[m:]], marker_ts[m:])
-            counts[3] = len(MARKERS)
-            mark()
-        for sid in (1, 2, 3):
-            w.write_footer(sid)
-            mark()
-    truth = {
-        1: (eeg, eeg_ts),
-        2: (feat, feat_ts),
-        3: ([[x] for x in MARKERS], marker_ts),
-    }
-    return truth, log
 
 
 # -- writer --------------------------------------------------------------------
@@ -236,148 +137,6 @@ def test_writer_uses_smallest_length_field_and_validates(tmp_path):
     with pytest.raises(FileExistsError):
         XDFWriter(path)  # never overwrite a session by accident
     XDFWriter(path, overwrite=True).close()
-
-
-# -- repair --------------------------------------------------------------------
-
-
-def check_repaired_cut(original: bytes, cut: int, log, truth, work: Path):
-    """Cut ``original`` at ``cut`` bytes, repair, load, compare with the truth."""
-    path = work / "cut.xdf"
-    path.write_bytes(original[:cut])
-    report = repair_xdf(path)
-    streams, _ = load_raw(path)
-    header_end = log[0][0]
-    if cut < header_end:
-        assert report.header_rebuilt
-        assert streams == {}
-        return report
-    kept = report.bytes_before - report.bytes_dropped
-    boundary, counts = max((entry for entry in log if entry[0] <= cut), key=lambda e: e[0])
-    assert kept == boundary, f"cut at {cut}: kept {kept}, last whole chunk ends at {boundary}"
-    assert report.bytes_after == path.stat().st_size
-    for sid, (values, stamps) in truth.items():
-        if sid not in report.streams:
-            assert sid not in streams
-            continue
-        n = counts[sid]
-        assert report.streams[sid].sample_count == n
-        got = streams[sid]
-        assert int(got["footer"]["info"]["sample_count"][0]) == n
-        np.testing.assert_array_equal(got["time_stamps"], stamps[:n])
-        if isinstance(values, list):
-            assert got["time_series"] == values[:n]
-        else:
-            np.testing.assert_array_equal(got["time_series"], values[:n])
-    return report
-
-
-def test_repair_every_cut_of_a_small_file_loads_an_exact_prefix(tmp_path):
-    src = tmp_path / "small.xdf"
-    truth, log = build_session(src, n_eeg=12, eeg_chunks=(5, 3), n_feat=4, feat_chunk=2, n_ch=2)
-    original = src.read_bytes()
-    assert 1500 < len(original) < 4000
-    rebuilt = dropped = 0
-    for cut in range(len(original) + 1):
-        report = check_repaired_cut(original, cut, log, truth, tmp_path)
-        rebuilt += report.header_rebuilt
-        dropped += report.bytes_dropped > 0
-    assert rebuilt == log[0][0]  # every cut inside the magic or file header
-    assert dropped > len(original) // 2
-
-
-def test_repair_random_cuts_of_a_session_file(tmp_path):
-    src = tmp_path / "session.xdf"
-    truth, log = build_session(src, eeg_chunks=(50, 1, 97, 13))
-    original = src.read_bytes()
-    rng = np.random.default_rng(3)
-    cuts = rng.integers(log[0][0], len(original), 200)
-    for cut in cuts:
-        report = check_repaired_cut(original, int(cut), log, truth, tmp_path)
-        assert not report.ok
-
-
-def test_repair_of_intact_file_changes_nothing(tmp_path):
-    path = tmp_path / "ok.xdf"
-    build_session(path, n_eeg=500)
-    before = path.read_bytes()
-    report = repair_xdf(path)
-    assert report.ok and report.bytes_dropped == 0 and report.footers_added == []
-    assert report.chunks_kept > 10 and report.cut_reason is None
-    assert path.read_bytes() == before
-
-
-def test_repair_adds_footers_when_only_footers_are_missing(tmp_path):
-    path = tmp_path / "nofooter.xdf"
-    w = XDFWriter(path)
-    w.add_stream(1, "EEG", "EEG", 2, 100, "int32")
-    w.add_stream(2, "Markers", "Markers", 1, 0, "string")
-    w.write_samples(1, np.arange(20, dtype=np.int32).reshape(10, 2), np.arange(10) * 0.01)
-    w.close_fd()  # as if killed before close()
-    report = scan_xdf(path)
-    assert not report.ok and report.bytes_dropped == 0 and report.footers_added == [1, 2]
-    size = path.stat().st_size
-    repair_xdf(path)
-    assert path.stat().st_size == report.bytes_after > size
-    streams, _ = load_raw(path)
-    assert streams[1]["footer"]["info"]["sample_count"] == ["10"]
-    assert float(streams[1]["footer"]["info"]["last_timestamp"][0]) == 0.09
-    assert streams[2]["footer"]["info"]["sample_count"] == ["0"]
-    assert scan_xdf(path).ok
-
-
-def test_repair_cuts_at_a_samples_chunk_that_does_not_parse(tmp_path):
-    path = tmp_path / "bad.xdf"
-    w = XDFWriter(path)
-    w.add_stream(1, "EEG", "EEG", 8, 500, "float32")
-    good = np.ones((4, 8), np.float32)
-    w.write_samples(1, good, np.arange(4) / 500)
-    w.close_fd()
-    size_good = path.stat().st_size
-    # a whole chunk, but with 7 channels' worth of values for an 8-channel stream
-    content = encode_varlen(2) + b"".join(
-        b"\x08" + np.float64(t).tobytes() + np.zeros(7, np.float32).tobytes() for t in (1.0, 1.002)
-    )
-    with open(path, "ab") as f:
-        f.write(chunk_bytes(TAG_SAMPLES, content, stream_id=1))
-        f.write(chunk_bytes(TAG_SAMPLES, content, stream_id=1))
-    out = tmp_path / "fixed.xdf"
-    before = path.read_bytes()
-    report = repair_xdf(path, out)
-    assert path.read_bytes() == before  # out_path leaves the source alone
-    assert report.bytes_dropped == len(before) - size_good
-    assert report.cut_reason.startswith(f"chunk at byte {size_good}:")
-    streams, _ = load_raw(out)
-    np.testing.assert_array_equal(streams[1]["time_series"], good)
-
-
-def test_repair_counts_deduced_timestamps_like_pyxdf(tmp_path):
-    # LabRecorder omits timestamps (byte 0) of regular samples: they follow at 1/rate
-    path = tmp_path / "deduced.xdf"
-    w = XDFWriter(path)
-    w.add_stream(1, "EEG", "EEG", 1, 100, "double64")
-    w.close_fd()
-    samples = [(8, 5.0, 1.0), (0, None, 2.0), (0, None, 3.0), (8, 7.5, 4.0), (0, None, 5.0)]
-    content = encode_varlen(len(samples)) + b"".join(
-        bytes([b]) + (np.float64(t).tobytes() if t is not None else b"") + np.float64(v).tobytes()
-        for b, t, v in samples
-    )
-    with open(path, "ab") as f:
-        f.write(chunk_bytes(TAG_SAMPLES, content, stream_id=1))
-    report = repair_xdf(path)
-    streams, _ = load_raw(path)
-    np.testing.assert_allclose(streams[1]["time_stamps"], [5.0, 5.01, 5.02, 7.5, 7.51])
-    summary = report.streams[1]
-    assert summary.sample_count == 5 and summary.first_timestamp == 5.0
-    assert summary.last_timestamp == streams[1]["time_stamps"][-1]
-
-
-def test_repair_refuses_a_file_that_is_not_xdf(tmp_path):
-    path = tmp_path / "x.xdf"
-    path.write_bytes(b"GDF 2.20 not an xdf file")
-    with pytest.raises(ValueError, match="not an XDF file"):
-        repair_xdf(path)
-    assert path.read_bytes().startswith(b"GDF")
 
 
 # -- recorder ------------------------------------------------------------------
@@ -496,49 +255,107 @@ def test_recorder_start_fails_clearly_on_an_unwritable_path(tmp_path):
     rec.close()
 
 
-def test_recorder_survives_a_full_disk_and_the_file_repairs(tmp_path):
-    path = tmp_path / "full.xdf"
-    limit = 150_000
+def run_until_the_disk_is_full(body: str, limit: int) -> list[str]:
+    """Run ``body`` in a child whose files may not grow past ``limit`` bytes (EFBIG, as ENOSPC on a full disk)."""
     script = textwrap.dedent(f"""
         import resource, signal, sys, time
         import numpy as np
-        from closedloop.recording import Recorder
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
-        rec = Recorder({str(path)!r}, flush_interval_s=0.01)
-        sid = rec.add_stream("EEG", "EEG", 16, 1000, "float32")
-        rec.start()
-        buf = np.empty((100, 16), np.float32)
-        t_end = time.monotonic() + 10
-        i = 0
-        while rec.error is None and time.monotonic() < t_end:
-            buf[:] = np.arange(i * 1600, (i + 1) * 1600).reshape(100, 16)
-            rec.push(sid, buf, (i * 100 + np.arange(100)) / 1000)
-            i += 1
-            time.sleep(0.002)
-        rec.push(sid, buf, np.arange(100) / 1000)  # after the error: must not raise
-        rec.close()
-        print(type(rec.error).__name__, getattr(rec.error, "errno", None), rec.stats.dropped_pushes)
-    """)
+    """) + textwrap.dedent(body)
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=30,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])},
     )
     assert done.returncode == 0, done.stderr
-    name, err_no, dropped = done.stdout.split()
+    return done.stdout.split()
+
+
+FOOTER_ROOM = 400  # a footer chunk is ~150 bytes: below this much room they may not all fit
+
+
+def test_a_full_disk_leaves_whole_chunks_and_the_footers(tmp_path):
+    path = tmp_path / "full.xdf"
+    limit = 1_000_000
+    name, err_no, dropped, footers, close_s = run_until_the_disk_is_full(
+        f"""
+        from closedloop.recording import Recorder
+        rec = Recorder({str(path)!r}, flush_interval_s=0.01)
+        sid = rec.add_stream("EEG", "EEG", 16, 1000, "float32")
+        mk = rec.add_stream("Markers", "Markers", 1, 0, "string")
+        rec.start()
+        buf = np.empty((2000, 16), np.float32)  # ~146 kB per push: the failing write is cut far from its end
+        t_end = time.monotonic() + 20
+        i = 0
+        while rec.error is None and time.monotonic() < t_end:
+            buf[:] = np.arange(i * 32000, (i + 1) * 32000).reshape(2000, 16)
+            rec.push(sid, buf, (i * 2000 + np.arange(2000)) / 1000)
+            rec.push(mk, [[f"block {{i}}"]], [i * 2.0])
+            rec.flush()
+            i += 1
+        rec.push(sid, buf, np.arange(2000) / 1000)  # after the error: must not raise
+        t0 = time.monotonic()
+        rec.close()
+        print(type(rec.error).__name__, getattr(rec.error, "errno", None), rec.stats.dropped_pushes,
+              rec.stats.footers_written, time.monotonic() - t0)
+        """,
+        limit,
+    )
     assert name == "OSError" and int(err_no) == 27  # EFBIG, like ENOSPC for a full disk
-    assert int(dropped) >= 1
-    assert path.stat().st_size == limit
-    report = repair_xdf(path)
-    assert report.footers_added == [1]
-    streams, _ = load_raw(path)
-    n = report.streams[1].sample_count
-    assert n > 0
+    assert int(dropped) >= 1 and float(close_s) < 2.0
+    size = path.stat().st_size
+    assert size < limit
+    scan = scan_xdf(path)
+    assert scan.bytes_dropped == 0  # the partial chunk was cut off: only whole chunks remain
+    if footers == "True":
+        assert scan.ok  # nothing to repair: pyxdf reads it as it is
+    else:
+        assert limit - size < FOOTER_ROOM and scan.footers_added
+    streams, _ = load_raw(path if scan.ok else repair_xdf(path).out_path)
+    n = len(streams[1]["time_stamps"])
+    assert n >= 2000 * 5
     np.testing.assert_array_equal(streams[1]["time_series"], np.arange(n * 16).reshape(n, 16))
+    assert int(streams[1]["footer"]["info"]["sample_count"][0]) == n
+
+
+def test_session_close_after_a_full_disk_returns_quickly_keeps_the_error_and_writes_the_footers(tmp_path):
+    folder = tmp_path / "session"
+    out = run_until_the_disk_is_full(
+        f"""
+        import json
+        from pathlib import Path
+        from closedloop.config import load_pipeline
+        from closedloop.recording import SessionRecording
+        from session_helpers import eeg_desc
+        from closedloop.synthetic.eeg import SyntheticEEG
+        gen = SyntheticEEG(n_channels=32)
+        resolved = load_pipeline({str(REPO / "pipelines" / "alpha_tacs.toml")!r})
+        rec = SessionRecording({str(folder)!r}, resolved, eeg_desc(gen), ("alpha",), min_free_bytes=0)
+        data = np.ones((5000, 32), np.float32)  # 685 kB per chunk
+        t_end = time.monotonic() + 20
+        i = 0
+        while rec.error is None and time.monotonic() < t_end:
+            rec.on_chunk(data, 100.0 + (i * 5000 + np.arange(5000)) / 500)
+            rec.recorder.flush()
+            i += 1
+        rec.on_chunk(data, np.arange(5000.0))  # never raises
+        t0 = time.monotonic()
+        rec.close({{"frames": 0}})  # never raises
+        print(time.monotonic() - t0, rec.summary_fields()["recording"]["error"].split(":")[0],
+              rec.recorder.stats.footers_written)
+        """,
+        2_000_000,
+    )
+    close_s, error, footers = out
+    assert float(close_s) < 5.0 and error == "OSError" and footers == "True"
+    path = folder / "session.xdf"
+    assert scan_xdf(path).ok
+    streams, _ = load_raw(path)
+    assert all("footer" in s for s in streams.values()) and len(streams) >= 8
 
 
 def test_sigkill_leaves_a_file_holding_data_until_shortly_before_the_kill(tmp_path):
@@ -584,8 +401,7 @@ def test_sigkill_leaves_a_file_holding_data_until_shortly_before_the_kill(tmp_pa
     assert child.returncode == -signal.SIGKILL
     scan = scan_xdf(path)
     assert scan.footers_added == [1, 2]  # killed: no footers, maybe a cut chunk
-    repair_xdf(path)
-    streams, _ = load_raw(path)
+    streams, _ = load_raw(repair_xdf(path).out_path)
     eeg = streams[1]
     n = len(eeg["time_stamps"])
     assert eeg["time_stamps"][-1] >= t_kill - 1.0
