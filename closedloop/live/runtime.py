@@ -26,6 +26,7 @@ from closedloop.adapters import Adapter, DeviceFault, build_adapter
 from closedloop.config import LSLSourceConfig, ResolvedPipeline, SyntheticSourceConfig
 from closedloop.live.signals import SessionInterrupted, StopSignals
 from closedloop.live.status import StatusLine
+from closedloop.offline import report
 from closedloop.lslconfig import configure_lsl
 from closedloop.pipeline import Pipeline, Step
 from closedloop.recording import SessionRecording
@@ -226,9 +227,13 @@ class LiveSession:
                     source,
                     pipeline,
                     report=cfg.recording.report,
-                    session_info={"requested_duration_s": repr(float(self.duration_s)), **self.identity},
+                    session_info={"requested_duration_s": repr(float(self.duration_s))},
+                    identity=self.identity,
                 )
                 driver.recording = recording
+                self.adapter.on_record = recording.on_io  # every byte to and from the device, in session.xdf
+                if cfg.recording.report:
+                    report.prepare()  # import the plotting stack now, not while the operator waits at the end
                 self._say(f"recording to {recording.path}")
                 inlets = self._record_other_streams(recording, publisher)
                 self._say(f"connecting to {self.resolved.profile.device.name}")
@@ -466,15 +471,24 @@ class LiveSession:
         elapsed = pipeline.samples_in / self.resolved.config.sfreq if pipeline is not None else 0.0
         summary = build_summary(self.resolved, pipeline, self.stats, started, elapsed, self.duration_s, self.identity)
         if recording is not None:
+            self._say("closing session.xdf (clock offsets, footers)")
+            recording.finish()
             summary.update(recording.summary_fields())
         if recording is not None or self.out_dir.exists():
             self._say("writing summary.json")
-            self.summary_path = write_json_atomic(
-                self.out_dir / "summary.json", summary, rescue_dirs(self.out_dir.name)
-            )
-            if self.summary_path.parent != self.out_dir:
-                summary["summary_rescued_to"] = str(self.summary_path)
+            try:
+                self.summary_path = write_json_atomic(
+                    self.out_dir / "summary.json", summary, rescue_dirs(self.out_dir.name)
+                )
+            except OSError as err:  # every folder failed: the caller still gets the summary
+                summary["summary_not_written"] = str(err)
+                self._say(f"summary.json could not be written anywhere: {err}")
+            else:
+                if self.summary_path.parent != self.out_dir:
+                    summary["summary_rescued_to"] = str(self.summary_path)
+                    self._say(f"the session folder failed; summary.json written to {self.summary_path}")
         if recording is not None:
-            self._say("writing the recording's footers and report")
+            if recording.report_enabled:
+                self._say("writing report.html")
             recording.close(summary, self.stats)
         return summary

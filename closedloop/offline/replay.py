@@ -188,6 +188,7 @@ def replay(
             ],
             block=True,
             report=report,
+            identity=identity,
             session_info={
                 "replay_of": str(rec.path),
                 **({"requested_duration_s": repr(duration_s)} if duration_s else {}),
@@ -255,6 +256,7 @@ def replay(
     }
     out = Path(out_dir) if out_dir is not None else None
     if session is not None:
+        session.finish()
         summary.update(session.summary_fields())
         try:
             written = write_json_atomic(out / "summary.json", summary, rescue_dirs(out.name))
