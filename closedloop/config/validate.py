@@ -65,8 +65,9 @@ def feature_names(cfg: PipelineConfig) -> list[str]:
 
 
 def _bins_in(lo: float, hi: float, fs: float, n: int) -> int:
+    """Return the DFT bins of an ``n``-point transform in the half-open band ``[lo, hi)``."""
     df = fs / n
-    return max(0, math.floor(hi / df + 1e-9) - math.ceil(lo / df - 1e-9) + 1)
+    return max(0, math.ceil(hi / df - 1e-9) - math.ceil(lo / df - 1e-9))
 
 
 def check_features(f: FeaturesConfig, pp: PreprocessConfig, sfreq: float, ch_names: list[str] | None) -> list[str]:
