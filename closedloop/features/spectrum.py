@@ -442,6 +442,8 @@ class SpectrumStage:
         self._ap = work
         self._ap_w = np.zeros((5, n_fit))  # rows 0-3: the fit's work, row 4: the log10 spectrum
         self._current = np.full((nch, max(len(names), 1)), np.nan)
+        if iaf is not None and iaf.fixed_hz is not None:
+            self._current[:, names.index("iaf")] = iaf.fixed_hz  # known before the first spectrum
 
     @property
     def iaf(self) -> np.ndarray:
