@@ -245,7 +245,7 @@ class AperiodicConfig(StrictModel):
 
 #: Klimesch's IAF-anchored bands (offsets from the IAF, Hz): theta IAF-6..IAF-4, lower-1 alpha
 #: IAF-4..IAF-2, lower-2 alpha IAF-2..IAF, upper alpha IAF..IAF+2 (Klimesch, Brain Res Rev 1999,
-#: doi:10.1016/S0165-0173(98)00056-3; docs/pain-markers.md).
+#: PMID 10209231; docs/pain-markers.md).
 KLIMESCH_BANDS: dict[str, Band] = {
     "theta_iaf": (-6.0, -4.0),
     "alpha1_iaf": (-4.0, -2.0),
