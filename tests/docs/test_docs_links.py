@@ -2,9 +2,10 @@
 
 Code comments, device profiles, pipelines, the README and the docs point readers to
 ``docs/<page>.md``; a renamed or missing page fails here. Relative Markdown links in the
-README and in ``docs/`` must resolve too. No file may cite the briefing notes the project
-was started from, or anything else beside the repository, except the shared folder of real
-EEG the tests read (``conftest.SHARED_DATA``, ``../shared/data``), which they skip without.
+README and in ``docs/`` must resolve too, and so must the repository files the docs name.
+No file may cite the briefing notes the project was started from, or anything else beside
+the repository, except the shared folder of real EEG the tests read
+(``conftest.SHARED_DATA``, ``../shared/data``), which they skip without.
 """
 
 from __future__ import annotations
@@ -63,6 +64,22 @@ def test_relative_links_resolve(page):
     assert broken == []
 
 
+_REPO_PATH = re.compile(r"(?<![\w/.-])((?:closedloop|tests|devices|pipelines|benchmarks)/[\w./*-]*[\w/*])")
+_FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+@pytest.mark.parametrize("page", sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md")))
+def test_files_the_docs_name_exist(page):
+    # prose only: code blocks may name files a reader creates (``devices/my_stimulator.toml``)
+    text = _FENCE.sub("", (REPO / page).read_text(encoding="utf-8"))
+    missing = []
+    for mention in set(_REPO_PATH.findall(text)):
+        path = mention.split("::")[0]
+        if not (list(REPO.glob(path)) if "*" in path else (REPO / path).exists()):
+            missing.append(mention)
+    assert missing == []
+
+
 def test_nothing_cites_notes_outside_the_repository():
     found = []
     for path in text_files(NO_OUTSIDE_CITATIONS):
@@ -78,3 +95,7 @@ def test_the_checks_catch_what_they_are_for():
     assert _OUTSIDE.search("../" + "shared/notes") and _OUTSIDE.search("/work/" + "shared/x")
     assert not _OUTSIDE.search("../shared/data/eegmat_subject00_rest.edf")
     assert _LINK.findall("[a](architecture.md#contracts) [b](https://x.org)") == ["architecture.md", "https://x.org"]
+    assert _REPO_PATH.findall("`closedloop/session/driver.py` and tests/adapters/test_*.py.") == [
+        "closedloop/session/driver.py",
+        "tests/adapters/test_*.py",
+    ]
