@@ -240,9 +240,18 @@ class Ledger:
             )
         return LedgerError(f"ledger {self.path} cannot be read ({type(e).__name__}: {text}); refusing to start")
 
+    def _current(self, con: sqlite3.Connection) -> bool:
+        """Return whether the schema is this closedloop's already (read only: readers never take the write lock)."""
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "schema_version" not in tables:
+            return False
+        return max((int(r[0]) for r in con.execute("SELECT version FROM schema_version")), default=0) == SCHEMA_VERSION
+
     def _migrate(self) -> None:
         con = self._connect()
         try:
+            if self._current(con):
+                return
             con.execute("BEGIN IMMEDIATE")
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             tables.discard("sqlite_sequence")
