@@ -105,11 +105,14 @@ def _stream_offset(stream) -> float:
 def session_events(reader, t0: float, duration_s: float, modality: str) -> list[Event]:
     """Return a recording's events for ``events.tsv``, onsets relative to ``t0`` (the first EEG sample).
 
+    ``duration_s`` is the time of the last EEG sample from the first;
+    events outside ``[0, duration_s]`` are dropped.
+
     Stimulation rows come from the commands the adapter issued
     (``closedloop-applied``, ``closedloop-applied-extra``), at their issue
     times; safety events from ``closedloop-safety``; ratings from rating
     streams (:mod:`closedloop.study.ratings`); annotations from a replayed
-    file's ``annotations`` stream. Events outside the EEG are dropped.
+    file's ``annotations`` stream.
     """
     from closedloop.study.ratings import read_ratings
 
@@ -329,8 +332,7 @@ def export_session(
     line = ((cfg.get("preprocess") or {}).get("notch_hz")) if cfg else None
     raw, stamps = _raw_from_xdf(reader, eeg, _meas_date(reader, summary), line)
     t0 = _eeg_t0(eeg, stamps)
-    duration = raw.n_times / raw.info["sfreq"]
-    events = session_events(reader, t0, duration, modality)
+    events = session_events(reader, t0, (raw.n_times - 1) / raw.info["sfreq"], modality)
     columns = sorted({k for e in events for k in e.extras}, key=list(EVENT_COLUMNS).index)
     if events:
         raw.set_annotations(
