@@ -86,6 +86,7 @@ def _dose_figure(entries: Sequence[LedgerEntry]):
     key, unit, _ = primary_dose(entries[0])
     values = np.array([(primary_dose(e)[2] if primary_dose(e)[2] is not None else np.nan) for e in entries])
     fig = _figure(2.8, left=0.8, bottom=0.7)
+    fig.subplots_adjust(right=1 - 0.8 / fig.get_figwidth())  # room for the running total's axis
     ax = fig.add_subplot()
     x = np.arange(len(entries))
     ax.bar(x, np.nan_to_num(values), color="C0", alpha=0.7, label=f"{key} per session")
@@ -96,6 +97,7 @@ def _dose_figure(entries: Sequence[LedgerEntry]):
     ax2.plot(x, np.nancumsum(values), "o-", color="C1", lw=1.2, ms=3, label="running total")
     ax.set_ylabel(f"{key} ({unit})", fontsize=8)
     ax2.set_ylabel(f"total ({unit})", fontsize=8)
+    ax2.set_ylim(bottom=0.0)
     ax2.tick_params(labelsize=7)
     _x_labels(ax, entries)
     ax.legend(loc="upper left", fontsize=7)
