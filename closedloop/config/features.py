@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from closedloop.config.base import StrictModel
+from closedloop.config.expressions import compile_expressions
 
 Band = tuple[float, float]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -539,8 +540,6 @@ def expression_texts(f: FeaturesConfig) -> dict[str, str]:
 
 
 def _expression_problems(f: FeaturesConfig) -> list[str]:
-    from closedloop.config.expressions import compile_expressions
-
     cross = set(cross_ratios(f))
     _, problems = compile_expressions(expression_texts(f), _channel_features(f))
     return [p.replace("expressions.", "ratios.", 1) if p.split(":")[0].split(".")[1] in cross else p for p in problems]

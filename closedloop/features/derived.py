@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
+from closedloop.config.expressions import compile_expressions
 from closedloop.features.expressions import pack_programs, run_programs
 from closedloop.types import Quality
 
@@ -181,8 +182,6 @@ class FeatureDeriver:
         baseline_difference=(),
         global_normalised=(),
     ) -> None:
-        from closedloop.config.expressions import compile_expressions
-
         self.n_bands = len(bands)
         self.relative = bool(relative)
         idx = {b: i for i, b in enumerate(bands)}
