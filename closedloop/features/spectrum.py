@@ -455,11 +455,6 @@ class SpectrumStage:
         """The latest averaged PSD (n_channels, bins) at :attr:`freqs`."""
         return self._avg
 
-    @property
-    def aperiodic_params(self) -> np.ndarray:
-        """The work vector of the last fit: (offset, knee, exponent) of the last channel fitted."""
-        return self._ap.params
-
     def _args(self) -> tuple:
         ap = self._ap
         return (
