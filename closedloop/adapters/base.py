@@ -267,7 +267,7 @@ class AdapterBase:
         return True
 
     def _acked(self) -> None:
-        """The device acknowledged (or, without replies, accepted) an exchange."""
+        """Note that the device acknowledged (or, without replies, accepted) an exchange."""
         self.last_ack = self.clock()
         if self.on_ack is not None:
             try:
@@ -291,10 +291,11 @@ class AdapterBase:
             self.arm()  # type: ignore[attr-defined]  # every concrete adapter defines arm()
 
     def output_mA(self, now: float) -> float:
-        """Current the device delivers at ``now`` (tES adapters; 0 otherwise)."""
+        """Return the current the device delivers at ``now`` (tES adapters; 0 otherwise)."""
         return 0.0
 
     def status(self) -> dict[str, object]:
+        """Return the adapter's state for displays and the summary."""
         last = self.log.last()
         return {
             "adapter": type(self).__name__,

@@ -64,6 +64,7 @@ class TTLTriggerAdapter(ThreadedAdapter):
         self._abort = threading.Event()
 
     def problems(self, command: Command, now: float) -> list[str]:
+        """Return why ``command`` must be refused (empty: allowed)."""
         p = super().problems(command, now)
         if fires(command):
             n = command.extra.get("pulses", 1.0)
@@ -122,14 +123,17 @@ class TTLTriggerAdapter(ThreadedAdapter):
             self._level(False)
 
     def emergency_stop(self) -> None:
+        """Turn the output off as fast as the device allows; return at once."""
         self._abort.set()  # stops a running train at once, from the caller's thread
         super().emergency_stop()
 
     def arm(self) -> None:
+        """Enable the output (see :class:`~closedloop.adapters.base.Adapter`)."""
         self._abort.clear()
         super().arm()
 
     def status(self) -> dict[str, object]:
+        """Return the adapter's state for displays and the summary."""
         st = super().status()
         st.update(pulses_sent=len(self.pulse_times), line=self.line)
         return st
