@@ -1,0 +1,287 @@
+"""Session state on LSL: features, controller state, applied commands, events and session markers.
+
+While a live session runs (``[output] publish = true``, the default), four
+LSL outlets carry what the session computes, so LabRecorder records it next
+to the EEG and any LSL viewer (mne-lsl's, say) plots it:
+
+========================= ========== =====================================================================
+stream name               type       one sample per ...
+========================= ========== =====================================================================
+``closedloop-features``   Features   ... frame: one channel per feature, then ``flags`` and ``frame_index``
+``closedloop-controller`` Controller ... frame: the controller's state (``display_state`` when blinded)
+``closedloop-applied``    Commands   ... command the adapter issued: ``amplitude_mA``, ``frequency_Hz``,
+                                     ``on``, ``frame_time``, ``latency_s``, ``fire``, ``abort``
+``closedloop-events``     Markers    ... safety event or session marker, as JSON text
+                                     (``{"kind": ..., "reason": ..., ...}``)
+========================= ========== =====================================================================
+
+The features and controller streams are stamped with the frame time and the
+applied commands with their issue time, exactly as in ``session.xdf`` (whose
+streams of the same names hold the same values; the applied stream adds
+``fire`` and ``abort``). Every header has the channel labels, units and types
+under ``desc/channels`` and ``desc/closedloop`` (role, session id, version,
+identity), and every ``source_id`` is ``closedloop-<session id>-<role>``
+with the session id of ``session.xdf``, so two sessions never mix.
+
+A blinded session (the controller hides the arm) publishes no applied
+commands, the controller's ``display_state`` only, and events without
+amplitudes, of the kinds that do not reveal the arm (see
+:data:`BLINDED_EVENT_KINDS`); ``session.xdf`` keeps everything.
+
+The loop never waits on LSL: its calls pack a few numbers and put them on a
+bounded queue (dropping, and counting, what does not fit); a thread pushes
+them to the outlets. ``benchmarks/bench_latency.py --publish-compare``
+measures the loop latency with publishing on and off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from closedloop.lslconfig import configure_lsl
+
+__all__ = ["SessionPublisher", "BLINDED_EVENT_KINDS", "feature_unit"]
+
+log = logging.getLogger(__name__)
+
+FEATURES = "closedloop-features"
+CONTROLLER = "closedloop-controller"
+APPLIED = "closedloop-applied"
+EVENTS = "closedloop-events"
+
+#: Channels of the published applied-commands stream (the first five are those of session.xdf's).
+APPLIED_CHANNELS = ("amplitude_mA", "frequency_Hz", "on", "frame_time", "latency_s", "fire", "abort")
+_APPLIED_UNITS = ("mA", "Hz", "", "s", "s", "", "")
+
+#: Event kinds a blinded session publishes and shows (none of them tells an active arm from sham).
+BLINDED_EVENT_KINDS = frozenset({"session", "operator", "watchdog", "emergency", "gap", "clock", "dose", "stop"})
+
+
+def feature_unit(log10: bool) -> str:
+    """Return the unit of the feature channels (the same as ``session.xdf``'s features stream)."""
+    return "log10(uV^2)" if log10 else "uV^2"
+
+
+class SessionPublisher:
+    """Publish a live session's frames, applied commands and events on LSL, off the loop thread.
+
+    Parameters
+    ----------
+    session_id : str
+        The recording's session id (``SessionRecording.session_id``): part of every source_id.
+    feature_names : sequence of str
+        Feature names in frame order.
+    feature_unit : str
+        Unit of the feature channels.
+    state_names : sequence of str
+        Keys of the controller state published per frame.
+    frame_rate : float
+        Nominal frame rate (Hz): sampling rate over hop.
+    pipeline_name : str
+        Written to every header.
+    identity : dict, optional
+        Participant and session labels, written to every header.
+    blinded : bool
+        Publish nothing that reveals the arm (see the module docstring).
+    max_pending : int
+        Items the queue holds before new ones are dropped (and counted in :attr:`dropped`).
+
+    Attributes
+    ----------
+    source_ids : dict of str to str
+        The ``source_id`` of each published stream, by name.
+    pushed, dropped : int
+        Samples pushed to the outlets; items the full queue dropped.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        feature_names: Sequence[str],
+        feature_unit: str,
+        state_names: Sequence[str],
+        frame_rate: float,
+        pipeline_name: str,
+        identity: Mapping[str, str] | None = None,
+        blinded: bool = False,
+        max_pending: int = 4096,
+    ) -> None:
+        self.session_id = session_id
+        self.feature_names = tuple(feature_names)
+        self.state_names = tuple(state_names)
+        self.blinded = bool(blinded)
+        self.max_pending = int(max_pending)
+        self.pushed = 0
+        self.dropped = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._outlets: dict[str, object] = {}
+        self._meta = {
+            "session_id": session_id,
+            "pipeline": pipeline_name,
+            **({"identity": dict(identity)} if identity else {}),
+        }
+        self._frame_rate = float(frame_rate)
+        self._feature_unit = feature_unit
+        self._nf = len(self.feature_names)
+        self._ns = max(len(self.state_names), 1)
+        self.source_ids = {
+            name: f"closedloop-{session_id}-{name[len('closedloop-') :]}"
+            for name in (FEATURES, CONTROLLER, EVENTS, *(() if self.blinded else (APPLIED,)))
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> SessionPublisher:
+        """Create the outlets and start the pushing thread."""
+        configure_lsl()
+        import pylsl
+
+        feats = [(n, self._feature_unit, "feature") for n in self.feature_names]
+        feats += [("flags", "Quality", "flags"), ("frame_index", "", "index")]
+        state = [(n, "", "state") for n in self.state_names] or [("none", "", "state")]
+        specs = {
+            FEATURES: ("Features", feats, self._frame_rate, pylsl.cf_double64, "features"),
+            CONTROLLER: ("Controller", state, self._frame_rate, pylsl.cf_double64, "controller"),
+            APPLIED: (
+                "Commands",
+                [(n, u, "command") for n, u in zip(APPLIED_CHANNELS, _APPLIED_UNITS)],
+                pylsl.IRREGULAR_RATE,
+                pylsl.cf_double64,
+                "applied",
+            ),
+            EVENTS: ("Markers", [("event", "json", "event")], pylsl.IRREGULAR_RATE, pylsl.cf_string, "events"),
+        }
+        for name, source_id in self.source_ids.items():
+            type_, channels, rate, fmt, role = specs[name]
+            info = pylsl.StreamInfo(name, type_, len(channels), rate, fmt, source_id)
+            _describe(info, channels, {"role": role, **self._meta})
+            self._outlets[name] = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360)
+        self._thread = threading.Thread(target=self._run, name="closedloop-publish", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Push what is queued, stop the thread and close the outlets."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+        self._outlets.clear()  # pylsl closes an outlet when it is garbage-collected
+
+    # -- the loop's calls (cheap; never block) ------------------------------------------------
+    def _put(self, item: tuple) -> None:
+        if self._queue.qsize() >= self.max_pending:
+            self.dropped += 1
+            return
+        self._queue.put(item)
+
+    def on_steps(self, steps: Sequence, shown_state: Mapping[str, float] | None = None) -> None:
+        """Queue the frames of one chunk: features (with flags and index) and controller state.
+
+        ``shown_state`` replaces the per-frame state in a blinded session
+        (the controller's ``display_state`` after the chunk).
+        """
+        n = len(steps)
+        if n == 0:
+            return
+        nf = self._nf
+        feats = np.empty((n, nf + 2))
+        state = np.full((n, self._ns), math.nan)
+        times = np.empty(n)
+        names = self.state_names
+        for i, step in enumerate(steps):
+            frame = step.frame
+            times[i] = frame.time
+            feats[i, :nf] = frame.values
+            feats[i, nf] = int(frame.flags)
+            feats[i, nf + 1] = frame.index
+            st = shown_state if shown_state is not None else step.state
+            if st:
+                for j, key in enumerate(names):
+                    state[i, j] = st.get(key, math.nan)
+        self._put((FEATURES, feats, times))
+        self._put((CONTROLLER, state, times))
+
+    def on_applied(self, command, issue_time: float, latency_s: float) -> None:
+        """Queue a command the adapter issued at ``issue_time`` (nothing in a blinded session)."""
+        if self.blinded:
+            return
+        row = np.array(
+            [
+                [
+                    command.amplitude_mA,
+                    command.frequency_Hz,
+                    float(command.on),
+                    command.time,
+                    latency_s,
+                    float(command.fire),
+                    float(command.abort),
+                ]
+            ]
+        )
+        self._put((APPLIED, row, (issue_time,)))
+
+    def on_event(self, event) -> None:
+        """Queue a :class:`~closedloop.safety.SafetyEvent` (any thread)."""
+        doc = {"kind": event.kind, "reason": event.reason}
+        if self.blinded:
+            if event.kind not in BLINDED_EVENT_KINDS:
+                return
+        else:
+            doc.update(desired_mA=event.desired_mA, applied_mA=event.applied_mA)
+        self._put((EVENTS, [[json.dumps(doc)]], (event.time,)))
+
+    def marker(self, time: float, event: str, **fields: object) -> None:
+        """Queue a session marker (``start``, ``stop``, ``end``, ...) with its fields, at ``time`` (any thread)."""
+        doc = {"kind": "session", "event": event, **fields}
+        self._put((EVENTS, [[json.dumps(doc, default=str)]], (time,)))
+
+    # -- the pushing thread ------------------------------------------------------------
+    def _run(self) -> None:
+        get = self._queue.get
+        outlets = self._outlets
+        while True:
+            item = get()
+            if item is None:
+                return
+            name, data, times = item
+            outlet = outlets.get(name)
+            if outlet is None:
+                continue
+            try:
+                if len(times) == 1:
+                    outlet.push_sample(data[0], times[0])
+                else:
+                    outlet.push_chunk(data, list(times))
+                self.pushed += len(times)
+            except Exception as err:  # noqa: BLE001 - a failed push must not end the session
+                log.warning("publishing %s failed: %s: %s", name, type(err).__name__, err)
+
+
+def _describe(info, channels: Sequence[tuple[str, str, str]], meta: Mapping[str, object]) -> None:
+    """Write ``desc/channels`` (label, unit, type) and ``desc/closedloop`` into an LSL stream info."""
+    from closedloop import __version__
+
+    desc = info.desc()
+    chans = desc.append_child("channels")
+    for label, unit, ch_type in channels:
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", unit)
+        ch.append_child_value("type", ch_type)
+    node = desc.append_child("closedloop")
+    node.append_child_value("version", __version__)
+    for key, value in meta.items():
+        if isinstance(value, Mapping):
+            child = node.append_child(key)
+            for k, v in value.items():
+                child.append_child_value(str(k), str(v))
+        else:
+            node.append_child_value(key, str(value))
