@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from closedloop.live.dashboard.server import DashboardOptions
 
 log = logging.getLogger(__name__)
+
+#: Seconds the LSL outlets stay open after the end marker (usually hidden by the summary and report writing).
+LINGER_S = 1.0
 
 
 class SessionOutputs:
@@ -64,6 +68,7 @@ class SessionOutputs:
         self._blinded = False
         self._controller = None
         self._safety = None
+        self._ended_at = time.monotonic()
         if dashboard is not None:
             from closedloop.live.dashboard.server import DashboardServer
 
@@ -236,19 +241,29 @@ class SessionOutputs:
         }
 
     # -- end -----------------------------------------------------------------------------------------
-    def close(self, summary: dict | None = None) -> None:
-        """Publish the end marker, tell the pages, and close the outlets and the server."""
-        reason = (summary or {}).get("stop_reason", self.stop_reason)
-        try:
-            self.phase = "ended"
+    def end(self, reason: str) -> None:
+        """Publish the end marker (the outlets stay open until :meth:`close`, so consumers can fetch it)."""
+        if self.phase != "finishing":
             self.stop_reason = str(reason or "")
-            self.marker("end", reason=reason)
+            self.marker("end", reason=self.stop_reason)
+            self.phase = "finishing"
+            self._ended_at = time.monotonic()
+
+    def close(self, summary: dict | None = None) -> None:
+        """Tell the pages how the session ended, and close the outlets and the server.
+
+        The outlets stay open at least :data:`LINGER_S` after the end marker:
+        an LSL consumer loses what it has not fetched when an outlet closes.
+        """
+        try:
+            self.end((summary or {}).get("stop_reason", self.stop_reason))
+            self.phase = "ended"
             if self.server is not None:
-                final = None
-                backend = self.server.backend
-                if backend is not None:
-                    final = {"type": "ended", "reason": self.stop_reason, "summary": _brief(summary or {})}
-                self.server.stop(final)
+                final = {"type": "ended", "reason": self.stop_reason, "summary": _brief(summary or {})}
+                self.server.stop(final if self.server.backend is not None else None)
+            wait = self._ended_at + LINGER_S - time.monotonic()
+            if wait > 0 and (self.publisher is not None or self.ratings is not None):
+                time.sleep(wait)
             if self.publisher is not None:
                 self.publisher.close()
             if self.ratings is not None:

@@ -296,7 +296,7 @@ class LiveSession:
         finally:
             signals.starting = True
             self._shutdown(watchdog, inlets, source, publisher)
-            outputs.phase = "finishing"
+            outputs.end(self.stats.stop_reason)  # the end marker, while the summary and report are written
         summary = None
         try:
             summary = self._finish(driver, recording, started)
