@@ -179,3 +179,43 @@ def test_a_dashboard_stop_request_is_a_stop_signal_that_never_raises():
     assert signals.reason.endswith("Ana") and not signals.emergency
     signals.request("emergency stop from the dashboard by Bo", emergency=True)
     assert signals.emergency and signals.reason.endswith("Ana")
+
+
+def test_ratings_are_prompted_on_schedule_and_stamped_when_entered():
+    from closedloop.live.dashboard.feed import LiveFeed
+    from closedloop.live.dashboard.server import LiveBackend
+    from closedloop.live.dashboard.state import DashboardInfo, DashboardState
+
+    cfg = {"pipeline": {"name": "p"}, "source": {"sfreq": 100.0}, "features": {"channels": ["C3"]}}
+    cfg["output"] = {"rating_prompt_s": 30.0}
+    info = DashboardInfo.from_config(cfg, {}, "tes", ["C3"], ["alpha"])
+    now = {"clock": 1000.0, "elapsed": 0.0}
+
+    class Session:
+        def dashboard_status(self):
+            return {"phase": "running", "elapsed_s": now["elapsed"]}
+
+    class Outlet:
+        pushed: list = []
+
+        def push(self, value, t, prompted, response):
+            self.pushed.append((value, t, prompted, response))
+
+    outlet = Outlet()
+    backend = LiveBackend(DashboardState(info), LiveFeed(["C3"], ["C3"], ["C3"]), Session(), outlet, lambda: now["clock"])
+    assert backend.tick()["status"]["prompt"] is None
+    now["elapsed"], now["clock"] = 30.0, 1030.0
+    prompt = backend.tick()["status"]["prompt"]
+    assert prompt == {"id": 1, "since_s": 30.0}
+    now["clock"] = 1034.0
+    assert backend.rating(4.0, 0.5, prompt_id=1)["prompted"]  # answered 3.5 s after the prompt (0.5 s in transit)
+    assert outlet.pushed[-1] == (4.0, 1033.5, True, 3.5)
+    assert backend.tick()["status"]["prompt"] is None  # answered: no longer shown
+    now["clock"] = 1040.0
+    backend.rating(2.0, 0.0, prompt_id=1)  # at will (the prompt was answered already)
+    value, t, prompted, response = outlet.pushed[-1]
+    assert (value, t, prompted) == (2.0, 1040.0, False) and response != response  # NaN at will
+    now["elapsed"] = 59.0
+    assert backend.tick()["status"]["prompt"] is None
+    now["elapsed"] = 60.0
+    assert backend.tick()["status"]["prompt"]["id"] == 2

@@ -15,6 +15,7 @@ const D = {
   messages: 0,
   renders: 0,
   drawMs: {},
+  arrivals: [],
   ended: null,
   connected: false,
   lastRating: null,
@@ -164,7 +165,7 @@ function drawEEG() {
   });
   data.push({ x: ft, y: fy, text: ftext, type: "scatter", mode: "markers", marker: { symbol: "square", size: 7, color: "#b91c1c" }, name: "flags" });
   Plotly.react("eeg-plot", data, baseLayout({
-    xaxis: { range: [D.now - info.eeg_span_s, D.now], title: { text: "time (s)", standoff: 2 }, zeroline: false },
+    xaxis: { range: xRange(info.eeg_span_s), title: { text: "time (s)", standoff: 2 }, zeroline: false },
     yaxis: {
       tickvals: chans.map((_, i) => -i * spacing), ticktext: chans, range: [-(k - 0.2) * spacing - spacing * 0.6, spacing * 0.9],
       zeroline: false, showgrid: true, fixedrange: true,
@@ -173,6 +174,16 @@ function drawEEG() {
   setText("eeg-unit", `${spacing} µV between traces`);
   $("eeg-plot").dataset.lastT = String(D.eeg.t.length ? D.eeg.t[D.eeg.t.length - 1] : "");
   $("eeg-plot").dataset.spacing = String(spacing);
+}
+
+function stride(n, most) { return Math.max(1, Math.ceil(n / most)); }
+
+function every(a, k) { return k === 1 ? a : a.filter((_, i) => i % k === 0); }
+
+function xRange(span) {
+  // a window that fills from the left until it is full, then scrolls
+  const lo = Math.max(0, D.now - span);
+  return [lo, Math.max(D.now, lo + Math.min(span, 10))];
 }
 
 function featureOrder() {
@@ -188,7 +199,8 @@ function drawFeatures() {
   const gap = 0.04, h = (1 - gap * (n - 1)) / n;
   order.forEach((name, r) => {
     const idx = info.features.indexOf(name), ax = r === 0 ? "" : String(r + 1);
-    data.push({ x: D.frames.t, y: D.frames.v[idx] || [], xaxis: "x", yaxis: "y" + ax, type: "scatter", mode: "lines",
+    const k = stride(D.frames.t.length, 600);
+    data.push({ x: every(D.frames.t, k), y: every(D.frames.v[idx] || [], k), xaxis: "x", yaxis: "y" + ax, type: "scatter", mode: "lines",
       line: { width: 1.3, color: COLORS[r % COLORS.length] }, name });
     const top = 1 - r * (h + gap);
     const lines = name === info.controlled ? Object.assign({}, info.lines, liveLines()) : {};
@@ -203,7 +215,7 @@ function drawFeatures() {
       }
     }
   });
-  layout.xaxis = { range: [D.now - info.trace_span_s, D.now], anchor: "y" + (n > 1 ? String(n) : ""), title: { text: "time (s)", standoff: 2 } };
+  layout.xaxis = { range: xRange(info.trace_span_s), zeroline: false, anchor: "y" + (n > 1 ? String(n) : ""), title: { text: "time (s)", standoff: 2 } };
   Plotly.react("features-plot", data, layout, PLOT_CONFIG);
 }
 
@@ -243,10 +255,10 @@ function drawStim() {
     type: "scatter", mode: "markers+text", textposition: "top center", marker: { size: 10, color: "#d97706" }, name: "pain" });
   const amax = info.limits.max_amplitude_mA || 2;
   Plotly.react("stim-plot", data, baseLayout({
-    xaxis: { range: [D.now - info.trace_span_s, D.now], title: { text: "time (s)", standoff: 2 } },
+    xaxis: { range: xRange(info.trace_span_s), title: { text: "time (s)", standoff: 2 }, zeroline: false },
     yaxis: info.blinded ? { visible: false, range: [0, 1], fixedrange: true }
       : { title: { text: info.modality === "tes" ? "mA" : "fires" }, range: [0, amax * 1.05], fixedrange: true, zeroline: false },
-    yaxis2: { overlaying: "y", side: "right", range: [0, 10.8], title: { text: "pain (NRS)" }, fixedrange: true, showgrid: false },
+    yaxis2: { overlaying: "y", side: "right", range: [0, 11.8], tickvals: [0, 2, 4, 6, 8, 10], title: { text: "pain (NRS)" }, fixedrange: true, showgrid: false },
     margin: { l: 70, r: 50, t: 6, b: 30 },
     annotations: info.blinded ? [{ xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, text: "blinded: stimulation not shown", font: { color: "#6d28d9" } }] : [],
   }), PLOT_CONFIG);
@@ -327,18 +339,34 @@ function esc(text) {
   return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
 
+// Plots are redrawn at most 10 (EEG), 5 (features, stimulation) and 2 (spectrum) times a second, one plot per
+// turn, and after a draw that took d ms nothing is drawn for d ms: drawing never takes more than half of the
+// page's time, so the updates keep being read at the rate the session sends them, whatever the machine.
+const PLOTS = [
+  ["eeg", 90, () => drawEEG()],
+  ["features", 190, () => drawFeatures()],
+  ["stim", 190, () => drawStim()],
+  ["spectrum", 450, () => drawSpectrum()],
+];
+let busyUntil = 0;
+
 function render() {
   if (!D.info || !plotsReady) return;
-  const now = performance.now();
-  let drew = false;
-  const timed = (name, fn) => { const t0 = performance.now(); fn(); D.drawMs[name] = performance.now() - t0; };
-  if (dirty.eeg && now - lastDraw.eeg >= 90) { timed("eeg", drawEEG); dirty.eeg = false; lastDraw.eeg = now; drew = true; }
-  if (dirty.features && now - lastDraw.features >= 190) { timed("features", drawFeatures); dirty.features = false; lastDraw.features = now; drew = true; }
-  if (dirty.stim && now - lastDraw.stim >= 190) { timed("stim", drawStim); dirty.stim = false; lastDraw.stim = now; drew = true; }
-  if (dirty.spectrum && now - lastDraw.spectrum >= 450) { timed("spectrum", drawSpectrum); dirty.spectrum = false; lastDraw.spectrum = now; drew = true; }
   if (dirty.side) { drawSide(); dirty.side = false; }
   if (dirty.events) { drawEvents(); dirty.events = false; }
-  if (drew) D.renders++;
+  const now = performance.now();
+  if (now < busyUntil) return;
+  const due = PLOTS.filter(([name, every]) => dirty[name] && now - lastDraw[name] >= every)
+    .sort((a, b) => lastDraw[a[0]] - lastDraw[b[0]]);
+  if (!due.length) return;
+  const [name, , draw] = due[0];
+  draw();
+  const took = performance.now() - now;
+  D.drawMs[name] = took;
+  dirty[name] = false;
+  lastDraw[name] = now;
+  busyUntil = performance.now() + took;
+  D.renders++;
 }
 
 // -------------------------------------------------------------------------------------------- set-up
@@ -389,6 +417,8 @@ function connect() {
   ws.onmessage = (ev) => {
     const msg = JSON.parse(ev.data);
     D.messages++;
+    D.arrivals.push(performance.now());
+    if (D.arrivals.length > 100) D.arrivals.shift();
     if (msg.type === "hello") { if (!D.info) setup(msg); }
     else if (msg.type === "snapshot") applySnapshot(msg);
     else if (msg.type === "delta") applyDelta(msg);
