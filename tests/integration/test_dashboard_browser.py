@@ -205,7 +205,12 @@ def test_the_page_follows_a_live_session_and_records_ratings_in_session_xdf(repo
 @pytest.mark.parametrize("emergency", [False, True], ids=["stop", "emergency"])
 def test_the_stop_buttons_ramp_the_device_to_zero(repo, tmp_path, page, emergency):
     # open-loop 0.5 mA held: ramps of 2.5 s are 0.2 mA/s, the profile's rate (sim_tacs)
-    over = {"controller.blinded": False, "controller.on_s": 600.0, "controller.ramp_s": 2.5, "controller.amplitude_mA": 0.5}
+    over = {
+        "controller.blinded": False,
+        "controller.on_s": 600.0,
+        "controller.ramp_s": 2.5,
+        "controller.amplitude_mA": 0.5,
+    }
     resolved = load_pipeline(repo / "pipelines" / "alpha_tacs_open.toml", over)
     env = resolved.envelope()
     rate = env["max_ramp_rate_mA_per_s"]["value"]

@@ -202,7 +202,9 @@ def test_ratings_are_prompted_on_schedule_and_stamped_when_entered():
             self.pushed.append((value, t, prompted, response))
 
     outlet = Outlet()
-    backend = LiveBackend(DashboardState(info), LiveFeed(["C3"], ["C3"], ["C3"]), Session(), outlet, lambda: now["clock"])
+    backend = LiveBackend(
+        DashboardState(info), LiveFeed(["C3"], ["C3"], ["C3"]), Session(), outlet, lambda: now["clock"]
+    )
     assert backend.tick()["status"]["prompt"] is None
     now["elapsed"], now["clock"] = 30.0, 1030.0
     prompt = backend.tick()["status"]["prompt"]
