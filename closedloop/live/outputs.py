@@ -4,10 +4,12 @@
 (:mod:`closedloop.live.publish`, :mod:`closedloop.live.dashboard`). The
 runtime calls it from the loop thread with what the loop already has — each
 chunk, each chunk's frames with their latency, each applied command, each
-safety event, and the session markers (start, stop, end) — and every call
-only appends to a bounded queue: neither LSL nor a browser can hold the loop
-up. The dashboard thread reads the session's counters directly (plain
-attribute reads, no lock the loop takes).
+safety event, and the session markers (start, stop, end). Neither LSL nor a
+browser can hold the loop up: an LSL push copies a sample into liblsl's
+queues and returns (:mod:`closedloop.live.publish`), and what the dashboard
+needs is appended to bounded queues its own thread drains
+(:mod:`closedloop.live.dashboard.feed`). The dashboard thread reads the
+session's counters directly (plain attribute reads, no lock the loop takes).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class SessionOutputs:
         self._controller = None
         self._safety = None
         self._ended_at = time.monotonic()
+        self._closed = False
         if dashboard is not None:
             from closedloop.live.dashboard.server import DashboardServer
 
@@ -153,6 +156,20 @@ class SessionOutputs:
         state = DashboardState(info)
         self.server.start(LiveBackend(state, self.feed, self, self.ratings, pylsl.local_clock))
         session._say(f"dashboard: {self.server.url}")
+
+    def check_recorded(self, inlets, recording) -> None:
+        """Make sure the dashboard's ratings reach ``session.xdf``: through LSL, else written directly."""
+        from closedloop.live.dashboard.ratings import RATING_CHANNELS, RATINGS_STREAM, RATINGS_TYPE
+
+        if self.ratings is None or (inlets is not None and RATINGS_STREAM in inlets.names):
+            return
+        recording.add_stream(
+            RATINGS_STREAM, RATINGS_TYPE, len(RATING_CHANNELS), 0.0, "double64", self.ratings.source_id, RATING_CHANNELS
+        )
+        self.server.backend.recording = recording
+        self.session._say(
+            f"note: {RATINGS_STREAM} could not be resolved over LSL; ratings are written to the recording"
+        )
 
     # -- the loop's calls ------------------------------------------------------------------------
     def on_chunk(self, chunk) -> None:
@@ -255,6 +272,9 @@ class SessionOutputs:
         The outlets stay open at least :data:`LINGER_S` after the end marker:
         an LSL consumer loses what it has not fetched when an outlet closes.
         """
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.end((summary or {}).get("stop_reason", self.stop_reason))
             self.phase = "ended"

@@ -197,7 +197,11 @@ class LiveSession:
         """
         with StopSignals() as signals:
             self._signals = signals
-            return self._run(signals)
+            try:
+                return self._run(signals)
+            finally:
+                if self.outputs is not None:
+                    self.outputs.close()  # also when the start failed: the dashboard's port is released
 
     def request_stop(self, emergency: bool = False, who: str = "operator") -> str:
         """Stop the session from another thread (the dashboard), as a stop signal does; return what was done.
@@ -264,6 +268,7 @@ class LiveSession:
                 self._say(f"recording to {recording.path}")
                 outputs.open(driver, recording, source)
                 inlets = self._record_other_streams(recording, publisher, outputs.record_queries)
+                outputs.check_recorded(inlets, recording)
                 self._say(f"connecting to {self.resolved.profile.device.name}")
                 self.adapter.connect()
                 self.adapter.arm()

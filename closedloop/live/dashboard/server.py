@@ -510,6 +510,7 @@ class LiveBackend:
         self._prompt: dict | None = None
         self._prompts = 0
         self._next_prompt_s = state.info.rating_prompt_s
+        self.recording = None  # set when the ratings stream cannot be recorded over LSL: written here instead
 
     def hello(self) -> dict:
         """Return the page's first message."""
@@ -556,5 +557,9 @@ class LiveBackend:
             self._prompt = None
         if self.ratings is not None:
             self.ratings.push(value, t, prompted, response)
+        if self.recording is not None:
+            from closedloop.live.dashboard.ratings import RATINGS_STREAM
+
+            self.recording.on_marker(RATINGS_STREAM, [[value, float(prompted), response]], [t])
         self.state.add_rating(t, value, prompted)
         return {"time": t, "prompted": prompted, "stamp": datetime.now().astimezone().isoformat(timespec="seconds")}

@@ -247,13 +247,14 @@ function drawStim() {
     data.push({ x: D.stim.t, y: D.stim.a, type: "scatter", mode: "lines", line: { shape: "hv", width: 2, color: "#1f77b4" }, name: "applied" });
     data.push({ x: D.stim.dt, y: D.stim.da, type: "scatter", mode: "lines", line: { shape: "hv", width: 1, dash: "dot", color: "#64748b" }, name: "controller" });
     const ft = [], fa = [];
-    D.stim.t.forEach((t, j) => { if (D.stim.fire[j]) { ft.push(t); fa.push(D.stim.a[j]); } });
+    const tes = info.modality === "tes";
+    D.stim.t.forEach((t, j) => { if (D.stim.fire[j]) { ft.push(t); fa.push(tes ? D.stim.a[j] : 1); } });
     if (ft.length) data.push({ x: ft, y: fa, type: "scatter", mode: "markers", marker: { symbol: "triangle-up", size: 9, color: "#b91c1c" }, name: "fire" });
   }
   const rt = D.ratings.filter((r) => r.t >= D.now - info.trace_span_s);
   data.push({ x: rt.map((r) => r.t), y: rt.map((r) => r.value), text: rt.map((r) => String(r.value)), yaxis: "y2",
     type: "scatter", mode: "markers+text", textposition: "top center", marker: { size: 10, color: "#d97706" }, name: "pain" });
-  const amax = info.limits.max_amplitude_mA || 2;
+  const amax = info.modality === "tes" ? info.limits.max_amplitude_mA || 2 : 1.1;
   Plotly.react("stim-plot", data, baseLayout({
     xaxis: { range: xRange(info.trace_span_s), title: { text: "time (s)", standoff: 2 }, zeroline: false },
     yaxis: info.blinded ? { visible: false, range: [0, 1], fixedrange: true }
