@@ -133,6 +133,7 @@ class SessionPublisher:
         self._feature_unit = feature_unit
         self._nf = len(self.feature_names)
         self._ns = max(len(self.state_names), 1)
+        self._feat_row = np.empty((1, self._nf + 2))  # one wide frame, written in place
         self.source_ids = {
             name: f"closedloop-{session_id}-{name[len('closedloop-') :]}"
             for name in (FEATURES, CONTROLLER, EVENTS, *(() if self.blinded else (APPLIED,)))
@@ -176,10 +177,10 @@ class SessionPublisher:
         if outlet is None:
             return
         try:
-            if len(times) == 1:
+            if isinstance(data, np.ndarray):  # samples × channels
+                outlet.push_chunk(data, times[0] if len(times) == 1 else list(times))
+            else:  # one sample as a list (or tuple)
                 outlet.push_sample(data[0], times[0])
-            else:
-                outlet.push_chunk(data, list(times))
             self.pushed += len(times)
         except Exception as err:  # noqa: BLE001 - a failed push must not end the session
             self.failed += 1
@@ -196,13 +197,20 @@ class SessionPublisher:
         if n == 0:
             return
         names = self.state_names
-        if n == 1:  # the usual case: plain lists are the cheapest samples for pylsl
+        nf = self._nf
+        if n == 1:  # the usual case
             frame = steps[0].frame
             st = (shown_state if shown_state is not None else steps[0].state) or {}
-            self._push(FEATURES, ([*frame.values.tolist(), int(frame.flags), frame.index],), (frame.time,))
+            if nf <= 30:  # as a list (~6 µs a push); wider, numpy's path (no conversion per value)
+                self._push(FEATURES, ([*frame.values.tolist(), int(frame.flags), frame.index],), (frame.time,))
+            else:
+                row = self._feat_row
+                row[0, :nf] = frame.values
+                row[0, nf] = int(frame.flags)
+                row[0, nf + 1] = frame.index
+                self._push(FEATURES, row, (frame.time,))
             self._push(CONTROLLER, ([st.get(k, math.nan) for k in names] or [math.nan],), (frame.time,))
             return
-        nf = self._nf
         feats = np.empty((n, nf + 2))
         state = np.full((n, self._ns), math.nan)
         times = np.empty(n)

@@ -186,13 +186,14 @@ class DashboardServer:
             return
 
         async def _end() -> None:
-            if final is not None:
-                text = json.dumps(final)
-                for client in list(self._clients):
-                    try:
-                        await client.write_message(text)
-                    except Exception:  # noqa: BLE001 - a closed page is no reason to stay
-                        pass
+            text = None if final is None else json.dumps(final)
+            for client in list(self._clients):
+                try:
+                    if text is not None:
+                        await asyncio.wait_for(client.write_message(text), 1.0)
+                    client.close(1001, "the session has ended")
+                except Exception:  # noqa: BLE001 - a closed or stuck page is no reason to stay
+                    pass
             loop.stop()
 
         loop.add_callback(_end)
