@@ -72,6 +72,7 @@ class SessionOutputs:
         self._safety = None
         self._ended_at = time.monotonic()
         self._closed = False
+        self._applied: list[tuple] = []  # applied commands waiting to be published once their chunk is issued
         if dashboard is not None:
             from closedloop.live.dashboard.server import DashboardServer
 
@@ -173,9 +174,16 @@ class SessionOutputs:
 
     # -- the loop's calls ------------------------------------------------------------------------
     def on_chunk(self, chunk) -> None:
-        """After each chunk (loop thread)."""
+        """After each chunk, once its commands were issued (loop thread): publish them; feed the dashboard."""
+        if self._applied:
+            self._flush_applied()
         if self.feed is not None:
             self.feed.on_chunk(chunk)
+
+    def _flush_applied(self) -> None:
+        pending, self._applied = self._applied, []
+        for row, issue_time in pending:
+            self.publisher.push_applied(row, issue_time)
 
     def on_frames(self, steps: Sequence, latency_s: float, data_age_s: float) -> None:
         """After each chunk that produced frames (loop thread)."""
@@ -188,9 +196,18 @@ class SessionOutputs:
             self.feed.on_frames(steps, state, self._safety, shown, latency_s, data_age_s)
 
     def on_applied(self, command, issue_time: float, latency_s: float) -> None:
-        """After each command the adapter issued (loop thread, or the ramp-down)."""
+        """After each command the adapter issued (loop thread, or the ramp-down).
+
+        While the loop runs, the command is published after its chunk's
+        commands were all issued (:meth:`on_chunk`): the push is not part of
+        the loop latency. During the ramp-down it is published at once.
+        """
         if self.publisher is not None:
-            self.publisher.on_applied(command, issue_time, latency_s)
+            row = self.publisher.applied_row(command, latency_s)
+            if row is not None:
+                self._applied.append((row, issue_time))
+                if self.phase != "running":
+                    self._flush_applied()
         if self.feed is not None:
             self.feed.on_applied(command, issue_time, latency_s)
 
@@ -204,6 +221,8 @@ class SessionOutputs:
     def marker(self, event: str, **fields: object) -> None:
         """Publish and show a session marker (``start``, ``stop``, ``end``) at the clock's time now."""
         t = self.session.clock()
+        if self._applied and self.publisher is not None:
+            self._flush_applied()
         if event == "start":
             self.phase = "running"
         elif event == "stop":

@@ -227,11 +227,11 @@ class SessionPublisher:
         self._push(FEATURES, feats, times)
         self._push(CONTROLLER, state, times)
 
-    def on_applied(self, command, issue_time: float, latency_s: float) -> None:
-        """Publish a command the adapter issued at ``issue_time`` (nothing in a blinded session)."""
+    def applied_row(self, command, latency_s: float) -> tuple | None:
+        """Return the published sample of an applied command (None in a blinded session: nothing is published)."""
         if self.blinded:
-            return
-        row = (
+            return None
+        return (
             command.amplitude_mA,
             command.frequency_Hz,
             float(command.on),
@@ -240,7 +240,16 @@ class SessionPublisher:
             float(command.fire),
             float(command.abort),
         )
+
+    def push_applied(self, row: tuple, issue_time: float) -> None:
+        """Publish an applied command's sample (:meth:`applied_row`), stamped with its issue time."""
         self._push(APPLIED, (row,), (issue_time,))
+
+    def on_applied(self, command, issue_time: float, latency_s: float) -> None:
+        """Publish a command the adapter issued at ``issue_time`` (nothing in a blinded session)."""
+        row = self.applied_row(command, latency_s)
+        if row is not None:
+            self.push_applied(row, issue_time)
 
     def on_event(self, event) -> None:
         """Publish a :class:`~closedloop.safety.SafetyEvent` (any thread)."""
