@@ -28,13 +28,14 @@ commands, the controller's ``display_state`` only, and events without
 amplitudes, of the kinds that do not reveal the arm (see
 :data:`BLINDED_EVENT_KINDS`); ``session.xdf`` keeps everything.
 
-The loop pushes directly, after the chunk's commands were issued: a push
-copies one sample into liblsl's per-consumer queues (lock-free, dropping the
-oldest sample when a consumer does not keep up) and returns; liblsl's own
-threads send it. It never waits for a consumer or the network. Measured,
-a chunk's frames cost the loop about 10–20 µs here, less than handing them
-to a pushing thread did (the thread's wake-ups and the interpreter lock cost
-the loop 30–50 µs per chunk, and milliseconds at the 99th percentile):
+The loop pushes directly, once a chunk's commands were all issued (the
+runtime sets applied commands aside until then): a push copies one sample
+into liblsl's per-consumer queues (lock-free, dropping the oldest sample
+when a consumer does not keep up) and returns; liblsl's own threads send it.
+It never waits for a consumer or the network. A frame of the shipped
+pipelines costs the loop about 11 µs; handing samples to a pushing thread
+instead cost the loop more (its wake-ups and the interpreter lock: 30–50 µs
+per chunk, milliseconds at the 99th percentile).
 ``benchmarks/bench_latency.py --publish-compare`` times it and compares the
 loop latency with publishing on and off (docs/dashboard.md).
 """

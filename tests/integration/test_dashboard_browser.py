@@ -151,8 +151,10 @@ def test_the_page_follows_a_live_session_and_records_ratings_in_session_xdf(repo
     after.append(pylsl.local_clock())
     assert "recorded 10" in page.locator("#rating-note").inner_text()
     wait_js(page, "window.closedloopDashboard.ratings.length === 2", 20)  # drawn on the stimulation plot
-    try:  # for the screenshot: stimulation under way
-        wait_js(page, "window.closedloopDashboard.status.amplitude_mA > 0.3", 40)
+    try:  # for the screenshot: 20 s of history, stimulation under way, everything drawn since
+        wait_js(page, "window.closedloopDashboard.now > 20 && window.closedloopDashboard.status.amplitude_mA > 0.3", 60)
+        drawn = page.evaluate("window.closedloopDashboard.renders")
+        wait_js(page, f"window.closedloopDashboard.renders > {drawn + 6}", 20)
     except sync_api.TimeoutError:
         pass
     shot = tmp_path / "dashboard.png"
@@ -188,16 +190,20 @@ def test_the_page_follows_a_live_session_and_records_ratings_in_session_xdf(repo
         page.goto(server.url)
         wait_js(page, "window.closedloopDashboard.renders > 0 && window.closedloopDashboard.eeg.t.length > 100")
         assert page.locator("#timeline-bar").is_visible() and not page.locator("#stop").is_visible()
-        t_rating = float(ratings["time_stamps"][0]) - view.t0
-        for at, expected in ((t_rating - 0.5, 0), (t_rating + 0.5, 1)):
+        rel = [float(x) - view.t0 for x in ratings["time_stamps"]]
+        for at in (rel[0] - 0.3, (rel[0] + rel[1]) / 2, rel[1] + 0.3):
             page.evaluate(
                 f"() => {{ const tl = document.getElementById('timeline'); tl.value = '{at}';"
                 " tl.dispatchEvent(new Event('input')); }"
             )
             wait_js(page, f"Math.abs(window.closedloopDashboard.now - {at}) < 0.06", 20)
-            assert page.evaluate("window.closedloopDashboard.ratings.length") == expected
-            now, last = page.evaluate("[window.closedloopDashboard.now, window.closedloopDashboard.eeg.t.at(-1)]")
+            now, last, shown = page.evaluate(
+                "[window.closedloopDashboard.now, window.closedloopDashboard.eeg.t.at(-1),"
+                " window.closedloopDashboard.ratings.length]"
+            )
+            assert shown == sum(r <= now + 1e-3 for r in rel)  # the ratings given up to the scrubbed time
             assert now - 0.05 <= last <= now + 1e-6  # the EEG drawn ends at the scrubbed time
+        assert shown == 2
     finally:
         server.stop()
 

@@ -235,6 +235,12 @@ class DashboardServer:
             loop.start()
         finally:
             http.stop()
+            aio = asyncio.get_event_loop()
+            pending = [t for t in asyncio.all_tasks(aio) if not t.done()]  # the pages' WebSocket pings
+            for task in pending:
+                task.cancel()
+            if pending:
+                aio.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close(all_fds=False)
 
     # -- the update tick (dashboard thread) ---------------------------------------------------------

@@ -210,7 +210,7 @@ function drawFeatures() {
       for (const [key, value] of Object.entries(lines)) {
         layout.shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y" + ax, y0: value, y1: value,
           line: { dash: "dash", width: 1.2, color: key === "upper" ? "#b91c1c" : key === "lower" ? "#15803d" : "#d97706" } });
-        layout.annotations.push({ xref: "paper", x: 0.995, xanchor: "right", yref: "y" + ax, y: value, yanchor: "bottom",
+        layout.annotations.push({ xref: "paper", x: 0.995, xanchor: "right", yref: "y" + ax, y: value, yanchor: key === "lower" ? "top" : "bottom",
           text: `${key} ${value}`, showarrow: false, font: { size: 10, color: "#475569" } });
       }
     }
