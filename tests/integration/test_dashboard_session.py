@@ -1,4 +1,4 @@
-"""The dashboard's paths into a live session, over HTTP: ratings always reach session.xdf; a failed start frees the port."""
+"""The dashboard's paths into a live session: ratings always reach session.xdf; a failed start frees its port."""
 
 from __future__ import annotations
 
