@@ -79,6 +79,9 @@ OVERRIDES = [
         "features.baseline={duration_s = 10.0, difference = ['paf_cog']}",
         "features.baseline.difference: 'paf_cog' is not a feature name",
     ),
+    ("alpha_tacs", "output.publish='maybe'", "output.publish"),
+    ("alpha_tacs", "output.rating_prompt_s=0", "output.rating_prompt_s: must be greater than 0"),
+    ("alpha_tacs", "output.dashboard_channels='O1'", "output.dashboard_channels"),
     ("alpha_tacs", "features.quality.amplitude_uV=-1", "features.quality.amplitude_uV"),
     ("alpha_tacs", "features.paf.segment_samples=4", "features.paf.segment_samples"),
     ("alpha_tacs", "preprocess.reference='foo'", "preprocess.reference"),
@@ -309,6 +312,12 @@ ARGS = [
     (["bids", "{folder}", "--root", "{folder}/bids", "--format", "FIF"], "--format 'FIF': allowed BrainVision, EDF"),
     (["bids", "{folder}", "--root", "{folder}/bids", "--task", "a-b"], "--task"),
     (["bids", "{folder}"], "Missing option '--root'"),
+    (["run", "alpha_tacs", "--dashboard", "--port", "70000"], "--port"),
+    (["run", "alpha_tacs", "--dashboard-host", " "], "--dashboard-host: give an address"),
+    (["view", "{folder}", "--no-browser"], "no session.xdf in this folder"),
+    (["view", "missing_session", "--no-browser"], "missing_session: no such session folder or file"),
+    (["view", "{rec}", "--no-browser"], "rec.xdf"),
+    (["view", "{folder}", "--port", "-1"], "--port"),
 ]
 
 
