@@ -1,8 +1,9 @@
-"""From preprocessed chunks to frames: band powers, derived features, PAF, quality flags.
+"""From preprocessed chunks to frames: band powers, derived features, PAF, phase, quality flags.
 
 One :meth:`FeatureExtractor.step` runs, each as one numba call over the whole
-chunk, the band-power method, the quality monitor, the PAF estimator (if any)
-and the derived-feature stage, all on the sample clock: frames fall at sample
+chunk, the band-power method, the quality monitor, the PAF estimator (if any),
+the phase estimators (if any, :mod:`~closedloop.features.phase`) and the
+derived-feature stage, all on the sample clock: frames fall at sample
 counts ``window + j * hop`` whatever the chunking, and every kernel walks the
 samples in order, so frames are bit-identical for any chunk sizes.
 
@@ -26,6 +27,7 @@ from closedloop.config.features import (
     FeaturesConfig,
     IIRConfig,
     PafConfig,
+    PhaseConfig,
     QualityConfig,
     WelchConfig,
 )
@@ -35,6 +37,7 @@ from closedloop.features.derived import FeatureDeriver
 from closedloop.features.framepool import QUALITY_FLAGS, FramePool
 from closedloop.features.iir import IIRBandPower
 from closedloop.features.paf import PeakAlphaFrequency
+from closedloop.features.phase import PhaseEstimator
 from closedloop.features.quality import QualityMonitor
 from closedloop.features.sliding_dft import SlidingDFTBandPower
 from closedloop.features.welch import WelchBandPower
@@ -113,6 +116,9 @@ class FeatureExtractor:
         Baseline block: z-score its features against it.
     quality : QualityConfig, optional
         Quality thresholds (the calibrated defaults otherwise, docs/quality.md).
+    phase : dict of str -> PhaseConfig, optional
+        Rhythms whose phase, amplitude, frequency and SNR each frame carries
+        (``<rhythm>_phase`` ... after the PAF estimates; docs/phase.md).
     monitor_names : list of str
         Extra trailing columns of each chunk used only by the quality checks.
     """
@@ -135,6 +141,7 @@ class FeatureExtractor:
         paf: PafConfig | None = None,
         baseline: FeatureBaselineConfig | None = None,
         quality: QualityConfig | None = None,
+        phase: dict[str, PhaseConfig] | None = None,
         monitor_names: list[str] | tuple[str, ...] = (),
     ) -> None:
         self.sfreq = float(sfreq)
@@ -153,6 +160,15 @@ class FeatureExtractor:
         )
         self.paf = PeakAlphaFrequency.from_config(self.sfreq, n_sig, self.window, self.hop, paf) if paf else None
         self.quality = QualityMonitor(self.sfreq, self.n_columns, self.window, self.hop, quality)
+        # each rhythm's estimator writes its 4 outputs per channel after the PAF columns of the extras array
+        self.phases = [
+            PhaseEstimator(name, cfg, self.sfreq, n_sig, self.window, self.hop) for name, cfg in (phase or {}).items()
+        ]
+        extras = list(self.paf.names if self.paf else ())
+        self._phase_cols = []
+        for est in self.phases:
+            self._phase_cols.append(len(extras))
+            extras += est.names
         ema_a = 1.0 - math.exp(-self.hop / (smoothing_s * self.sfreq)) if smoothing_s > 0 else 1.0
         bl_end = int(round(baseline.duration_s * self.sfreq)) if baseline is not None else -1
         self.deriver = FeatureDeriver(
@@ -160,7 +176,7 @@ class FeatureExtractor:
             list(bands),
             self.ratios,
             relative_to is not None,
-            self.paf.names if self.paf else (),
+            extras,
             log10,
             ema_a,
             bl_end,
@@ -210,6 +226,7 @@ class FeatureExtractor:
             paf=features.paf,
             baseline=features.baseline,
             quality=features.quality,
+            phase=features.phase,
             monitor_names=monitor_names,
         )
 
@@ -219,7 +236,7 @@ class FeatureExtractor:
         self._times = np.zeros(max_frames)
         self._qflags = np.zeros(max_frames, dtype=np.int64)
         self._flags = np.zeros(max_frames, dtype=np.int64)
-        self._pafv = np.full((max_frames, n_sig, len(self.paf.names) if self.paf else 0), np.nan)
+        self._pafv = np.full((max_frames, n_sig, self.deriver.n_paf), np.nan)  # PAF, then phase outputs
         self._rows = np.zeros((max_frames, len(self.names)))
         self._pool.ensure(2 * max_frames + 2)
         self._bind()
@@ -227,9 +244,9 @@ class FeatureExtractor:
     def _bind(self) -> None:
         """Bind the kernels to their state and these buffers: one fused call per chunk where possible.
 
-        With the ``sliding_dft`` or ``iir`` method and no PAF, the state of all three kernels is packed
-        into two buffers (:mod:`~closedloop.features.packed`) and one numba call runs them; otherwise
-        each kernel is called with its state bound.
+        With the ``sliding_dft`` or ``iir`` method and no PAF or phase, the state of all three kernels is
+        packed into two buffers (:mod:`~closedloop.features.packed`) and one numba call runs them;
+        otherwise each kernel is called with its state bound.
         """
         self._kernels = (
             self.bandpower.bind(self._power, self._times),
@@ -238,7 +255,7 @@ class FeatureExtractor:
         )
         self._direct = False
         self._fused = None
-        fused = packed.FUSED.get(self.bandpower.name) if self.paf is None else None
+        fused = packed.FUSED.get(self.bandpower.name) if self.paf is None and not self.phases else None
         if fused is not None:
             args = [a for kernel in self._kernels for a in kernel.args]
             F, I, L = packed.pack(args, [self, self.bandpower, self.quality, self.deriver])  # noqa: E741
@@ -310,6 +327,8 @@ class FeatureExtractor:
             quality(x, stamps)
             if self.paf is not None:
                 self.paf.process(x, self._pafv)
+            for est, col in zip(self.phases, self._phase_cols):
+                est.process(x, self._pafv, col)
             if k > 0:
                 derive(k, self.frames)
         if k == 0:
