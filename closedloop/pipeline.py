@@ -18,7 +18,7 @@ from closedloop.control import build_controller
 from closedloop.features import build_chain
 from closedloop.safety.envelope import build_safety_layer
 from closedloop.session.clocks import SafetyClock, SampleClock
-from closedloop.types import Chunk, Command, Frame
+from closedloop.types import NOTE_PREFIX, Chunk, Command, Frame
 
 
 @dataclass(slots=True)
@@ -104,6 +104,8 @@ class Pipeline:
             tb = perf_counter()
             self.clock.on_frame(frame)
             allowed = safety.step(desired)
+            if allowed.fire:
+                _carry_notes(desired, allowed)
             t_safe += perf_counter() - tb
             t_ctl += tb - ta
             steps.append(Step(frame, desired, allowed, self.controller.state(), safety.t))
@@ -118,3 +120,10 @@ class Pipeline:
         """Compile every numba kernel before the session clock starts."""
         self.preprocess.warmup()
         self.features.warmup()
+
+
+def _carry_notes(desired: Command, allowed: Command) -> None:
+    """Copy the desired command's annotations (:data:`~closedloop.types.NOTE_PREFIX`) onto the fire allowed."""
+    notes = {k: v for k, v in desired.extra.items() if k.startswith(NOTE_PREFIX)}
+    if notes:
+        allowed.extra = {**allowed.extra, **notes}

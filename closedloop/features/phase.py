@@ -21,8 +21,8 @@ sources and the measured accuracy):
     Hilbert window beyond the newest sample; the analytic signal at the
     newest sample from an FFT Hilbert transform of the last ``hilbert_s``
     (computed as a dot product: the transform is linear, so its value at one
-    position is a fixed kernel applied to the window). Frequency: the phase
-    advance of the same analytic signal over a quarter period around it.
+    position is a fixed kernel applied to the window). Frequency: the peak of
+    the fitted AR model's spectrum within the band.
 ``etp`` — educated temporal prediction (Shirinpour et al. 2020, J Neural
     Eng 17:046002). A calibration block (the first ``train_s``) gives the
     median inter-peak interval of the band-passed signal, then the period is
@@ -128,7 +128,7 @@ def _last_peak(y, m):
 
 
 @numba.njit(cache=True, nogil=True)
-def _estimate(setup, fs, w, taps, hk, g, period, y, r, a, tmp, res):
+def _estimate(setup, fs, w, taps, hk, g, ar_tab, period, y, r, a, tmp, res):
     """Write phase, amplitude and frequency of the newest sample of ``w`` into ``res[0:3]``."""
     est = setup[0]
     n = setup[3]
@@ -176,19 +176,40 @@ def _estimate(setup, fs, w, taps, hk, g, period, y, r, a, tmp, res):
             acc += a[j] * y[i - j]
         y[i] = acc
     s = m + predicted - L
-    re0 = im0 = re1 = im1 = re2 = im2 = 0.0
+    re0 = im0 = 0.0
     for i in range(L):
         v = y[s + i]
         re0 += hk[0, 0, i] * v
         im0 += hk[0, 1, i] * v
-        re1 += hk[1, 0, i] * v
-        im1 += hk[1, 1, i] * v
-        re2 += hk[2, 0, i] * v
-        im2 += hk[2, 1, i] * v
     res[0] = math.atan2(im0, re0)
     res[1] = math.sqrt(re0 * re0 + im0 * im0)
-    lag = setup[4]
-    res[2] = math.atan2(im2 * re1 - re2 * im1, re2 * re1 + im2 * im1) * fs / (2.0 * math.pi * lag)
+    res[2] = _ar_peak(a, p, ar_tab)
+
+
+@numba.njit(cache=True, nogil=True)
+def _ar_peak(a, p, ar_tab):
+    """Return the frequency of the AR model's spectral peak on the grid ``ar_tab[2]`` (parabola-refined)."""
+    n_grid = ar_tab.shape[1]
+    best = 0
+    v_best = v_before = v_after = v_prev = -1.0
+    for q in range(n_grid):
+        re = 1.0
+        im = 0.0
+        for j in range(1, p + 1):
+            re -= a[j] * ar_tab[0, q, j]
+            im += a[j] * ar_tab[1, q, j]
+        v = 1.0 / (re * re + im * im)  # the AR power spectrum, up to the innovation variance
+        if v > v_best:
+            best, v_best, v_before = q, v, v_prev
+        elif q == best + 1:
+            v_after = v
+        v_prev = v
+    freqs = ar_tab[2, :, 0]
+    if best == 0 or best == n_grid - 1:
+        return freqs[best]
+    den = v_before - 2.0 * v_best + v_after
+    delta = 0.5 * (v_before - v_after) / den if den < 0.0 else 0.0
+    return freqs[best] + delta * (freqs[1] - freqs[0])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -223,7 +244,30 @@ def _snr_db(ws, ns, tab, in_band):
 
 @numba.njit(cache=True, nogil=True)
 def _phase_kernel(
-    x, i0, i1, ring, state, train, setup, fs, taps, hk, g, periods, tab, in_band, work, y, r, a, tmp, res, out, k0, col
+    x,
+    i0,
+    i1,
+    ring,
+    state,
+    train,
+    setup,
+    fs,
+    taps,
+    hk,
+    g,
+    ar_tab,
+    periods,
+    tab,
+    in_band,
+    work,
+    y,
+    r,
+    a,
+    tmp,
+    res,
+    out,
+    k0,
+    col,
 ):
     """Walk samples ``x[i0:i1]``; at each frame write 4 outputs per channel to ``out[k, c, col:col+4]``.
 
@@ -264,7 +308,7 @@ def _phase_kernel(
                     if not math.isfinite(v):
                         finite = False
                 if finite:
-                    _estimate(setup, fs, work, taps, hk, g, periods[c], y, r, a, tmp, res)
+                    _estimate(setup, fs, work, taps, hk, g, ar_tab, periods[c], y, r, a, tmp, res)
                     out[k, c, col] = res[0]
                     out[k, c, col + 1] = res[1]
                     out[k, c, col + 2] = res[2]
@@ -372,8 +416,9 @@ class PhaseEstimator:
         lag = max(1, int(round(fs / (4.0 * centre))))  # a quarter period: the frequency's phase step
         est = _CODES[cfg.estimator]
         taps = np.zeros(1)
-        hk = np.zeros((3, 2, 1))
+        hk = np.zeros((1, 2, 1))
         g = np.zeros((2, 1))
+        ar_tab = np.zeros((3, 1, 1))
         p = predicted = L = edge = 0
         n_train = 0
         y_len = 1
@@ -391,15 +436,18 @@ class PhaseEstimator:
             p = cfg.ar_order_at(fs)
             L = 2 * max(2, int(round(cfg.hilbert_s * fs / 2)))
             now = L // 2 - 1
-            lag = max(1, min(lag, now, L - 1 - now))
             predicted = edge + L // 2
             if n - order < 2 * p or n - order + predicted < L:
                 raise ValueError(
                     f"features.phase.{name}: a {n}-sample window leaves {n - order} filtered samples, too few for "
                     f"an order-{p} AR model and a {L}-sample Hilbert window; lengthen window_s"
                 )
-            hk = hilbert_kernels(L, [now, now - lag // 2, now - lag // 2 + lag])
+            hk = hilbert_kernels(L, [now])
             y_len = n - order + predicted
+            # the band on a 0.05-Hz grid: cos and sin of ω·j for the AR spectrum, and the grid itself
+            grid = np.arange(lo, hi + 1e-9, 0.05)
+            wj = 2.0 * np.pi * np.outer(grid, np.arange(p + 1)) / fs
+            ar_tab = np.stack([np.cos(wj), np.sin(wj), np.repeat(grid[:, None], p + 1, axis=1)])
         elif est == _ETP:
             n_train = int(round(cfg.train_s * fs))
         else:
@@ -426,6 +474,7 @@ class PhaseEstimator:
         self._taps = np.ascontiguousarray(taps)
         self._hk = hk
         self._g = g
+        self._ar_tab = np.ascontiguousarray(ar_tab)
         # per channel: the ETP period (samples), then the last SNR (dB)
         self._per_channel = np.full(2 * self.n_channels, np.nan)
         self.periods = self._per_channel[: self.n_channels]
@@ -468,6 +517,7 @@ class PhaseEstimator:
             self._taps,
             self._hk,
             self._g,
+            self._ar_tab,
             self._per_channel,
             self._tab,
             self._in_band,
