@@ -238,11 +238,12 @@ class PhaseConfig(StrictModel):
         le=3600.0,
         description="etp: the first train_s seconds calibrate the period (NaN phase until they are over)",
     )
-    echt_order: int = Field(2, ge=1, le=6, description="echt: order of the causal Butterworth band-pass")
-    calibrate: bool = Field(
-        True,
-        description="echt: divide out the endpoint's complex gain at the band centre (Osmers & Kolossa 2026), "
-        "so the mean phase error and the amplitude scale are right",
+    echt_order: int = Field(1, ge=1, le=6, description="echt: order of the causal Butterworth band-pass")
+    calibrate: Literal["band", "centre", "none"] = Field(
+        "band",
+        description="echt: divide out the endpoint's complex gain for a tone (Osmers & Kolossa 2026) at the "
+        "band's dominant frequency over the last snr_window_s ('band'), at the band centre ('centre'), or not "
+        "('none': plain ecHT); the gain's phase turns by tens of degrees per Hz across the band",
     )
     snr_window_s: float = Field(2.0, gt=0, le=60.0, description="window of the SNR spectrum (Hann) (s)")
     snr_flank_hz: float = Field(2.0, gt=0, description="width of each flank the band is compared with (Hz)")

@@ -21,8 +21,7 @@ sources and the measured accuracy):
     Hilbert window beyond the newest sample; the analytic signal at the
     newest sample from an FFT Hilbert transform of the last ``hilbert_s``
     (computed as a dot product: the transform is linear, so its value at one
-    position is a fixed kernel applied to the window). Frequency: the peak of
-    the fitted AR model's spectrum within the band.
+    position is a fixed kernel applied to the window).
 ``etp`` — educated temporal prediction (Shirinpour et al. 2020, J Neural
     Eng 17:046002). A calibration block (the first ``train_s``) gives the
     median inter-peak interval of the band-passed signal, then the period is
@@ -36,16 +35,25 @@ sources and the measured accuracy):
     positive ones multiplied by the frequency response of a causal
     Butterworth band-pass, inverse FFT, the last sample. The whole chain is
     linear, so its last sample is one complex kernel applied to the window
-    (computed once). With ``calibrate`` the kernel is divided by its complex
-    gain at the band centre — the deterministic part of the endpoint
-    operator (Osmers & Kolossa 2026, arXiv:2601.13962) — so the mean phase
-    error at the centre frequency is zero and ``amp`` is in µV. Frequency:
-    the phase advance of the endpoint between the window a quarter period
-    ago and now.
+    (computed once). Calibration divides the endpoint by
+    its complex gain for a tone — the deterministic part of the endpoint
+    operator (Osmers & Kolossa 2026, arXiv:2601.13962) — so that a tone reads
+    its own phase and amplitude (µV). That gain's phase turns by ~35° per Hz
+    across an 8–13 Hz band at order 2 (the filter's group delay), so
+    ``calibrate = "band"`` (default; our extension) takes it at the band's
+    dominant frequency over the last ``snr_window_s`` (the power-weighted mean
+    frequency of the SNR spectrum below); ``"centre"`` at the band's peak
+    response, as in the paper; ``"none"`` leaves the plain ecHT.
 
-SNR (every estimator): Hann-windowed DFT power of the last ``snr_window_s``
-on a 0.5-Hz grid, mean over the band divided by the mean over two flanks of
-``snr_flank_hz`` placed ``snr_gap_hz`` outside it, in dB.
+SNR and frequency (every estimator): Hann-windowed DFT power of the last
+``snr_window_s`` on a 0.5-Hz grid; the SNR is the mean over the band divided
+by the mean over two flanks of ``snr_flank_hz`` placed ``snr_gap_hz``
+outside it (dB); the band's dominant frequency is its power-weighted mean
+frequency. Both are recomputed every 50 ms of frames. ``freq`` is that
+dominant frequency (ETP: its calibrated period's), the frequency a trigger
+predicts the phase forward with: on the shared recording it predicts the
+phase 50 ms ahead ~6 points of accuracy better than an instantaneous
+frequency from the phase's own slope, which is noisy (docs/phase.md).
 """
 
 from __future__ import annotations
@@ -62,9 +70,12 @@ __all__ = ["PhaseEstimator", "echt_kernel", "hilbert_kernels"]
 
 _AR, _ETP, _ECHT = 0, 1, 2
 _CODES = {"ar": _AR, "etp": _ETP, "echt": _ECHT}
-_TWO_PI = 2.0 * math.pi
-#: The SNR is recomputed every this long (s, in whole frames); frames in between repeat it.
-SNR_EVERY_S = 0.05
+#: The SNR and the band's dominant frequency are recomputed every this long (s, in whole frames); frames in
+#: between repeat them.
+SPECTRUM_EVERY_S = 0.05
+#: Setup vector (int64): estimator, window, hop, samples per estimate, AR order, samples predicted, Hilbert
+#: window, FIR edge, spectrum samples, training samples, frames between spectrum updates.
+_EST, _WINDOW, _HOP, _N, _P, _PRED, _L, _EDGE, _NS, _NTRAIN, _SPEC = range(11)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -128,46 +139,47 @@ def _last_peak(y, m):
 
 
 @numba.njit(cache=True, nogil=True)
-def _estimate(setup, fs, w, taps, hk, g, ar_tab, period, y, r, a, tmp, res):
-    """Write phase, amplitude and frequency of the newest sample of ``w`` into ``res[0:3]``."""
-    est = setup[0]
-    n = setup[3]
+def _estimate(setup, w, taps, hk, g, cal, period, y, r, a, tmp, res):
+    """Write the phase and amplitude of the newest sample of ``w`` into ``res[0:2]`` (NaN when undefined).
+
+    ``period``: the ETP period (samples); for the ecHT, ``res[2]`` holds the band's dominant frequency on
+    entry, at which a ``cal`` table gives the endpoint's inverse gain.
+    """
+    est = setup[_EST]
+    n = setup[_N]
     res[0] = math.nan
     res[1] = math.nan
-    res[2] = math.nan
     if est == _ECHT:
-        lag = setup[4]
-        re0 = 0.0
-        im0 = 0.0
-        re1 = 0.0
-        im1 = 0.0
+        re = 0.0
+        im = 0.0
         for i in range(n):
-            v = w[lag + i]
-            u = w[i]
-            re0 += g[0, i] * v
-            im0 += g[1, i] * v
-            re1 += g[0, i] * u
-            im1 += g[1, i] * u
-        res[0] = math.atan2(im0, re0)
-        res[1] = math.sqrt(re0 * re0 + im0 * im0)
-        res[2] = math.atan2(im0 * re1 - re0 * im1, re0 * re1 + im0 * im1) * fs / (2.0 * math.pi * lag)
+            re += g[0, i] * w[i]
+            im += g[1, i] * w[i]
+        if cal.shape[1] > 1:  # the inverse gain at the band's frequency, interpolated on the table's grid
+            if not math.isfinite(res[2]):
+                return
+            pos = (res[2] - cal[0, 0]) / (cal[0, 1] - cal[0, 0])
+            pos = min(max(pos, 0.0), cal.shape[1] - 1.0)
+            j = min(int(pos), cal.shape[1] - 2)
+            u = pos - j
+            cr = cal[1, j] + u * (cal[1, j + 1] - cal[1, j])
+            ci = cal[2, j] + u * (cal[2, j + 1] - cal[2, j])
+            re, im = re * cr - im * ci, re * ci + im * cr
+        res[0] = math.atan2(im, re)
+        res[1] = math.sqrt(re * re + im * im)
         return
     m = _fir_valid(w, n, taps, y)
     if est == _ETP:
-        T = period
-        if not T > 0.0:
+        if not period > 0.0:
             return
         pos, height = _last_peak(y, m)
-        if pos < 0.0:
-            return
-        edge = setup[8]
-        res[0] = _wrap(2.0 * math.pi * (n - 1 - (pos + edge)) / T)
-        res[1] = height
-        res[2] = fs / T
+        if pos >= 0.0:
+            res[0] = _wrap(2.0 * math.pi * (n - 1 - (pos + setup[_EDGE])) / period)
+            res[1] = height
         return
-    p = setup[5]
-    predicted = setup[6]
-    L = setup[7]
+    p = setup[_P]
+    predicted = setup[_PRED]
+    L = setup[_L]
     if not _yule_walker(y, m, p, r, a, tmp):
         return
     for i in range(m, m + predicted):
@@ -176,51 +188,25 @@ def _estimate(setup, fs, w, taps, hk, g, ar_tab, period, y, r, a, tmp, res):
             acc += a[j] * y[i - j]
         y[i] = acc
     s = m + predicted - L
-    re0 = im0 = 0.0
+    re = 0.0
+    im = 0.0
     for i in range(L):
-        v = y[s + i]
-        re0 += hk[0, 0, i] * v
-        im0 += hk[0, 1, i] * v
-    res[0] = math.atan2(im0, re0)
-    res[1] = math.sqrt(re0 * re0 + im0 * im0)
-    res[2] = _ar_peak(a, p, ar_tab)
+        re += hk[0, 0, i] * y[s + i]
+        im += hk[0, 1, i] * y[s + i]
+    res[0] = math.atan2(im, re)
+    res[1] = math.sqrt(re * re + im * im)
 
 
 @numba.njit(cache=True, nogil=True)
-def _ar_peak(a, p, ar_tab):
-    """Return the frequency of the AR model's spectral peak on the grid ``ar_tab[2]`` (parabola-refined)."""
-    n_grid = ar_tab.shape[1]
-    best = 0
-    v_best = v_before = v_after = v_prev = -1.0
-    for q in range(n_grid):
-        re = 1.0
-        im = 0.0
-        for j in range(1, p + 1):
-            re -= a[j] * ar_tab[0, q, j]
-            im += a[j] * ar_tab[1, q, j]
-        v = 1.0 / (re * re + im * im)  # the AR power spectrum, up to the innovation variance
-        if v > v_best:
-            best, v_best, v_before = q, v, v_prev
-        elif q == best + 1:
-            v_after = v
-        v_prev = v
-    freqs = ar_tab[2, :, 0]
-    if best == 0 or best == n_grid - 1:
-        return freqs[best]
-    den = v_before - 2.0 * v_best + v_after
-    delta = 0.5 * (v_before - v_after) / den if den < 0.0 else 0.0
-    return freqs[best] + delta * (freqs[1] - freqs[0])
-
-
-@numba.njit(cache=True, nogil=True)
-def _snr_db(ws, ns, tab, in_band):
-    """Return 10 log10(mean band power / mean flank power) of ``ws[:ns]`` (mean removed)."""
+def _spectrum(ws, ns, tab, in_band, freqs):
+    """Return the SNR (dB: mean band power over mean flank power) of ``ws[:ns]`` and the band's mean frequency."""
     mean = 0.0
     for i in range(ns):
         mean += ws[i]
     mean /= ns
     band = 0.0
     flank = 0.0
+    moment = 0.0
     nb = 0
     nf = 0
     for f in range(tab.shape[0]):
@@ -233,56 +219,49 @@ def _snr_db(ws, ns, tab, in_band):
         pw = re * re + im * im
         if in_band[f]:
             band += pw
+            moment += pw * freqs[f]
             nb += 1
         else:
             flank += pw
             nf += 1
     if not (band > 0.0 and flank > 0.0):
-        return math.nan
-    return 10.0 * math.log10((band / nb) / (flank / nf))
+        return math.nan, math.nan
+    return 10.0 * math.log10((band / nb) / (flank / nf)), moment / band
+
+
+@numba.njit(cache=True, nogil=True)
+def _window(ring, count, need, c, work):
+    """Copy channel ``c``'s newest ``need`` samples from the ring into ``work``; return whether all are finite."""
+    n_ring = ring.shape[0]
+    first = count - need
+    finite = True
+    for m in range(need):
+        v = ring[(first + m) % n_ring, c]
+        work[m] = v
+        if not math.isfinite(v):
+            finite = False
+    return finite
 
 
 @numba.njit(cache=True, nogil=True)
 def _phase_kernel(
-    x,
-    i0,
-    i1,
-    ring,
-    state,
-    train,
-    setup,
-    fs,
-    taps,
-    hk,
-    g,
-    ar_tab,
-    periods,
-    tab,
-    in_band,
-    work,
-    y,
-    r,
-    a,
-    tmp,
-    res,
-    out,
-    k0,
-    col,
-):
+    x, i0, i1, ring, state, train, setup, fs, taps, hk, g, cal, per, tab, in_band, freqs, work, y, r, a, tmp, res, out,
+    k0, col
+):  # fmt: skip
     """Walk samples ``x[i0:i1]``; at each frame write 4 outputs per channel to ``out[k, c, col:col+4]``.
 
-    Returns the frames written (from row ``k0``). ``state[0]`` counts samples; the first ``setup[10]``
-    samples of every channel are kept in ``train`` (ETP calibration). ``periods`` holds per channel the
-    ETP period, then the last SNR (recomputed every ``setup[11]`` frames, on the frame count).
+    Returns the frames written (from row ``k0``). ``state[0]`` counts samples; the first ``setup[_NTRAIN]``
+    samples of every channel are kept in ``train`` (ETP calibration). ``per`` holds, per channel, the ETP
+    period, the last SNR and the band's dominant frequency (recomputed every ``setup[_SPEC]`` frames,
+    counted on the sample clock, so chunking cannot move them).
     """
     n_ch = ring.shape[1]
     n_ring = ring.shape[0]
-    window, hop = setup[1], setup[2]
-    n = setup[3]
-    need = n + setup[4] if setup[0] == _ECHT else n
-    ns = setup[9]
-    n_train = setup[10]
-    snr_every = setup[11]  # frames between SNR updates (0: no SNR)
+    window, hop = setup[_WINDOW], setup[_HOP]
+    n = setup[_N]
+    ns = setup[_NS]
+    n_train = setup[_NTRAIN]
+    etp = setup[_EST] == _ETP
     k = k0
     for i in range(i0, i1):
         count = state[0]
@@ -296,34 +275,24 @@ def _phase_kernel(
         state[0] = count
         if count < window or (count - window) % hop != 0:
             continue
+        update = ((count - window) // hop) % setup[_SPEC] == 0
         for c in range(n_ch):
-            for j in range(4):
-                out[k, c, col + j] = math.nan
-            if count >= need:
-                first = count - need
-                finite = True
-                for m in range(need):
-                    v = ring[(first + m) % n_ring, c]
-                    work[m] = v
-                    if not math.isfinite(v):
-                        finite = False
-                if finite:
-                    _estimate(setup, fs, work, taps, hk, g, ar_tab, periods[c], y, r, a, tmp, res)
-                    out[k, c, col] = res[0]
-                    out[k, c, col + 1] = res[1]
-                    out[k, c, col + 2] = res[2]
-            if snr_every > 0 and count >= ns and ((count - window) // hop) % snr_every != 0:
-                out[k, c, col + 3] = periods[n_ch + c]
-            elif snr_every > 0 and count >= ns:
-                first = count - ns
-                finite = True
-                for m in range(ns):
-                    v = ring[(first + m) % n_ring, c]
-                    work[m] = v
-                    if not math.isfinite(v):
-                        finite = False
-                periods[n_ch + c] = _snr_db(work, ns, tab, in_band) if finite else math.nan
-                out[k, c, col + 3] = periods[n_ch + c]
+            if update:
+                snr = f_band = math.nan
+                if count >= ns and _window(ring, count, ns, c, work):
+                    snr, f_band = _spectrum(work, ns, tab, in_band, freqs)
+                per[n_ch + c] = snr
+                per[2 * n_ch + c] = f_band
+            res[2] = fs / per[c] if etp else per[2 * n_ch + c]
+            if count >= n and _window(ring, count, n, c, work):
+                _estimate(setup, work, taps, hk, g, cal, per[c], y, r, a, tmp, res)
+            else:
+                res[0] = math.nan
+                res[1] = math.nan
+            out[k, c, col] = res[0]
+            out[k, c, col + 1] = res[1]
+            out[k, c, col + 2] = res[2] if math.isfinite(res[0]) else math.nan
+            out[k, c, col + 3] = per[n_ch + c]
         k += 1
     return k - k0
 
@@ -354,8 +323,8 @@ def echt_kernel(n: int, band: tuple[float, float], sfreq: float, order: int = 2,
     The ecHT of ``x`` (Schreglmann et al. 2021) is ``ifft(mask * H * fft(x))[-1]`` with ``mask`` the analytic
     one-sided weights (1, 2, ..., 2, 1 at Nyquist, 0) and ``H`` the causal Butterworth band-pass's frequency
     response at the DFT frequencies; it equals ``Σ g[k] x[k]`` with ``g = fft(mask * H * e^{2πik(n-1)/n}) / n``.
-    ``calibrate`` divides ``g`` by half its complex gain for a positive-frequency tone at the band's peak
-    response, ending at phase 0: a pure tone there then reads its own phase and amplitude.
+    ``calibrate`` divides ``g`` by its gain at the band's peak response (:func:`echt_gain`): a pure tone there
+    then reads its own phase and amplitude.
     """
     lo, hi = band
     b, a = signal.butter(order, [lo, hi], btype="bandpass", fs=sfreq)
@@ -367,13 +336,26 @@ def echt_kernel(n: int, band: tuple[float, float], sfreq: float, order: int = 2,
     if n % 2 == 0:
         mask[n // 2] = 1.0
     g = np.fft.fft(mask * resp * np.exp(2j * np.pi * k * (n - 1) / n)) / n
+    g = np.stack([g.real, g.imag])
     if calibrate:
         grid = np.linspace(lo, hi, 401)
         _, h = signal.freqz(b, a, worN=grid, fs=sfreq)
-        f0 = grid[int(np.argmax(np.abs(h)))]
-        gain = np.sum(g * np.exp(2j * np.pi * f0 / sfreq * (k - (n - 1))))
-        g = g * 2.0 / gain
-    return np.ascontiguousarray(np.stack([g.real, g.imag]))
+        gain = echt_gain(g, np.array([grid[int(np.argmax(np.abs(h)))]]), sfreq)[0]
+        g = np.stack([(g[0] + 1j * g[1]) / gain]).view(float).reshape(n, 2).T
+    return np.ascontiguousarray(g)
+
+
+def echt_gain(g: np.ndarray, freqs: np.ndarray, sfreq: float) -> np.ndarray:
+    """Return the endpoint's complex gain at ``freqs``: what a unit tone ending at phase 0 reads, times 2.
+
+    A tone ``A cos(ω k + θ)`` ending at phase ``θ`` reads ``A/2 (G₊ e^{iθ} + G₋ e^{-iθ})`` with
+    ``G± = Σ g[k] e^{±iω(k - n + 1)}``; ``G₋`` is the small leakage the analytic mask leaves (Osmers &
+    Kolossa's residual term), ``G₊`` the deterministic gain. Returns ``G₊ / 2``.
+    """
+    n = g.shape[1]
+    k = np.arange(n)
+    e = np.exp(2j * np.pi * np.outer(freqs, k - (n - 1)) / sfreq)
+    return 0.5 * (e @ (g[0] + 1j * g[1]))
 
 
 class PhaseEstimator:
@@ -391,36 +373,22 @@ class PhaseEstimator:
         Channels analysed (the first ``n_channels`` input columns).
     window, hop : int
         The extractor's frame schedule (samples).
-    snr : bool
-        Compute the SNR output (NaN otherwise; benchmarks time the estimator alone).
     """
 
-    def __init__(
-        self,
-        name: str,
-        cfg: PhaseConfig,
-        sfreq: float,
-        n_channels: int,
-        window: int,
-        hop: int,
-        snr: bool = True,
-    ) -> None:
+    def __init__(self, name: str, cfg: PhaseConfig, sfreq: float, n_channels: int, window: int, hop: int) -> None:
         self.name = name
         self.cfg = cfg
         self.sfreq = fs = float(sfreq)
-        self.n_channels = int(n_channels)
+        self.n_channels = nch = int(n_channels)
         self.names = tuple(f"{name}_{kind}" for kind in PHASE_OUTPUTS)
         lo, hi = cfg.band
-        centre = 0.5 * (lo + hi)
         n = max(8, int(round(cfg.window_s * fs)))
-        lag = max(1, int(round(fs / (4.0 * centre))))  # a quarter period: the frequency's phase step
         est = _CODES[cfg.estimator]
         taps = np.zeros(1)
         hk = np.zeros((1, 2, 1))
         g = np.zeros((2, 1))
-        ar_tab = np.zeros((3, 1, 1))
-        p = predicted = L = edge = 0
-        n_train = 0
+        cal = np.zeros((3, 1))
+        p = predicted = L = edge = n_train = 0
         y_len = 1
         if est in (_AR, _ETP):
             order = cfg.filter_order_at(fs)
@@ -435,23 +403,22 @@ class PhaseEstimator:
         if est == _AR:
             p = cfg.ar_order_at(fs)
             L = 2 * max(2, int(round(cfg.hilbert_s * fs / 2)))
-            now = L // 2 - 1
-            predicted = edge + L // 2
-            if n - order < 2 * p or n - order + predicted < L:
+            predicted = edge + L // 2  # across the lost edge, then half a Hilbert window past the newest sample
+            if n - order < 2 * p:
                 raise ValueError(
                     f"features.phase.{name}: a {n}-sample window leaves {n - order} filtered samples, too few for "
-                    f"an order-{p} AR model and a {L}-sample Hilbert window; lengthen window_s"
+                    f"an order-{p} AR model; lengthen window_s"
                 )
-            hk = hilbert_kernels(L, [now])
+            hk = hilbert_kernels(L, [L // 2 - 1])  # the newest sample sits just before the window's middle
             y_len = n - order + predicted
-            # the band on a 0.05-Hz grid: cos and sin of ω·j for the AR spectrum, and the grid itself
-            grid = np.arange(lo, hi + 1e-9, 0.05)
-            wj = 2.0 * np.pi * np.outer(grid, np.arange(p + 1)) / fs
-            ar_tab = np.stack([np.cos(wj), np.sin(wj), np.repeat(grid[:, None], p + 1, axis=1)])
         elif est == _ETP:
             n_train = int(round(cfg.train_s * fs))
         else:
-            g = echt_kernel(n, (lo, hi), fs, cfg.echt_order, cfg.calibrate)
+            g = echt_kernel(n, (lo, hi), fs, cfg.echt_order, calibrate=cfg.calibrate == "centre")
+            if cfg.calibrate == "band":  # the inverse gain over the band, 0.05 Hz apart
+                grid = np.arange(lo, hi + 1e-9, 0.05)
+                inv = 1.0 / echt_gain(g, grid, fs)
+                cal = np.stack([grid, inv.real, inv.imag])
         ns = max(8, int(round(cfg.snr_window_s * fs)))
         band_f = np.arange(lo, hi + 1e-9, 0.5)
         lo_f = np.arange(lo - cfg.snr_gap_hz - cfg.snr_flank_hz, lo - cfg.snr_gap_hz + 1e-9, 0.5)
@@ -459,27 +426,27 @@ class PhaseEstimator:
         freqs = np.concatenate([band_f, lo_f, hi_f])
         hann = np.hanning(ns)
         arg = 2.0 * np.pi * np.outer(freqs, np.arange(ns)) / fs
-        self._tab = np.ascontiguousarray(np.stack([hann * np.cos(arg), -hann * np.sin(arg)], axis=1))
-        self._in_band = np.concatenate([np.ones(band_f.size, np.bool_), np.zeros(lo_f.size + hi_f.size, np.bool_)])
-        self.n, self.lag, self.edge = n, lag, edge
-        self.n_train = n_train
-        snr_every = max(1, math.ceil(SNR_EVERY_S * fs / hop)) if snr else 0
-        self._setup = np.array(
-            [est, window, hop, n, lag, p, predicted, L, edge, ns, n_train, snr_every], dtype=np.int64
-        )
-        need = n + lag if est == _ECHT else n
-        self._ring = np.zeros((max(need, ns), self.n_channels))
+        self.n, self.edge, self.n_train = n, edge, n_train
+        setup = [0] * 11
+        setup[_EST], setup[_WINDOW], setup[_HOP], setup[_N] = est, window, hop, n
+        setup[_P], setup[_PRED], setup[_L], setup[_EDGE] = p, predicted, L, edge
+        setup[_NS], setup[_NTRAIN] = ns, n_train
+        setup[_SPEC] = max(1, math.ceil(SPECTRUM_EVERY_S * fs / hop))
+        self._setup = np.array(setup, dtype=np.int64)
+        self._ring = np.zeros((max(n, ns), nch))
         self._state = np.zeros(1, dtype=np.int64)
-        self._train = np.zeros((n_train, self.n_channels))
+        self._train = np.zeros((n_train, nch))
         self._taps = np.ascontiguousarray(taps)
         self._hk = hk
         self._g = g
-        self._ar_tab = np.ascontiguousarray(ar_tab)
-        # per channel: the ETP period (samples), then the last SNR (dB)
-        self._per_channel = np.full(2 * self.n_channels, np.nan)
-        self.periods = self._per_channel[: self.n_channels]
-        self._work = np.zeros(max(need, ns))
-        self._y = np.zeros(max(y_len, 1))
+        self._cal = np.ascontiguousarray(cal)
+        self._per = np.full(3 * nch, np.nan)  # per channel: ETP period (samples), SNR (dB), band frequency (Hz)
+        self.periods = self._per[:nch]
+        self._tab = np.ascontiguousarray(np.stack([hann * np.cos(arg), -hann * np.sin(arg)], axis=1))
+        self._in_band = np.concatenate([np.ones(band_f.size, np.bool_), np.zeros(lo_f.size + hi_f.size, np.bool_)])
+        self._freqs = freqs
+        self._work = np.zeros(max(n, ns))
+        self._y = np.zeros(y_len)
         self._r = np.zeros(p + 1)
         self._a = np.zeros(p + 1)
         self._tmp = np.zeros(p + 1)
@@ -488,7 +455,7 @@ class PhaseEstimator:
 
     @property
     def samples(self) -> int:
-        """Samples seen."""
+        """Return the samples seen."""
         return int(self._state[0])
 
     def process(self, x: np.ndarray, out: np.ndarray, col: int = 0) -> int:
@@ -504,7 +471,7 @@ class PhaseEstimator:
         self.calibrate()
         return k + self._run(x, m, n, out, k, col)
 
-    def _run(self, x, i0, i1, out, k0, col) -> int:
+    def _run(self, x: np.ndarray, i0: int, i1: int, out: np.ndarray, k0: int, col: int) -> int:
         return _phase_kernel(
             x,
             i0,
@@ -517,10 +484,11 @@ class PhaseEstimator:
             self._taps,
             self._hk,
             self._g,
-            self._ar_tab,
-            self._per_channel,
+            self._cal,
+            self._per,
             self._tab,
             self._in_band,
+            self._freqs,
             self._work,
             self._y,
             self._r,
@@ -534,10 +502,8 @@ class PhaseEstimator:
 
     def calibrate(self) -> None:
         """ETP: set each channel's period from its training block (the block must be complete)."""
-        fs = self.sfreq
-        lo, hi = self.cfg.band
         for c in range(self.n_channels):
-            self.periods[c] = etp_period(self._train[:, c], self._taps, self.n, fs, (lo, hi))
+            self.periods[c] = etp_period(self._train[:, c], self._taps, self.n, self.sfreq, self.cfg.band)
         self.trained = True
 
 

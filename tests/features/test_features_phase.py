@@ -174,15 +174,17 @@ def test_frames_are_bit_identical_for_any_chunking_including_the_etp_calibration
         assert np.array_equal(frames(chunk), ref, equal_nan=True), chunk
 
 
-def test_a_gap_of_nan_samples_blanks_the_estimates_for_one_window_then_they_recover():
+def test_a_gap_of_nan_samples_blanks_the_estimates_while_a_window_holds_it_then_they_recover():
     t, x, *_ = known_phase_signal(10.0, seed=6)
     x = x.copy()
     x[2000:2003] = np.nan
-    out = run_estimator(x, PhaseConfig(band=(8.0, 13.0), estimator="echt", snr_window_s=1.0))
+    out = run_estimator(x, PhaseConfig(band=(8.0, 13.0), estimator="ar", snr_window_s=1.0))
     idx = frame_samples(out.shape[0])
-    covered = (idx >= 2000) & (idx - (250 + 12) < 2002)  # the window (plus the frequency lag) holds a NaN
-    assert np.all(np.isnan(out[covered, 0]))
-    assert np.all(np.isfinite(out[idx > 2002 + 500 + 25, :]))  # the SNR window, then its next 50-ms update
+    assert np.all(np.isnan(out[(idx >= 2000) & (idx - 250 < 2002), 0]))  # the 250-sample window holds a NaN
+    assert np.all(np.isfinite(out[(idx - 250 >= 2002) & (idx < 2400), 0]))  # ... and then no longer
+    # the SNR and frequency come from a 1-s spectrum refreshed every 50 ms
+    assert np.all(np.isnan(out[(idx >= 2025) & (idx - 500 < 2002), 3]))
+    assert np.all(np.isfinite(out[idx > 2002 + 500 + 25, :]))
 
 
 def test_extractor_names_and_config_agree():
