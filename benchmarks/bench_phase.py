@@ -29,11 +29,13 @@ beforehand: phase, amplitude, frequency and SNR).
 ``--e2e`` adds the end-to-end figure: ``closedloop play`` publishes the
 recording over LSL in real time, a live phase-triggered session (trough of
 O2 alpha, ``pipelines/phase_alpha_play.toml``, ecHT) fires single pulses
-into the simulated rTMS stimulator (which records each pulse on the local
-clock), and the phase at which each pulse actually occurred is read from
-the offline phase of the recording at the pulse time: every real delay
-(transport, loop, adapter) is in it. It runs for ``--e2e-s`` seconds (real
-time).
+through a timestamping adapter — the TTL adapter on pyserial's ``loop://``
+port, which stamps each edge on the local clock from its own thread
+(default), or the simulated stimulator (``--e2e-adapter sim``) — and the
+phase at which each pulse actually occurred is read from the offline phase
+of the EEG the session recorded, at the pulse time: every real delay
+(transport, loop, adapter thread) is in it. It runs for ``--e2e-s``
+seconds (real time).
 
     python benchmarks/bench_phase.py [--quick] [--json PATH] [--markdown] [--e2e] [--e2e-s S]
 
@@ -188,68 +190,116 @@ def evaluate(x: np.ndarray, fs: float, ref_phase: np.ndarray, ref_amp: np.ndarra
 # -- end to end over LSL --------------------------------------------------------------------------
 
 
-def end_to_end(edf: Path, seconds: float) -> dict:
-    """Play the recording over LSL, run a live phase-triggered session, read the phase of every pulse."""
+def live_phase_session(
+    recording: Path,
+    seconds: float,
+    out_dir: Path,
+    adapter: str = "sim",
+    pipeline: Path = REPO / "pipelines" / "phase_alpha_play.toml",
+    overrides: dict | None = None,
+) -> tuple[dict, list[float], object]:
+    """Play ``recording`` with ``closedloop play`` and run a live phase-triggered session on it.
+
+    ``adapter``: ``"sim"`` (the simulated stimulator: a pulse at the moment its command is applied) or
+    ``"ttl"`` (the TTL adapter on pyserial's ``loop://`` port: a pulse when its thread raises the line).
+    Returns (summary, pulse times on the local clock, the resolved pipeline).
+    """
+    import tomllib
+
     from closedloop.config import load_pipeline
     from closedloop.live.runtime import LiveSession
     from closedloop.lslconfig import configure_lsl
 
     configure_lsl()
     name = f"bench-phase-{uuid.uuid4().hex[:8]}"
+    over = {"source.name": name, "source.resolve_timeout_s": 60.0, **(overrides or {})}
+    if adapter == "ttl":  # the shipped TTL profile, its port replaced by pyserial's loopback
+        profile = tomllib.loads((REPO / "devices" / "ttl_trigger.toml").read_text())
+        profile["adapter_options"]["port"] = "loop://"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "ttl_loop.toml"
+        path.write_text(_toml(profile))
+        over["device.profile"] = str(path)
+    resolved = load_pipeline(pipeline, over)
     player = subprocess.Popen(
-        [sys.executable, "-m", "closedloop", "play", str(edf), "--name", name, "--wait-consumer", "60"],
+        [sys.executable, "-m", "closedloop", "play", str(recording), "--name", name, "--wait-consumer", "120"],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
-        resolved = load_pipeline(
-            REPO / "pipelines" / "phase_alpha_play.toml", {"source.name": name, "source.resolve_timeout_s": 60.0}
-        )
-        out = Path(tempfile.mkdtemp(prefix="bench-phase-"))
-        session = LiveSession(resolved, seconds, out / "session", show_status=False)
+        session = LiveSession(resolved, seconds, out_dir / "session", show_status=False)
         summary = session.run()
-        pulses = [t for t, *_ in session.adapter.trains]
+        dev = session.adapter
+        pulses = list(dev.pulse_times) if adapter == "ttl" else [t for t, *_ in dev.trains]
     finally:
         player.terminate()
         player.wait(timeout=30)
-    return pulse_phases(out / "session" / "session.xdf", pulses, summary, resolved)
+    return summary, pulses, resolved
 
 
-def pulse_phases(session_xdf: Path, pulses: list[float], summary: dict, resolved) -> dict:
-    """Phase of the offline reference at each pulse time (local clock), from the EEG the session recorded."""
+def _toml(doc: dict) -> str:
+    """Write a device profile's dict back as TOML (tables of scalars, as profiles are)."""
+    lines = []
+    for section, body in doc.items():
+        tables = {k: v for k, v in body.items() if isinstance(v, dict)}
+        if len(tables) < len(body):
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in body.items() if not isinstance(v, dict)]
+        for key, table in tables.items():
+            lines.append(f"[{section}.{key}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def pulse_phases(session_xdf: Path, pulses: list[float], channel: str, band: tuple[float, float], target_deg: float):
+    """Return the offline phase (rad) at each pulse and the pulses' metrics against ``target_deg``.
+
+    The reference is computed on the EEG the session recorded (its raw LSL stamps are on this machine's
+    clock, as are the pulse times); pulses within 2 s of either end (filter edges) are left out.
+    """
     from closedloop.recording.reader import XDFReader
 
     reader = XDFReader(session_xdf)
-    [eeg] = [s for s in reader.streams if s.type == "EEG"]
+    [eeg] = reader.find(type="EEG")
     values, stamps = reader.read_stream(eeg.stream_id)
-    fs = resolved.config.sfreq
-    ch = eeg.ch_names.index("EEG O2")
-    x = np.asarray(values[:, ch], dtype=float)  # µV: the stream's unit
-    ref_phase, ref_amp = offline_phase(x, fs, BAND)
-    # the session's pipeline clock maps the stream's stamps to the local clock (the same machine: offset ~0)
-    offset = float(summary.get("clock", {}).get("pipeline_offset_s", 0.0) or 0.0)
-    t = stamps + offset
-    unwrapped = np.unwrap(ref_phase)
-    inside = [p for p in pulses if t[0] + 1.0 < p < t[-1] - 1.0]
-    at = np.interp(inside, t, unwrapped)
-    target = np.radians(180.0)
-    err = np.angle(np.exp(1j * (at - target)))
+    fs = eeg.nominal_srate
+    x = np.asarray(values[:, eeg.ch_names.index(channel)], dtype=float)
+    ref_phase, _ = offline_phase(x, fs, band)
+    inside = np.array([p for p in pulses if stamps[0] + 2.0 < p < stamps[-1] - 2.0])
+    at = np.interp(inside, stamps, np.unwrap(ref_phase)) if inside.size else np.zeros(0)
+    err = np.angle(np.exp(1j * (at - np.radians(target_deg))))
     z = np.mean(np.exp(1j * err)) if err.size else np.nan
-    lat = summary.get("latency_s", {})
-    return {
-        "pulses": len(inside),
-        "target_deg": 180.0,
+    return at, {
+        "pulses": int(err.size),
+        "target_deg": target_deg,
         "phases_deg": [float(v) for v in np.degrees(np.angle(np.exp(1j * at))) % 360.0],
         "mean_error_deg": float(np.degrees(np.angle(z))) if err.size else None,
-        "circular_sd_deg": float(np.degrees(np.sqrt(-2 * np.log(np.abs(z))))) if err.size else None,
+        "circular_sd_deg": float(np.degrees(np.sqrt(-2 * np.log(np.abs(z))))) if err.size > 1 else None,
         "accuracy_pct": float(100 * np.mean(1 - np.abs(err) / np.pi)) if err.size else None,
-        "stop_reason": summary.get("stop_reason"),
-        "latency_s": lat,
-        "commands_applied": summary.get("commands_applied"),
     }
+
+
+def end_to_end(edf: Path, seconds: float, adapter: str) -> dict:
+    """Return the end-to-end figure: the phase at which each delivered pulse actually occurred."""
+    out = Path(tempfile.mkdtemp(prefix="bench-phase-"))
+    summary, pulses, resolved = live_phase_session(edf, seconds, out, adapter)
+    ctl = resolved.config.controller
+    _, m = pulse_phases(out / "session" / "session.xdf", pulses, "EEG O2", BAND, ctl.target_deg)
+    lat = summary.get("latency_ms") or {}
+    age = summary.get("data_age_ms") or {}
+    m.update(
+        adapter=adapter,
+        session_s=seconds,
+        stop_reason=summary.get("stop_reason"),
+        delivered=len(pulses),
+        loop_latency_ms={k: lat.get(k) for k in ("median", "p99")},
+        data_age_ms={k: age.get(k) for k in ("median", "p99")},
+        min_amplitude_uV=ctl.min_amplitude_uV,
+        hop_samples=resolved.config.features.hop_samples,
+    )
+    return m
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -288,11 +338,12 @@ def table(result: dict) -> dict:
                 )
     e2e = result.get("e2e")
     if e2e and e2e.get("pulses"):
+        device = "TTL on loop://" if e2e["adapter"] == "ttl" else "simulated rTMS"
         rows.append(
             [
-                f"eegmat O2, live over LSL ({e2e['pulses']} pulses)",
+                f"eegmat O2 played over LSL, live ({e2e['pulses']} pulses)",
                 "offline phase at each delivered pulse",
-                "echt → phase trigger → sim. rTMS",
+                f"echt → phase trigger (trough) → {device}",
                 f"{e2e['mean_error_deg']:+.1f}",
                 f"{e2e['circular_sd_deg']:.1f}",
                 f"{e2e['accuracy_pct']:.1f}",
@@ -318,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--edf", type=Path, default=EDF, help="the shared recording")
     ap.add_argument("--e2e", action="store_true", help="add the end-to-end run over LSL (real time)")
     ap.add_argument("--e2e-s", type=float, default=170.0, help="seconds of the end-to-end session")
+    ap.add_argument("--e2e-adapter", choices=["sim", "ttl"], default="ttl", help="the timestamping adapter")
     args = ap.parse_args(argv)
     result: dict = {
         "benchmark": "phase",
@@ -363,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.e2e:
         if args.edf.exists():
-            result["e2e"] = end_to_end(args.edf, args.e2e_s)
+            result["e2e"] = end_to_end(args.edf, args.e2e_s, args.e2e_adapter)
         else:
             result["skipped"]["e2e"] = f"{args.edf} is absent"
     result["table"] = table(result)
