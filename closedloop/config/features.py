@@ -1,8 +1,8 @@
 """``[preprocess]`` and ``[features]`` sections of a pipeline, and their cross-checks.
 
-Every default that carries a number from the literature cites docs/eeg-and-pain.md
-(practical defaults: 1–2 s Hann windows, log power, 1–30 s smoothing, 2–5 min
-baseline, rejection of |x| > 100 µV, flat channels and high > 30 Hz power).
+The defaults (1-s Hann windows, log power, smoothing, the baseline block)
+are closedloop's choices, explained in docs/eeg-and-pain.md; the quality
+thresholds were calibrated on real resting EEG (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class PafConfig(StrictModel):
 
 
 class FeatureBaselineConfig(StrictModel):
-    """``[features.baseline]``: z-score features against a calibration block (docs/eeg-and-pain.md: 2–5 min)."""
+    """``[features.baseline]``: z-score features against a calibration block (its length is the study's choice)."""
 
     duration_s: float = Field(gt=0, description="the first duration_s seconds of samples form the baseline")
     features: list[str] | None = Field(

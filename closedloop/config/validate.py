@@ -551,7 +551,31 @@ def pipeline_warnings(cfg: PipelineConfig) -> list[str]:
             f"gave a median latency of 10.8 ms instead of 1.2 ms); use a multiple, e.g. "
             f"{max(src.chunk_size, round(hop / src.chunk_size) * src.chunk_size)}"
         )
+    warnings += stimulation_artefact_warnings(cfg)
     return warnings
+
+
+def stimulation_artefact_warnings(cfg: PipelineConfig) -> list[str]:
+    """Warn when a band the pipeline measures holds the tACS frequency or one of its first harmonics.
+
+    On real EEG the stimulation artefact sits at the stimulation frequency and its harmonics: a
+    controller reading such a band during tACS reads the artefact, not the brain (docs/control.md).
+    """
+    ctl = cfg.controller
+    if ctl is None or "tes" not in ctl.modalities() or isinstance(cfg.source, SyntheticSourceConfig):
+        return []  # the synthetic EEG has no stimulation artefact
+    out = []
+    for f in sorted({f for f in ctl.frequencies_Hz() if f and f > 0}):
+        for band, (lo, hi) in cfg.features.bands.items():
+            inside = [k * f for k in (1, 2, 3) if lo <= k * f <= hi]
+            if inside:
+                out.append(
+                    f"features.bands.{band}: {lo:g}-{hi:g} Hz holds {inside[0]:g} Hz, the tACS frequency "
+                    f"{f:g} Hz{' or a harmonic' if inside[0] != f else ''}: on real EEG, features from this band read "
+                    "the stimulation artefact while stimulating; measure in off-windows or a band away from it "
+                    "(docs/control.md)"
+                )
+    return out
 
 
 def notch_warning(pp: PreprocessConfig, line_hz: float | None, how: str) -> str | None:
