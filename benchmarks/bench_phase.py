@@ -37,13 +37,14 @@ of the EEG the session recorded, at the pulse time: every real delay
 (transport, loop, adapter thread) is in it. It runs for ``--e2e-s``
 seconds (real time).
 
-    python benchmarks/bench_phase.py [--quick] [--json PATH] [--markdown] [--e2e] [--e2e-s S]
+    python benchmarks/bench_phase.py [--quick] [--json PATH] [--markdown] [--e2e] [--e2e-s S] [--readme README.md]
+    python benchmarks/bench_phase.py --render benchmarks/results/phase.json --readme README.md
 
 Prints the table; ``--json`` writes ``{"benchmark": "phase", "config",
 "datasets": {name: {"reference", "channels": {channel: {"estimators":
 {name: metrics}}}}}, "e2e", "published", "table": {"columns", "rows"}}``
 (``table`` is what a README renderer prints; ``--markdown`` prints it as
-Markdown).
+Markdown; ``--readme`` rewrites the ``<!-- bench:phase -->`` block of a file).
 """
 
 from __future__ import annotations
@@ -361,6 +362,35 @@ def markdown(tab: dict) -> str:
     return "\n".join(lines)
 
 
+#: The README block this benchmark owns: everything between these two lines is rewritten by ``--readme``.
+README_MARKERS = ("<!-- bench:phase -->", "<!-- /bench:phase -->")
+
+
+def readme_block(result: dict) -> str:
+    """Return the README's phase block: the table, then the published figures it is compared with."""
+    lines = [
+        f"`{result['command']}` ({result['machine']['platform']}, Python {result['machine']['python']}):",
+        "",
+        markdown(result["table"]),
+        "",
+        "Published figures on comparable data (docs/phase.md compares them with care):",
+        "",
+    ]
+    lines += [f"- {p['method']}: {p['figure']} — {p['data']} ({p['source']})." for p in result["published"]]
+    return "\n".join(lines)
+
+
+def write_readme(result: dict, path: Path) -> None:
+    """Replace the text between :data:`README_MARKERS` in ``path`` with :func:`readme_block`."""
+    text = path.read_text()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise SystemExit(f"{path}: no {start} ... {end} block to fill")
+    head, rest = text.split(start, 1)
+    _old, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{readme_block(result)}\n{end}{tail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="shorter synthetic signal, real data cut to 120 s")
@@ -370,7 +400,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--e2e", action="store_true", help="add the end-to-end run over LSL (real time)")
     ap.add_argument("--e2e-s", type=float, default=170.0, help="seconds of the end-to-end session")
     ap.add_argument("--e2e-adapter", choices=["sim", "ttl"], default="ttl", help="the timestamping adapter")
+    ap.add_argument("--render", type=Path, help="print (and --readme) a saved JSON result instead of running")
+    ap.add_argument("--readme", type=Path, help="rewrite this file's <!-- bench:phase --> block with the table")
     args = ap.parse_args(argv)
+    if args.render:
+        result = json.loads(args.render.read_text())
+        print(readme_block(result))
+        if args.readme:
+            write_readme(result, args.readme)
+        return 0
     result: dict = {
         "benchmark": "phase",
         "title": "Real-time phase estimation: accuracy against the offline phase and a known phase, cost",
@@ -431,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"\nwrote {args.json}")
+    if args.readme:
+        write_readme(result, args.readme)
     return 0
 
 

@@ -6,10 +6,14 @@ instant: the sample took time to arrive (transport), the loop took time to
 compute the frame, and the adapter takes time to produce the stimulus. The
 controller therefore predicts the phase at the moment the pulse is expected,
 ``phase + 2π · freq · delay``, and fires on the frame whose prediction lands
-on the target: when the target lies within half a frame's phase advance of
-it (so the error from the frame grid averages out), or, when the estimate
-jumped past the target since the previous frame, if it is past by at most
-``tolerance_deg``.
+on the target: when the target lies within half the phase advance between
+two chances to fire (so the error of that grid averages out), or, when the
+estimate jumped past the target since the previous frame, if it is past by
+at most ``tolerance_deg``. The chances to fire are not the frames: the
+frames of one chunk are computed together, so they all predict for the same
+moment; the next chance comes with the next chunk. The controller tracks the
+interval between distinct predicted pulse times (an average over chunks;
+offline it is the frame hop).
 
 The delay is a :class:`PulseDelay`: offline it is the configured
 ``delay_s``; live (:meth:`PhaseTriggerController.use_live_timing`) it is
@@ -159,6 +163,9 @@ class PhaseTriggerController:
         self._last_end = -math.inf  # ... and the end of its train or sonication
         self._sonicate_until = -math.inf
         self._prev_t = math.nan
+        self._frame_dt = 0.0  # frame interval (s)
+        self._prev_pulse = math.nan  # predicted pulse time of the previous chance to fire
+        self._gap = math.nan  # average interval between chances to fire (s)
         self._prev_d = math.nan
         self._delay_s = math.nan
         self._predicted = math.nan
@@ -187,6 +194,20 @@ class PhaseTriggerController:
             self._index_of = names
         return self._idx
 
+    def _next_chance(self, t: float, pulse: float) -> None:
+        """Track the interval between chances to fire: distinct predicted pulse times, at least half a frame apart."""
+        dt = t - self._prev_t
+        if dt > 0.0:
+            self._frame_dt = dt
+        self._prev_t = t
+        step = pulse - self._prev_pulse
+        floor = 0.5 * max(self._frame_dt, self._gap if math.isfinite(self._gap) else 0.0)
+        if not (0.0 < step < 1.0):  # the first frame, or after a stall: start over from here
+            self._prev_pulse = pulse
+        elif step > floor:  # a new chance (the frames of one chunk all predict for about the same moment)
+            self._gap = step if not math.isfinite(self._gap) else self._gap + 0.1 * (step - self._gap)
+            self._prev_pulse = pulse
+
     def update(self, frame: Frame) -> Command:
         """Return the command this frame calls for (a fire when the predicted pulse phase hits the target)."""
         c = self.config
@@ -208,13 +229,13 @@ class PhaseTriggerController:
             predicted = phase + _TWO_PI * freq * delay
             self._predicted = predicted
             d = _wrap(self._target - predicted)  # > 0: the target is still ahead of the predicted phase
-            dt = t - self._prev_t
-            half = math.pi * freq * dt if math.isfinite(dt) and dt > 0.0 else 0.0
+            pulse = t + delay
+            self._next_chance(t, pulse)
+            half = math.pi * freq * self._gap if math.isfinite(self._gap) else 0.0
             hit = -half <= d < half or (self._prev_d > 0.0 and -self._tol <= d < 0.0)
             snr_ok = i_snr < 0 or float(v[i_snr]) >= c.min_snr_db
             gate = amp >= c.min_amplitude_uV and snr_ok
             self._gate = 1.0 if gate else 0.0
-            pulse = t + delay
             capped = c.max_count is not None and self.fires >= c.max_count
             spaced = pulse - self._last_onset >= c.min_interval_s and pulse - self._last_end >= c.refractory_s
             if hit and gate and spaced and delay <= c.max_horizon_s and not capped:
@@ -226,7 +247,6 @@ class PhaseTriggerController:
                     self._sonicate_until = t + self._fire_s
                 d = math.nan  # a new approach to the target starts after a fire
             self._prev_d = d
-        self._prev_t = t
         if fire:
             extra = dict(self._extra)
             extra.update(

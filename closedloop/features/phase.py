@@ -52,8 +52,8 @@ outside it (dB); the band's dominant frequency is its power-weighted mean
 frequency. Both are recomputed every 50 ms of frames. ``freq`` is that
 dominant frequency (ETP: its calibrated period's), the frequency a trigger
 predicts the phase forward with: on the shared recording it predicts the
-phase 50 ms ahead ~6 points of accuracy better than an instantaneous
-frequency from the phase's own slope, which is noisy (docs/phase.md).
+phase 50 ms ahead better than a frequency from the estimated phase's own
+slope, which is noisy (79.1 % against 72.8 % for the ecHT; docs/phase.md).
 """
 
 from __future__ import annotations

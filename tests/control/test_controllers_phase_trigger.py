@@ -261,3 +261,24 @@ def test_a_trigger_asking_too_often_is_held_to_the_inter_train_interval_by_the_l
     assert len(refusals) == ctl.fires - len(device.trains)
     assert all("inter-train interval" in e.reason for e in refusals)
     assert driver.stats.adapter_refusals == 0
+
+
+def test_frames_arriving_in_chunks_fire_on_the_chunk_whose_moment_is_nearest_the_target():
+    """Live, a chunk's frames are computed together and all predict for the moment it is processed."""
+    clock = ManualClock(0.0)
+    chunk = 10  # samples: 20 ms at 500 Hz, a chance to fire every 20 ms (72° at 10 Hz)
+    ctl = build_controller(config(min_interval_s=0.35))
+    ctl.use_live_timing(clock, lambda t: t)
+    errors = []
+    all_frames = list(frames(20.0, freq=10.3))  # not a multiple of the chunk rate: the grid drifts
+    for a in range(0, len(all_frames), chunk):
+        batch = all_frames[a : a + chunk]
+        clock.t = batch[-1].time + 0.0005  # processed 0.5 ms after the chunk's newest sample
+        for f in batch:
+            if ctl.update(f).fire:
+                errors.append(angle_diff(true_phase_deg(clock.t, freq=10.3), 180.0))
+    errors = np.array(errors)
+    assert len(errors) >= 40
+    assert np.all(np.abs(errors) <= 37.1 + 1e-6)  # within half the 74° between two chances
+    assert abs(np.mean(errors)) < 8.0  # and centred on the target, not late
+    assert ctl._gap == pytest.approx(0.02, rel=0.01)
