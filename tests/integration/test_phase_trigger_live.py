@@ -85,3 +85,6 @@ def test_pulses_land_on_the_trough_of_a_played_recording_end_to_end(tmp_path, ad
     err = np.degrees(np.angle(np.exp(1j * (at - math.pi))))
     assert np.all(np.abs(err) < 90.0), err
     assert abs(m["mean_error_deg"]) < 45.0
+    # each pulse came when the controller predicted it would (TTL: the edge its thread stamped)
+    timing = bench.pulse_timing(tmp_path / "run" / "session" / "session.xdf", adapter)
+    assert abs(timing["pulse_time_error_ms"]["median"]) < 5.0
