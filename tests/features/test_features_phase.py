@@ -209,3 +209,30 @@ def test_estimator_specific_keys_and_sample_rate_checks_name_the_key():
         "features.phase.mu.band: upper edge 260.0 Hz is not below Nyquist"
     )
     assert check_phase("features.phase.mu", PhaseConfig(band=(8, 13)), 500.0) == []
+
+
+def test_no_allocation_in_steady_state_with_phase_features():
+    import gc
+    import tracemalloc
+
+    phase = {e: PhaseConfig(band=(8, 13), estimator=e, **({"train_s": 10.0} if e == "etp" else {})) for e in
+             ("ar", "etp", "echt")}  # fmt: skip
+    ext = FeatureExtractor(FS, ["C3"], {"mu": (8, 13)}, window=WINDOW, hop=2, method="iir", phase=phase)
+    _t, x, *_ = known_phase_signal(40.0, seed=8)
+    xx = np.ascontiguousarray(x[:, None])
+    t = np.arange(xx.shape[0]) / FS
+    chunks = [Chunk(xx[i : i + 10], t[i : i + 10]) for i in range(0, xx.shape[0], 10)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for c in chunks[:1500]:  # 30 s: ETP calibrates at 10 s (its one allocation), the dispatcher settles
+            ext.step(c)
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        n_frames = sum(len(ext.step(c)) for c in chunks[1500:])
+        now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n_frames == 500 * 5
+    assert now - base < 512, f"kept {now - base} bytes"
+    assert peak - base < 12_000, f"peak grew by {peak - base} bytes"
