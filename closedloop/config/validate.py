@@ -29,7 +29,14 @@ from closedloop.config.controllers import (
     TUSPhaseTriggerConfig,
     TUSTriggerConfig,
 )
-from closedloop.config.features import FeaturesConfig, PhaseConfig, PreprocessConfig, features_of
+from closedloop.config.features import (
+    FeaturesConfig,
+    PhaseConfig,
+    PreprocessConfig,
+    corrected_bands,
+    features_of,
+    spectrum_range,
+)
 from closedloop.config.pipeline import DeviceConfig, PipelineConfig
 from closedloop.config.profile import DeviceProfile, parse_train_limit
 from closedloop.config.safety import SafetyOverrides
@@ -70,8 +77,9 @@ def feature_names(cfg: PipelineConfig) -> list[str]:
 
 
 def _bins_in(lo: float, hi: float, fs: float, n: int) -> int:
+    """Return the DFT bins of an ``n``-point transform in the half-open band ``[lo, hi)``."""
     df = fs / n
-    return max(0, math.floor(hi / df + 1e-9) - math.ceil(lo / df - 1e-9) + 1)
+    return max(0, math.ceil(hi / df - 1e-9) - math.ceil(lo / df - 1e-9))
 
 
 def check_features(f: FeaturesConfig, pp: PreprocessConfig, sfreq: float, ch_names: list[str] | None) -> list[str]:
@@ -137,6 +145,7 @@ def check_features(f: FeaturesConfig, pp: PreprocessConfig, sfreq: float, ch_nam
                 f"features.paf.segment_samples: {p.segment_samples} samples is shorter than one period "
                 f"at {p.peak_band[0]} Hz"
             )
+    problems += _check_spectrum(f, fs)
     for rhythm, ph in f.phase.items():
         problems += check_phase(f"features.phase.{rhythm}", ph, fs)
     problems += _check_channels(f, pp, ch_names)
@@ -183,6 +192,51 @@ def check_phase(key: str, ph: PhaseConfig, fs: float) -> list[str]:
         problems.append(
             f"{key}.train_s: {ph.train_s:g} s is too short to calibrate the period; "
             f"allowed: >= {max(MIN_ETP_TRAIN_S, 4 * ph.window_s):g}"
+        )
+    return problems
+
+
+def _check_spectrum(f: FeaturesConfig, fs: float) -> list[str]:
+    """Return the problems of ``[features.aperiodic]``/``[features.iaf]`` against the sampling rate."""
+    rng = spectrum_range(f)
+    if rng is None:
+        return []
+    problems: list[str] = []
+    nyq = fs / 2
+    seg = f.spectrum.segment_samples or f.window_samples
+    seg_key = "features.spectrum.segment_samples"
+    df = fs / seg
+    if rng[1] >= nyq:
+        key = "features.aperiodic.range_hz" if f.aperiodic and f.aperiodic.range_hz[1] >= nyq else "features.iaf.bands"
+        problems.append(f"{key}: reaches {rng[1]:g} Hz, not below Nyquist ({nyq:g} Hz at {fs:g} Hz)")
+    if f.aperiodic is not None:
+        lo, hi = f.aperiodic.range_hz
+        n_bins = _bins_in(lo, hi + df / 2, fs, seg)
+        if n_bins < 10:
+            problems.append(
+                f"features.aperiodic.range_hz: holds {n_bins} bins at {seg} samples ({df:.3g} Hz apart); a fit "
+                f"needs >= 10: widen the range or raise {seg_key.split('.')[-1]} to >= {math.ceil(10 * fs / (hi - lo))}"
+            )
+        for name in corrected_bands(f):
+            if name in f.bands and _bins_in(*f.bands[name], fs, seg) == 0:
+                problems.append(f"features.aperiodic.corrected: {name!r} holds no bin of {seg_key} ({df:.3g} Hz apart)")
+    if f.iaf is not None:
+        for name, (lo, hi) in f.iaf.bands.items():
+            if hi - lo < df:
+                problems.append(
+                    f"features.iaf.bands.{name}: {hi - lo:g} Hz wide but {seg_key} resolves {df:.3g} Hz; "
+                    f"use segment_samples >= {math.ceil(fs / (hi - lo))}"
+                )
+        lo, hi = f.iaf.search_hz
+        if f.iaf.fixed_hz is None and hi - lo < 4 * df:
+            problems.append(
+                f"features.iaf.search_hz: needs at least 4 bins; {seg_key} resolves {df:.3g} Hz "
+                f"(use segment_samples >= {math.ceil(4 * fs / (hi - lo))})"
+            )
+    if seg < fs / rng[0]:
+        problems.append(
+            f"{seg_key}: {seg} samples is shorter than one period at {rng[0]:g} Hz (the lowest frequency the "
+            f"aperiodic fit or the IAF bands use); allowed: >= {math.ceil(fs / rng[0])}"
         )
     return problems
 
