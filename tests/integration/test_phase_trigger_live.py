@@ -38,11 +38,13 @@ def recorded_fires(path) -> list[dict]:
 def test_a_live_phase_session_records_its_pulses_and_replays_to_the_same_ones(tmp_path):
     from closedloop.live.runtime import LiveSession
 
-    resolved = load_pipeline(REPO / "pipelines" / "phase_alpha_rtms_sim.toml", {"controller.min_interval_s": 5.2})
+    # a frame every 10 ms (the shipped 4 ms is heavier on a machine busy with other tests)
+    over = {"features.hop_samples": 5, "source.chunk_size": 5}
+    resolved = load_pipeline(REPO / "pipelines" / "phase_alpha_rtms_sim.toml", over)
     live = []
     session = LiveSession(resolved, 12.0, tmp_path / "live", show_status=False, on_step=live.append)
     summary = session.run()
-    assert summary["stop_reason"] == "duration reached"
+    assert summary["stop_reason"] == "duration reached", summary["stop_reason"]
     fired = [s for s in live if s.allowed.fire]
     assert len(fired) >= 2 and len(session.adapter.trains) == len(fired)
     # the delay each frame was predicted over was measured live: data age (and the chunk's older frames)
@@ -73,7 +75,7 @@ def test_pulses_land_on_the_trough_of_a_played_recording_end_to_end(tmp_path, ad
     bench = _bench()
     rec = tmp_path / "alpha.xdf"
     write_synthetic_xdf(rec, 45.0, n_channels=32, sfreq=500.0, seed=5, alpha_uV=15.0)
-    overrides = {"features.channels": ["O2"], "controller.min_amplitude_uV": 6.0}
+    overrides = {"features.channels": ["O2"], "controller.min_amplitude_uV": 6.0, "features.hop_samples": 5}
     summary, pulses, resolved = bench.live_phase_session(rec, 30.0, tmp_path / "run", adapter, overrides=overrides)
     assert summary["stop_reason"] == "duration reached", summary["stop_reason"]
     assert summary["adapter_refusals"] == 0
@@ -81,10 +83,10 @@ def test_pulses_land_on_the_trough_of_a_played_recording_end_to_end(tmp_path, ad
     assert np.all(np.diff(pulses) >= 5.0)  # the profile's inter-train interval, on the adapter's own clock
     at, m = bench.pulse_phases(tmp_path / "run" / "session" / "session.xdf", pulses, "O2", (8.0, 13.0), 180.0)
     assert m["pulses"] >= 2
-    # every delay is in this figure; each pulse lies within a quarter cycle of the trough
+    # every delay is in this figure; pulses cluster on the trough (a random phase: 1/3 within ±60°, accuracy 50 %)
     err = np.degrees(np.angle(np.exp(1j * (at - math.pi))))
-    assert np.all(np.abs(err) < 90.0), err
-    assert abs(m["mean_error_deg"]) < 45.0
+    assert np.mean(np.abs(err) < 60.0) >= 0.6, err
+    assert abs(m["mean_error_deg"]) < 45.0 and m["accuracy_pct"] > 70.0, err
     # each pulse came when the controller predicted it would (TTL: the edge its thread stamped)
     timing = bench.pulse_timing(tmp_path / "run" / "session" / "session.xdf", adapter)
     assert abs(timing["pulse_time_error_ms"]["median"]) < 5.0
