@@ -26,7 +26,7 @@ from closedloop.control import build_controller
 from closedloop.features import build_chain
 from closedloop.safety.envelope import build_safety_layer
 from closedloop.session.clocks import SafetyClock, SampleClock
-from closedloop.types import BAD_DATA_FLAGS, Chunk, Command, Frame
+from closedloop.types import BAD_DATA_FLAGS, NOTE_PREFIX, Chunk, Command, Frame
 
 
 @dataclass(slots=True)
@@ -119,6 +119,8 @@ class Pipeline:
             self.clock.on_frame(frame)
             self._check_bad_data(frame)
             allowed = safety.step(desired)
+            if allowed.fire:
+                _carry_notes(desired, allowed)
             t_safe += perf_counter() - tb
             t_ctl += tb - ta
             steps.append(Step(frame, desired, allowed, self.controller.state(), safety.t))
@@ -150,3 +152,10 @@ class Pipeline:
         """Compile every numba kernel before the session clock starts."""
         self.preprocess.warmup()
         self.features.warmup()
+
+
+def _carry_notes(desired: Command, allowed: Command) -> None:
+    """Copy the desired command's annotations (:data:`~closedloop.types.NOTE_PREFIX`) onto the fire allowed."""
+    notes = {k: v for k, v in desired.extra.items() if k.startswith(NOTE_PREFIX)}
+    if notes:
+        allowed.extra = {**allowed.extra, **notes}

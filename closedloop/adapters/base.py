@@ -187,6 +187,9 @@ class AdapterBase:
         self.dropped = 0
         self.last_command: Command | None = None
         self.guard = TrainGuard.from_profile(profile) if self.modality in ("rtms", "tus") else None
+        #: measured delay from ``apply`` to the output (s): 0 for adapters that act inside ``apply``; adapters
+        #: that hand the work to a thread measure it (a phase trigger adds it to its prediction horizon)
+        self.output_latency_s = 0.0
         self._fault_lock = threading.Lock()
 
     @classmethod

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from closedloop.adapters.command_checks import fires
@@ -62,6 +63,7 @@ class TTLTriggerAdapter(ThreadedAdapter):
             )
         self.pulse_times: list[float] = []
         self._abort = threading.Event()
+        self._issued: deque[float] = deque()  # apply() times of accepted fires, for the output latency
 
     def problems(self, command: Command, now: float) -> list[str]:
         """Return why ``command`` must be refused (empty: allowed)."""
@@ -104,7 +106,13 @@ class TTLTriggerAdapter(ThreadedAdapter):
     def _io_disarm(self) -> None:
         self._io_safe()
 
+    def _accept(self, command: Command, now: float) -> None:
+        super()._accept(command, now)
+        if fires(command):
+            self._issued.append(now)
+
     def _io_apply(self, command: Command) -> None:
+        issued = self._issued.popleft() if fires(command) and self._issued else None
         if not fires(command) or not self.armed:
             return
         n = int(command.extra.get("pulses", 1))
@@ -116,6 +124,9 @@ class TTLTriggerAdapter(ThreadedAdapter):
                 self.log.add("event", note=f"train aborted after {k} of {n} pulses")
                 return
             self._pulse(f"pulse {k + 1}/{n}")
+            if k == 0 and issued is not None:  # from apply() to the first edge: EMA over fires
+                lat = self.pulse_times[-1] - issued
+                self.output_latency_s = lat if self.output_latency_s == 0.0 else 0.8 * self.output_latency_s + 0.2 * lat
 
     def _io_safe(self) -> None:
         self.armed = False

@@ -8,12 +8,18 @@ from __future__ import annotations
 from closedloop.control.base import Controller, display_state
 from closedloop.control.baseline import INNER_CONTROLLERS, BaselineController
 from closedloop.control.dual_threshold import DualThresholdController
+from closedloop.control.phase_trigger import PhaseTriggerController
 from closedloop.control.pi import PIController
 from closedloop.control.schedule import ScheduleController
 from closedloop.control.threshold import ThresholdController
 from closedloop.control.trigger import TriggerController
 
-_REGISTRY = {**INNER_CONTROLLERS, "baseline": BaselineController, "trigger": TriggerController}
+_REGISTRY = {
+    **INNER_CONTROLLERS,
+    "baseline": BaselineController,
+    "trigger": TriggerController,
+    "phase_trigger": PhaseTriggerController,
+}
 
 
 def build_controller(config) -> Controller:
@@ -26,6 +32,7 @@ __all__ = [
     "Controller",
     "DualThresholdController",
     "PIController",
+    "PhaseTriggerController",
     "ScheduleController",
     "ThresholdController",
     "TriggerController",

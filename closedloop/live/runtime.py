@@ -249,6 +249,9 @@ class LiveSession:
                 )
                 self._driver = driver
                 self.stats = driver.stats
+                live_timing = getattr(pipeline.controller, "use_live_timing", None)
+                if live_timing is not None:  # e.g. a phase trigger measures the delay to each pulse
+                    live_timing(self.clock, source.local_time, self.adapter)
                 self._say("compiling the feature kernels")
                 driver.warmup()
                 # checks the folder (writable, free space) and raises before anything is stimulated

@@ -34,7 +34,7 @@ from closedloop.offline.metrics import Trace, TraceBuilder
 from closedloop.pipeline import Pipeline, Step
 from closedloop.recording.atomic import rescue_dirs, write_json_atomic
 from closedloop.recording.reader import XDFReader
-from closedloop.recording.session import COMMANDS_STREAM
+from closedloop.recording.session import COMMANDS_STREAM, CONTROLLER_STREAM
 from closedloop.session.clocks import RecordedClock, SampleClock
 from closedloop.session.driver import SessionDriver
 from closedloop.session.summary import build_summary
@@ -162,6 +162,9 @@ def replay(
     sample_clock = SampleClock(cfg.sfreq, cfg.features.window_samples, cfg.features.hop_samples)
     clock = RecordedClock(recorded.safety_times, sample_clock) if recorded.safety_times is not None else sample_clock
     pipe = Pipeline(resolved, plan.names, clock=clock, ch_types=plan.types)
+    inputs = {k: v for k, v in recorded.controller_state.items() if k in getattr(pipe.controller, "replay_inputs", ())}
+    if inputs:  # live measurements a controller decided on (a phase trigger's delay to the pulse)
+        pipe.controller.use_recorded_inputs(inputs)
     adapter = simulated_adapter(resolved.profile, clock=clock)
     if duration_s is None:
         duration_s = recorded.requested_duration_s
@@ -297,10 +300,11 @@ class _RecordedSession:
 
     safety_times: np.ndarray | None = None
     requested_duration_s: float | None = None
+    controller_state: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _recorded_session(rec: RecordingFile) -> _RecordedSession:
-    """Read the safety-layer times and the requested duration of a recorded closedloop session."""
+    """Read the safety-layer times, the requested duration and the controller state of a recorded closedloop session."""
     if rec.kind != "xdf":
         return _RecordedSession()
     reader = XDFReader(rec.path)
@@ -315,6 +319,9 @@ def _recorded_session(rec: RecordingFile) -> _RecordedSession:
         if "safety_time" in stream.ch_names:
             values, _ = reader.read_stream(stream.stream_id)
             out.safety_times = np.asarray(values[:, stream.ch_names.index("safety_time")], dtype=float)
+    for stream in reader.find(name=CONTROLLER_STREAM):
+        values, _ = reader.read_stream(stream.stream_id)
+        out.controller_state = {name: np.asarray(values[:, j], dtype=float) for j, name in enumerate(stream.ch_names)}
     return out
 
 

@@ -140,6 +140,20 @@ OVERRIDES = [
     ("alpha_tus_sim", "controller.refractory_s=25", "controller.refractory_s: 25 s is shorter than the sonication"),
     ("theta_alpha_tdcs_dual", "controller.derive.lower='q25'", "controller.derive.lower"),
     ("theta_alpha_tdcs_dual", "controller.inner.kind='baseline'", "controller.inner.kind"),
+    (
+        "phase_alpha_rtms_sim",
+        "controller.min_interval_s=5",
+        "controller.min_interval_s: 5 s is shorter than the train (0.05 s) plus the minimum inter-train interval",
+    ),
+    ("phase_alpha_rtms_sim", "controller.target='valley'", "controller.target: must be 'peak', 'trough', 'rising'"),
+    ("phase_alpha_rtms_sim", "controller.rhythm='beta'", "controller.rhythm: 'beta_phase' is not a feature"),
+    ("phase_alpha_rtms_sim", "controller.channel='O2'", "controller.rhythm: 'alpha_phase_O2' is not a feature"),
+    ("phase_alpha_rtms_sim", "controller.tolerance_deg=500", "controller.tolerance_deg"),
+    ("phase_alpha_rtms_sim", "features.phase.alpha.train_s=20", "train_s: only estimator 'etp' reads it"),
+    ("phase_alpha_rtms_sim", "features.phase.alpha.estimator='pll'", "features.phase.alpha.estimator"),
+    ("phase_alpha_rtms_sim", "features.phase.alpha.band=[8.0, 300.0]", "features.phase.alpha.band: upper edge"),
+    ("phase_alpha_rtms_sim", "features.phase.alpha.window_s=0.05", "features.phase.alpha.window_s: 0.05 s is shorter"),
+    ("phase_alpha_rtms_sim", "features.phase.alpha.snr_flank_hz=9", "features.phase.alpha.snr_flank_hz"),
 ]
 
 PIPELINE_TEXT = (REPO / "pipelines" / "alpha_tacs.toml").read_text()
