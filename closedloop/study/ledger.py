@@ -351,12 +351,14 @@ class Ledger:
         LedgerError
             If the ledger cannot be read or written.
         """
-        now = float(self.now())
         caps = dose_caps(resolved, duration_s)
         modality = resolved.profile.device.modality
         con = self._connect()
         try:
             con.execute("BEGIN IMMEDIATE")
+            # read the time holding the write lock: read before it, a session admitted while this one
+            # waited would carry a later start than this one's "now" and fall outside every window
+            now = float(self.now())
             self._check(con)
             rows = con.execute(
                 "SELECT * FROM sessions WHERE participant = ? AND status != 'not_started'", (participant,)

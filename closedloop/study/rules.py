@@ -284,7 +284,8 @@ def evaluate(
         p = rule.parsed
         if p.kind == "interval":
             gap_s = rule.value * 3600.0
-            blocking = [s for s in past if s.started_at <= now + 1e-9 and now - s.end_at < gap_s]
+            # a session recorded as starting after now (another writer's clock, or this one stepped back) counts too
+            blocking = [s for s in past if now - s.end_at < gap_s]
             if blocking:
                 last = max(blocking, key=lambda s: s.end_at)
                 since_h = (now - last.end_at) / 3600.0
@@ -300,7 +301,7 @@ def evaluate(
         q_modality = QUANTITY_MODALITY[q]
         if q_modality is not None and q_modality != modality:
             continue  # a rule for another modality's dose
-        window = [s for s in past if now - p.period_s < s.started_at <= now + 1e-9]
+        window = [s for s in past if now - p.period_s < s.started_at]
         if q == "sessions":
             if len(window) + 1 > rule.value:
                 raise StudyRefusal(

@@ -342,6 +342,21 @@ def test_two_sessions_starting_at_once_cannot_share_the_last_slot(tmp_path, tacs
     assert len(Ledger(path).sessions()) == 1
 
 
+def test_a_session_recorded_after_now_still_counts(tmp_path, tacs):
+    # the race behind two admissions of the last slot: a writer that read its clock before it got the
+    # lock sees the other's session as starting in its future; so does a clock stepped back
+    clock = Clock()
+    ledger = Ledger(tmp_path / "l.sqlite", now=clock)
+    first = ledger.admit(tacs, "01", "1", 60.0, rules_for({"max_sessions_per_day": rule(1)}), tmp_path / "a")
+    ledger.finish(first.entry_id, summary(0.1, 60.0))
+    clock.advance(-0.5)
+    with pytest.raises(StudyRefusal, match="1 session"):
+        ledger.admit(tacs, "01", "2", 60.0, rules_for({"max_sessions_per_day": rule(1)}), tmp_path / "b")
+    with pytest.raises(StudyRefusal, match="next session may start"):
+        ledger.admit(tacs, "01", "2", 60.0, rules_for({"min_session_interval_h": rule(1)}), tmp_path / "b")
+    assert len(ledger.sessions()) == 1
+
+
 def test_caps_never_hold_infinity_in_json(tmp_path, tacs):
     ledger = Ledger(tmp_path / "l.sqlite")
     ledger.admit(tacs, "01", "1", None, [], tmp_path / "a")
