@@ -93,7 +93,9 @@ class RunningStats:
 
     def warmup(self) -> None:
         """Compile the update kernel before the session clock starts."""
-        _welford_add(np.zeros(1, np.int64), np.zeros(1), np.zeros(1), np.zeros(1))
+        frame_values = np.zeros(1)
+        frame_values.flags.writeable = False  # as the frames' values are: another signature to numba
+        _welford_add(np.zeros(1, np.int64), np.zeros(1), np.zeros(1), frame_values)
 
     def std(self) -> np.ndarray:
         """Return the standard deviation per feature (NaN where fewer than two values)."""

@@ -27,18 +27,50 @@ def _run(args: list[str], cwd: Path, env: dict, timeout: float = 300) -> subproc
     return r
 
 
+# closedloop itself, and the build tools: pip's build isolation would not hide the parent's setuptools
+# behind the view, and an older one cannot build this project
+_LEFT_OUT = {"closedloop", "setuptools", "pkg_resources", "_distutils_hack", "pip", "wheel"}
+
+
+def _left_out(name: str) -> bool:
+    """Whether a parent site-packages entry stays out of the throwaway environment's view."""
+    low = name.lower()
+    if low.startswith("__editable__"):
+        return "closedloop" in low
+    return low.split("-")[0].removesuffix(".py") in _LEFT_OUT or low == "distutils-precedence.pth"
+
+
+def _throwaway_env(base: Path, env: dict) -> Path:
+    """A virtual environment that sees this one's packages (numpy, numba, mne, ...) but not its closedloop.
+
+    The running environment may hold closedloop itself (CI installs it with ``pip install .``); seen
+    through ``--system-site-packages`` that copy would shadow the one under test, and pip would call
+    the wheel "already satisfied". So the environment gets a view of the parent's site-packages with
+    every other entry linked in and closedloop's left out. Returns the environment's python.
+    """
+    view = base / "parent-site-packages"
+    view.mkdir()
+    for folder in site.getsitepackages():
+        for entry in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+            if not _left_out(entry.name) and not (view / entry.name).exists():
+                (view / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    venv = base / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)], base, env)
+    py = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    purelib = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], base, env).stdout
+    # after the environment's own packages; addsitedir also runs the parent's .pth files
+    Path(purelib.strip(), "zz_parent_env.pth").write_text(f"import site; site.addsitedir({str(view)!r})\n")
+    return py
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> tuple[Path, dict, Path, Path]:
     base = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CLOSEDLOOP_DEVICES")}
     _run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w", str(base / "dist")], base, env)
     (wheel,) = (base / "dist").glob("closedloop-*.whl")
-    venv = base / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], base, env)
-    py = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
-    purelib = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], base, env).stdout
-    # the throwaway environment sees this one's packages (numpy, numba, mne, ...), after its own
-    Path(purelib.strip(), "zz_parent_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    py = _throwaway_env(base, env)
+    venv = py.parent.parent
     _run([str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], base, env)
     home = base / "home"  # no user profiles
     env = {**env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
@@ -51,7 +83,7 @@ def installed(tmp_path_factory) -> tuple[Path, dict, Path, Path]:
 def test_installed_commands_find_shipped_profiles_and_pipelines(installed):
     exe, env, work, py = installed
     where = _run([str(py), "-c", "import closedloop; print(closedloop.__file__)"], work, env).stdout.strip()
-    assert str(REPO) not in where  # the installed copy, not the checkout
+    assert str(REPO) not in where and str(exe.parent.parent) in where  # the copy under test, not the checkout
     devices = _run([str(exe), "devices"], work, {**env, "COLUMNS": "250"}).stdout
     shipped = Path(where).parent / "devices"
     assert "[shipped with closedloop]" in devices and str(shipped) in devices
@@ -79,11 +111,7 @@ def test_init_from_the_installed_package(installed):
 
 def test_an_editable_install_maps_the_shipped_folders_to_the_repository(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CLOSEDLOOP_DEVICES")}
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path, env)
-    py = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
-    purelib = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], tmp_path, env).stdout
-    Path(purelib.strip(), "zz_parent_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    py = _throwaway_env(tmp_path, env)
     _run([str(py), "-m", "pip", "install", "--no-deps", "-q", "-e", str(REPO)], tmp_path, env)
     code = (
         "from closedloop.config.profile import packaged_folder; "

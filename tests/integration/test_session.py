@@ -176,7 +176,7 @@ def test_synth_process_and_lsl_pipeline_work_together(repo, tmp_path, unique_nam
         t0 = time.monotonic()
         seen = []
 
-        def kill_later(step, _t=[None]):
+        def kill_later(step):
             seen.append(step)
             if len(seen) == 40:
                 procs[1].kill()
