@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -179,10 +180,18 @@ def test_emergency_stop_returns_at_once_and_aborts(make, emu):
     a.arm()
     a.apply(tacs(1.0), a.clock())
     assert wait_for(lambda: emu.amplitudes_uA[0] == 1000.0)
-    t0 = time.monotonic()
-    a.emergency_stop()
-    assert time.monotonic() - t0 < 0.05
-    assert wait_for(lambda: emu.safe, 1.0) and a.output_mA(a.clock()) == 0.0
+    gate = threading.Event()
+    a.worker.submit(gate.wait)  # the device thread is busy (a slow exchange on the wire)
+    returned = threading.Event()
+    threading.Thread(target=lambda: (a.emergency_stop(), returned.set()), daemon=True).start()
+    try:
+        # "at once": it returns while the device thread is still busy, so it waits on no wire
+        assert returned.wait(10.0) and not emu.safe
+    finally:
+        gate.set()
+    t_free = time.monotonic()
+    assert wait_for(lambda: emu.safe, 5.0) and a.output_mA(a.clock()) == 0.0
+    assert time.monotonic() - t_free <= 1.0  # the stop is the device thread's next job: safe within a second
 
 
 @pytest.mark.parametrize(
