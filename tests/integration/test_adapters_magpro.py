@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import time
 
 import pytest
 from adapter_helpers import adapter_maker, wait_for
@@ -63,9 +62,12 @@ def test_happy_path_enables_programs_fires_and_ends_disabled(make, emu):
     a.guard.last_end = -1e9
     a.apply(fire(pulses=1.0, train_duration_s=0.0), a.clock())  # a single pulse
     assert wait_for(lambda: len(emu.pulses) == 2) and emu.pulses[1][2] == "single"
-    n = len(emu.received)
-    time.sleep(0.5)
-    assert len(emu.received) > n  # status polls while idle
+    n = len(a.log.records(["tx"]))
+    assert wait_for(lambda: len(a.log.records(["tx"])) >= n + 3, 10.0)  # status polls while idle ...
+    polls = a.log.records(["tx"])[n:]
+    assert all(r.note == "status poll" for r in polls)
+    # ... each at least heartbeat_s after the previous exchange (the adapter's own send times)
+    assert all(r1.time - r0.time >= 0.2 for r0, r1 in zip(polls, polls[1:]))
     a.stop()
     assert not emu.enabled and emu.amp_a == 0
     tx = [r.data for r in a.log.records(["tx"])]

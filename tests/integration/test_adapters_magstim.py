@@ -54,8 +54,9 @@ def test_happy_path_programs_fires_keeps_alive_and_ends_safe(make, emu):
     _, power, rate, pulses = emu.trains[0]
     assert (power, rate, pulses) == (55, 20.0, 32)  # 110 %MT of a 50 %MSO threshold
     assert emu.duration_ds == 16
-    # keep-alive: armed and idle for longer than the unit's own timeout, still armed
-    time.sleep(1.0)
+    # keep-alive: armed and idle for twice the unit's own timeout (as the unit counts it), still armed
+    t_idle = time.monotonic()
+    assert wait_for(lambda: emu.received[-1][0] - t_idle > 2 * emu.armed_timeout_s, 10.0)
     assert emu.armed and emu.auto_disarms == 0 and a.fault is None
     a.stop()
     assert not emu.armed and not emu.remote
@@ -172,7 +173,7 @@ def test_out_of_profile_commands_are_refused_and_disarm(make, emu):
     with pytest.raises(LimitViolation, match="inter-train interval"):
         a.apply(fire(), a.clock())
     assert wait_for(lambda: not emu.armed)
-    time.sleep(0.1)
+    a.worker.call(lambda: None, 5.0)  # whatever the refusals queued has run (and been answered)
     assert len(emu.trains) == 1 and a.refused == 4
 
 

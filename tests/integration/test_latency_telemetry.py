@@ -24,7 +24,7 @@ def test_stage_times_fit_inside_loop_latency_and_histograms_stay_fixed(repo, tmp
     )
     sizes_before = {n: h.counts.nbytes for n, h in session.stats.stages.hist.items()}
     summary = session.run()
-    assert len(seen) > 50
+    assert seen and session.stats.latency.n == len(seen)  # every command's latency, however many a busy machine allows
     for lat, stage in seen:
         assert set(stage) == set(STAGES)
         assert all(v >= 0 for v in stage.values())
@@ -37,7 +37,8 @@ def test_stage_times_fit_inside_loop_latency_and_histograms_stay_fixed(repo, tmp
         s = summary["stage_ms"][stage]
         assert s["median"] <= s["p99"] * 1.0001 <= s["max"] * 1.0002
     lats = np.array([lat for lat, _ in seen]) * 1e3
-    assert summary["latency_ms"]["median"] == pytest.approx(np.median(lats), rel=0.02)
+    # the histogram's median is the upper middle value, read off a ~1 % bin
+    assert summary["latency_ms"]["median"] == pytest.approx(np.sort(lats)[len(lats) // 2], rel=0.01)
     assert summary["latency_ms"]["max"] == pytest.approx(lats.max(), rel=1e-9)
     assert summary["loop_behind"] >= 0 and isinstance(summary["warnings"], list)
 
@@ -51,7 +52,9 @@ def test_falling_behind_is_reported(repo, tmp_path):
     def slow(step):
         calls.append(step)
         if len(calls) == 20:
-            time.sleep(0.25)  # one stall: the next pull finds data older than a hop (50 ms)
+            # the scenario: one stall, so that the next pull finds data older than a hop (50 ms);
+            # a busy machine can only make the loop later still
+            time.sleep(0.25)
 
     summary = LiveSession(resolved, 3.0, tmp_path, show_status=False, on_step=slow).run()
     assert summary["loop_behind"] >= 1

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.lsl
 REPO = Path(__file__).resolve().parents[2]
 
 
-def consume(name: str, n_samples: int, timeout: float = 30.0):
-    """Plain pylsl: connect to the marker stream, then the EEG, pull until ``n_samples`` arrived."""
+def consume(name: str, n_samples: int, n_markers: int, timeout: float = 30.0):
+    """Plain pylsl: connect to the marker stream, then the EEG, pull until ``n_samples`` and ``n_markers`` arrived."""
     [eeg_info] = pylsl.resolve_byprop("name", name, 1, timeout)
     [marker_info] = pylsl.resolve_byprop("name", f"{name}-markers", 1, timeout)
     markers = pylsl.StreamInlet(marker_info, recover=False, processing_flags=0)
@@ -45,11 +45,14 @@ def consume(name: str, n_samples: int, timeout: float = 30.0):
         if t:
             values.append(np.asarray(v, dtype=np.float32 if full.channel_format() == pylsl.cf_float32 else float))
             stamps.append(np.asarray(t))
-    time.sleep(0.2)
-    try:
-        labels, marker_stamps = markers.pull_chunk(timeout=0.5)
-    except pylsl.util.LostError:
-        labels, marker_stamps = [], []
+    labels, marker_stamps = [], []
+    while len(labels) < n_markers and time.monotonic() < deadline:  # markers travel on their own stream
+        try:
+            lab, st = markers.pull_chunk(timeout=0.2)
+        except pylsl.util.LostError:  # the player is done and everything it sent has been pulled
+            break
+        labels += lab
+        marker_stamps += st
     got = np.concatenate(values) if values else np.zeros((0, full.channel_count()), np.float32)
     return full, got, np.concatenate(stamps) if stamps else np.zeros(0), labels, np.asarray(marker_stamps)
 
@@ -78,7 +81,7 @@ def test_cli_play_is_consumed_intact_by_pylsl(tmp_path, unique_name):
         text=True,
     )
     try:
-        full, got, stamps, labels, marker_stamps = consume(unique_name, len(raw))
+        full, got, stamps, labels, marker_stamps = consume(unique_name, len(raw), len(info["markers"]))
         player.wait(timeout=30)
     finally:
         if player.poll() is None:
@@ -111,7 +114,7 @@ def test_play_loops_an_mne_file_with_continuous_timestamps(tmp_path, unique_name
     )
     thread.start()
     try:
-        full, got, stamps, labels, _ = consume(unique_name, 500)
+        full, got, stamps, labels, _ = consume(unique_name, 500, 2)
     finally:
         stop.set()
         thread.join(10)

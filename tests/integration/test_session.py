@@ -173,61 +173,21 @@ def test_synth_process_and_lsl_pipeline_work_together(repo, tmp_path, unique_nam
         assert summary["samples_in"] >= 2.5 * 250 and summary["frames"] > 0
         assert summary["stop_reason"] == "duration reached"
         # kill the source mid-session: the session ramps down and ends with the reason
-        t0 = time.monotonic()
-        seen = []
+        seen, killed = [], []
 
         def kill_later(step):
             seen.append(step)
             if len(seen) == 40:
                 procs[1].kill()
+                killed.append(time.monotonic())
 
         summary = LiveSession(resolved, 30.0, tmp_path / "out2", show_status=False, on_step=kill_later).run()
-        assert time.monotonic() - t0 < 20
-        assert "source lost" in summary["stop_reason"]
+        assert killed and "source lost" in summary["stop_reason"]  # ended on the loss, not at its 30 s
+        assert time.monotonic() - killed[0] < 15.0  # noticed, ramped down and closed (generous: a busy machine)
     finally:
         for pr in procs:
             pr.kill()
             pr.wait(5)
-
-
-@pytest.mark.lsl
-def test_ctrl_c_ramps_down_and_still_writes_summary(repo, tmp_path):
-    import signal
-
-    out = tmp_path / "session"
-    # a low threshold pair keeps stimulation on from the start, so there is something to ramp down
-    pipeline = tmp_path / "pipelines" / "on.toml"
-    pipeline.parent.mkdir()
-    import shutil
-
-    shutil.copytree(repo / "devices", tmp_path / "devices")
-    pipeline.write_text(
-        (repo / "pipelines" / "alpha_tacs.toml")
-        .read_text()
-        .replace("lower = 1.3", "lower = 9.0")
-        .replace("upper = 1.55", "upper = 9.5")
-        .replace("onset = 4", "onset = 1")
-        .replace("blanking_s = 2.0", "blanking_s = 0.0")
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "closedloop", "run", str(pipeline), "--duration", "60", "--out", str(out), "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not (out / "summary.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
-        if time.monotonic() > deadline - 45:  # ~15 s after start: stimulation has ramped up
-            proc.send_signal(signal.SIGINT)
-            break
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr
-    summary = json.loads((out / "summary.json").read_text())
-    assert "interrupted" in summary["stop_reason"]
-    assert summary["amplitude_max_mA"] > 0.5  # it was stimulating ...
-    assert summary["safety_events"].get("stop", 0) > 0  # ... and the stop was a ramp through the safety layer
-    assert summary["final_amplitude_mA"] == 0.0
 
 
 def test_cli_run_refuses_an_unwritable_output_folder(repo, tmp_path):

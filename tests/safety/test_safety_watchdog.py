@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
+import numpy as np
 import pytest
+from adapter_helpers import wait_for
 from safety_helpers import at, make
 
 from closedloop.safety import StimState, TESEnvelope, Watchdog
@@ -35,26 +36,29 @@ def test_monitor_thread_notices_a_stalled_loop_and_stops_stimulation():
     safety = make(env)
     for i in range(40):
         at(safety, i * 0.1).step(Command(2.0, 10.0, True))
-    w = Watchdog(frame_timeout_s=0.3, loop_timeout_s=0.1, clock=time.monotonic)
-    tripped = threading.Event()
+    timeout = 0.5
+    w = Watchdog(frame_timeout_s=0.3, loop_timeout_s=timeout, clock=time.monotonic)
     trips = []
 
     def on_trip(trip):
         trips.append(trip)
         safety.emergency_stop(trip.reason)  # what the runtime wires
-        tripped.set()
 
-    w.heartbeat(time.monotonic())
+    beats = [time.monotonic()]
+    w.heartbeat(beats[-1])
     w.start(on_trip, interval_s=0.02)
     try:
-        for _ in range(5):  # a healthy loop keeps beating
-            time.sleep(0.03)
-            w.heartbeat(time.monotonic())
-        assert not tripped.is_set()
-        assert tripped.wait(5.0)  # then the loop "stalls": no more heartbeats
+        for _ in range(10):  # a healthy loop keeps beating
+            time.sleep(0.03)  # the scenario: the loop's pace
+            beats.append(time.monotonic())
+            w.heartbeat(beats[-1])
+        healthy_trips = len(trips)
+        # no trip while the loop beats (unless the machine really held this thread past the timeout)
+        assert healthy_trips == 0 or max(np.diff(beats)) > timeout
+        assert wait_for(lambda: len(trips) > healthy_trips, 10.0)  # then the loop "stalls": no more heartbeats
     finally:
         w.stop()
-    assert [t.kind for t in trips] == ["loop"]  # once per stall
+    assert [t.kind for t in trips] == ["loop"] * (healthy_trips + 1)  # once per stall
     assert safety.stopped and "loop thread stalled" in safety.stop_reason
     assert safety.state is StimState.RAMPING_DOWN
     assert at(safety, safety.t + 1.0).step(Command(2.0, 10.0, True)).amplitude_mA == 0.0

@@ -380,9 +380,9 @@ def test_run_synth_streams_for_duration():
     def on_start(pub):
         seen["info"] = _resolve(pub.source_id)
         seen["pub"] = pub
+        seen["started"] = time.monotonic()  # the duration counts from here (resolving may take long when busy)
 
-    t0 = time.monotonic()
     run_synth(name, n_channels=4, sfreq=250.0, seed=1, chunk_size=10, duration_s=0.5, on_start=on_start)
-    assert 0.4 < time.monotonic() - t0 < 5.0
+    assert time.monotonic() - seen["started"] >= 0.5  # streamed for its duration, then returned (a hang times out)
     assert seen["info"].name() == name and seen["info"].channel_count() == 4
     assert not seen["pub"].running and seen["pub"].samples_pushed >= 100
