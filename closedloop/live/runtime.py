@@ -26,8 +26,8 @@ from closedloop.adapters import Adapter, DeviceFault, build_adapter
 from closedloop.config import LSLSourceConfig, ResolvedPipeline, SyntheticSourceConfig
 from closedloop.live.signals import SessionInterrupted, StopSignals
 from closedloop.live.status import StatusLine
-from closedloop.offline import report
 from closedloop.lslconfig import configure_lsl
+from closedloop.offline import report
 from closedloop.pipeline import Pipeline, Step
 from closedloop.recording import SessionRecording
 from closedloop.recording.atomic import rescue_dirs, write_json_atomic
@@ -288,14 +288,11 @@ class LiveSession:
     def _start_watchdog(self, driver: SessionDriver) -> Watchdog:
         opts = self.resolved.profile.adapter_options
         ack = opts.get("ack_timeout_s")
-        env = self.resolved.envelope()
         timeout = driver.safety.env.watchdog_timeout_s
-        bad = env.get("bad_data_timeout_s")
         watchdog = Watchdog(
             frame_timeout_s=timeout,
             loop_timeout_s=timeout,
             device_timeout_s=float(ack) if ack is not None else None,
-            bad_data_timeout_s=float(bad["value"]) if bad is not None else None,
             clock=self.clock,
         )
         self.adapter.on_ack = lambda: watchdog.device_ack(self.clock())
@@ -381,7 +378,7 @@ class LiveSession:
                         return False
                 else:
                     trip = wd.check(now)
-                    if trip is not None and trip.kind in ("frame", "bad_data"):
+                    if trip is not None and trip.kind == "frame":
                         stats.watchdog_trips += 1
                         with driver.lock:
                             driver.apply(safety.ramp_down(trip.reason, emergency=True))
@@ -395,7 +392,7 @@ class LiveSession:
     def _after_frames(self, driver, source, wd, status, steps, now, age) -> None:
         """Telemetry and displays after a chunk produced frames."""
         stats = driver.stats
-        wd.frame(now, usable=not driver.bad_data(steps))
+        wd.frame(now)
         stage = dict(driver.pipeline.stage_s)
         stage["adapter"] = driver.adapter_s
         stage["data_age"] = age
