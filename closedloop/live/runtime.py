@@ -392,6 +392,8 @@ class LiveSession:
     def _after_frames(self, driver, source, wd, status, steps, now, age) -> None:
         """Telemetry and displays after a chunk produced frames."""
         stats = driver.stats
+        if wd.last_frame is None:
+            self._say("first frame")
         wd.frame(now)
         stage = dict(driver.pipeline.stage_s)
         stage["adapter"] = driver.adapter_s
