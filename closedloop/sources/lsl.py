@@ -121,16 +121,51 @@ def resolve_one(
         raise SourceError(
             f"no LSL stream matching {_wanted(name, type, source_id)} within {timeout:g} s; {scope_help(scope)}"
         )
-    # wait a little longer for a second match: two fitting streams is an error
-    found = pylsl.resolve_bypred(pred, 2, settle) or found
+    if settle > 0:  # wait a little longer for a second match: two fitting streams is an error
+        error = _several(pylsl.resolve_bypred(pred, 2, settle) or found, name, type, source_id)
+        if error is not None:
+            raise error
+    return found[0]
+
+
+def _several(found, name, type, source_id) -> SourceError | None:
+    """Return the error for more than one stream in ``found`` (None: one)."""
     uniq = {i.uid(): i for i in found}
-    if len(uniq) > 1:
-        listing = "; ".join(f"({k}) {_describe(i)}" for k, i in enumerate(uniq.values(), 1))
-        raise SourceError(
-            f"{len(uniq)} LSL streams match {_wanted(name, type, source_id)}: {listing}; "
-            f"give [source] name and source_id that fit only one (or stop the other)"
-        )
-    return next(iter(uniq.values()))
+    if len(uniq) < 2:
+        return None
+    listing = "; ".join(f"({k}) {_describe(i)}" for k, i in enumerate(uniq.values(), 1))
+    return SourceError(
+        f"{len(uniq)} LSL streams match {_wanted(name, type, source_id)}: {listing}; "
+        f"give [source] name and source_id that fit only one (or stop the other)"
+    )
+
+
+class _SecondMatch:
+    """Look for a second stream matching a query for ``settle`` seconds, in a thread.
+
+    :meth:`LSLSource.open` runs it while the inlet opens and the first
+    ``time_correction`` runs: all three wait inside liblsl, so the settle time
+    no longer adds to the start-up.
+    """
+
+    def __init__(self, query: dict, first, settle: float) -> None:
+        import threading
+
+        self.query, self.first, self.settle = query, first, settle
+        self.error: SourceError | None = None
+        self._thread = threading.Thread(target=self._run, name="closedloop-resolve-settle", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import pylsl
+
+        found = pylsl.resolve_bypred(predicate(**self.query), 2, self.settle)
+        self.error = _several([self.first, *found], **self.query)
+
+    def join(self) -> SourceError | None:
+        """Wait for the settle time to end; return the error if a second stream matched."""
+        self._thread.join()
+        return self.error
 
 
 class LSLSource:
@@ -243,10 +278,25 @@ class LSLSource:
             count, rate, value format, labels (missing, empty, duplicate,
             with control characters), channels the pipeline names, units.
         """
+        info = resolve_one(**self.query, timeout=self.resolve_timeout_s, scope=self.scope, settle=0.0)
+        second = _SecondMatch(self.query, info, settle=1.0)  # meanwhile: header, inlet, first time_correction
+        try:
+            self._open(info)
+        except SourceError:
+            ambiguous = second.join()
+            if ambiguous is not None:
+                raise ambiguous from None
+            raise
+        ambiguous = second.join()
+        if ambiguous is not None:
+            self.close()
+            raise ambiguous
+
+    def _open(self, info) -> None:
+        """Check the stream ``info`` against the pipeline, open its inlet and measure the clock offset."""
         import pylsl
         import pylsl.util
 
-        info = resolve_one(**self.query, timeout=self.resolve_timeout_s, scope=self.scope)
         where = f"stream {info.name()!r}"
         n = info.channel_count()
         problems = []
