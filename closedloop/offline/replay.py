@@ -162,6 +162,7 @@ def replay(
     sample_clock = SampleClock(cfg.sfreq, cfg.features.window_samples, cfg.features.hop_samples)
     clock = RecordedClock(recorded.safety_times, sample_clock) if recorded.safety_times is not None else sample_clock
     pipe = Pipeline(resolved, plan.names, clock=clock, ch_types=plan.types)
+    pipe.keep_state = keep == "steps" or on_step is not None or out_dir is not None  # else nobody reads it
     adapter = simulated_adapter(resolved.profile, clock=clock)
     if duration_s is None:
         duration_s = recorded.requested_duration_s

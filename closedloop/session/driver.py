@@ -19,14 +19,14 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from closedloop.adapters.base import Adapter, LimitViolation
 from closedloop.session.summary import SessionStats
 from closedloop.session.telemetry import RunningStats
 from closedloop.types import Chunk, Command
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from closedloop.pipeline import Pipeline, Step
     from closedloop.recording.session import SessionRecording
 
@@ -84,6 +84,9 @@ class SessionDriver:
         self.lock = threading.Lock()
         self.stats = SessionStats()
         self.stats.feature_stats = RunningStats(len(pipeline.feature_names))
+        self._rows = np.empty((64, len(pipeline.feature_names)))  # a chunk's feature rows
+        self._applied_rows = np.empty((64, 5))  # a chunk's applied commands, as recorded
+        self._issue_times = np.empty(64)
         self.adapter_s = 0.0  # time spent handing the last chunk's commands to the adapter
         self.issued = float("nan")  # clock time once the last chunk's commands were handed to the adapter
 
@@ -109,28 +112,70 @@ class SessionDriver:
             The same samples exactly as received (the source's unit, its own
             timestamps): what the recording keeps.
         """
-        if self.recording is not None:
-            self.recording.on_chunk(raw_data, raw_timestamps)
+        recording = self.recording
+        if recording is not None:
+            recording.on_chunk(raw_data, raw_timestamps)
         with self.lock:
             steps = self.pipeline.process(chunk)
             if steps:
                 t0 = perf_counter()
-                for s in steps:
-                    self.apply(s.allowed, counted=True)
+                self._apply_frames(steps)
                 self.issued = self.clock()
                 self.adapter_s = perf_counter() - t0
         if not steps:
             return steps
-        if self.recording is not None:
-            self.recording.on_steps(steps)
+        if recording is not None:
+            recording.on_steps(steps)
         stats = self.stats
-        stats.frames += len(steps)
-        for s in steps:
-            stats.feature_stats.add(s.frame.values)
-            stats.count_flags(s.frame.flags)
-            if self.on_step is not None:
-                self.on_step(s)
+        k = len(steps)
+        stats.frames += k
+        rows = self._rows
+        if k > rows.shape[0]:
+            rows = self._rows = np.empty((2 * k, rows.shape[1]))
+        for i, s in enumerate(steps):  # one kernel call per chunk for the feature statistics
+            frame = s.frame
+            rows[i] = frame.values
+            if frame.flags:
+                stats.count_flags(frame.flags)
+        stats.feature_stats.add_rows(rows, k)
+        on_step = self.on_step
+        if on_step is not None:
+            for s in steps:
+                on_step(s)
         return steps
+
+    def _apply_frames(self, steps: list[Step]) -> None:
+        """Hand each frame's allowed command to the adapter, as :meth:`apply` does; record them in one push."""
+        clock, adapter, stats, recording = self.clock, self.adapter, self.stats, self.recording
+        if recording is not None and len(steps) > self._applied_rows.shape[0]:
+            self._applied_rows = np.empty((2 * len(steps), 5))
+            self._issue_times = np.empty(2 * len(steps))
+        rows, issued, commands = self._applied_rows, self._issue_times, []
+        local_time = self.local_time
+        try:
+            for s in steps:
+                command = s.allowed
+                now = clock()
+                try:
+                    adapter.apply(command, now)
+                except LimitViolation:
+                    stats.adapter_refusals += 1
+                    continue
+                if recording is not None:
+                    n = len(commands)
+                    t = command.time
+                    rows[n] = (command.amplitude_mA, command.frequency_Hz, command.on, t, now - local_time(t))
+                    issued[n] = now
+                    commands.append(command)
+                stats.commands_applied += 1
+                if command.amplitude_mA > stats.amplitude_max:
+                    stats.amplitude_max = command.amplitude_mA
+                if command.abort and not self.safety.stopped:
+                    adapter.rearm()  # an abort disarms rTMS/TUS devices
+        finally:  # what reached the device is recorded, even if a later command faulted it
+            if commands:
+                n = len(commands)
+                recording.on_applied_rows(rows[:n], issued[:n], commands)
 
     def apply(self, command: Command, counted: bool = False) -> None:
         """Hand ``command`` to the adapter now; record it; count it (``counted``: a frame's command).
