@@ -277,9 +277,13 @@ class SafetyLayer:
             )
         return t, dt
 
+    def _elapsed(self, t: float) -> float:
+        """Time since the layer's first call, at ``t`` (0 before it)."""
+        return 0.0 if self.t_start is None else t - self.t_start
+
     def _check_session_time(self, t: float) -> None:
         limit = self.env.max_session_duration_s
-        if self.t_start is not None and self.t - self.t_start >= limit:
+        if self._elapsed(t) >= limit:
             self._latch(t, f"session duration limit {limit:g} s reached", "dose")
 
     def _latch(self, t: float, reason: str, kind: str, emergency: bool = False) -> None:
