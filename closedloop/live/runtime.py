@@ -93,6 +93,7 @@ def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float
         stall_timeout_s=src.stall_timeout_s,
         units=src.units,
         scope=src.scope,
+        poll=src.poll,
         features=resolved.config.features,
         preprocess=resolved.config.preprocess,
     )

@@ -197,6 +197,11 @@ class LSLSource:
         A pipeline's ``[features]`` and ``[preprocess]``: every channel they
         name is checked at :meth:`open`, and channels an average reference
         leaves out are reported in :attr:`notes`.
+    poll : {"wait", "busy"}
+        How :meth:`pull` waits for the first sample: ``"wait"`` sleeps in
+        liblsl until it arrives; ``"busy"`` asks liblsl without a timeout
+        again and again until it does (or ``timeout`` passes) — no wake-up
+        delay, at the cost of one CPU core kept at 100 %.
 
     Attributes
     ----------
@@ -228,7 +233,11 @@ class LSLSource:
         scope: str = "machine",
         features=None,
         preprocess=None,
+        poll: str = "wait",
     ) -> None:
+        if poll not in ("wait", "busy"):
+            raise ValueError(f"poll must be 'wait' or 'busy', not {poll!r}")
+        self.poll = poll
         self.query = dict(name=name, type=type, source_id=source_id)
         self.sfreq = float(sfreq)
         self.expected_names = ch_names
@@ -458,6 +467,26 @@ class LSLSource:
         more = (ctypes.c_size_t(n_ch * (self.max_chunk - 1)), ctypes.c_size_t(self.max_chunk - 1))
         zero = ctypes.c_double(0.0)
         from pylsl.util import handle_error
+
+        if self.poll == "busy":
+            from time import perf_counter
+
+            def pull_busy(timeout: float) -> int:
+                # ask again and again without a timeout: no wake-up delay, one core kept busy
+                deadline = perf_counter() + timeout
+                while True:
+                    got = fn(obj, first[0], first[1], one[0], one[1], zero, ctypes.byref(err))
+                    handle_error(err)
+                    if got:
+                        break
+                    if perf_counter() >= deadline:
+                        return 0
+                got += fn(obj, rest[0], rest[1], more[0], more[1], zero, ctypes.byref(err))
+                handle_error(err)
+                return got // n_ch
+
+            self._pull_into = pull_busy
+            return
 
         def pull_into(timeout: float) -> int:
             # wait up to `timeout` for the first sample, then take whatever else is already there
