@@ -35,7 +35,7 @@ from closedloop.safety.watchdog import Watchdog, WatchdogTrip
 from closedloop.session.clocks import MonotonicClock
 from closedloop.session.driver import SessionDriver
 from closedloop.session.summary import SessionStats, build_summary
-from closedloop.sources import LSLSource, SourceError
+from closedloop.sources import LSLSource, Source, SourceError
 from closedloop.sources.timestamps import TimestampMonitor
 
 if TYPE_CHECKING:  # the processing stack is imported while the stream is resolved (closedloop.live.warmup)
@@ -50,7 +50,7 @@ def default_out_dir(resolved: ResolvedPipeline) -> Path:
     return Path(resolved.config.output.folder) / f"{stamp}-{resolved.config.pipeline.name}"
 
 
-def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float]):
+def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float]) -> tuple[Source, object | None]:
     """Return (source, publisher-or-None) for the pipeline's ``[source]``."""
     src = resolved.config.source
     if isinstance(src, SyntheticSourceConfig):
@@ -321,7 +321,7 @@ class LiveSession:
             finally:
                 driver.lock.release()
 
-    def _loop(self, driver: SessionDriver, source: LSLSource, wd: Watchdog, signals: StopSignals) -> bool:
+    def _loop(self, driver: SessionDriver, source: Source, wd: Watchdog, signals: StopSignals) -> bool:
         """Run until the session ends; return whether it must end with an emergency ramp."""
         cfg = self.resolved.config
         stats = driver.stats

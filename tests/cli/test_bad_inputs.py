@@ -280,6 +280,15 @@ ARGS = [
     (["synth", "--duration", "nan"], "--duration"),
     (["repair", "missing.xdf"], "missing.xdf"),
     (["check", "alpha_tacs", "--set", "controller.lower=1", "--set"], "--set"),
+    (["run", "alpha_tacs", "--study", "missing.toml", "--participant", "01"], "study file not found: missing.toml"),
+    (["sessions", "--study", "missing.toml"], "study file not found: missing.toml"),
+    (["sessions", "--participant", "a b"], "--participant"),
+    (["report"], "Missing option '--participant'"),
+    (["report", "--participant", "01", "--study", "missing.toml"], "study file not found: missing.toml"),
+    (["bids", "{folder}", "--root", "{folder}/bids"], "no session.xdf"),
+    (["bids", "{folder}", "--root", "{folder}/bids", "--format", "FIF"], "--format 'FIF': allowed BrainVision, EDF"),
+    (["bids", "{folder}", "--root", "{folder}/bids", "--task", "a-b"], "--task"),
+    (["bids", "{folder}"], "Missing option '--root'"),
 ]
 
 
