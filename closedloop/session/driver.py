@@ -102,7 +102,10 @@ class SessionDriver:
 
     # -- per chunk ----------------------------------------------------------------
     def feed(self, chunk: Chunk, raw_data: np.ndarray, raw_timestamps: np.ndarray) -> list[Step]:
-        """Record the chunk as received, run ``chunk`` (µV, pipeline time base), apply every allowed command, count.
+        """Run ``chunk`` (µV, pipeline time base), apply every allowed command, record everything, count.
+
+        The recording is written after the commands went to the adapter (off
+        the loop's latency path): the raw chunk even when a stage raised.
 
         Parameters
         ----------
@@ -113,15 +116,19 @@ class SessionDriver:
             timestamps): what the recording keeps.
         """
         recording = self.recording
-        if recording is not None:
-            recording.on_chunk(raw_data, raw_timestamps)
-        with self.lock:
-            steps = self.pipeline.process(chunk)
-            if steps:
-                t0 = perf_counter()
-                self._apply_frames(steps)
-                self.issued = self.clock()
-                self.adapter_s = perf_counter() - t0
+        try:
+            with self.lock:
+                steps = self.pipeline.process(chunk)
+                if steps:
+                    t0 = perf_counter()
+                    applied = self._apply_frames(steps)
+                    self.issued = self.clock()
+                    self.adapter_s = perf_counter() - t0
+                    if applied:
+                        self._record_applied(applied)
+        finally:
+            if recording is not None:
+                recording.on_chunk(raw_data, raw_timestamps)
         if not steps:
             return steps
         if recording is not None:
@@ -144,8 +151,12 @@ class SessionDriver:
                 on_step(s)
         return steps
 
-    def _apply_frames(self, steps: list[Step]) -> None:
-        """Hand each frame's allowed command to the adapter, as :meth:`apply` does; record them in one push."""
+    def _apply_frames(self, steps: list[Step]) -> list[Command]:
+        """Hand each frame's allowed command to the adapter, as :meth:`apply` does; return those to record.
+
+        Their rows wait in a preallocated buffer for :meth:`_record_applied` (one push per chunk); if
+        the adapter raises, what reached it is recorded before the error goes on.
+        """
         clock, adapter, stats, recording = self.clock, self.adapter, self.stats, self.recording
         if recording is not None and len(steps) > self._applied_rows.shape[0]:
             self._applied_rows = np.empty((2 * len(steps), 5))
@@ -172,10 +183,16 @@ class SessionDriver:
                     stats.amplitude_max = command.amplitude_mA
                 if command.abort and not self.safety.stopped:
                     adapter.rearm()  # an abort disarms rTMS/TUS devices
-        finally:  # what reached the device is recorded, even if a later command faulted it
+        except BaseException:
             if commands:
-                n = len(commands)
-                recording.on_applied_rows(rows[:n], issued[:n], commands)
+                self._record_applied(commands)
+            raise
+        return commands
+
+    def _record_applied(self, commands: list[Command]) -> None:
+        """Record the commands :meth:`_apply_frames` applied (their rows are in the buffer) in one push."""
+        n = len(commands)
+        self.recording.on_applied_rows(self._applied_rows[:n], self._issue_times[:n], commands)
 
     def apply(self, command: Command, counted: bool = False) -> None:
         """Hand ``command`` to the adapter now; record it; count it (``counted``: a frame's command).
