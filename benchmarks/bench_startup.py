@@ -75,6 +75,7 @@ for name, mod in list(sys.modules.items()):
                 "hits": sum(obj.stats.cache_hits.values()),
                 "misses": sum(obj.stats.cache_misses.values()),
                 "cache": obj._cache._cache_path if getattr(obj, "_cache", None) is not None else None,
+                "source": mod.__file__,
             }
 print(json.dumps(out))
 """
@@ -182,6 +183,7 @@ def cache_check(env: dict[str, str], variants: dict[str, dict] = CACHE_VARIANTS)
             "missed": sorted(name for name, k in warm.items() if k["misses"]),
             "cold_misses": sum(k["misses"] for k in runs[0].values()),
             "cache_dirs": sorted({str(Path(k["cache"]).parent) for k in warm.values() if k["cache"]})[:3],
+            "package": str(Path(next(iter(warm.values()))["source"]).parents[1]) if warm else None,
         }
     return result
 
@@ -189,7 +191,7 @@ def cache_check(env: dict[str, str], variants: dict[str, dict] = CACHE_VARIANTS)
 def build_wheel_copy(tmp: Path) -> Path:
     """Build the package as a wheel and unpack it into ``tmp/site`` (an installed copy); return that folder."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp), str(REPO)],
         check=True,
         capture_output=True,
     )
