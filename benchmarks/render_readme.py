@@ -87,6 +87,16 @@ def render_startup(r: dict, rep: dict | None) -> str:
                 "≤ 1 s",
             )
         )
+    ov = r.get("overlap")
+    if ov is not None:
+        rows.insert(
+            4,
+            (
+                "… stream opening and kernel warm-up: apart / in parallel",
+                f"{_f(ov['open_s'])} + {_f(ov['warmup_s'])} s / {_f(ov['overlapped_s'])} s",
+                "",
+            ),
+        )
     lines = ["| what | measured | target |", "|---|---:|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     cache = r.get("numba_cache", {})
     parts = []

@@ -64,6 +64,7 @@ def test_startup_fields(results):
     # the session printed every phase, in order, and produced frames
     assert run["frames"] > 0 and finite(run["first_frame_s"]) and finite(run["report_s"])
     assert run["running_s"] < run["first_frame_s"] < run["total_s"]
+    assert all(finite(v) for v in r["overlap"].values())
     for where in ("in_tree", "user_cache_dir"):
         for variant in r["numba_cache"][where].values():
             assert variant["kernels"] >= 3
