@@ -100,7 +100,8 @@ def test_latency_fields(results):
 
 def test_memory_fields(results):
     r = results["benchmarks"]["memory"]["results"]
-    assert r["frames"] == pytest.approx(r["hours"] * 3600 * r["sfreq"] / 25, abs=2)
+    every = r["hours"] * 3600 * r["sfreq"] / 25  # alpha_tacs: a frame every 25 samples ...
+    assert every - r["sfreq"] / 25 - 1 <= r["frames"] <= every  # ... once the first 1-s window is full
     assert finite(r["rss_spread_after_warmup_mb"]) and len(r["rss_samples"]) > 5
 
 
