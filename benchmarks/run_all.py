@@ -14,7 +14,10 @@ run); they are never edited by hand.
 
 Usage::
 
-    python benchmarks/run_all.py --json results.json [--quick] [--only replay,latency] [--readme]
+    python benchmarks/run_all.py --json results.json [--quick] [--only replay,latency [--update]] [--readme]
+
+``--update`` keeps the other benchmarks' results already in the file (each
+entry records its own commit and load average).
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ def run_benchmark(name: str, quick: bool, tmp: Path) -> dict:
     entry = {
         "command": " ".join(["python", f"benchmarks/{script}", *cmd[2:]]).replace(str(out), "OUT.json"),
         "wall_s": round(wall, 2),
+        "commit": commit()["sha"],
         "load_before": load_before,
         "load_after": load_average(),
         "returncode": done.returncode,
@@ -131,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="every benchmark in its quick mode (a few seconds each)")
     ap.add_argument("--only", help="comma-separated subset of: " + ", ".join(BENCHMARKS))
     ap.add_argument("--readme", action="store_true", help="render README.md's figures from the results at the end")
+    ap.add_argument("--update", action="store_true", help="keep the other benchmarks already in the --json file")
     args = ap.parse_args(argv)
     names = list(BENCHMARKS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -145,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load_average(),
         "benchmarks": {},
     }
+    if args.update and args.json.exists():
+        previous = json.loads(args.json.read_text())
+        if previous.get("quick") != args.quick:
+            ap.error("--update: the file holds results of the other mode (--quick or not)")
+        results["benchmarks"] = {k: v for k, v in previous.get("benchmarks", {}).items() if k not in names}
     failed = []
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
         for name in names:

@@ -85,6 +85,8 @@ def test_replay_fields(results):
         assert finite(r[key]) and r[key] > 0
     assert r["frames"] == pytest.approx(r["duration_s"] * r["frames_per_s_of_data"], abs=25)
     assert set(r["stage_us_per_frame"]) == {"preprocess", "features", "controller", "safety"}
+    assert set(r["realtime_factor_cpu"]) == {"in_memory", "from_xdf", "with_recording"}
+    assert all(finite(v) and v > 0 for v in r["realtime_factor_cpu"].values())
 
 
 def test_latency_fields(results):
