@@ -12,6 +12,13 @@ minutes of data (buffers, caches and the recorder's queues reach their
 size) the spread (max - min) and the slope of a straight-line fit are
 reported.
 
+No device profile allows an 8-hour stimulation session (the safety layer
+ends the session at ``max_session_duration_s``, 40 min for ``sim_tacs``), so
+the benchmark runs on a copy of ``sim_tacs`` whose session limit is raised
+for this measurement only, with thresholds the synthetic alpha never
+crosses: every frame still yields a command (zero amplitude) that is applied
+and recorded.
+
 Usage::
 
     python benchmarks/bench_memory.py [--quick] [--hours 8] [--json out.json]
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -96,7 +104,19 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.hours, args.warmup_min = min(args.hours, 1 / 3), min(args.warmup_min, 5.0)
-    resolved = load_pipeline(REPO / "pipelines" / "alpha_tacs.toml")
+    bench_dir = Path(tempfile.mkdtemp(prefix="bench-memory-profile-"))
+    profile = bench_dir / "sim_tacs_long.toml"
+    text = (REPO / "devices" / "sim_tacs.toml").read_text()
+    long = re.sub(
+        r"(\[limits\.max_session_duration_s\]\nvalue = )\d+\nsource = .*\n",
+        r'\g<1>36000\nsource = "benchmarks/bench_memory.py only: an 8-hour run to measure memory, not a protocol"\n',
+        text,
+    )
+    if long == text:
+        raise SystemExit("bench_memory: sim_tacs.toml has no max_session_duration_s block to raise")
+    profile.write_text(long)
+    overrides = {"device.profile": str(profile), "controller.lower": -10.0, "controller.upper": -9.0}
+    resolved = load_pipeline(REPO / "pipelines" / "alpha_tacs.toml", overrides)
     cfg = resolved.config
     sfreq, n_ch = cfg.sfreq, cfg.source.n_channels
     gen = SyntheticEEG(n_channels=n_ch, sfreq=sfreq, seed=3)
@@ -109,6 +129,10 @@ def main() -> None:
         result = replay("synthetic-8h", resolved, Path(tmp) / "out", recording=rec, report=False)
         wall = time.perf_counter() - t0
         size = (Path(tmp) / "out" / "session.xdf").stat().st_size
+    profile.unlink()
+    bench_dir.rmdir()
+    if result.summary["stop_reason"] != "end of recording":
+        raise SystemExit(f"bench_memory: the session ended early: {result.summary['stop_reason']}")
     samples = np.array(rec.samples)
     after = samples[samples[:, 0] >= args.warmup_min * 60.0]
     spread = float(after[:, 1].max() - after[:, 1].min()) if len(after) else float("nan")
