@@ -39,7 +39,9 @@ def conditions(results: dict, name: str) -> str:
     """Return the line saying where, when and how a benchmark's figures were measured."""
     m, v, c = results["machine"], results["versions"], results["commit"]
     entry = results["benchmarks"][name]
-    sha = (c.get("sha") or "unknown")[:10] + (" + local changes" if c.get("dirty") else "")
+    own = "commit" in entry  # each benchmark's own (run_all --update may have re-run some later)
+    dirty = entry.get("dirty") if own else c.get("dirty")
+    sha = ((entry.get("commit") if own else c.get("sha")) or "unknown")[:10] + (" + local changes" if dirty else "")
     vers = ", ".join(f"{k} {v[k]}" for k in ("python", "numpy", "scipy", "numba", "mne", "pylsl") if v.get(k))
     quick = " **quick mode (smoke run, not for comparison)**" if results.get("quick") else ""
     load = entry.get("load_before") or []

@@ -117,6 +117,7 @@ def run_benchmark(name: str, quick: bool, tmp: Path) -> dict:
         "command": " ".join(["python", f"benchmarks/{script}", *cmd[2:]]).replace(str(out), "OUT.json"),
         "wall_s": round(wall, 2),
         "commit": commit()["sha"],
+        "dirty": commit()["dirty"],
         "load_before": load_before,
         "load_after": load_average(),
         "returncode": done.returncode,
@@ -154,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         previous = json.loads(args.json.read_text())
         if previous.get("quick") != args.quick:
             ap.error("--update: the file holds results of the other mode (--quick or not)")
-        results["benchmarks"] = {k: v for k, v in previous.get("benchmarks", {}).items() if k not in names}
+        kept = {k: v for k, v in previous.get("benchmarks", {}).items() if k not in names}
+        for entry in kept.values():  # what each kept result was measured at
+            entry.setdefault("commit", (previous.get("commit") or {}).get("sha"))
+            entry.setdefault("dirty", (previous.get("commit") or {}).get("dirty"))
+        results["benchmarks"] = kept
     failed = []
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
         for name in names:
