@@ -1,17 +1,31 @@
-"""Loop latency against the LSL transport floor, measured in the same run.
+"""Loop latency against the LSL transport floor and against the loops labs write instead, in the same run.
 
 A synthetic EEG outlet runs in another process (``closedloop synth``, chunks of
-10 samples). For each configuration this script first measures the
-*transport floor* — a passthrough pylsl consumer of the same stream (pull
-time minus the newest sample's time) — then runs the full closedloop pipeline
-(band power on every channel, threshold controller, safety layer, simulated
-adapter) on that stream with :class:`closedloop.live.runtime.LiveSession`, whose
-in-product telemetry gives the loop latency (command issue time minus the
-frame time it was based on) and the per-stage times.
+10 samples). For each configuration (channels x rate) this script measures,
+one after the other on that same stream, ``--duration`` seconds each:
+
+- the *transport floor*: a passthrough pylsl consumer (pull time minus the
+  newest sample's corrected time);
+- closedloop, ``[source] poll = "wait"`` (the default) and ``poll = "busy"``:
+  the full pipeline (theta and alpha band power on every channel with the
+  default quality checks, threshold controller, safety layer, simulated
+  adapter, recording to XDF) run by :class:`closedloop.live.runtime.LiveSession`,
+  whose in-product telemetry gives the loop latency (command issue time minus
+  the time of the newest sample its frame used) and the time of each stage;
+- **mne-lsl**: a ``StreamLSL`` ring buffer (its acquisition thread every 1 ms),
+  polled every 1 ms for new samples; on each, ``get_data`` of the 1-s window and
+  ``scipy.signal.welch`` (Hann, one 1-s segment) for theta and alpha on every channel;
+- **pylsl**: ``pull_chunk`` (waiting in liblsl) into a numpy ring of the 1-s
+  window, then the same ``scipy.signal.welch``.
+
+Latency is always "result ready" minus the newest sample's time; compute time
+is the work per update after the samples arrived (closedloop: the sum of its
+stage medians). The ratios (``ratio_vs``) divide the other loop's figure by
+closedloop's (default mode): above 1, closedloop is faster.
 
 Usage::
 
-    python benchmarks/bench_latency.py [--duration 60] [--configs 64x1000,256x2000] [--json out.json]
+    python benchmarks/bench_latency.py [--quick] [--duration 60] [--configs 64x1000,256x2000] [--json out.json]
 
 ``--publish-compare`` instead runs :func:`compare_publish`: the loop latency
 with the session's LSL publishing (``[output] publish``, on by default) on
@@ -22,16 +36,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from closedloop.lslconfig import configure_lsl
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from closedloop.lslconfig import configure_lsl, configure_mne_lsl  # noqa: E402
 
 configure_lsl()
 
@@ -55,6 +73,7 @@ source_id = "{name}"
 sfreq = {rate}
 n_channels = {channels}
 resolve_timeout_s = 10.0
+poll = "{poll}"
 
 [features]
 channels = {picks}
@@ -79,8 +98,14 @@ profile = "{profile}"
 """
 
 
-def stats_ms(x_s: np.ndarray) -> dict[str, float]:
-    x = np.asarray(x_s) * 1e3
+BANDS = {"theta": (4.0, 8.0), "alpha": (8.0, 13.0)}
+
+
+def stats_ms(x_s) -> dict[str, float]:
+    """Median, p99 and max (ms) of durations in seconds."""
+    x = np.asarray(x_s, dtype=float) * 1e3
+    if x.size == 0:
+        return {"median_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan"), "n": 0}
     return {
         "median_ms": float(np.median(x)),
         "p99_ms": float(np.percentile(x, 99)),
@@ -89,12 +114,16 @@ def stats_ms(x_s: np.ndarray) -> dict[str, float]:
     }
 
 
-def measure_floor(name: str, channels: int, duration: float) -> np.ndarray:
-    """Passthrough consumer: for every pull, local_clock() minus the newest sample's (corrected) time."""
+def _inlet(name: str):
     info = pylsl.resolve_bypred(f"source_id='{name}'", 1, 10.0)[0]
     inlet = pylsl.StreamInlet(info, max_buflen=30, max_chunklen=0, recover=False, processing_flags=0)
     inlet.open_stream(timeout=10.0)
-    offset = inlet.time_correction(timeout=5.0)
+    return inlet, inlet.time_correction(timeout=5.0)
+
+
+def measure_floor(name: str, channels: int, duration: float) -> np.ndarray:
+    """Passthrough consumer: for every pull, local_clock() minus the newest sample's (corrected) time."""
+    inlet, offset = _inlet(name)
     buf = np.zeros((4096, channels), dtype=np.float32)
     inlet.flush()
     ages = []
@@ -108,55 +137,133 @@ def measure_floor(name: str, channels: int, duration: float) -> np.ndarray:
     return np.array(ages)
 
 
-def run_config(channels: int, rate: int, duration: float, method: str | None) -> dict:
+class _Welch:
+    """What the labs' loops compute on each update: scipy welch (one Hann segment) -> theta, alpha per channel."""
+
+    def __init__(self, rate: int) -> None:
+        from scipy import signal
+
+        self.signal, self.rate = signal, rate
+        freqs = np.fft.rfftfreq(rate, 1.0 / rate)
+        self.masks = {b: (freqs >= lo) & (freqs < hi) for b, (lo, hi) in BANDS.items()}
+
+    def __call__(self, window: np.ndarray, axis: int) -> dict[str, np.ndarray]:
+        _, p = self.signal.welch(window, self.rate, window="hann", nperseg=self.rate, axis=axis)
+        return {b: np.log10(np.take(p, np.flatnonzero(m), axis=axis).mean(axis=axis)) for b, m in self.masks.items()}
+
+
+def run_pylsl_loop(name: str, channels: int, rate: int, duration: float) -> dict:
+    """Run a lab's plain loop: pull_chunk into a numpy ring of the window, scipy welch on each update."""
+    inlet, offset = _inlet(name)
+    welch = _Welch(rate)
+    buf = np.zeros((4096, channels), dtype=np.float32)
+    ring = np.zeros((rate, channels))
+    inlet.flush()
+    latency, compute = [], []
+    end = pylsl.local_clock() + duration
+    while pylsl.local_clock() < end:
+        _, ts = inlet.pull_chunk(timeout=0.05, max_samples=4096, dest_obj=buf, min_samples=1)
+        n = len(ts)
+        if not n:
+            continue
+        t0 = time.perf_counter()
+        n = min(n, rate)
+        ring = np.roll(ring, -n, axis=0)
+        ring[-n:] = buf[len(ts) - n : len(ts)]
+        welch(ring, axis=0)
+        compute.append(time.perf_counter() - t0)
+        latency.append(pylsl.local_clock() - (ts[-1] + offset))
+    inlet.close_stream()
+    return {"loop": stats_ms(latency), "compute": stats_ms(compute)}
+
+
+def run_mne_lsl_loop(name: str, rate: int, duration: float, offset: float) -> dict:
+    """Run a lab's mne-lsl loop: StreamLSL ring buffer polled every 1 ms, get_data of the window, scipy welch."""
+    configure_mne_lsl()
+    from mne_lsl.lsl import local_clock
+    from mne_lsl.stream import StreamLSL
+
+    welch = _Welch(rate)
+    stream = StreamLSL(bufsize=2.0, source_id=name).connect(acquisition_delay=0.001, timeout=10)
+    latency, compute = [], []
+    try:
+        deadline = local_clock() + 10.0
+        while stream.n_new_samples < rate and local_clock() < deadline:  # a full window first
+            time.sleep(0.01)
+        end = local_clock() + duration
+        while local_clock() < end:
+            if stream.n_new_samples == 0:
+                time.sleep(0.001)
+                continue
+            t0 = time.perf_counter()
+            data, ts = stream.get_data(winsize=1.0)  # (channels, times), marks the samples as seen
+            welch(data, axis=-1)
+            compute.append(time.perf_counter() - t0)
+            latency.append(local_clock() - (ts[-1] + offset))
+    finally:
+        stream.disconnect()
+    return {"loop": stats_ms(latency), "compute": stats_ms(compute)}
+
+
+def run_closedloop(name: str, channels: int, rate: int, duration: float, method: str | None, poll: str) -> dict:
+    """Run the full closedloop pipeline as a live session on the stream; return its own telemetry."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "pipelines").mkdir()
+        text = PIPELINE.format(
+            name=name,
+            rate=float(rate),
+            channels=channels,
+            picks=json.dumps(standard_channel_names(channels)),
+            hop=CHUNK,
+            profile=REPO / "devices" / "sim_tacs.toml",
+            method=f'method = "{method}"' if method else "",
+            poll=poll,
+        )
+        (tmp / "pipelines" / "bench.toml").write_text(text)
+        resolved = load_pipeline(tmp / "pipelines" / "bench.toml")
+        summary = LiveSession(resolved, duration, tmp / "out", show_status=False).run()
+    lat = summary["latency_ms"]
+    stages = summary["stage_ms"]
+    compute = sum(
+        (stages[k]["median"] or 0.0)
+        for k in ("preprocess", "features", "controller", "safety", "adapter")
+        if k in stages
+    )
+    return {
+        "loop": {"median_ms": lat["median"], "p99_ms": lat["p99"], "max_ms": lat["max"], "n": summary["frames"]},
+        "compute": {"median_ms": compute},
+        "stage_ms": stages,
+        "loop_behind": summary["loop_behind"],
+        "method": resolved.config.features.method,
+    }
+
+
+def run_config(channels: int, rate: int, duration: float, method: str | None, lab_loops: bool) -> dict:
     name = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    phases = 2 + (2 if lab_loops else 0) + 1
     synth = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "closedloop",
-            "synth",
-            "--name",
-            name,
-            "--source-id",
-            name,
-            "--channels",
-            str(channels),
-            "--rate",
-            str(rate),
-            "--chunk",
-            str(CHUNK),
-            "--duration",
-            str(2 * duration + 60),
-        ],
+        [sys.executable, "-m", "closedloop", "synth", "--name", name, "--source-id", name]
+        + ["--channels", str(channels), "--rate", str(rate), "--chunk", str(CHUNK)]
+        + ["--duration", str(phases * (duration + 15) + 60)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    out: dict = {}
     try:
         floor = measure_floor(name, channels, duration)
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            (tmp / "pipelines").mkdir()
-            picks = standard_channel_names(channels)
-            text = PIPELINE.format(
-                name=name,
-                rate=float(rate),
-                channels=channels,
-                picks=json.dumps(picks),
-                hop=CHUNK,
-                profile=REPO / "devices" / "sim_tacs.toml",
-                method=f'method = "{method}"' if method else "",
-            )
-            (tmp / "pipelines" / "bench.toml").write_text(text)
-            resolved = load_pipeline(tmp / "pipelines" / "bench.toml")
-            summary = LiveSession(resolved, duration, tmp / "out", show_status=False).run()
+        _, offset = _inlet(name)
+        out["closedloop"] = run_closedloop(name, channels, rate, duration, method, "wait")
+        out["closedloop_busy"] = run_closedloop(name, channels, rate, duration, method, "busy")
+        if lab_loops:
+            out["mne_lsl"] = run_mne_lsl_loop(name, rate, duration, offset)
+            out["pylsl"] = run_pylsl_loop(name, channels, rate, duration)
     finally:
         synth.kill()
         synth.wait(10)
-    lat = summary["latency_ms"]
-    loop = {"median_ms": lat["median"], "p99_ms": lat["p99"], "max_ms": lat["max"], "n": summary["frames"]}
     fl = stats_ms(floor)
-    return {
+    ours = out["closedloop"]
+    result = {
         "config": {
             "channels": channels,
             "rate_hz": rate,
@@ -164,15 +271,35 @@ def run_config(channels: int, rate: int, duration: float, method: str | None) ->
             "hop": CHUNK,
             "window": rate,
             "features": f"theta+alpha band power on all {channels} channels",
-            "method": resolved.config.features.method,
+            "method": ours["method"],
             "duration_s": duration,
         },
-        "loop": loop,
         "floor": fl,
-        "overhead_median_ms": loop["median_ms"] - fl["median_ms"],
-        "stage_ms": summary["stage_ms"],
-        "loop_behind": summary["loop_behind"],
+        "loop": ours["loop"],
+        "overhead_median_ms": ours["loop"]["median_ms"] - fl["median_ms"],
+        "busy": {
+            "loop": out["closedloop_busy"]["loop"],
+            "overhead_median_ms": out["closedloop_busy"]["loop"]["median_ms"] - fl["median_ms"],
+            "stage_ms": out["closedloop_busy"]["stage_ms"],
+        },
+        "compute_ms": ours["compute"]["median_ms"],
+        "stage_ms": ours["stage_ms"],
+        "loop_behind": ours["loop_behind"],
+        "others": {},
     }
+    for key in ("mne_lsl", "pylsl"):
+        if key in out:
+            other = out[key]
+            result["others"][key] = {
+                "loop": other["loop"],
+                "compute_ms": other["compute"]["median_ms"],
+                "ratio_vs": {
+                    "latency_median": other["loop"]["median_ms"] / ours["loop"]["median_ms"],
+                    "latency_p99": other["loop"]["p99_ms"] / ours["loop"]["p99_ms"],
+                    "compute": other["compute"]["median_ms"] / ours["compute"]["median_ms"],
+                },
+            }
+    return result
 
 
 def compare_publish(channels: int, rate: int, duration: float, method: str | None, rounds: int) -> dict:
@@ -222,6 +349,7 @@ def compare_publish(channels: int, rate: int, duration: float, method: str | Non
                 hop=CHUNK,
                 profile=REPO / "devices" / "sim_tacs.toml",
                 method=f'method = "{method}"' if method else "",
+                poll="wait",
             )
             (tmp / "pipelines" / "bench.toml").write_text(text)
             for r in range(rounds):
@@ -263,7 +391,7 @@ def publish_main(args, method: str | None) -> None:
     print(f"# publish on/off: {ch} channels at {rate} Hz, {args.rounds} rounds of {args.duration:g} s each ...")
     r = compare_publish(ch, rate, args.duration, method, args.rounds)
     print(
-        f"\nmachine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, pylsl {pylsl.__version__}"
     )
     for flag in ("off", "on"):
@@ -283,13 +411,17 @@ def publish_main(args, method: str | None) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=float, default=60.0, help="seconds per phase (floor, loop)")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds per phase (floor, each loop)")
     ap.add_argument("--configs", default="64x1000,256x2000", help="CHANNELSxRATE,...")
     ap.add_argument("--method", default="auto", help="feature method (auto: fastest available)")
+    ap.add_argument("--no-lab-loops", action="store_true", help="skip the mne-lsl and pylsl loops")
+    ap.add_argument("--quick", action="store_true", help="3 s per phase, 64x1000 only (a smoke test)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--publish-compare", action="store_true", help="compare [output] publish on and off instead")
     ap.add_argument("--rounds", type=int, default=3, help="--publish-compare: off/on rounds")
     args = ap.parse_args()
+    if args.quick:
+        args.duration, args.configs = min(args.duration, 3.0), "64x1000"
     method = args.method
     if method == "auto":
         from closedloop.config.features import FeaturesConfig
@@ -299,27 +431,44 @@ def main() -> None:
     if args.publish_compare:
         publish_main(args, method)
         return
+    lab = not args.no_lab_loops
+    if lab:
+        try:
+            import mne_lsl  # noqa: F401
+        except ImportError:
+            print("mne-lsl is not installed: the side-by-side loops are skipped")
+            lab = False
     results = []
     for cfg in args.configs.split(","):
         ch, rate = (int(v) for v in cfg.lower().split("x"))
         print(f"# {ch} channels at {rate} Hz, chunks of {CHUNK}, {args.duration:g} s per phase ...", flush=True)
-        results.append(run_config(ch, rate, args.duration, method))
+        results.append(run_config(ch, rate, args.duration, method, lab))
     print(
-        f"\nmachine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
-        f"Python {platform.python_version()}, pylsl {pylsl.__version__}"
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, pylsl {pylsl.__version__}, load {os.getloadavg()[0]:.2f}"
     )
-    print(f"{'config':<16}{'':8}{'median ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    print(f"{'config':<16}{'':22}{'median ms':>10}{'p99 ms':>10}{'max ms':>10}{'compute ms':>12}")
     for r in results:
         c = r["config"]
         label = f"{c['channels']}ch@{c['rate_hz']}Hz"
-        for key in ("floor", "loop"):
-            m = r[key]
-            print(f"{label:<16}{key:<8}{m['median_ms']:>10.3f}{m['p99_ms']:>10.3f}{m['max_ms']:>10.3f}")
+        rows = [("transport floor", r["floor"], None), ("closedloop", r["loop"], r["compute_ms"])]
+        rows.append(('closedloop poll="busy"', r["busy"]["loop"], None))
+        for key, other in r["others"].items():
+            rows.append((key.replace("_", "-") + " + scipy welch", other["loop"], other["compute_ms"]))
+        for what, m, comp in rows:
+            comp_s = f"{comp:12.3f}" if comp is not None else ""
+            print(f"{label:<16}{what:<22}{m['median_ms']:>10.3f}{m['p99_ms']:>10.3f}{m['max_ms']:>10.3f}{comp_s}")
         print(
-            f"{label:<16}{'overhead':<8}{r['overhead_median_ms']:>10.3f}   (median loop - median floor; "
-            f"method {c['method']}; behind {r['loop_behind']}x)"
+            f"{'':16}overhead over the floor (median): {r['overhead_median_ms']:.3f} ms (wait), "
+            f"{r['busy']['overhead_median_ms']:.3f} ms (busy); method {c['method']}; behind {r['loop_behind']}x"
         )
-        stages = "  ".join(f"{k}={v['median']:.3f}" for k, v in r["stage_ms"].items())
+        for key, other in r["others"].items():
+            ratio = other["ratio_vs"]
+            print(
+                f"{'':16}{key}: latency {ratio['latency_median']:.1f}x closedloop's (p99 {ratio['latency_p99']:.1f}x), "
+                f"compute {ratio['compute']:.0f}x"
+            )
+        stages = "  ".join(f"{k}={v['median']:.3f}" for k, v in r["stage_ms"].items() if v["median"] is not None)
         print(f"{'':16}stages  {stages}  (median ms)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -122,11 +122,11 @@ def _line_warning(resolved, recording) -> str | None:
 
 def _peek_source_file(resolved):
     """Open a file source's recording for ``check``'s warnings; warn (not fail) when it cannot be opened."""
-    from closedloop.offline.features import open_source_file
-
     src = resolved.config.source
     if getattr(src, "kind", "") != "file" or src.path is None:
         return None
+    from closedloop.offline.features import open_source_file  # loads the kernels: only for a file source
+
     try:
         return open_source_file(src.path, resolved)
     except Exception as e:  # noqa: BLE001 - check validates the pipeline; the recording may come later

@@ -93,6 +93,9 @@ class Pipeline:
         )
         self._bad_run = 0
         self.samples_in = 0
+        #: fill :attr:`Step.state` (a session that records or shows steps); a replay that keeps
+        #: nothing per frame turns it off
+        self.keep_state = True
         #: seconds spent per stage on the last chunk (see :data:`closedloop.session.telemetry.STAGES`)
         self.stage_s = {"preprocess": 0.0, "features": 0.0, "controller": 0.0, "safety": 0.0}
 
@@ -111,19 +114,22 @@ class Pipeline:
         t2 = perf_counter()
         steps = []
         t_ctl = t_safe = 0.0
-        safety = self.safety
+        safety, update, on_frame = self.safety, self.controller.update, self.clock.on_frame
+        state = self.controller.state if self.keep_state else None
+        check_bad = self.bad_data_frames is not None
         for frame in frames:
             ta = perf_counter()
-            desired = self.controller.update(frame)
+            desired = update(frame)
             tb = perf_counter()
-            self.clock.on_frame(frame)
-            self._check_bad_data(frame)
+            on_frame(frame)
+            if check_bad:
+                self._check_bad_data(frame)
             allowed = safety.step(desired)
             if allowed.fire:
                 _carry_notes(desired, allowed)
             t_safe += perf_counter() - tb
             t_ctl += tb - ta
-            steps.append(Step(frame, desired, allowed, self.controller.state(), safety.t))
+            steps.append(Step(frame, desired, allowed, state() if state is not None else None, safety.t))
         times = self.stage_s
         times["preprocess"] = t1 - t0
         times["features"] = t2 - t1

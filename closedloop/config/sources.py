@@ -117,6 +117,12 @@ class LSLSourceConfig(StrictModel):
     units: str | None = Field(
         None, description="unit of the stream's EEG values (V, mV, µV, nV), replacing what its header declares"
     )
+    poll: Literal["wait", "busy"] = Field(
+        "wait",
+        description="how the loop waits for samples: 'wait' sleeps inside liblsl until they arrive; 'busy' asks "
+        "liblsl again and again without sleeping — lower and steadier latency (~0.1 ms less), but it keeps "
+        "one CPU core at 100 % for the whole session",
+    )
 
     @field_validator("units")
     @classmethod

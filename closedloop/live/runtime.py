@@ -21,15 +21,14 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from closedloop.adapters import Adapter, DeviceFault, build_adapter
 from closedloop.config import LSLSourceConfig, ResolvedPipeline, SyntheticSourceConfig
 from closedloop.live.outputs import SessionOutputs
 from closedloop.live.signals import SessionInterrupted, StopSignals
-from closedloop.live.status import StatusLine
+from closedloop.live.warmup import Warmup
 from closedloop.lslconfig import configure_lsl
-from closedloop.offline import report
-from closedloop.pipeline import Pipeline, Step
 from closedloop.recording import SessionRecording
 from closedloop.recording.atomic import rescue_dirs, write_json_atomic
 from closedloop.recording.inlets import StreamInlets
@@ -39,6 +38,9 @@ from closedloop.session.driver import SessionDriver
 from closedloop.session.summary import SessionStats, build_summary
 from closedloop.sources import LSLSource, Source, SourceError
 from closedloop.sources.timestamps import TimestampMonitor
+
+if TYPE_CHECKING:  # the processing stack is imported while the stream is resolved (closedloop.live.warmup)
+    from closedloop.pipeline import Pipeline, Step
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,7 @@ def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float
         stall_timeout_s=src.stall_timeout_s,
         units=src.units,
         scope=src.scope,
+        poll=src.poll,
         features=resolved.config.features,
         preprocess=resolved.config.preprocess,
     )
@@ -234,7 +237,13 @@ class LiveSession:
         watchdog: Watchdog | None = None
         try:
             try:
-                source.open()
+                warm = Warmup(self.resolved, report=cfg.recording.report).start()  # meanwhile liblsl waits
+                try:
+                    source.open()
+                finally:
+                    warm.join()
+                from closedloop.pipeline import Pipeline
+
                 self._say(source.describe())
                 for note in source.notes:
                     self._say(f"note: {note}")
@@ -266,7 +275,9 @@ class LiveSession:
                 )
                 driver.recording = recording
                 self.adapter.on_record = recording.on_io  # every byte to and from the device, in session.xdf
-                if cfg.recording.report:
+                if cfg.recording.report and warm.error is not None:  # the warm-up did it otherwise
+                    from closedloop.offline import report
+
                     report.prepare()  # import the plotting stack now, not while the operator waits at the end
                 self._say(f"recording to {recording.path}")
                 outputs.open(driver, recording, source)
@@ -363,6 +374,8 @@ class LiveSession:
         hop = cfg.features.hop_samples
         hop_s = hop / cfg.sfreq
         typical_chunk = float(hop)  # running mean of pulled chunk sizes, to tell a backlog from the source's chunking
+        from closedloop.live.status import StatusLine
+
         status = StatusLine(self.show_status, driver.pipeline, self.duration_s)
         src_cfg = cfg.source
         timestamps = TimestampMonitor(
@@ -437,6 +450,8 @@ class LiveSession:
     def _after_frames(self, driver, source, wd, status, steps, now, age) -> None:
         """Telemetry and displays after a chunk produced frames."""
         stats = driver.stats
+        if wd.last_frame is None:
+            self._say("first frame")
         wd.frame(now)
         stage = dict(driver.pipeline.stage_s)
         stage["adapter"] = driver.adapter_s

@@ -165,6 +165,7 @@ def replay(
     inputs = {k: v for k, v in recorded.controller_state.items() if k in getattr(pipe.controller, "replay_inputs", ())}
     if inputs:  # live measurements a controller decided on (a phase trigger's delay to the pulse)
         pipe.controller.use_recorded_inputs(inputs)
+    pipe.keep_state = keep == "steps" or on_step is not None or out_dir is not None  # else nobody reads it
     adapter = simulated_adapter(resolved.profile, clock=clock)
     if duration_s is None:
         duration_s = recorded.requested_duration_s

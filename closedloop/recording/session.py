@@ -458,6 +458,22 @@ class SessionRecording:
             }
             self.recorder.push(self._extra_id, [[json.dumps(doc, sort_keys=True)]], (issue_time,))
 
+    def on_applied_rows(self, rows: np.ndarray, issue_times: np.ndarray, commands: Sequence) -> None:
+        """Record a chunk's applied commands at once: ``rows`` as :meth:`on_applied` builds them, one per command.
+
+        The hot loop's form of :meth:`on_applied` (one push per chunk, not per command); the
+        commands are needed only for their rare extras (fire, abort, phase...).
+        """
+        self.recorder.push(self._applied_id, rows, issue_times)
+        for command, t in zip(commands, issue_times.tolist()):
+            if command.extra or command.fire or command.abort:
+                doc = {
+                    **command.extra,
+                    **({"fire": True} if command.fire else {}),
+                    **({"abort": True} if command.abort else {}),
+                }
+                self.recorder.push(self._extra_id, [[json.dumps(doc, sort_keys=True)]], (t,))
+
     def on_event(self, event) -> None:
         """Record a :class:`~closedloop.safety.SafetyEvent`, as JSON text stamped at its time."""
         text = json.dumps(

@@ -19,14 +19,14 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from closedloop.adapters.base import Adapter, LimitViolation
 from closedloop.session.summary import SessionStats
 from closedloop.session.telemetry import RunningStats
 from closedloop.types import Chunk, Command
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from closedloop.pipeline import Pipeline, Step
     from closedloop.recording.session import SessionRecording
 
@@ -87,6 +87,9 @@ class SessionDriver:
         self.lock = threading.Lock()
         self.stats = SessionStats()
         self.stats.feature_stats = RunningStats(len(pipeline.feature_names))
+        self._rows = np.empty((64, len(pipeline.feature_names)))  # a chunk's feature rows
+        self._applied_rows = np.empty((64, 5))  # a chunk's applied commands, as recorded
+        self._issue_times = np.empty(64)
         self.adapter_s = 0.0  # time spent handing the last chunk's commands to the adapter
         self.issued = float("nan")  # clock time once the last chunk's commands were handed to the adapter
         self.on_applied: Callable[[Command, float, float], None] | None = None
@@ -103,7 +106,10 @@ class SessionDriver:
 
     # -- per chunk ----------------------------------------------------------------
     def feed(self, chunk: Chunk, raw_data: np.ndarray, raw_timestamps: np.ndarray) -> list[Step]:
-        """Record the chunk as received, run ``chunk`` (µV, pipeline time base), apply every allowed command, count.
+        """Run ``chunk`` (µV, pipeline time base), apply every allowed command, record everything, count.
+
+        The recording is written after the commands went to the adapter (off
+        the loop's latency path): the raw chunk even when a stage raised.
 
         Parameters
         ----------
@@ -113,28 +119,84 @@ class SessionDriver:
             The same samples exactly as received (the source's unit, its own
             timestamps): what the recording keeps.
         """
-        if self.recording is not None:
-            self.recording.on_chunk(raw_data, raw_timestamps)
-        with self.lock:
-            steps = self.pipeline.process(chunk)
-            if steps:
-                t0 = perf_counter()
-                for s in steps:
-                    self.apply(s.allowed, counted=True)
-                self.issued = self.clock()
-                self.adapter_s = perf_counter() - t0
+        recording = self.recording
+        try:
+            with self.lock:
+                steps = self.pipeline.process(chunk)
+                if steps:
+                    t0 = perf_counter()
+                    applied = self._apply_frames(steps)
+                    self.issued = self.clock()
+                    self.adapter_s = perf_counter() - t0
+                    if applied:
+                        self._record_applied(applied)
+        finally:
+            if recording is not None:
+                recording.on_chunk(raw_data, raw_timestamps)
         if not steps:
             return steps
-        if self.recording is not None:
-            self.recording.on_steps(steps)
+        if recording is not None:
+            recording.on_steps(steps)
         stats = self.stats
-        stats.frames += len(steps)
-        for s in steps:
-            stats.feature_stats.add(s.frame.values)
-            stats.count_flags(s.frame.flags)
-            if self.on_step is not None:
-                self.on_step(s)
+        k = len(steps)
+        stats.frames += k
+        rows = self._rows
+        if k > rows.shape[0]:
+            rows = self._rows = np.empty((2 * k, rows.shape[1]))
+        for i, s in enumerate(steps):  # one kernel call per chunk for the feature statistics
+            frame = s.frame
+            rows[i] = frame.values
+            if frame.flags:
+                stats.count_flags(frame.flags)
+        stats.feature_stats.add_rows(rows, k)
+        on_step = self.on_step
+        if on_step is not None:
+            for s in steps:
+                on_step(s)
         return steps
+
+    def _apply_frames(self, steps: list[Step]) -> list[Command]:
+        """Hand each frame's allowed command to the adapter, as :meth:`apply` does; return those to record.
+
+        Their rows wait in a preallocated buffer for :meth:`_record_applied` (one push per chunk); if
+        the adapter raises, what reached it is recorded before the error goes on.
+        """
+        clock, adapter, stats, recording = self.clock, self.adapter, self.stats, self.recording
+        if recording is not None and len(steps) > self._applied_rows.shape[0]:
+            self._applied_rows = np.empty((2 * len(steps), 5))
+            self._issue_times = np.empty(2 * len(steps))
+        rows, issued, commands = self._applied_rows, self._issue_times, []
+        local_time = self.local_time
+        try:
+            for s in steps:
+                command = s.allowed
+                now = clock()
+                try:
+                    adapter.apply(command, now)
+                except LimitViolation:
+                    stats.adapter_refusals += 1
+                    continue
+                if recording is not None:
+                    n = len(commands)
+                    t = command.time
+                    rows[n] = (command.amplitude_mA, command.frequency_Hz, command.on, t, now - local_time(t))
+                    issued[n] = now
+                    commands.append(command)
+                stats.commands_applied += 1
+                if command.amplitude_mA > stats.amplitude_max:
+                    stats.amplitude_max = command.amplitude_mA
+                if command.abort and not self.safety.stopped:
+                    adapter.rearm()  # an abort disarms rTMS/TUS devices
+        except BaseException:
+            if commands:
+                self._record_applied(commands)
+            raise
+        return commands
+
+    def _record_applied(self, commands: list[Command]) -> None:
+        """Record the commands :meth:`_apply_frames` applied (their rows are in the buffer) in one push."""
+        n = len(commands)
+        self.recording.on_applied_rows(self._applied_rows[:n], self._issue_times[:n], commands)
 
     def apply(self, command: Command, counted: bool = False) -> None:
         """Hand ``command`` to the adapter now; record it; count it (``counted``: a frame's command).

@@ -29,7 +29,7 @@ class LatencyHistogram:
         self.max = -math.inf
 
     def add(self, seconds: float) -> None:
-        """Add one measurement."""
+        """Count one duration (s); non-finite ones are skipped."""
         if not math.isfinite(seconds):
             return
         if seconds < self.LO:
@@ -79,6 +79,12 @@ def _welford_add(n, mean, m2, x):
             m2[i] += d * (v - mean[i])
 
 
+@numba.njit(cache=True, nogil=True)
+def _welford_add_rows(n, mean, m2, rows, k):
+    for r in range(k):
+        _welford_add(n, mean, m2, rows[r])
+
+
 class RunningStats:
     """Mean and standard deviation per feature (Welford), NaNs skipped."""
 
@@ -88,17 +94,22 @@ class RunningStats:
         self.m2 = np.zeros(n)
 
     def add(self, x: np.ndarray) -> None:
-        """Add one measurement."""
+        """Add one row of values."""
         _welford_add(self.n, self.mean, self.m2, x)
 
+    def add_rows(self, rows: np.ndarray, k: int) -> None:
+        """Add the first ``k`` rows of ``rows`` (n_rows, n) in order: one kernel call for a chunk's frames."""
+        _welford_add_rows(self.n, self.mean, self.m2, rows, k)
+
     def warmup(self) -> None:
-        """Compile the update kernel before the session clock starts."""
+        """Compile the update kernels before the session clock starts."""
         frame_values = np.zeros(1)
         frame_values.flags.writeable = False  # as the frames' values are: another signature to numba
         _welford_add(np.zeros(1, np.int64), np.zeros(1), np.zeros(1), frame_values)
+        _welford_add_rows(np.zeros(1, np.int64), np.zeros(1), np.zeros(1), np.zeros((1, 1)), 1)
 
     def std(self) -> np.ndarray:
-        """Return the standard deviation per feature (NaN where fewer than two values)."""
+        """Return the sample standard deviation per feature (NaN below two values)."""
         return np.sqrt(np.where(self.n > 1, self.m2 / np.maximum(self.n - 1, 1), np.nan))
 
 
@@ -113,7 +124,7 @@ class StageTimes:
         self.hist = {name: LatencyHistogram() for name in STAGES}
 
     def add(self, durations: dict[str, float]) -> None:
-        """Add one measurement."""
+        """Count one duration per stage (s)."""
         for name, seconds in durations.items():
             self.hist[name].add(seconds)
 

@@ -121,16 +121,51 @@ def resolve_one(
         raise SourceError(
             f"no LSL stream matching {_wanted(name, type, source_id)} within {timeout:g} s; {scope_help(scope)}"
         )
-    # wait a little longer for a second match: two fitting streams is an error
-    found = pylsl.resolve_bypred(pred, 2, settle) or found
+    if settle > 0:  # wait a little longer for a second match: two fitting streams is an error
+        error = _several(pylsl.resolve_bypred(pred, 2, settle) or found, name, type, source_id)
+        if error is not None:
+            raise error
+    return found[0]
+
+
+def _several(found, name, type, source_id) -> SourceError | None:
+    """Return the error for more than one stream in ``found`` (None: one)."""
     uniq = {i.uid(): i for i in found}
-    if len(uniq) > 1:
-        listing = "; ".join(f"({k}) {_describe(i)}" for k, i in enumerate(uniq.values(), 1))
-        raise SourceError(
-            f"{len(uniq)} LSL streams match {_wanted(name, type, source_id)}: {listing}; "
-            f"give [source] name and source_id that fit only one (or stop the other)"
-        )
-    return next(iter(uniq.values()))
+    if len(uniq) < 2:
+        return None
+    listing = "; ".join(f"({k}) {_describe(i)}" for k, i in enumerate(uniq.values(), 1))
+    return SourceError(
+        f"{len(uniq)} LSL streams match {_wanted(name, type, source_id)}: {listing}; "
+        f"give [source] name and source_id that fit only one (or stop the other)"
+    )
+
+
+class _SecondMatch:
+    """Look for a second stream matching a query for ``settle`` seconds, in a thread.
+
+    :meth:`LSLSource.open` runs it while the inlet opens and the first
+    ``time_correction`` runs: all three wait inside liblsl, so the settle time
+    no longer adds to the start-up.
+    """
+
+    def __init__(self, query: dict, first, settle: float) -> None:
+        import threading
+
+        self.query, self.first, self.settle = query, first, settle
+        self.error: SourceError | None = None
+        self._thread = threading.Thread(target=self._run, name="closedloop-resolve-settle", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import pylsl
+
+        found = pylsl.resolve_bypred(predicate(**self.query), 2, self.settle)
+        self.error = _several([self.first, *found], **self.query)
+
+    def join(self) -> SourceError | None:
+        """Wait for the settle time to end; return the error if a second stream matched."""
+        self._thread.join()
+        return self.error
 
 
 class LSLSource:
@@ -162,6 +197,11 @@ class LSLSource:
         A pipeline's ``[features]`` and ``[preprocess]``: every channel they
         name is checked at :meth:`open`, and channels an average reference
         leaves out are reported in :attr:`notes`.
+    poll : {"wait", "busy"}
+        How :meth:`pull` waits for the first sample: ``"wait"`` sleeps in
+        liblsl until it arrives; ``"busy"`` asks liblsl without a timeout
+        again and again until it does (or ``timeout`` passes) — no wake-up
+        delay, at the cost of one CPU core kept at 100 %.
 
     Attributes
     ----------
@@ -193,7 +233,11 @@ class LSLSource:
         scope: str = "machine",
         features=None,
         preprocess=None,
+        poll: str = "wait",
     ) -> None:
+        if poll not in ("wait", "busy"):
+            raise ValueError(f"poll must be 'wait' or 'busy', not {poll!r}")
+        self.poll = poll
         self.query = dict(name=name, type=type, source_id=source_id)
         self.sfreq = float(sfreq)
         self.expected_names = ch_names
@@ -243,10 +287,25 @@ class LSLSource:
             count, rate, value format, labels (missing, empty, duplicate,
             with control characters), channels the pipeline names, units.
         """
+        info = resolve_one(**self.query, timeout=self.resolve_timeout_s, scope=self.scope, settle=0.0)
+        second = _SecondMatch(self.query, info, settle=1.0)  # meanwhile: header, inlet, first time_correction
+        try:
+            self._open(info)
+        except SourceError:
+            ambiguous = second.join()
+            if ambiguous is not None:
+                raise ambiguous from None
+            raise
+        ambiguous = second.join()
+        if ambiguous is not None:
+            self.close()
+            raise ambiguous
+
+    def _open(self, info) -> None:
+        """Check the stream ``info`` against the pipeline, open its inlet and measure the clock offset."""
         import pylsl
         import pylsl.util
 
-        info = resolve_one(**self.query, timeout=self.resolve_timeout_s, scope=self.scope)
         where = f"stream {info.name()!r}"
         n = info.channel_count()
         problems = []
@@ -438,6 +497,26 @@ class LSLSource:
         more = (ctypes.c_size_t(n_ch * (self.max_chunk - 1)), ctypes.c_size_t(self.max_chunk - 1))
         zero = ctypes.c_double(0.0)
         from pylsl.util import handle_error
+
+        if self.poll == "busy":
+            from time import perf_counter
+
+            def pull_busy(timeout: float) -> int:
+                # ask again and again without a timeout: no wake-up delay, one core kept busy
+                deadline = perf_counter() + timeout
+                while True:
+                    got = fn(obj, first[0], first[1], one[0], one[1], zero, ctypes.byref(err))
+                    handle_error(err)
+                    if got:
+                        break
+                    if perf_counter() >= deadline:
+                        return 0
+                got += fn(obj, rest[0], rest[1], more[0], more[1], zero, ctypes.byref(err))
+                handle_error(err)
+                return got // n_ch
+
+            self._pull_into = pull_busy
+            return
 
         def pull_into(timeout: float) -> int:
             # wait up to `timeout` for the first sample, then take whatever else is already there

@@ -44,6 +44,7 @@ OVERRIDES = [
     ("alpha_tacs", "source.chunk_size=0", "source.chunk_size"),
     ("alpha_tacs", "source.seed=1.5", "source.seed"),
     ("alpha_tacs", "source.samplerate=500", "source.samplerate: unknown key"),
+    ("alpha_tacs_lsl", "source.poll='spin'", "source.poll: must be 'wait' or 'busy' (got 'spin')"),
     ("alpha_tacs", "features.bands.alpha=[12.0, 8.0]", "features.bands.alpha: need 0 < low < high"),
     ("alpha_tacs", "features.bands.alpha=[8.0]", "features.bands.alpha"),
     ("alpha_tacs", "features.bands.alpha=[8.0, 'x']", "features.bands.alpha[1]"),

@@ -130,3 +130,26 @@ def test_lost_stream_is_noticed(unique_name):
         while pylsl.local_clock() - t0 < 5.0:
             src.pull(timeout=0.05)
     assert src.lost
+
+
+def test_busy_poll_reads_the_same_samples_as_waiting(unique_name):
+    """``poll = "busy"`` changes how the first sample is waited for, never which samples arrive."""
+    pub = publisher(unique_name, seed=5)
+    try:
+        src = LSLSource(name=unique_name, sfreq=250.0, n_channels=8, resolve_timeout_s=5, poll="busy")
+        src.open()
+        data, stamps = pull_for(src, 0.6)
+        assert src.pull(timeout=0.0) is None or src.samples_in > data.shape[0]  # a zero timeout returns at once
+        src.close()
+    finally:
+        pub.stop()
+    assert data.shape[0] >= 100
+    np.testing.assert_allclose(np.diff(stamps), 1 / 250.0, atol=1e-6)
+    ref = SyntheticEEG(n_channels=8, sfreq=250.0, seed=5).generate(pub.samples_pushed)
+    first = int(round((stamps[0] - src.clock_offset - pub.start_time) * 250.0))
+    np.testing.assert_array_equal(data, ref[first : first + data.shape[0]])
+
+
+def test_poll_must_be_wait_or_busy():
+    with pytest.raises(ValueError, match="poll must be 'wait' or 'busy'"):
+        LSLSource(name="x", sfreq=250.0, poll="spin")

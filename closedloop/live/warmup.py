@@ -1,0 +1,82 @@
+"""Start-up work done while the EEG stream is being found.
+
+Resolving an LSL stream, fetching its header and the first
+``time_correction`` mostly wait on the network inside liblsl, which releases
+the GIL. :class:`Warmup` uses that wait: in a background thread it imports
+the processing stack (scipy.signal, numba, the stages), loads every numba
+kernel the pipeline will run from the on-disk cache (compiling it only when
+the cache is cold), and imports the report's plotting stack. The session
+joins it before the pipeline is built, so nothing of it runs beside the loop.
+
+The kernels are loaded on a throwaway pipeline built for the channels the
+pipeline file names (the stream is not known yet); numba specialises on
+argument types, not on channel counts, so the real pipeline's warm-up then
+finds them in memory. A guess that does not fit (e.g. an LSL source whose
+channels the file does not list) is skipped quietly: the real warm-up loads
+what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+log = logging.getLogger(__name__)
+
+
+def guess_channels(resolved) -> list[str]:
+    """Return channel names a stream for this pipeline could carry (the file's own, or those it names)."""
+    cfg = resolved.config
+    names = getattr(cfg.source, "ch_names", None)
+    if names:
+        return list(names)
+    from closedloop.channels import named_channels
+
+    return list(dict.fromkeys(ch for chans in named_channels(cfg.features, cfg.preprocess).values() for ch in chans))
+
+
+class Warmup:
+    """Import the processing stack and load the pipeline's kernels in a background thread.
+
+    Parameters
+    ----------
+    resolved : ResolvedPipeline
+        The pipeline that will run.
+    report : bool
+        Also import and warm the report's plotting stack.
+    """
+
+    def __init__(self, resolved, report: bool = False) -> None:
+        self.resolved = resolved
+        self.report = report
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="closedloop-warmup", daemon=True)
+
+    def start(self) -> Warmup:
+        """Start the background work; return self."""
+        self._thread.start()
+        return self
+
+    def join(self) -> None:
+        """Wait until the background work is done."""
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            from closedloop.pipeline import Pipeline
+            from closedloop.session.telemetry import RunningStats
+
+            names = guess_channels(self.resolved)
+            if names:
+                try:
+                    Pipeline(self.resolved, names).warmup()
+                except Exception as e:  # noqa: BLE001 - a guess that does not fit: the real warm-up does it
+                    log.debug("warm-up on the guessed channels skipped: %s", e)
+            RunningStats(1).warmup()
+            if self.report:
+                from closedloop.offline import report
+
+                report.prepare()
+        except BaseException as e:  # noqa: BLE001 - reported by the session's own warm-up, which repeats it
+            self.error = e
+            log.debug("background warm-up failed: %s", e)

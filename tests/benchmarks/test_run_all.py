@@ -1,0 +1,125 @@
+"""Every benchmark runs in its quick mode and writes the fields the README is rendered from.
+
+No speed is asserted (a shared machine makes timings meaningless here): these
+tests keep the benchmarks from rotting — a renamed API, a changed summary
+field or a broken subprocess fails them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import render_readme  # noqa: E402
+import run_all  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--quick", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert out.exists(), done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    failed = {k: v.get("error") for k, v in data["benchmarks"].items() if "error" in v}
+    assert not failed and done.returncode == 0, failed or done.stdout[-3000:]
+    return data
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def test_run_all_records_machine_versions_commit_and_load(results):
+    assert results["quick"] is True
+    assert results["machine"]["cores"] >= 1 and results["machine"]["cpu"]
+    for name in ("python", "numpy", "scipy", "numba", "mne", "pylsl"):
+        assert results["versions"][name], name
+    assert len(results["commit"]["sha"]) == 40
+    assert len(results["load_before"]) == 3 and len(results["load_after"]) == 3
+    assert set(results["benchmarks"]) == set(run_all.BENCHMARKS)
+    for entry in results["benchmarks"].values():
+        assert entry["wall_s"] > 0 and len(entry["load_before"]) == 3 and "--quick" in entry["command"]
+
+
+def test_startup_fields(results):
+    r = results["benchmarks"]["startup"]["results"]
+    assert finite(r["help"]["best_s"]) and finite(r["check"]["best_s"])
+    run = r["run"]
+    # the session printed every phase, in order, and produced frames
+    assert run["frames"] > 0 and finite(run["first_frame_s"]) and finite(run["report_s"])
+    assert run["running_s"] < run["first_frame_s"] < run["total_s"]
+    assert all(finite(v) for v in r["overlap"].values())
+    for where in ("in_tree", "user_cache_dir"):
+        for variant in r["numba_cache"][where].values():
+            assert variant["kernels"] >= 3
+            assert variant["hits"] + variant["misses"] == variant["kernels"]  # one signature per kernel
+
+
+def test_features_fields(results):
+    r = results["benchmarks"]["features"]["results"]
+    assert "scipy welch" in r["methods"]
+    for m in r["methods"].values():
+        assert finite(m["median_us"]) and finite(m["ratio_vs_scipy_welch"])
+    assert set(r["summary"]) == {"64ch@1000Hz", "256ch@2000Hz"}
+
+
+def test_replay_fields(results):
+    r = results["benchmarks"]["replay"]["results"]
+    for key in ("realtime_factor_in_memory", "realtime_factor", "realtime_factor_with_recording"):
+        assert finite(r[key]) and r[key] > 0
+    assert r["frames"] == pytest.approx(r["duration_s"] * r["frames_per_s_of_data"], abs=25)
+    assert set(r["stage_us_per_frame"]) == {"preprocess", "features", "controller", "safety"}
+    assert set(r["realtime_factor_cpu"]) == {"in_memory", "from_xdf", "with_recording"}
+    assert all(finite(v) and v > 0 for v in r["realtime_factor_cpu"].values())
+
+
+def test_latency_fields(results):
+    (r,) = results["benchmarks"]["latency"]["results"]
+    assert r["config"]["channels"] == 64
+    for loop in (r["floor"], r["loop"], r["busy"]["loop"]):
+        assert finite(loop["median_ms"]) and loop["n"] > 0
+    assert set(r["others"]) == {"mne_lsl", "pylsl"}
+    for other in r["others"].values():
+        assert other["loop"]["n"] > 0 and finite(other["compute_ms"])
+        assert finite(other["ratio_vs"]["latency_median"]) and finite(other["ratio_vs"]["compute"])
+
+
+def test_memory_fields(results):
+    r = results["benchmarks"]["memory"]["results"]
+    every = r["hours"] * 3600 * r["sfreq"] / 25  # alpha_tacs: a frame every 25 samples ...
+    assert every - r["sfreq"] / 25 - 1 <= r["frames"] <= every  # ... once the first 1-s window is full
+    assert finite(r["rss_spread_after_warmup_mb"]) and len(r["rss_samples"]) > 5
+
+
+def test_readme_is_rendered_from_the_results_only(results, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO / "README.md").read_text())
+    source = tmp_path / "results.json"
+    source.write_text(json.dumps(results))
+    changed = render_readme.render_file(source, readme)
+    assert set(changed) == {"startup", "features", "latency", "replay", "memory"}
+    text = readme.read_text()
+    replay = results["benchmarks"]["replay"]["results"]
+    assert (
+        f"{replay['realtime_factor_in_memory']:,.0f}×" in text or f"{replay['realtime_factor_in_memory']:.0f}×" in text
+    )
+    assert results["commit"]["sha"][:10] in text and "quick mode" in text
+    # rendering again changes nothing; --check says so
+    assert render_readme.render_file(source, readme, check=True) == []
+    assert render_readme.main([str(source), "--readme", str(readme), "--check"]) == 0
