@@ -190,6 +190,21 @@ class QualityConfig(StrictModel):
         return self
 
 
+class PainIndexConfig(StrictModel):
+    """``[features.pain_index]``: a model from features to pain ratings, fitted by ``closedloop calibrate``.
+
+    Adds the feature ``pain_index`` (the predicted rating, or the probability
+    of a rating at or above the model's threshold) after the others; see
+    docs/pain-modelling.md.
+    """
+
+    model: str = Field(min_length=1, description="model file from closedloop calibrate (relative to the pipeline file)")
+
+
+#: The name of the feature a ``[features.pain_index]`` model adds.
+PAIN_INDEX = "pain_index"
+
+
 class FeaturesConfig(StrictModel):
     """Band powers on the sample clock: a frame every ``hop_samples`` over ``window_samples``."""
 
@@ -222,6 +237,7 @@ class FeaturesConfig(StrictModel):
     paf: PafConfig | None = None
     baseline: FeatureBaselineConfig | None = None
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    pain_index: PainIndexConfig | None = Field(None, description="adds 'pain_index' from a calibrated model")
 
     @field_validator("bands")
     @classmethod
@@ -324,8 +340,10 @@ def features_of(f: FeaturesConfig) -> list[str]:
     """Names of the features a ``[features]`` section produces, in frame order."""
     base = base_features(f)
     if f.rois is not None:
-        return [f"{b}_{roi}" for roi in f.rois for b in base]
-    if f.combine == "mean":
-        return base
-    assert f.channels is not None
-    return [f"{b}_{ch}" for ch in f.channels for b in base]
+        names = [f"{b}_{roi}" for roi in f.rois for b in base]
+    elif f.combine == "mean":
+        names = base
+    else:
+        assert f.channels is not None
+        names = [f"{b}_{ch}" for ch in f.channels for b in base]
+    return names + ([PAIN_INDEX] if f.pain_index is not None else [])

@@ -9,11 +9,17 @@ from closedloop.control.base import Controller, display_state
 from closedloop.control.baseline import INNER_CONTROLLERS, BaselineController
 from closedloop.control.dual_threshold import DualThresholdController
 from closedloop.control.pi import PIController
+from closedloop.control.rule import RuleController
 from closedloop.control.schedule import ScheduleController
 from closedloop.control.threshold import ThresholdController
 from closedloop.control.trigger import TriggerController
 
-_REGISTRY = {**INNER_CONTROLLERS, "baseline": BaselineController, "trigger": TriggerController}
+_REGISTRY = {
+    **INNER_CONTROLLERS,
+    "baseline": BaselineController,
+    "trigger": TriggerController,
+    "rule": RuleController,
+}
 
 
 def build_controller(config) -> Controller:
@@ -26,6 +32,7 @@ __all__ = [
     "Controller",
     "DualThresholdController",
     "PIController",
+    "RuleController",
     "ScheduleController",
     "ThresholdController",
     "TriggerController",

@@ -26,8 +26,8 @@ from closedloop.adapters import Adapter, DeviceFault, build_adapter
 from closedloop.config import LSLSourceConfig, ResolvedPipeline, SyntheticSourceConfig
 from closedloop.live.signals import SessionInterrupted, StopSignals
 from closedloop.live.status import StatusLine
-from closedloop.offline import report
 from closedloop.lslconfig import configure_lsl
+from closedloop.offline import report
 from closedloop.pipeline import Pipeline, Step
 from closedloop.recording import SessionRecording
 from closedloop.recording.atomic import rescue_dirs, write_json_atomic
@@ -158,6 +158,7 @@ class LiveSession:
         self.summary_path: Path | None = None
         self._driver: SessionDriver | None = None
         self._trip: WatchdogTrip | None = None
+        self._ratings = None  # the rating inlet ([ratings])
         self._t_first: float | None = None
         self._elapsed_s = 0.0
 
@@ -236,6 +237,7 @@ class LiveSession:
                     report.prepare()  # import the plotting stack now, not while the operator waits at the end
                 self._say(f"recording to {recording.path}")
                 inlets = self._record_other_streams(recording, publisher)
+                self._ratings = self._open_ratings(driver, recording)
                 self._say(f"connecting to {self.resolved.profile.device.name}")
                 self.adapter.connect()
                 self.adapter.arm()
@@ -268,6 +270,19 @@ class LiveSession:
             signals.starting = True
             self._shutdown(watchdog, inlets, source, publisher)
         return self._finish(driver, recording, started)
+
+    def _open_ratings(self, driver: SessionDriver, recording: SessionRecording):
+        """``[ratings]``: pull the rating stream before each chunk, record it, feed the frames."""
+        cfg = self.resolved.config.ratings
+        if cfg is None:
+            return None
+        from closedloop.pain.ratings import RatingInlet, RatingTrack
+
+        track = driver.pipeline.ratings if driver.pipeline.ratings is not None else RatingTrack(cfg.scale)
+        inlet = RatingInlet(cfg, track, recording).open()
+        self._say(f"ratings from {inlet.name!r}" if inlet.name else "no rating stream found: rating stays NaN")
+        driver.before_chunk = inlet.poll
+        return inlet
 
     def _record_other_streams(self, recording: SessionRecording, publisher) -> StreamInlets | None:
         rec_cfg = self.resolved.config.recording
@@ -455,6 +470,7 @@ class LiveSession:
             watchdog.stop if watchdog is not None else None,
             self.adapter.stop,
             inlets.stop if inlets is not None else None,
+            self._ratings.close if self._ratings is not None else None,
             source.close,
             publisher.stop if publisher is not None else None,
         ):

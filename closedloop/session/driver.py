@@ -86,6 +86,9 @@ class SessionDriver:
         self.stats.feature_stats = RunningStats(len(pipeline.feature_names))
         self.adapter_s = 0.0  # time spent handing the last chunk's commands to the adapter
         self.issued = float("nan")  # clock time once the last chunk's commands were handed to the adapter
+        #: called at the start of every chunk, before its frames (live: the rating inlet's poll, so the
+        #: frames see every rating that has arrived; it must not block)
+        self.before_chunk: Callable[[], object] | None = None
 
     @property
     def safety(self):
@@ -111,6 +114,8 @@ class SessionDriver:
         """
         if self.recording is not None:
             self.recording.on_chunk(raw_data, raw_timestamps)
+        if self.before_chunk is not None:
+            self.before_chunk()
         with self.lock:
             steps = self.pipeline.process(chunk)
             if steps:
