@@ -162,6 +162,70 @@ def _identity(participant: str | None, session: str | None) -> dict | None:
     return {"participant": participant, "session": session}
 
 
+# --- studies (docs/study.md) ----------------------------------------------------------------------
+
+_STUDY_HELP = "study file (default: study.toml beside the pipeline, or in the folder above it)"
+
+
+def _study_for(study_file: Path | None, near: str | Path | None):
+    """Return the study given with --study, else the one found beside ``near`` (None: no study)."""
+    from closedloop.study import StudyError, find_study, load_study
+
+    path = study_file or find_study(near)
+    if path is None:
+        return None
+    try:
+        return load_study(path)
+    except StudyError as e:
+        _fail(str(e))
+
+
+def _study_admit(study_file, resolved, participant, session, duration, out_dir):
+    """Check the cross-session rules and record the session as started; exit 3 on a refusal."""
+    from closedloop.study import LedgerError, StudyRefusal
+    from closedloop.study.session import StudyRun
+
+    study = _study_for(study_file, resolved.path)
+    if study is None:
+        return None
+    if participant is None:
+        _fail(f"--participant: required for a session of study {study.name!r} ({study.path})")
+    try:
+        run = StudyRun.admit(study, resolved, participant, session, duration, out_dir)
+    except (StudyRefusal, LedgerError) as e:
+        _fail(str(e), 3)
+    _note(f"study {study.name}: sub-{run.participant} ses-{run.session} admitted (ledger #{run.admission.entry_id})")
+    for line in run.admission.notes:
+        _say(err, "note: ", "yellow", line)
+    return run
+
+
+def _study_abandon(run, reason: str) -> None:
+    from closedloop.study import LedgerError
+
+    try:
+        run.abandon(reason)
+    except LedgerError as e:
+        _warn(f"{e} (ledger #{run.admission.entry_id} stays 'started' and counts in full)")
+
+
+def _study_finish(run, summary: dict) -> None:
+    from closedloop.study import LedgerError
+
+    try:
+        run.finish(summary)
+    except LedgerError as e:
+        _warn(f"{e} (ledger #{run.admission.entry_id} stays 'started' and counts in full)")
+
+
+def _study_replay_folder(study_file, resolved, participant, session) -> Path | None:
+    study = _study_for(study_file, resolved.path)
+    if study is None or participant is None:
+        return None
+    stem = f"{datetime.now():%Y%m%d-%H%M%S}-replay-{resolved.config.pipeline.name}"
+    return study.session_folder(participant, session or "replay", stem)
+
+
 def _fmt(x: object, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
@@ -272,6 +336,7 @@ def run(
     sets: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help=_SET_HELP),
     participant: str | None = typer.Option(None, "--participant", callback=_label, help="participant label"),
     session: str | None = typer.Option(None, "--session", callback=_label, help="session label"),
+    study_file: Path | None = typer.Option(None, "--study", dir_okay=False, help=_STUDY_HELP),
 ) -> None:
     """Run a closed-loop session: session.xdf, summary.json and report.html in the output folder."""
     from closedloop.live.runtime import LiveSession
@@ -285,17 +350,24 @@ def run(
             f"{pipeline} (or run it live with --set source.kind=lsl and the stream's keys)"
         )
     _print_warnings(resolved)
-    folder = out_dir or _out_folder(resolved, "", participant, session)
+    study_run = _study_admit(study_file, resolved, participant, session, duration, out_dir)  # before anything starts
+    if study_run is not None:
+        resolved, participant, session = study_run.tighten(resolved), study_run.participant, study_run.session
+    folder = study_run.folder if study_run is not None else out_dir or _out_folder(resolved, "", participant, session)
     _note(f"closedloop: running {resolved.config.pipeline.name} for {duration:g} s → {folder}")
     kwargs = _with_supported(
         LiveSession.__init__,
-        identity=_identity(participant, session),
+        identity=study_run.identity if study_run is not None else _identity(participant, session),
         on_progress=lambda line: _note(str(line)),
     )
     try:
         summary = LiveSession(resolved, duration, folder, show_status=not quiet, **kwargs).run()
     except (SourceError, OSError) as e:  # no stream, or an output folder that cannot hold the recording
+        if study_run is not None:  # nothing was armed: the session does not count
+            _study_abandon(study_run, f"did not start: {e}")
         _fail(str(e), 3)
+    if study_run is not None:
+        _study_finish(study_run, summary)
     _print_summary(summary, folder)
 
 
@@ -444,6 +516,9 @@ def replay(
     encoding: str | None = typer.Option(None, "--encoding", help=_ENCODING_HELP),
     participant: str | None = typer.Option(None, "--participant", callback=_label, help="participant label"),
     session: str | None = typer.Option(None, "--session", callback=_label, help="session label"),
+    study_file: Path | None = typer.Option(
+        None, "--study", dir_okay=False, help=_STUDY_HELP + "; a replay goes under its root, not in its ledger"
+    ),
 ) -> None:
     """Run a pipeline offline over a recording as fast as the CPU allows (session.xdf, summary.json, report.html)."""
     from closedloop.offline.files import RecordingError
@@ -454,7 +529,8 @@ def replay(
     file = _recording_path(file, resolved, "replay")
     rec = _open_file(file, resolved, encoding)
     _print_warnings(resolved, rec)
-    folder = out_dir or _out_folder(resolved, "replay-", participant, session)
+    folder = out_dir or _study_replay_folder(study_file, resolved, participant, session)
+    folder = folder or _out_folder(resolved, "replay-", participant, session)
     kwargs = _with_supported(run_replay, identity=_identity(participant, session))
     try:
         result = run_replay(file, resolved, folder, progress=not quiet, report=not no_report, recording=rec, **kwargs)
@@ -742,6 +818,119 @@ def repair(
     out.print(Text(f"wrote {report.out_path} ({report.bytes_after} bytes)"))
     if report.backup_path:
         out.print(Text(f"original kept as {report.backup_path}"))
+
+
+# --- study commands (docs/study.md) ---------------------------------------------------------------
+
+
+def _open_study_ledger(study_file: Path | None):
+    from closedloop.study import Ledger, LedgerError
+
+    study = _study_for(study_file, None)
+    if study is None:
+        _fail("no study: give --study FILE (or run in the folder of its study.toml)")
+    if not study.ledger_path.is_file():
+        _fail(f"study {study.name}: no ledger yet at {study.ledger_path} (no session has run)", 3)
+    try:
+        return study, Ledger(study.ledger_path, timeout_s=study.ledger_timeout_s)
+    except LedgerError as e:
+        _fail(str(e), 3)
+
+
+@app.command()
+def sessions(
+    participant: str | None = typer.Option(None, "--participant", callback=_label, help="only this participant"),
+    study_file: Path | None = typer.Option(None, "--study", dir_okay=False, help="study file (default ./study.toml)"),
+) -> None:
+    """List the sessions of a study's ledger: identity, pipeline, device, times, stop reason, dose, ratings."""
+    from closedloop.study import LedgerError
+    from closedloop.study.longitudinal import dose_text
+
+    study, ledger = _open_study_ledger(study_file)
+    try:
+        entries = ledger.sessions(participant)
+    except LedgerError as e:
+        _fail(str(e), 3)
+    table = Table(title=Text(f"study {study.name} — {study.ledger_path}"))
+    for col in ("#", "sub", "ses", "status", "started", "min", "pipeline", "device", "stop reason", "dose"):
+        table.add_column(col)
+    table.add_column("events", justify="right")
+    table.add_column("rating", justify="right")
+    for e in entries:
+        minutes = "" if e.stopped_at is None else f"{(e.stopped_at - e.started_at) / 60:.1f}"
+        rating = e.ratings.get("mean")
+        table.add_row(
+            str(e.id),
+            e.participant,
+            e.session,
+            e.status,
+            e.started_text(),
+            minutes,
+            Text(f"{e.pipeline} ({e.pipeline_sha256[:8]})"),
+            Text(f"{e.device} ({e.profile_sha256[:8]})"),
+            Text(e.stop_reason or ""),
+            Text(dose_text(e)),
+            "" if e.safety_events is None else str(e.safety_events),
+            "" if rating is None else f"{rating:.3g} (n={e.ratings.get('n', 0)})",
+        )
+    out.print(table)
+    if not entries:
+        out.print(Text("no sessions" + (f" of participant {participant}" if participant else "")))
+
+
+@app.command()
+def bids(
+    sessions_: list[Path] = typer.Argument(..., metavar="SESSION...", help="session folders (or their session.xdf)"),
+    root: Path = typer.Option(..., "--root", help="BIDS dataset folder (created, or added to)"),
+    task: str = typer.Option("closedloop", "--task", callback=_label, help="BIDS task label"),
+    eeg_format: str = typer.Option("BrainVision", "--format", help="EEG file format: BrainVision or EDF"),
+    participant: str | None = typer.Option(
+        None, "--participant", callback=_label, help="participant label for a session recorded without one"
+    ),
+) -> None:
+    """Export sessions to BIDS: EEG, events, channels, NIBS-BIDS sidecars; pipeline and summary as derivatives."""
+    from closedloop.study.bids import BidsExportError, export_sessions
+
+    if eeg_format not in ("BrainVision", "EDF"):
+        _fail(f"--format {eeg_format!r}: allowed BrainVision, EDF")
+    try:
+        written = export_sessions(sessions_, root, task=task, eeg_format=eeg_format, participant=participant)
+    except BidsExportError as e:
+        _fail(str(e))
+    except ImportError as e:
+        _fail(f"BIDS export needs mne-bids: pip install 'closedloop[bids]' ({e})")
+    except OSError as e:
+        _fail(str(e), 3)
+    for item in written:
+        _note(f"{item.source} → {item.eeg}")
+    _note(f"{len(written)} session(s) → {root} (validate: bids-validator-deno {root})")
+
+
+@app.command()
+def report(
+    participant: str = typer.Option(..., "--participant", callback=_label, help="participant label"),
+    study_file: Path | None = typer.Option(None, "--study", dir_okay=False, help="study file (default ./study.toml)"),
+    out_file: Path | None = typer.Option(
+        None, "--out", dir_okay=False, help="HTML file (default <root>/sub-P/report-sub-P.html)"
+    ),
+) -> None:
+    """Write a participant's longitudinal report: features, ratings, dose and stop reasons across sessions."""
+    from closedloop.study import LedgerError
+    from closedloop.study.longitudinal import write_longitudinal_report
+
+    study, ledger = _open_study_ledger(study_file)
+    try:
+        entries = ledger.sessions(participant, include_not_started=False)
+    except LedgerError as e:
+        _fail(str(e), 3)
+    if not entries:
+        _fail(f"--participant {participant}: no sessions in {study.ledger_path}")
+    target = out_file or study.root / f"sub-{participant}" / f"report-sub-{participant}.html"
+    try:
+        write_longitudinal_report(entries, target, study_name=study.name)
+    except OSError as e:
+        _fail(f"{target}: {e}", 3)
+    _note(f"{len(entries)} session(s) of sub-{participant} → {target}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,10 +6,18 @@ what runs live. Features and controllers run on the sample clock (frame
 time); the safety layer runs on the clock it is given (see
 :mod:`closedloop.session.clocks`): the local monotonic clock live, the sample
 clock offline.
+
+Bad data is no data: when frames hold nothing usable (flags in
+:data:`~closedloop.types.BAD_DATA_FLAGS`: NaN/Inf or saturated values) for
+longer than the profile's ``bad_data_timeout_s`` of samples, the pipeline
+suspends the safety layer (stimulation ramps down at the emergency rate,
+whatever the controller's ``on_bad_frame``) until a usable frame arrives.
+Counted in samples, so a replay reproduces it exactly.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from time import perf_counter
 
@@ -18,7 +26,7 @@ from closedloop.control import build_controller
 from closedloop.features import build_chain
 from closedloop.safety.envelope import build_safety_layer
 from closedloop.session.clocks import SafetyClock, SampleClock
-from closedloop.types import Chunk, Command, Frame
+from closedloop.types import BAD_DATA_FLAGS, Chunk, Command, Frame
 
 
 @dataclass(slots=True)
@@ -99,6 +107,12 @@ class Pipeline:
         self.controller = build_controller(cfg.controller)
         self.clock: SafetyClock = clock or SampleClock(cfg.sfreq, cfg.features.window_samples, cfg.features.hop_samples)
         self.safety = build_safety_layer(resolved, self.clock, on_event=on_event)
+        limit = resolved.envelope().get("bad_data_timeout_s")
+        #: frames of bad data in a row after which stimulation is suspended (None: no such limit)
+        self.bad_data_frames = (
+            None if limit is None else max(1, math.ceil(float(limit["value"]) * cfg.sfreq / cfg.features.hop_samples))
+        )
+        self._bad_run = 0
         self.samples_in = 0
         #: seconds spent per stage on the last chunk (see :data:`closedloop.session.telemetry.STAGES`)
         self.stage_s = {"preprocess": 0.0, "features": 0.0, "controller": 0.0, "safety": 0.0}
@@ -127,6 +141,7 @@ class Pipeline:
             desired = self.controller.update(frame)
             tb = perf_counter()
             self.clock.on_frame(frame)
+            self._check_bad_data(frame)
             allowed = safety.step(desired)
             if stages is not None:
                 stages.observe(allowed, frame)
@@ -139,6 +154,23 @@ class Pipeline:
         times["controller"] = t_ctl
         times["safety"] = t_safe
         return steps
+
+    def _check_bad_data(self, frame: Frame) -> None:
+        """Suspend the safety layer after too long a run of frames without usable data; resume on a good one."""
+        if self.bad_data_frames is None:
+            return
+        if frame.flags & BAD_DATA_FLAGS:
+            self._bad_run += 1
+            if self._bad_run == self.bad_data_frames:
+                seconds = self._bad_run * self.resolved.config.features.hop_samples / self.resolved.config.sfreq
+                self.safety.suspend(
+                    f"no usable data (non-finite or saturated) for {seconds:.3g} s of samples "
+                    f"(bad_data_timeout_s); stimulation ramps down until usable data return"
+                )
+        else:
+            if self._bad_run >= self.bad_data_frames:
+                self.safety.resume("a frame with usable data")
+            self._bad_run = 0
 
     def warmup(self) -> None:
         """Compile every numba kernel before the session clock starts."""

@@ -2,9 +2,11 @@
 
 The text is parsed with :mod:`ast` (never evaluated): only comparisons
 (``<  <=  >  >=  ==  !=``, chained as in Python), ``and`` / ``or`` / ``not``,
-parentheses, arithmetic (``+ - * /``, unary minus), numbers, feature names
-and the functions ``abs``, ``min`` and ``max`` are allowed; anything else is
-refused with the column where it stands. :func:`parse_condition` returns a
+parentheses, numbers, feature names and the arithmetic of feature
+expressions (:mod:`closedloop.config.expressions`: ``+ - * / **``, unary
+minus, ``log``, ``log10``, ``abs``, ``sqrt``, ``exp``, with the same NaN
+where undefined), plus ``min`` and ``max``; anything else is refused with the
+column where it stands. :func:`parse_condition` returns a
 :class:`Condition`: the feature names it reads and a function of their
 values, built from closures (no ``eval``, no ``compile``).
 """
@@ -16,11 +18,17 @@ import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+
+from closedloop.config import expressions as expr
 
 __all__ = ["Condition", "parse_condition", "ALLOWED"]
 
 #: What a condition may contain (for messages).
-ALLOWED = "comparisons (< <= > >= == !=), and/or/not, + - * /, numbers, feature names, abs(), min(), max()"
+ALLOWED = (
+    "comparisons (< <= > >= == !=), and/or/not, numbers, feature names, + - * / **, "
+    "log(), log10(), abs(), sqrt(), exp(), min(), max()"
+)
 _MAX_LENGTH = 1000
 _COMPARE = {
     ast.Lt: operator.lt,
@@ -30,8 +38,13 @@ _COMPARE = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
 }
-_ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-_FUNCS = {"abs": (abs, 1, 1), "min": (min, 2, None), "max": (max, 2, None)}
+# arithmetic exactly as feature expressions compute it (NaN where undefined)
+_ARITH = {ast.Add: expr.ADD, ast.Sub: expr.SUB, ast.Mult: expr.MUL, ast.Div: expr.DIV, ast.Pow: expr.POW}
+_FUNCS = {
+    **{name: (partial(expr._py_apply, code), 1, 1) for name, code in expr.FUNCTIONS.items()},
+    "min": (min, 2, None),
+    "max": (max, 2, None),
+}
 
 Values = Sequence[float]
 
@@ -111,13 +124,11 @@ class _Compiler:
                 return inner
             return lambda v, inner=inner: -inner(v)
         if isinstance(node, ast.BinOp):
-            fn = _ARITH.get(type(node.op))
-            if fn is None:
+            code = _ARITH.get(type(node.op))
+            if code is None:
                 self.fail(node, f"the operator in {self.snippet(node)!r} is not allowed")
             a, b = self.number(node.left), self.number(node.right)
-            if fn is operator.truediv:
-                return lambda v, a=a, b=b: _divide(a(v), b(v))
-            return lambda v, fn=fn, a=a, b=b: fn(a(v), b(v))
+            return lambda v, code=code, a=a, b=b: expr._py_apply(code, a(v), b(v))
         if isinstance(node, ast.Call):
             name = node.func.id if isinstance(node.func, ast.Name) else None
             spec = _FUNCS.get(name or "")
@@ -178,10 +189,6 @@ def _or(v: Values, parts) -> bool | None:
 
 def _not(r: bool | None) -> bool | None:
     return None if r is None else not r
-
-
-def _divide(a: float, b: float) -> float:
-    return a / b if b != 0.0 else math.nan
 
 
 def parse_condition(text: str) -> Condition:

@@ -1,8 +1,8 @@
 """``[preprocess]`` and ``[features]`` sections of a pipeline, and their cross-checks.
 
-Every default that carries a number from the literature cites docs/eeg-and-pain.md
-(practical defaults: 1–2 s Hann windows, log power, 1–30 s smoothing, 2–5 min
-baseline, rejection of |x| > 100 µV, flat channels and high > 30 Hz power).
+The defaults (1-s Hann windows, log power, smoothing, the baseline block)
+are closedloop's choices, explained in docs/eeg-and-pain.md; the quality
+thresholds were calibrated on real resting EEG (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from closedloop.config.base import StrictModel
+from closedloop.config.expressions import compile_expressions
 
 Band = tuple[float, float]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -127,11 +128,16 @@ class PafConfig(StrictModel):
 
 
 class FeatureBaselineConfig(StrictModel):
-    """``[features.baseline]``: z-score features against a calibration block (docs/eeg-and-pain.md: 2–5 min)."""
+    """``[features.baseline]``: z-score features against a calibration block (its length is the study's choice)."""
 
     duration_s: float = Field(gt=0, description="the first duration_s seconds of samples form the baseline")
     features: list[str] | None = Field(
-        None, description="features to normalise (bare names); default: every band, relative band and ratio"
+        None, description="features to z-score (bare names); default: every band, relative band and ratio"
+    )
+    difference: list[str] = Field(
+        default_factory=list,
+        description="features reported as the difference from their baseline mean, in their own units "
+        "(e.g. paf_cog: the PAF shift in Hz)",
     )
 
 
@@ -205,6 +211,110 @@ class PainIndexConfig(StrictModel):
 PAIN_INDEX = "pain_index"
 
 
+class SpectrumConfig(StrictModel):
+    """``[features.spectrum]``: the slow, full-resolution Welch spectrum behind aperiodic fits and IAF bands.
+
+    Every ``segment_samples - overlap * segment_samples`` samples a Hann segment's
+    periodogram is computed at every bin the aperiodic fit and the IAF bands need;
+    the last ``segments`` are averaged (``scipy.signal.welch`` on the same samples)
+    and the aperiodic fit, corrected powers and IAF band powers are refreshed. Frames
+    carry the latest values (NaN until ``segments`` segments have been seen).
+    """
+
+    segment_samples: int | None = Field(
+        None, ge=16, le=MAX_SAMPLES, description="Welch segment length (samples); default: window_samples"
+    )
+    segments: int = Field(
+        8, ge=1, le=10_000, description="segments averaged (8 at 50 % overlap span 4.5 segment lengths)"
+    )
+    overlap: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of a segment shared with the next")
+
+
+class AperiodicConfig(StrictModel):
+    """``[features.aperiodic]``: the 1/f (aperiodic) fit of the spectrum and power above it (docs/pain-markers.md).
+
+    The specparam/FOOOF algorithm (Donoghue et al., Nat Neurosci 2020) on the
+    ``[features.spectrum]`` estimate, per (virtual) channel: adds ``ap_offset``,
+    ``ap_exponent`` (and ``ap_knee``) and, for each band in ``corrected``,
+    ``<band>_ap``: the power above the fitted aperiodic component (µV², never log10'd:
+    it is near 0, possibly negative, without an oscillation).
+    """
+
+    range_hz: Band = Field((2.0, 40.0), description="frequency range of the fit [low, high] (Hz, both included)")
+    knee: bool = Field(
+        False, description="fit a knee: offset - log10(knee + f^exponent); else offset - exponent log10 f"
+    )
+    corrected: list[str] | None = Field(
+        None, description="bands (or IAF bands) reported as '<band>_ap'; default: every band of features.bands"
+    )
+    peak_width_hz: Band = Field((1.0, 12.0), description="limits of a peak's width (specparam's peak_width_limits)")
+    max_peaks: int = Field(6, ge=0, le=12, description="peaks fitted at most (specparam's max_n_peaks)")
+    peak_threshold: float = Field(2.0, gt=0, description="peak detection threshold (standard deviations)")
+    min_peak_height: float = Field(0.0, ge=0, description="absolute peak height threshold (log10 power)")
+
+    @field_validator("range_hz", "peak_width_hz")
+    @classmethod
+    def _bands(cls, v: Band) -> Band:
+        _check_band(v)
+        return v
+
+
+#: Klimesch's IAF-anchored bands (offsets from the IAF, Hz): theta IAF-6..IAF-4, lower-1 alpha
+#: IAF-4..IAF-2, lower-2 alpha IAF-2..IAF, upper alpha IAF..IAF+2 (Klimesch, Brain Res Rev 1999,
+#: PMID 10209231; docs/pain-markers.md).
+KLIMESCH_BANDS: dict[str, Band] = {
+    "theta_iaf": (-6.0, -4.0),
+    "alpha1_iaf": (-4.0, -2.0),
+    "alpha2_iaf": (-2.0, 0.0),
+    "alpha3_iaf": (0.0, 2.0),
+}
+
+
+class IAFConfig(StrictModel):
+    """``[features.iaf]``: bands anchored to the individual alpha frequency of the baseline block.
+
+    At the end of ``[features.baseline]`` the IAF of each (virtual) channel is
+    estimated from the mean ``[features.spectrum]`` periodogram of the baseline
+    (or taken from ``fixed_hz``) and fixed for the session; frames carry it as
+    ``iaf`` and the power of each band ``IAF + offset`` as ``<name>`` (NaN during
+    the baseline). A replay recomputes the same IAF from the same samples.
+    """
+
+    search_hz: Band = Field((7.0, 13.0), description="band searched for the IAF (Hz)")
+    method: Literal["peak", "cog"] = Field(
+        "peak",
+        description="'peak': the highest local maximum standing min_peak_log10 above the band's 1/f line "
+        "(interpolated; the centre of gravity when there is none); 'cog': centre of gravity of the band",
+    )
+    channel: str | None = Field(
+        None, description="the (virtual) channel whose IAF every channel uses; default: each channel its own"
+    )
+    fixed_hz: float | None = Field(None, gt=0, description="use this IAF (e.g. an earlier session's) instead")
+    min_peak_log10: float = Field(0.3, ge=0, description="height above the 1/f line a peak needs (log10)")
+    bands: dict[str, Band] = Field(
+        default_factory=lambda: dict(KLIMESCH_BANDS),
+        description="name -> (low, high) offsets from the IAF (Hz); default: Klimesch's theta and alpha bands",
+    )
+
+    @field_validator("bands")
+    @classmethod
+    def _offsets(cls, v: dict[str, Band]) -> dict[str, Band]:
+        if not v:
+            raise ValueError("at least one IAF band is needed")
+        for name, (lo, hi) in v.items():
+            if not _IDENT.fullmatch(name):
+                raise ValueError(f"band name {name!r} must be an identifier")
+            if not lo < hi:
+                raise ValueError(f"{name}: need low < high, got [{lo}, {hi}]")
+        return v
+
+    @field_validator("search_hz")
+    @classmethod
+    def _search(cls, v: Band) -> Band:
+        _check_band(v)
+        return v
+
+
 class FeaturesConfig(StrictModel):
     """Band powers on the sample clock: a frame every ``hop_samples`` over ``window_samples``."""
 
@@ -228,13 +338,22 @@ class FeaturesConfig(StrictModel):
     )
     ratios: dict[str, tuple[str, str]] = Field(
         default_factory=lambda: {"theta_alpha": ("theta", "alpha")},
-        description="name -> (numerator band, denominator band)",
+        description="name -> (numerator band, denominator band): per channel; or two features (e.g. "
+        "'theta_frontal', 'alpha_posterior'): one cross-channel ratio",
+    )
+    expressions: dict[str, str] = Field(
+        default_factory=dict,
+        description="name -> arithmetic over feature names, e.g. '(alpha_right - alpha_left) / "
+        "(alpha_right + alpha_left)'; + - * / ** log log10 abs sqrt exp; values in physical units",
     )
     log10: bool = Field(True, description="report log10 of powers and ratios")
     smoothing_s: float = Field(0.0, ge=0, description="EMA time constant of the features (s); 0 = off")
     welch: WelchConfig = Field(default_factory=WelchConfig)
     iir: IIRConfig = Field(default_factory=IIRConfig)
     paf: PafConfig | None = None
+    spectrum: SpectrumConfig = Field(default_factory=SpectrumConfig)
+    aperiodic: AperiodicConfig | None = None
+    iaf: IAFConfig | None = None
     baseline: FeatureBaselineConfig | None = None
     quality: QualityConfig = Field(default_factory=QualityConfig)
     pain_index: PainIndexConfig | None = Field(None, description="adds 'pain_index' from a calibrated model")
@@ -281,12 +400,27 @@ class FeaturesConfig(StrictModel):
             problems.append("channels: give either channels (with combine) or rois, not both and not neither")
         if self.channels is not None and not self.channels:
             problems.append("channels: at least one channel is needed")
+        channel_features = _channel_features(self)
         for name, (num, den) in self.ratios.items():
-            for part in (num, den):
-                if part not in self.bands:
-                    problems.append(f"ratios.{name}: refers to band {part!r}; defined bands: {sorted(self.bands)}")
+            in_bands = [part in self.bands for part in (num, den)]
+            if all(in_bands):
+                pass  # a ratio of two bands, per channel
+            else:
+                unknown = [part for part in (num, den) if part not in self.bands and part not in channel_features]
+                if unknown:
+                    problems.append(
+                        f"ratios.{name}: refers to {unknown[0]!r}, neither a band {sorted(self.bands)} nor a feature "
+                        f"of this pipeline {channel_features[:30]}"
+                    )
+                elif any(in_bands):
+                    band, other = (num, den) if in_bands[0] else (den, num)
+                    problems.append(
+                        f"ratios.{name}: mixes band {band!r} with feature {other!r}; give two bands (a ratio per "
+                        f"channel) or two features (one cross-channel ratio)"
+                    )
             if name in self.bands:
                 problems.append(f"ratios.{name}: the name is already a band")
+        problems += _spectral_problems(self)
         if self.hop_samples > self.window_samples:
             problems.append(f"hop_samples: {self.hop_samples} must be <= `window_samples` ({self.window_samples})")
         method = "welch" if self.method == "periodogram" else self.method
@@ -296,13 +430,23 @@ class FeaturesConfig(StrictModel):
         seg = self.welch.segment_samples
         if seg is not None and seg > self.window_samples:
             problems.append(f"welch.segment_samples: {seg} must be <= `window_samples` ({self.window_samples})")
-        if self.baseline is not None and self.baseline.features is not None:
-            allowed = _normalisable(self)
-            for name in self.baseline.features:
-                if name not in allowed:
-                    problems.append(
-                        f"baseline.features: {name!r} is not a band, relative band or ratio; choose from {allowed}"
-                    )
+        if self.baseline is not None:
+            allowed = _baseline_allowed(self)
+            listed = {"features": self.baseline.features or [], "difference": self.baseline.difference}
+            for key, names in listed.items():
+                for name in names:
+                    if name in _after_baseline(self):
+                        problems.append(
+                            f"baseline.{key}: {name!r} is defined only once the baseline has ended (IAF); "
+                            f"choose from {allowed}"
+                        )
+                    elif name not in allowed:
+                        problems.append(f"baseline.{key}: {name!r} is not a feature name; choose from {allowed}")
+            both = set(self.baseline.features or _normalisable(self)) & set(self.baseline.difference)
+            if self.baseline.features is not None and both:
+                problems.append(f"baseline.difference: {sorted(both)} also in baseline.features; each feature one way")
+        if not problems:
+            problems += _expression_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -326,24 +470,160 @@ class FeaturesConfig(StrictModel):
 
 
 def _normalisable(f: FeaturesConfig) -> list[str]:
+    """Return the features z-scored against the baseline by default: bands, relative bands, ratios."""
     rel = [f"{b}_rel" for b in f.bands] if f.relative_to is not None else []
-    return list(f.bands) + rel + list(f.ratios)
+    return list(f.bands) + rel + band_ratios(f) + cross_ratios(f)
+
+
+def band_ratios(f: FeaturesConfig) -> list[str]:
+    """Return the ratios of two bands (one per channel)."""
+    return [name for name, (num, den) in f.ratios.items() if num in f.bands and den in f.bands]
+
+
+def cross_ratios(f: FeaturesConfig) -> list[str]:
+    """Return the ratios of two features (one each, across channels)."""
+    return [name for name, (num, den) in f.ratios.items() if num not in f.bands and den not in f.bands]
+
+
+def corrected_bands(f: FeaturesConfig) -> list[str]:
+    """Return the bands (fixed or IAF) whose aperiodic-corrected power is reported as ``<band>_ap``."""
+    if f.aperiodic is None:
+        return []
+    return list(f.bands) if f.aperiodic.corrected is None else list(f.aperiodic.corrected)
+
+
+def spectral_features(f: FeaturesConfig) -> list[str]:
+    """Return the per-channel names of the ``[features.spectrum]`` stage (aperiodic, IAF), in frame order."""
+    names: list[str] = []
+    corrected = corrected_bands(f)
+    if f.aperiodic is not None:
+        names += ["ap_offset", "ap_exponent"] + (["ap_knee"] if f.aperiodic.knee else [])
+        names += [f"{b}_ap" for b in corrected if b in f.bands]
+    if f.iaf is not None:
+        names += ["iaf", *f.iaf.bands]
+        names += [f"{b}_ap" for b in f.iaf.bands if b in corrected]
+    return names
+
+
+def _after_baseline(f: FeaturesConfig) -> set[str]:
+    """Return the bare names that stay NaN until the baseline ends (the IAF and its bands)."""
+    if f.iaf is None or f.iaf.fixed_hz is not None:
+        return set()
+    return {"iaf", *f.iaf.bands, *(f"{b}_ap" for b in f.iaf.bands)}
 
 
 def base_features(f: FeaturesConfig) -> list[str]:
     """Feature names of one (virtual) channel, in frame order."""
     paf = [f"paf_{e}" for e in f.paf.estimators] if f.paf is not None else []
-    return _normalisable(f) + paf
+    rel = [f"{b}_rel" for b in f.bands] if f.relative_to is not None else []
+    return list(f.bands) + rel + band_ratios(f) + paf + spectral_features(f)
+
+
+def _channel_features(f: FeaturesConfig) -> list[str]:
+    """Return the per-channel frame names (``<feature>_<channel>``, or bare for one mean channel)."""
+    base = base_features(f)
+    if f.rois is not None:
+        return [f"{b}_{roi}" for roi in f.rois for b in base]
+    if f.combine == "mean" or f.channels is None:
+        return base
+    return [f"{b}_{ch}" for ch in f.channels for b in base]
+
+
+def global_features(f: FeaturesConfig) -> list[str]:
+    """Return the features computed once across channels: cross-channel ratios, then expressions."""
+    return cross_ratios(f) + list(f.expressions)
 
 
 def features_of(f: FeaturesConfig) -> list[str]:
-    """Names of the features a ``[features]`` section produces, in frame order."""
-    base = base_features(f)
+    """Names of the features a ``[features]`` section produces, in frame order (``pain_index`` last)."""
+    return _channel_features(f) + global_features(f) + ([PAIN_INDEX] if f.pain_index is not None else [])
+
+
+def _baseline_allowed(f: FeaturesConfig) -> list[str]:
+    """Return the bare names a baseline may normalise (every feature defined during the baseline)."""
+    late = _after_baseline(f)
+    return [n for n in base_features(f) if n not in late] + global_features(f)
+
+
+def expression_texts(f: FeaturesConfig) -> dict[str, str]:
+    """Return every global feature as an expression: cross-channel ratios first (log10'd if ``log10``)."""
+    texts = {}
+    for name in cross_ratios(f):
+        num, den = f.ratios[name]
+        texts[name] = f"log10({num} / {den})" if f.log10 else f"{num} / {den}"
+    texts.update(f.expressions)
+    return texts
+
+
+def _expression_problems(f: FeaturesConfig) -> list[str]:
+    cross = set(cross_ratios(f))
+    _, problems = compile_expressions(expression_texts(f), _channel_features(f))
+    return [p.replace("expressions.", "ratios.", 1) if p.split(":")[0].split(".")[1] in cross else p for p in problems]
+
+
+def _spectral_problems(f: FeaturesConfig) -> list[str]:
+    """Return the problems of ``[features.aperiodic]`` and ``[features.iaf]`` that need no sampling rate."""
+    problems = []
+    names = set(f.bands)
+    if f.iaf is not None:
+        for name in f.iaf.bands:
+            if name in names or name in f.ratios:
+                problems.append(f"iaf.bands.{name}: the name is already a band or ratio")
+        names |= set(f.iaf.bands)
+        if f.iaf.fixed_hz is None and f.baseline is None:
+            problems.append("iaf: needs [features.baseline] (the IAF is estimated from it) or iaf.fixed_hz")
+        lo = min(lo for lo, _ in f.iaf.bands.values())
+        lowest = (f.iaf.fixed_hz or f.iaf.search_hz[0]) + lo
+        if lowest <= 0:
+            problems.append(
+                f"iaf.bands: the lowest band starts at {lowest:g} Hz for the lowest possible IAF; "
+                f"every band must stay above 0 Hz"
+            )
+        if f.iaf.channel is not None and f.iaf.channel not in _signal_names(f):
+            problems.append(f"iaf.channel: {f.iaf.channel!r} is not a feature channel; choose from {_signal_names(f)}")
+    if f.aperiodic is not None:
+        a = f.aperiodic
+        for name in corrected_bands(f):
+            if name not in names:
+                problems.append(f"aperiodic.corrected: {name!r} is not a band; choose from {sorted(names)}")
+                continue
+            lo, hi = _band_extent(f, name)
+            if lo < a.range_hz[0] or hi > a.range_hz[1]:
+                problems.append(
+                    f"aperiodic.corrected: {name!r} spans [{lo:g}, {hi:g}) Hz, outside the fit range "
+                    f"aperiodic.range_hz {list(a.range_hz)}; widen the range or leave the band out"
+                )
+    return problems
+
+
+def _signal_names(f: FeaturesConfig) -> list[str]:
     if f.rois is not None:
-        names = [f"{b}_{roi}" for roi in f.rois for b in base]
-    elif f.combine == "mean":
-        names = base
-    else:
-        assert f.channels is not None
-        names = [f"{b}_{ch}" for ch in f.channels for b in base]
-    return names + ([PAIN_INDEX] if f.pain_index is not None else [])
+        return list(f.rois)
+    if f.channels is None:
+        return []
+    return ["+".join(f.channels)] if f.combine == "mean" else list(f.channels)
+
+
+def _band_extent(f: FeaturesConfig, name: str) -> Band:
+    """Return the widest frequency span of a band (an IAF band over every possible IAF)."""
+    if name in f.bands:
+        return f.bands[name]
+    assert f.iaf is not None
+    lo, hi = f.iaf.bands[name]
+    if f.iaf.fixed_hz is not None:
+        return f.iaf.fixed_hz + lo, f.iaf.fixed_hz + hi
+    return f.iaf.search_hz[0] + lo, f.iaf.search_hz[1] + hi
+
+
+def spectrum_range(f: FeaturesConfig) -> Band | None:
+    """Return the frequencies the ``[features.spectrum]`` estimate must cover, or None when nothing needs it."""
+    spans = []
+    if f.aperiodic is not None:
+        spans.append(f.aperiodic.range_hz)
+        spans += [_band_extent(f, b) for b in corrected_bands(f) if b in f.bands]
+    if f.iaf is not None:
+        spans.append(f.iaf.fixed_hz and (f.iaf.fixed_hz, f.iaf.fixed_hz) or f.iaf.search_hz)
+        spans += [_band_extent(f, b) for b in f.iaf.bands]
+    if not spans:
+        return None
+    return min(lo for lo, _ in spans), max(hi for _, hi in spans)

@@ -24,7 +24,14 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from closedloop.config.controllers import RTMSTriggerConfig, TUSTriggerConfig
-from closedloop.config.features import PAIN_INDEX, FeaturesConfig, PreprocessConfig, features_of
+from closedloop.config.features import (
+    PAIN_INDEX,
+    FeaturesConfig,
+    PreprocessConfig,
+    corrected_bands,
+    features_of,
+    spectrum_range,
+)
 from closedloop.config.painmodel import features_hash, read_pain_model
 from closedloop.config.pipeline import RATING_FEATURES, DeviceConfig, PipelineConfig, RatingsConfig
 from closedloop.config.profile import DeviceProfile, parse_train_limit
@@ -71,8 +78,9 @@ def rating_features(ratings: RatingsConfig | None) -> list[str]:
 
 
 def _bins_in(lo: float, hi: float, fs: float, n: int) -> int:
+    """Return the DFT bins of an ``n``-point transform in the half-open band ``[lo, hi)``."""
     df = fs / n
-    return max(0, math.floor(hi / df + 1e-9) - math.ceil(lo / df - 1e-9) + 1)
+    return max(0, math.ceil(hi / df - 1e-9) - math.ceil(lo / df - 1e-9))
 
 
 def check_features(f: FeaturesConfig, pp: PreprocessConfig, sfreq: float, ch_names: list[str] | None) -> list[str]:
@@ -138,7 +146,53 @@ def check_features(f: FeaturesConfig, pp: PreprocessConfig, sfreq: float, ch_nam
                 f"features.paf.segment_samples: {p.segment_samples} samples is shorter than one period "
                 f"at {p.peak_band[0]} Hz"
             )
+    problems += _check_spectrum(f, fs)
     problems += _check_channels(f, pp, ch_names)
+    return problems
+
+
+def _check_spectrum(f: FeaturesConfig, fs: float) -> list[str]:
+    """Return the problems of ``[features.aperiodic]``/``[features.iaf]`` against the sampling rate."""
+    rng = spectrum_range(f)
+    if rng is None:
+        return []
+    problems: list[str] = []
+    nyq = fs / 2
+    seg = f.spectrum.segment_samples or f.window_samples
+    seg_key = "features.spectrum.segment_samples"
+    df = fs / seg
+    if rng[1] >= nyq:
+        key = "features.aperiodic.range_hz" if f.aperiodic and f.aperiodic.range_hz[1] >= nyq else "features.iaf.bands"
+        problems.append(f"{key}: reaches {rng[1]:g} Hz, not below Nyquist ({nyq:g} Hz at {fs:g} Hz)")
+    if f.aperiodic is not None:
+        lo, hi = f.aperiodic.range_hz
+        n_bins = _bins_in(lo, hi + df / 2, fs, seg)
+        if n_bins < 10:
+            problems.append(
+                f"features.aperiodic.range_hz: holds {n_bins} bins at {seg} samples ({df:.3g} Hz apart); a fit "
+                f"needs >= 10: widen the range or raise {seg_key.split('.')[-1]} to >= {math.ceil(10 * fs / (hi - lo))}"
+            )
+        for name in corrected_bands(f):
+            if name in f.bands and _bins_in(*f.bands[name], fs, seg) == 0:
+                problems.append(f"features.aperiodic.corrected: {name!r} holds no bin of {seg_key} ({df:.3g} Hz apart)")
+    if f.iaf is not None:
+        for name, (lo, hi) in f.iaf.bands.items():
+            if hi - lo < df:
+                problems.append(
+                    f"features.iaf.bands.{name}: {hi - lo:g} Hz wide but {seg_key} resolves {df:.3g} Hz; "
+                    f"use segment_samples >= {math.ceil(fs / (hi - lo))}"
+                )
+        lo, hi = f.iaf.search_hz
+        if f.iaf.fixed_hz is None and hi - lo < 4 * df:
+            problems.append(
+                f"features.iaf.search_hz: needs at least 4 bins; {seg_key} resolves {df:.3g} Hz "
+                f"(use segment_samples >= {math.ceil(4 * fs / (hi - lo))})"
+            )
+    if seg < fs / rng[0]:
+        problems.append(
+            f"{seg_key}: {seg} samples is shorter than one period at {rng[0]:g} Hz (the lowest frequency the "
+            f"aperiodic fit or the IAF bands use); allowed: >= {math.ceil(fs / rng[0])}"
+        )
     return problems
 
 
@@ -534,8 +588,32 @@ def pipeline_warnings(cfg: PipelineConfig) -> list[str]:
             f"gave a median latency of 10.8 ms instead of 1.2 ms); use a multiple, e.g. "
             f"{max(src.chunk_size, round(hop / src.chunk_size) * src.chunk_size)}"
         )
+    warnings += stimulation_artefact_warnings(cfg)
     warnings += _pain_index_warnings(cfg)
     return warnings
+
+
+def stimulation_artefact_warnings(cfg: PipelineConfig) -> list[str]:
+    """Warn when a band the pipeline measures holds the tACS frequency or one of its first harmonics.
+
+    On real EEG the stimulation artefact sits at the stimulation frequency and its harmonics: a
+    controller reading such a band during tACS reads the artefact, not the brain (docs/control.md).
+    """
+    ctl = cfg.controller
+    if ctl is None or "tes" not in ctl.modalities() or isinstance(cfg.source, SyntheticSourceConfig):
+        return []  # the synthetic EEG has no stimulation artefact
+    out = []
+    for f in sorted({f for f in ctl.frequencies_Hz() if f and f > 0}):
+        for band, (lo, hi) in cfg.features.bands.items():
+            inside = [k * f for k in (1, 2, 3) if lo <= k * f <= hi]
+            if inside:
+                out.append(
+                    f"features.bands.{band}: {lo:g}-{hi:g} Hz holds {inside[0]:g} Hz, the tACS frequency "
+                    f"{f:g} Hz{' or a harmonic' if inside[0] != f else ''}: on real EEG, features from this band read "
+                    "the stimulation artefact while stimulating; measure in off-windows or a band away from it "
+                    "(docs/control.md)"
+                )
+    return out
 
 
 def _pain_index_warnings(cfg: PipelineConfig) -> list[str]:

@@ -3,8 +3,8 @@
 For ``duration_s`` of frame time from the first frame the controller only
 listens (stimulation off) and collects the feature from usable frames. Then
 it sets the ``inner`` controller's thresholds/target from that baseline and
-hands every later frame to it. Specifications (docs/control.md: thresholds are
-commonly the 25th/75th percentiles of a baseline block)::
+hands every later frame to it. Specifications (the 25th/75th percentiles are
+closedloop's starting point, not a literature rule: docs/control.md)::
 
     "p25"    25th percentile (numpy's linear interpolation)
     "median" 50th percentile

@@ -74,7 +74,7 @@ class ScheduleController:
                 if self.block_elapsed_s < c.on_s:
                     self.in_on_block = True
                     self.amplitude_mA = self._profile(self.block_elapsed_s)
-        if c.on_bad_frame == "ramp_down" and not usable(frame, frame[c.feature]):
+        if c.on_bad_frame == "ramp_down" and c.feature is not None and not usable(frame, frame[c.feature]):
             self.amplitude_mA = 0.0
         return Command(
             amplitude_mA=self.amplitude_mA, frequency_Hz=c.frequency_Hz, on=self.in_on_block, time=frame.time

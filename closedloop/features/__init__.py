@@ -14,6 +14,7 @@ from closedloop.features.iir import IIRBandPower
 from closedloop.features.paf import PeakAlphaFrequency
 from closedloop.features.quality import QualityMonitor
 from closedloop.features.sliding_dft import SlidingDFTBandPower
+from closedloop.features.spectrum import SpectrumStage
 from closedloop.features.welch import WelchBandPower
 from closedloop.preprocess import Preprocessor
 
@@ -48,6 +49,7 @@ __all__ = [
     "PreprocessConfig",
     "QualityMonitor",
     "SlidingDFTBandPower",
+    "SpectrumStage",
     "WelchBandPower",
     "build_chain",
     "check_features",

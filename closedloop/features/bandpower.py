@@ -3,8 +3,10 @@
 A frame is produced when ``window`` samples have arrived and then every
 ``hop`` samples (the sample clock). Band power is the one-sided power spectral
 density, scaled like ``scipy.signal.welch(..., scaling="density")``, summed
-over the DFT bins with ``low <= f <= high`` (both edges included, as MNE's
-``fmin``/``fmax``) times the bin width: units² (µV² for EEG). The three
+over the DFT bins with ``low <= f < high`` (half-open: a bin on a shared edge,
+e.g. 8 Hz between theta [4, 8) and alpha [8, 12), counts in the upper band
+only) times the bin width: units² (µV² for EEG). MNE's ``fmin``/``fmax`` include
+both edges: ``fmax`` just under ``high`` selects the same bins. The three
 methods (:mod:`~closedloop.features.welch`,
 :mod:`~closedloop.features.sliding_dft`, :mod:`~closedloop.features.iir`)
 subclass :class:`BandPowerMethod`.
@@ -45,7 +47,7 @@ def band_bins(bands: Bands, sfreq: float, n_fft: int) -> tuple[np.ndarray, np.nd
     freqs = np.arange(n_fft // 2 + 1) * sfreq / n_fft
     per_band = []
     for name, (lo, hi) in bands.items():
-        sel = np.flatnonzero((freqs >= lo - 1e-9) & (freqs <= hi + 1e-9))
+        sel = np.flatnonzero((freqs >= lo - 1e-9) & (freqs < hi - 1e-9))  # half-open [lo, hi)
         if sel.size == 0:
             raise ValueError(f"band {name} [{lo}, {hi}] Hz holds no DFT bin at {n_fft} samples")
         per_band.append(sel)

@@ -1,8 +1,10 @@
-"""From preprocessed chunks to frames: band powers, derived features, PAF, quality flags.
+"""From preprocessed chunks to frames: band powers, derived features, PAF, spectrum features, quality flags.
 
 One :meth:`FeatureExtractor.step` runs, each as one numba call over the whole
-chunk, the band-power method, the quality monitor, the PAF estimator (if any)
-and the derived-feature stage, all on the sample clock: frames fall at sample
+chunk, the band-power method, the quality monitor, the PAF estimator (if any),
+the spectrum stage (aperiodic fit and IAF bands, if any;
+:mod:`~closedloop.features.spectrum`) and the derived-feature stage (ratios,
+expressions, smoothing, baseline), all on the sample clock: frames fall at sample
 counts ``window + j * hop`` whatever the chunking, and every kernel walks the
 samples in order, so frames are bit-identical for any chunk sizes.
 
@@ -22,11 +24,14 @@ import numba
 import numpy as np
 
 from closedloop.config.features import (
+    AperiodicConfig,
     FeatureBaselineConfig,
     FeaturesConfig,
+    IAFConfig,
     IIRConfig,
     PafConfig,
     QualityConfig,
+    SpectrumConfig,
     WelchConfig,
 )
 from closedloop.features import packed
@@ -37,6 +42,7 @@ from closedloop.features.iir import IIRBandPower
 from closedloop.features.paf import PeakAlphaFrequency
 from closedloop.features.quality import QualityMonitor
 from closedloop.features.sliding_dft import SlidingDFTBandPower
+from closedloop.features.spectrum import SpectrumStage
 from closedloop.features.welch import WelchBandPower
 from closedloop.preprocess.buffers import Float64Input, as_stamps
 from closedloop.types import Chunk, Frame
@@ -91,7 +97,7 @@ class FeatureExtractor:
     bands : dict of str -> (low, high)
         Frequency bands (Hz).
     ratios : dict of str -> (numerator, denominator), optional
-        Ratios of band powers.
+        Ratios of band powers (per channel), or of two features (one cross-channel ratio).
     window, hop : int
         Window and hop in samples.
     log10 : bool
@@ -115,6 +121,14 @@ class FeatureExtractor:
         Quality thresholds (the calibrated defaults otherwise, docs/quality.md).
     monitor_names : list of str
         Extra trailing columns of each chunk used only by the quality checks.
+    spectrum : SpectrumConfig, optional
+        Welch settings of the spectrum stage (its defaults otherwise).
+    aperiodic : AperiodicConfig, optional
+        Aperiodic fit; adds ``ap_offset``, ``ap_exponent`` (``ap_knee``) and ``<band>_ap``.
+    iaf : IAFConfig, optional
+        IAF-anchored bands; adds ``iaf`` and the IAF bands' powers.
+    expressions : dict of str -> str, optional
+        Global features computed from the others (see :mod:`closedloop.config.expressions`).
     """
 
     def __init__(
@@ -136,6 +150,10 @@ class FeatureExtractor:
         baseline: FeatureBaselineConfig | None = None,
         quality: QualityConfig | None = None,
         monitor_names: list[str] | tuple[str, ...] = (),
+        spectrum: SpectrumConfig | None = None,
+        aperiodic: AperiodicConfig | None = None,
+        iaf: IAFConfig | None = None,
+        expressions: dict[str, str] | None = None,
     ) -> None:
         self.sfreq = float(sfreq)
         self.ch_names = list(ch_names)
@@ -145,6 +163,13 @@ class FeatureExtractor:
         n_sig = len(self.ch_names)
         self.n_columns = n_sig + len(self.monitor_names)
         self.ratios = dict(ratios or {})
+        band_ratios = {k: v for k, v in self.ratios.items() if v[0] in bands and v[1] in bands}
+        globals_ = {  # a ratio of two features is one global feature: an expression
+            k: (f"log10({num} / {den})" if log10 else f"{num} / {den}")
+            for k, (num, den) in self.ratios.items()
+            if k not in band_ratios
+        }
+        globals_.update(expressions or {})
         all_bands = dict(bands)
         if relative_to is not None:
             all_bands[_BROAD] = tuple(relative_to)
@@ -155,26 +180,45 @@ class FeatureExtractor:
         self.quality = QualityMonitor(self.sfreq, self.n_columns, self.window, self.hop, quality)
         ema_a = 1.0 - math.exp(-self.hop / (smoothing_s * self.sfreq)) if smoothing_s > 0 else 1.0
         bl_end = int(round(baseline.duration_s * self.sfreq)) if baseline is not None else -1
+        self.spectral = None
+        if aperiodic is not None or iaf is not None:
+            self.spectral = SpectrumStage(
+                self.sfreq,
+                n_sig,
+                self.window,
+                self.hop,
+                dict(bands),
+                spectrum or SpectrumConfig(),
+                aperiodic,
+                iaf,
+                bl_end,
+                self.ch_names,
+            )
+        self.n_paf = len(self.paf.names) if self.paf else 0
+        spec_names = self.spectral.names if self.spectral else ()
+        iaf_bands = set(iaf.bands) if iaf is not None else set()
+        if not per_channel and n_sig != 1:
+            raise ValueError("without per_channel, features need exactly one (virtual) channel")
         self.deriver = FeatureDeriver(
             n_sig,
             list(bands),
-            self.ratios,
+            band_ratios,
             relative_to is not None,
-            self.paf.names if self.paf else (),
+            (*(self.paf.names if self.paf else ()), *spec_names),
             log10,
             ema_a,
             bl_end,
             baseline.features if baseline is not None else None,
             window=self.window,
             hop=self.hop,
+            channel_names=self.ch_names if per_channel else None,
+            extra_log=iaf_bands,
+            extra_smooth=[n for n in spec_names if n.endswith("_ap")],
+            expressions=globals_,
+            baseline_difference=baseline.difference if baseline is not None else (),
+            global_normalised=[k for k in self.ratios if k not in band_ratios],
         )
-        base = self.deriver.base_names
-        if per_channel:
-            self.names = tuple(f"{f}_{ch}" for ch in self.ch_names for f in base)
-        else:
-            if n_sig != 1:
-                raise ValueError("without per_channel, features need exactly one (virtual) channel")
-            self.names = tuple(base)
+        self.names = self.deriver.names
         self._input = Float64Input(self.n_columns)
         self._row_strides = (8 * self.n_columns, 8)
         self._samples = 0  # samples seen
@@ -211,6 +255,10 @@ class FeatureExtractor:
             baseline=features.baseline,
             quality=features.quality,
             monitor_names=monitor_names,
+            spectrum=features.spectrum,
+            aperiodic=features.aperiodic,
+            iaf=features.iaf,
+            expressions=features.expressions,
         )
 
     def _alloc(self, max_frames: int) -> None:
@@ -219,7 +267,8 @@ class FeatureExtractor:
         self._times = np.zeros(max_frames)
         self._qflags = np.zeros(max_frames, dtype=np.int64)
         self._flags = np.zeros(max_frames, dtype=np.int64)
-        self._pafv = np.full((max_frames, n_sig, len(self.paf.names) if self.paf else 0), np.nan)
+        n_spec = len(self.spectral.names) if self.spectral else 0
+        self._extra = np.full((max_frames, n_sig, self.n_paf + n_spec), np.nan)
         self._rows = np.zeros((max_frames, len(self.names)))
         self._pool.ensure(2 * max_frames + 2)
         self._bind()
@@ -227,18 +276,22 @@ class FeatureExtractor:
     def _bind(self) -> None:
         """Bind the kernels to their state and these buffers: one fused call per chunk where possible.
 
-        With the ``sliding_dft`` or ``iir`` method and no PAF, the state of all three kernels is packed
-        into two buffers (:mod:`~closedloop.features.packed`) and one numba call runs them; otherwise
-        each kernel is called with its state bound.
+        With the ``sliding_dft`` or ``iir`` method and no PAF or spectrum stage, the state of all three
+        kernels is packed into two buffers (:mod:`~closedloop.features.packed`) and one numba call runs
+        them; otherwise each kernel is called with its state bound (PAF and spectrum stage between band
+        power and derivation, each writing its columns of the extras).
         """
         self._kernels = (
             self.bandpower.bind(self._power, self._times),
             self.quality.bind(self._qflags),
-            self.deriver.bind(self._power, self._pafv, self._qflags, self._rows, self._flags),
+            self.deriver.bind(self._power, self._extra, self._qflags, self._rows, self._flags),
+        )
+        self._spectral_kernel = (
+            self.spectral.bind(self._extra[:, :, self.n_paf :]) if self.spectral is not None else None
         )
         self._direct = False
         self._fused = None
-        fused = packed.FUSED.get(self.bandpower.name) if self.paf is None else None
+        fused = packed.FUSED.get(self.bandpower.name) if self.paf is None and self.spectral is None else None
         if fused is not None:
             args = [a for kernel in self._kernels for a in kernel.args]
             F, I, L = packed.pack(args, [self, self.bandpower, self.quality, self.deriver])  # noqa: E741
@@ -262,6 +315,8 @@ class FeatureExtractor:
                 _entry_point(quality, x, stamps),
                 _entry_point(derive, 1, 0),
             )
+            if self._spectral_kernel is not None:
+                self._spectral_kernel = _entry_point(self._spectral_kernel, x)
         self._direct = True
 
     @property
@@ -309,7 +364,9 @@ class FeatureExtractor:
             k = bandpower(x, stamps)
             quality(x, stamps)
             if self.paf is not None:
-                self.paf.process(x, self._pafv)
+                self.paf.process(x, self._extra[:, :, : self.n_paf])
+            if self._spectral_kernel is not None:
+                self._spectral_kernel(x)
             if k > 0:
                 derive(k, self.frames)
         if k == 0:
@@ -349,5 +406,5 @@ def _twin_state(ext: FeatureExtractor) -> dict:
     """Return a deep copy of an extractor's state, cheap enough to run the kernels once."""
     import copy
 
-    skip = ("_kernels", "_direct", "_fused")
+    skip = ("_kernels", "_direct", "_fused", "_spectral_kernel")
     return copy.deepcopy({key: value for key, value in ext.__dict__.items() if key not in skip})

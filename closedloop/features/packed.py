@@ -76,7 +76,7 @@ def _post(F, I, L, j, k, x, stamps, first_index, out_row):  # noqa: E741
         d = j + 3
         _derive_kernel(
             _i1(I, L, d),
-            F[L[_W * (d + 1)]],
+            _f1(F, L, d + 1),
             _i2(I, L, d + 2),
             _i2(I, L, d + 3),
             _f2(F, L, d + 4),

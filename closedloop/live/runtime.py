@@ -36,7 +36,7 @@ from closedloop.safety.watchdog import Watchdog, WatchdogTrip
 from closedloop.session.clocks import MonotonicClock
 from closedloop.session.driver import SessionDriver
 from closedloop.session.summary import SessionStats, build_summary
-from closedloop.sources import LSLSource, SourceError
+from closedloop.sources import LSLSource, Source, SourceError
 from closedloop.sources.timestamps import TimestampMonitor
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def default_out_dir(resolved: ResolvedPipeline) -> Path:
     return Path(resolved.config.output.folder) / f"{stamp}-{resolved.config.pipeline.name}"
 
 
-def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float]):
+def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float]) -> tuple[Source, object | None]:
     """Return (source, publisher-or-None) for the pipeline's ``[source]``."""
     src = resolved.config.source
     if isinstance(src, SyntheticSourceConfig):
@@ -303,14 +303,11 @@ class LiveSession:
     def _start_watchdog(self, driver: SessionDriver) -> Watchdog:
         opts = self.resolved.profile.adapter_options
         ack = opts.get("ack_timeout_s")
-        env = self.resolved.envelope()
         timeout = driver.safety.env.watchdog_timeout_s
-        bad = env.get("bad_data_timeout_s")
         watchdog = Watchdog(
             frame_timeout_s=timeout,
             loop_timeout_s=timeout,
             device_timeout_s=float(ack) if ack is not None else None,
-            bad_data_timeout_s=float(bad["value"]) if bad is not None else None,
             clock=self.clock,
         )
         self.adapter.on_ack = lambda: watchdog.device_ack(self.clock())
@@ -328,7 +325,7 @@ class LiveSession:
             finally:
                 driver.lock.release()
 
-    def _loop(self, driver: SessionDriver, source: LSLSource, wd: Watchdog, signals: StopSignals) -> bool:
+    def _loop(self, driver: SessionDriver, source: Source, wd: Watchdog, signals: StopSignals) -> bool:
         """Run until the session ends; return whether it must end with an emergency ramp."""
         cfg = self.resolved.config
         stats = driver.stats
@@ -396,7 +393,7 @@ class LiveSession:
                         return False
                 else:
                     trip = wd.check(now)
-                    if trip is not None and trip.kind in ("frame", "bad_data"):
+                    if trip is not None and trip.kind == "frame":
                         stats.watchdog_trips += 1
                         with driver.lock:
                             driver.apply(safety.ramp_down(trip.reason, emergency=True))
@@ -410,7 +407,7 @@ class LiveSession:
     def _after_frames(self, driver, source, wd, status, steps, now, age) -> None:
         """Telemetry and displays after a chunk produced frames."""
         stats = driver.stats
-        wd.frame(now, usable=not driver.bad_data(steps))
+        wd.frame(now)
         stage = dict(driver.pipeline.stage_s)
         stage["adapter"] = driver.adapter_s
         stage["data_age"] = age

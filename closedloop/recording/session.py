@@ -55,7 +55,7 @@ import numpy as np
 from closedloop.recording.recorder import Recorder, check_writable
 from closedloop.recording.xdf import check_xml_name
 
-__all__ = ["SessionRecording", "eeg_info_from_lsl", "COMMAND_CHANNELS", "APPLIED_CHANNELS"]
+__all__ = ["SessionRecording", "COMMAND_CHANNELS", "APPLIED_CHANNELS"]
 
 log = logging.getLogger(__name__)
 
@@ -85,39 +85,6 @@ def _version() -> str:
     from closedloop import __version__
 
     return __version__
-
-
-def eeg_info_from_lsl(source) -> dict:
-    """Return the ``eeg`` description :class:`SessionRecording` needs, from an opened LSL source.
-
-    Parameters
-    ----------
-    source : closedloop.sources.LSLSource
-        A source after ``open()``.
-    """
-    import pylsl
-
-    info = source.info
-    xml = info.as_xml()
-    root = ET.fromstring(xml)
-    units = [(ch.findtext("unit") or "") for ch in root.findall("./desc/channels/channel")]
-    if len(units) != len(source.ch_names):
-        units = ["microvolts"] * len(source.ch_names)
-    return {
-        "name": info.name(),
-        "type": info.type(),
-        "source_id": info.source_id(),
-        "sfreq": info.nominal_srate(),
-        "channel_format": "float32" if info.channel_format() == pylsl.cf_float32 else "double64",
-        "ch_names": list(source.ch_names),
-        "units": units,
-        "pipeline_offset": float(source.pipeline_offset),
-        "header_xml": xml,
-        "created_at": info.created_at(),
-        "ch_types": list(getattr(source, "ch_types", None) or []) or None,
-        "ref_excluded": list(getattr(source, "ref_excluded", None) or []),
-        "offset_measured": True,  # the source measures the offset every 5 s (for_source records them)
-    }
 
 
 class SessionRecording:
@@ -339,13 +306,13 @@ class SessionRecording:
         rec = cls(
             out_dir,
             resolved,
-            eeg_info_from_lsl(source),
+            source.stream_info(),
             pipeline.feature_names,
             list(pipeline.controller.state()),
             extra_streams,
             **kwargs,
         )
-        rec.on_clock_offset(getattr(source, "_last_offset_time", pylsl.local_clock()), source.clock_offset)
+        rec.on_clock_offset(source.last_offset_time, source.clock_offset)
         source.on_offset = _chain(source.on_offset, rec.on_clock_offset)
         pipeline.safety.on_event = _chain(pipeline.safety.on_event, rec.on_event)
         return rec

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from closedloop.safety.events import SafetyEvent
 from closedloop.safety.layer import SafetyLayer
@@ -21,9 +21,17 @@ ENVELOPES = {"tes": TESEnvelope, "rtms": RTMSEnvelope, "tus": TUSEnvelope}
 
 
 def build_envelope(resolved: ResolvedPipeline):
-    """Return the envelope dataclass of a resolved pipeline's modality, from its effective limits."""
-    modality = resolved.profile.device.modality
-    return ENVELOPES[modality].from_envelope(resolved.envelope())
+    """Return the envelope dataclass of a resolved pipeline's modality, from its effective limits.
+
+    Raises
+    ------
+    ValueError
+        For a features-only pipeline (no device profile: nothing to stimulate).
+    """
+    if resolved.profile is None:
+        raise ValueError(f"pipeline {resolved.path} names no device profile: it cannot stimulate")
+    env_type: Any = ENVELOPES[resolved.profile.device.modality]
+    return env_type.from_envelope(resolved.envelope())
 
 
 #: The safety layer of each envelope type.

@@ -83,6 +83,7 @@ class SafetyLayer:
         self.t_start: float | None = None
         self.stop_reason = ""
         self.gaps = 0
+        self.suspended: str | None = None  # why stimulation is refused until usable data return
         self._emergency = False  # the emergency ramp rate is in force
         self._emergency_latched = False
         self._lock = threading.RLock()
@@ -156,16 +157,39 @@ class SafetyLayer:
                 self._go(StimState.ARMED, t, reason)
 
     def step(self, desired: Command) -> Command:
-        """Return the command allowed now (the layer's clock) given what the controller wants."""
+        """Return the command allowed now (the layer's clock) given what the controller wants.
+
+        While the layer is :meth:`suspend`-ed (the data hold nothing usable),
+        the controller's wish is ignored and the output goes to zero at the
+        emergency rate (a running train or sonication is aborted).
+        """
         with self._lock:
             t, dt = self._advance()
             if self.machine.state is StimState.IDLE and self.auto_arm:
                 self._go(StimState.ARMED, t, "armed automatically on the first frame")
-            self._emergency = self._emergency_latched  # a fresh frame ends a watchdog ramp
             self._check_session_time(t)
-            out = self._step(desired, t, dt)
+            if self.suspended is not None:
+                self._emergency = True
+                out = self._ramp(t, dt)
+            else:
+                self._emergency = self._emergency_latched  # a fresh, usable frame ends a watchdog ramp
+                out = self._step(desired, t, dt)
             self._sync_state(t)
             return out
+
+    def suspend(self, reason: str) -> None:
+        """Refuse stimulation until :meth:`resume`: the data hold nothing usable (nothing is latched)."""
+        with self._lock:
+            if self.suspended is None:
+                self.suspended = reason
+                self.log.add(float(self.clock()), "bad_data", reason, 0.0, self.amplitude_mA)
+
+    def resume(self, reason: str) -> None:
+        """End a :meth:`suspend`: usable data are back, the controller's commands count again."""
+        with self._lock:
+            if self.suspended is not None:
+                self.suspended = None
+                self.log.add(float(self.clock()), "bad_data", f"resumed: {reason}", 0.0, self.amplitude_mA)
 
     def ramp_down(self, reason: str, emergency: bool = False) -> Command:
         """Move toward zero once, at the normal (or emergency) rate; nothing is latched.
@@ -253,9 +277,13 @@ class SafetyLayer:
             )
         return t, dt
 
+    def _elapsed(self, t: float) -> float:
+        """Time since the layer's first call, at ``t`` (0 before it)."""
+        return 0.0 if self.t_start is None else t - self.t_start
+
     def _check_session_time(self, t: float) -> None:
         limit = self.env.max_session_duration_s
-        if self.t_start is not None and self.t - self.t_start >= limit:
+        if self._elapsed(t) >= limit:
             self._latch(t, f"session duration limit {limit:g} s reached", "dose")
 
     def _latch(self, t: float, reason: str, kind: str, emergency: bool = False) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import cast
 
 
 def envelope_from_limits(cls, env: dict[str, dict[str, object]], skip: tuple[str, ...] = ()):
@@ -20,5 +21,5 @@ def envelope_from_limits(cls, env: dict[str, dict[str, object]], skip: tuple[str
     missing = [n for n in names if n not in env]
     if missing:
         raise ValueError(f"the envelope lacks {missing} for {cls.__name__}")
-    values = {n: float(env[n]["value"]) for n in names}
+    values = {n: float(cast(float, env[n]["value"])) for n in names}
     return values, {n: str(lim["source"]) for n, lim in env.items()}

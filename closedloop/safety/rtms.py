@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 from closedloop.config.profile import parse_train_limit
 from closedloop.safety.layer import SafetyLayer
@@ -64,7 +65,7 @@ class RTMSEnvelope:
         for name, lim in env.items():
             cell = parse_train_limit(name)
             if cell is not None:
-                trains.append(TrainLimit(cell[0], cell[1], float(lim["value"]), str(lim["source"])))
+                trains.append(TrainLimit(cell[0], cell[1], float(cast(float, lim["value"])), str(lim["source"])))
         return cls(**values, trains=tuple(trains), sources=sources)
 
     def train_limit(self, frequency_Hz: float, intensity_pct: float) -> TrainLimit | None:
@@ -131,27 +132,26 @@ class RTMSSafetyLayer(SafetyLayer):
         fire = bool(desired.on) and desired.fire is True
         if not fire:
             return self._output(t)
-        problem = self._check(desired, extra)
+        problem = self._check(desired, extra, t)
         if problem:
             self._event(t, "refuse", f"train refused: {problem}")
             return self._output(t)
         f, intensity, pulses, duration = self._requested
-        self.train = Train(self.t, f, intensity, pulses, duration)
+        self.train = Train(t, f, intensity, pulses, duration)
         self.last_end = self.train.end
         self.account.pulses += pulses
         self.account.trains += 1
         self.account.stim_time_s += duration
         return self._output(t, fire=True)
 
-    def _check(self, desired: Command, extra: dict) -> str:
-        """Why the requested train cannot be fired (empty if it can); sets ``_requested``."""
+    def _check(self, desired: Command, extra: dict, t: float) -> str:
+        """Return why the requested train cannot be fired at ``t`` (empty if it can); set ``_requested``."""
         env = self.env
         if not self.machine.may_stimulate:
             return f"the layer is {self.machine.state.value}"
-        if self.t is None:
-            return "no valid time yet"
-        if self.active:
-            return f"a train is running until {self.train.end:.3f} s"
+        running = self.train if self.active else None
+        if running is not None:
+            return f"a train is running until {running.end:.3f} s"
         f = _num(desired.frequency_Hz)
         intensity = _num(extra.get("intensity_pct"))
         if not (math.isfinite(f) and f > 0):
@@ -171,9 +171,9 @@ class RTMSSafetyLayer(SafetyLayer):
                 f"{duration:g} s at {f:g} Hz exceeds the verified {cell.max_train_s:g} s "
                 f"for ≤{cell.intensity_pct:g} %MT ({cell.source})"
             )
-        if self.last_end is not None and self.t - self.last_end < env.min_inter_train_interval_s - 1e-9:
+        if self.last_end is not None and t - self.last_end < env.min_inter_train_interval_s - 1e-9:
             return (
-                f"only {self.t - self.last_end:.3g} s since the last train; "
+                f"only {t - self.last_end:.3g} s since the last train; "
                 f"the minimum inter-train interval is {env.min_inter_train_interval_s:g} s"
             )
         if self.account.pulses + pulses > env.max_pulses_per_session:
@@ -181,25 +181,22 @@ class RTMSSafetyLayer(SafetyLayer):
                 f"pulse cap {env.max_pulses_per_session:g} per session: {self.account.pulses} given, "
                 f"a train of {pulses} would exceed it"
             )
-            self._latch(self.t, reason, "dose")
+            self._latch(t, reason, "dose")
             return reason
-        if self.t - self.t_start + duration > env.max_session_duration_s:
+        if self._elapsed(t) + duration > env.max_session_duration_s:
             return f"the train would run past the session duration limit {env.max_session_duration_s:g} s"
         self._requested = (f, intensity, pulses, duration)
         return ""
 
     def _ramp(self, t: float, dt: float) -> Command:
-        if not self.active:
+        running = self.train if self.active else None
+        if running is None:
             return self._output(t)
-        self._event(t, "stop", f"train aborted at {self.t:.3f} s")
+        self._event(t, "stop", f"train aborted at {t:.3f} s")
         self.train = Train(
-            self.train.start,
-            self.train.frequency_Hz,
-            self.train.intensity_pct,
-            self.train.pulses,
-            self.t - self.train.start,
+            running.start, running.frequency_Hz, running.intensity_pct, running.pulses, t - running.start
         )
-        self.last_end = self.t
+        self.last_end = t
         return self._output(t, abort=True)
 
 

@@ -96,7 +96,7 @@ class TESSafetyLayer(SafetyLayer):
         else:
             a1 = max(target, a0 - self._down_rate * dt)
         if a1 > 0.0 and self.machine.may_stimulate:
-            problem = self._plan(a0, a1, dt)
+            problem = self._plan(a0, a1, dt, t)
             if problem:
                 self._latch(t, problem, "dose")
                 a1 = max(0.0, a0 - self._down_rate * dt)
@@ -128,7 +128,7 @@ class TESSafetyLayer(SafetyLayer):
             return env.max_amplitude_mA
         return a if a > 0.0 else 0.0  # also turns -0.0 into 0.0
 
-    def _plan(self, a0: float, a1: float, dt: float) -> str:
+    def _plan(self, a0: float, a1: float, dt: float, t: float) -> str:
         """Why ``a1`` cannot be allowed (empty if it can).
 
         Keeps the invariant: charge so far plus the charge of a ramp from
@@ -146,10 +146,10 @@ class TESSafetyLayer(SafetyLayer):
                 f"charge limit {env.max_charge_C:g} C: final ramp-down started at "
                 f"{self.account.charge_C:.4g} C so that the limit is never exceeded"
             )
-        if self.t_start is not None and (self.t - self.t_start) + a1 / r + h > env.max_session_duration_s:
+        if self._elapsed(t) + a1 / r + h > env.max_session_duration_s:
             return (
                 f"session duration limit {env.max_session_duration_s:g} s: final ramp-down started "
-                f"at {self.t - self.t_start:.4g} s so that it ends in time"
+                f"at {self._elapsed(t):.4g} s so that it ends in time"
             )
         return ""
 

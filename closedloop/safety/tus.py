@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 from closedloop.safety.layer import SafetyLayer
 from closedloop.safety.profile_limits import envelope_from_limits
@@ -99,7 +100,7 @@ class TUSEnvelope:
         """Build from :meth:`closedloop.config.ResolvedPipeline.envelope`."""
         optional = ("thermal_rise_C_per_J_per_cm2",)
         values, sources = envelope_from_limits(cls, env, skip=optional)
-        values.update({n: float(env[n]["value"]) for n in optional if n in env})
+        values.update({n: float(cast(float, env[n]["value"])) for n in optional if n in env})
         return cls(**values, sources=sources)
 
 
@@ -189,7 +190,7 @@ class TUSSafetyLayer(SafetyLayer):
         if not problem and self.account.stim_time_s + h > env.max_total_sonication_s:
             problem = f"total sonication time limit {env.max_total_sonication_s:g} s reached"
             self._latch(t, problem, "dose")
-        if not problem and self.t - self.t_start + h > env.max_session_duration_s:
+        if not problem and self._elapsed(t) + h > env.max_session_duration_s:
             problem = f"session duration limit {env.max_session_duration_s:g} s: no sonication in its last {h:g} s"
         if problem:
             self._event(t, "refuse", f"sonication refused: {problem}")

@@ -5,9 +5,8 @@ The loop thread reports what it sees (:meth:`Watchdog.frame`,
 :meth:`Watchdog.check` every iteration. A stalled loop thread cannot check
 itself, so :meth:`Watchdog.start` runs a small monitor thread that calls back
 when the heartbeat or the device acknowledgements stop. What to do on a trip
-is the caller's: stale frames or frames without usable data →
-``safety.ramp_down(reason, emergency=True)`` (stimulation resumes with fresh,
-usable frames); a stalled loop or a silent device →
+is the caller's: stale frames → ``safety.ramp_down(reason, emergency=True)``
+(stimulation resumes with fresh frames); a stalled loop or a silent device →
 ``safety.emergency_stop(reason)``, drive the adapter to its safe state, end
 the session with ``trip.reason``. All times are on the watchdog's clock (the
 local monotonic clock live), never a source's timestamps.
@@ -28,15 +27,14 @@ class WatchdogTrip:
     Attributes
     ----------
     kind : str
-        ``frame`` (no fresh frame), ``bad_data`` (frames keep coming but hold
-        no usable data), ``loop`` (no heartbeat from the loop thread) or
-        ``device`` (no acknowledgement from the device).
+        ``frame`` (no fresh frame), ``loop`` (no heartbeat from the loop
+        thread) or ``device`` (no acknowledgement from the device).
     reason : str
         For the event log and the summary.
     time : float
         When it was noticed (the watchdog's clock).
     ends_session : bool
-        ``frame`` and ``bad_data`` trips ramp down and may recover; the others end the session.
+        ``frame`` trips ramp down and may recover; the others end the session.
     """
 
     kind: str
@@ -59,8 +57,6 @@ class Watchdog:
         Longest allowed time without a loop heartbeat (default: the frame timeout).
     device_timeout_s : float, optional
         Longest allowed time without a device acknowledgement (``None``: not checked).
-    bad_data_timeout_s : float, optional
-        Longest allowed time without a frame holding usable data (``None``: not checked).
     clock : callable
         The clock all times are in (``pylsl.local_clock`` live).
     """
@@ -71,17 +67,14 @@ class Watchdog:
         loop_timeout_s: float | None = None,
         device_timeout_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
-        bad_data_timeout_s: float | None = None,
     ) -> None:
         if not frame_timeout_s > 0:
             raise ValueError("frame_timeout_s must be > 0")
         self.frame_timeout_s = frame_timeout_s
         self.loop_timeout_s = loop_timeout_s if loop_timeout_s is not None else frame_timeout_s
         self.device_timeout_s = device_timeout_s
-        self.bad_data_timeout_s = bad_data_timeout_s
         self.clock = clock
         self.last_frame: float | None = None
-        self.last_good_frame: float | None = None
         self.last_beat: float | None = None
         self.last_ack: float | None = None
         self.trips: list[WatchdogTrip] = []
@@ -89,10 +82,8 @@ class Watchdog:
         self._halt = threading.Event()
 
     # -- reports from the loop ---------------------------------------------------
-    def frame(self, now: float, usable: bool = True) -> None:
-        """Note that a fresh frame was processed at ``now`` (``usable=False``: it held no usable data)."""
-        if self.last_frame is None or usable:
-            self.last_good_frame = now  # the bad-data check is armed by the first frame, like the frame check
+    def frame(self, now: float) -> None:
+        """Note that a fresh frame was processed at ``now``."""
         self.last_frame = now
 
     def heartbeat(self, now: float) -> None:
@@ -105,7 +96,7 @@ class Watchdog:
 
     # -- checks ----------------------------------------------------------------------
     def check(self, now: float) -> WatchdogTrip | None:
-        """Return the first stale condition at ``now`` (loop, device, frame, then bad data), or ``None``."""
+        """Return the first stale condition at ``now`` (loop, device, then frame), or ``None``."""
         return self._stale(now, loop=True, device=True, frame=True)
 
     def _stale(self, now: float, loop: bool, device: bool, frame: bool) -> WatchdogTrip | None:
@@ -132,19 +123,6 @@ class Watchdog:
         if frame and self.last_frame is not None and now - self.last_frame > self.frame_timeout_s:
             return WatchdogTrip(
                 "frame", f"no fresh frame for more than {self.frame_timeout_s:g} s (watchdog)", now, False
-            )
-        if (
-            frame
-            and self.bad_data_timeout_s is not None
-            and self.last_good_frame is not None
-            and now - self.last_good_frame > self.bad_data_timeout_s
-        ):
-            return WatchdogTrip(
-                "bad_data",
-                f"no usable data (non-finite or saturated) for {now - self.last_good_frame:.3g} s "
-                f"(> bad_data_timeout_s {self.bad_data_timeout_s:g} s)",
-                now,
-                False,
             )
         return None
 

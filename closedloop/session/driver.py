@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from closedloop.adapters.base import Adapter, LimitViolation
 from closedloop.session.summary import SessionStats
 from closedloop.session.telemetry import RunningStats
-from closedloop.types import BAD_DATA_FLAGS, Chunk, Command
+from closedloop.types import Chunk, Command
 
 if TYPE_CHECKING:
     import numpy as np
@@ -181,7 +181,3 @@ class SessionDriver:
         if self.duration_samples is not None and self.pipeline.samples_in >= self.duration_samples:
             return "duration reached"
         return None
-
-    def bad_data(self, steps: list[Step]) -> bool:
-        """Return whether the newest of ``steps`` holds no usable data (non-finite or saturated)."""
-        return bool(steps[-1].frame.flags & BAD_DATA_FLAGS)

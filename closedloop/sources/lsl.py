@@ -219,7 +219,7 @@ class LSLSource:
         self.raw_timestamps = np.zeros(0)  # the last chunk's timestamps exactly as received
         self.raw_data = np.zeros((0, 0))  # the last chunk's values exactly as received
         self._scale = False
-        self._last_offset_time = -1e9
+        self.last_offset_time = -1e9
         self.samples_in = 0
         self.newest_time = float("nan")
         self.last_data_wall = float("nan")
@@ -329,6 +329,36 @@ class LSLSource:
                     f"name channels in preprocess.picks to choose them yourself"
                 )
 
+    def stream_info(self) -> dict:
+        """Return the stream as the recording describes it: identity, rate, format, channels, units, header.
+
+        The values are described as received (their declared units); the
+        pipeline's offset is recorded so a replay rebuilds the time base.
+        """
+        import pylsl
+
+        info = self.info
+        xml = info.as_xml()
+        root = ET.fromstring(xml)
+        units = [(ch.findtext("unit") or "") for ch in root.findall("./desc/channels/channel")]
+        if len(units) != len(self.ch_names):
+            units = ["microvolts"] * len(self.ch_names)
+        return {
+            "name": info.name(),
+            "type": info.type(),
+            "source_id": info.source_id(),
+            "sfreq": info.nominal_srate(),
+            "channel_format": "float32" if info.channel_format() == pylsl.cf_float32 else "double64",
+            "ch_names": list(self.ch_names),
+            "units": units,
+            "pipeline_offset": float(self.pipeline_offset),
+            "header_xml": xml,
+            "created_at": info.created_at(),
+            "ch_types": list(self.ch_types) or None,
+            "ref_excluded": list(self.ref_excluded),
+            "offset_measured": True,  # the source measures the offset every 5 s (for_source records them)
+        }
+
     def describe(self) -> str:
         """Return one line about the opened stream: identity, channels, rate, units."""
         i = self.info
@@ -346,9 +376,9 @@ class LSLSource:
         import pylsl.util
 
         now = pylsl.local_clock()
-        if force or now - self._last_offset_time > 5.0:
+        if force or now - self.last_offset_time > 5.0:
             self.clock_offset = self.inlet.time_correction(timeout=2.0 if force else 0.05)
-            self._last_offset_time = now
+            self.last_offset_time = now
             if self.on_offset is not None:
                 self.on_offset(now, self.clock_offset)
 

@@ -14,19 +14,22 @@ BANDS = {"theta": (4.0, 8.0), "alpha": (8.0, 12.0)}
 
 
 def scipy_band(x: np.ndarray, lo: float, hi: float, nperseg: int, fs: float = FS, noverlap=None) -> np.ndarray:
-    """Reference: scipy Welch PSD (Hann, mean removed), summed over lo <= f <= hi times the bin width."""
+    """Reference: scipy Welch PSD (Hann, mean removed), summed over lo <= f < hi times the bin width."""
     f, p = signal.welch(x, fs=fs, window="hann", nperseg=nperseg, noverlap=noverlap, axis=0)
-    sel = (f >= lo) & (f <= hi)
+    sel = (f >= lo) & (f < hi)
     return p[sel].sum(axis=0) * (f[1] - f[0])
 
 
 def mne_band(x: np.ndarray, lo: float, hi: float, nperseg: int, noverlap: int = 0, fs: float = FS) -> np.ndarray:
-    """Reference: MNE with scipy-equal arguments (MNE's defaults are Hamming, 256-point FFT)."""
+    """Reference: MNE with scipy-equal arguments (MNE's defaults are Hamming, 256-point FFT).
+
+    MNE's ``fmax`` is inclusive: half a bin below ``hi`` selects the half-open band's bins.
+    """
     p, f = psd_array_welch(
         x.T,
         fs,
         fmin=lo,
-        fmax=hi,
+        fmax=hi - 0.5 * fs / nperseg,
         n_fft=nperseg,
         n_per_seg=nperseg,
         n_overlap=noverlap,
@@ -85,8 +88,8 @@ def test_welch_segments_align_to_newest_sample():
     "bands",
     [
         BANDS,
-        {"edge_low": (1.0, 3.0), "nyquist": (120.0, 125.0)},  # bin 1 (neighbour 0 is the mean) and bin N/2
-        {"one_bin": (10.0, 10.0), "wide": (0.5, 60.0)},
+        {"edge_low": (1.0, 3.0), "nyquist": (120.0, 125.5)},  # bin 1 (neighbour 0 is the mean) and bin N/2
+        {"one_bin": (10.0, 10.5), "wide": (0.5, 60.0)},
     ],
 )
 def test_sliding_dft_equals_single_segment_welch(bands):
@@ -99,15 +102,22 @@ def test_sliding_dft_equals_single_segment_welch(bands):
     np.testing.assert_allclose(got, ref, rtol=1e-9)
 
 
-def test_band_edges_are_inclusive_like_mne():
-    # a bin exactly on a shared edge (8 Hz) counts in both bands, as MNE's fmin <= f <= fmax does
+def test_band_edges_are_half_open():
+    # a bin exactly on a shared edge (8 Hz) counts in the upper band only: theta [4, 8) + alpha [8, 12)
+    # holds each bin of [4, 12) once; MNE (inclusive fmax) agrees with fmax half a bin below 8 Hz
     rng = np.random.default_rng(4)
     x = rng.standard_normal((250, 1))
-    p, _ = WelchBandPower(FS, 1, BANDS, window=250, hop=250).step(x, np.arange(250) / FS)
-    only8, _ = WelchBandPower(FS, 1, {"b": (8.0, 8.0)}, window=250, hop=250).step(x, np.arange(250) / FS)
-    below, _ = WelchBandPower(FS, 1, {"b": (4.0, 7.0)}, window=250, hop=250).step(x, np.arange(250) / FS)
-    assert p[0, 0, 0] == pytest.approx(below[0, 0, 0] + only8[0, 0, 0], rel=1e-12)
+    t = np.arange(250) / FS
+    p, _ = WelchBandPower(FS, 1, BANDS, window=250, hop=250).step(x, t)
+    both, _ = WelchBandPower(FS, 1, {"b": (4.0, 12.0)}, window=250, hop=250).step(x, t)
+    only8, _ = WelchBandPower(FS, 1, {"b": (8.0, 8.5)}, window=250, hop=250).step(x, t)
+    below, _ = WelchBandPower(FS, 1, {"b": (4.0, 7.5)}, window=250, hop=250).step(x, t)
+    assert p[0, 0, 0] + p[0, 0, 1] == pytest.approx(both[0, 0, 0], rel=1e-12)
+    assert p[0, 0, 0] == pytest.approx(below[0, 0, 0], rel=1e-12)  # 4, 5, 6, 7 Hz: not 8
+    assert only8[0, 0, 0] > 0 and p[0, 0, 1] > only8[0, 0, 0]  # 8 Hz is alpha's
     np.testing.assert_allclose(p[0, 0, 0], mne_band(x, 4.0, 8.0, 250)[0], rtol=1e-6)
+    f, ref = signal.welch(x[:, 0], fs=FS, window="hann", nperseg=250)
+    assert p[0, 0, 1] == pytest.approx(ref[(f >= 8) & (f < 12)].sum() * (f[1] - f[0]), rel=1e-9)
 
 
 @pytest.mark.parametrize("method", ["welch", "sliding_dft", "iir"])
@@ -124,11 +134,11 @@ def test_known_sinusoid_power(method):
 
 
 def test_white_noise_band_power_matches_its_density():
-    # white noise of variance s² has one-sided PSD 2 s² / fs: band power = 2 s² (hi - lo + df) / fs
+    # white noise of variance s² has one-sided PSD 2 s² / fs: band power over [lo, hi) = 2 s² (hi - lo) / fs
     rng = np.random.default_rng(5)
     x = rng.standard_normal((250 * 400, 1)) * 4.0
     power, _ = WelchBandPower(FS, 1, {"b": (20.0, 40.0)}, window=250, hop=250).step(x, np.arange(x.shape[0]) / FS)
-    expected = 2 * 16.0 * (40.0 - 20.0 + 1.0) / FS
+    expected = 2 * 16.0 * (40.0 - 20.0) / FS
     assert power[:, 0, 0].mean() == pytest.approx(expected, rel=0.03)
 
 

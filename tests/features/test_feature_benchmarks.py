@@ -35,3 +35,16 @@ def test_quality_calibration_quick_reports_flag_rates(tmp_path):
     for name, entry in res["recordings"].items():  # whichever recordings this machine has
         assert set(entry["after"]) >= {"ARTIFACT", "FLAT", "NONFINITE", "EMG", "GAP", "SATURATION", "any"}, name
     assert "eegmat" in res["recordings"] or "eegmat" in res["skipped"]
+
+
+def test_bench_pain_features_quick_reports_agreement_and_cost(tmp_path):
+    out = tmp_path / "pain.json"
+    assert _load("bench_pain_features").main(["--quick", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    for mode in ("fixed", "knee"):
+        r = res[mode]
+        assert r["windows"] > 0 and 0 <= r["exponent_abs_diff"]["within_0.05"] <= 1
+        assert r["fit_us"]["closedloop"]["median"] > 0 and r["fit_us"]["specparam"]["median"] > 0
+    assert res["update"]["median_us"] > 0 and res["update"]["bins"] > 10
+    assert set(res["step"]) == {"band power only", "+ aperiodic, IAF, expressions"}
+    assert res["paf"]["cog_vs_plain_welch_same_windows_max_hz"] >= 0

@@ -331,7 +331,7 @@ def test_welch_frames_equal_scipy_through_the_extractor():
     x = rng.standard_normal((600, 1))
     frames = FeatureExtractor(FS, ["roi"], BANDS, RATIOS, window=250, hop=50).step(Chunk(x, np.arange(600) / FS))
     f, p = signal.welch(x[:250, 0], fs=FS, window="hann", nperseg=250)
-    theta = p[(f >= 4) & (f <= 8)].sum() * (f[1] - f[0])
-    alpha = p[(f >= 8) & (f <= 12)].sum() * (f[1] - f[0])
+    theta = p[(f >= 4) & (f < 8)].sum() * (f[1] - f[0])  # half-open bands
+    alpha = p[(f >= 8) & (f < 12)].sum() * (f[1] - f[0])
     assert frames[0]["theta"] == pytest.approx(np.log10(theta), rel=1e-9)
     assert frames[0]["theta_alpha"] == pytest.approx(np.log10(theta / alpha), rel=1e-9)

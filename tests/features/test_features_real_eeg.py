@@ -49,8 +49,16 @@ def test_o1_o2_alpha_theta_equal_mne_psd_array_welch(raw, method):
     picked = list(range(0, len(frames), 20))
     segs = np.stack([data[ends[k] - window : ends[k]].T for k in picked])  # (frames, 2, window)
     for band, (lo, hi) in {"theta": (4.0, 8.0), "alpha": (8.0, 12.0)}.items():
-        psd, _ = psd_array_welch(
-            segs, fs, fmin=lo, fmax=hi, n_fft=window, n_per_seg=window, n_overlap=0, window="hann", verbose="error"
+        psd, _ = psd_array_welch(  # fmax half a bin below hi: MNE's inclusive edge selects [lo, hi)
+            segs,
+            fs,
+            fmin=lo,
+            fmax=hi - 0.5 * fs / window,
+            n_fft=window,
+            n_per_seg=window,
+            n_overlap=0,
+            window="hann",
+            verbose="error",
         )
         ref = psd.sum(axis=-1) * fs / window
         got = np.array([[frames[k][f"{band}_EEG O1"], frames[k][f"{band}_EEG O2"]] for k in picked])

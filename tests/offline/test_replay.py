@@ -200,7 +200,7 @@ def test_real_edf_replays_with_band_powers_equal_to_scipy(resolved):
     assert len(result.trace) == (x.size - win) // hop + 1
     for k in (0, 1000, len(result.trace) - 1):
         f, p = signal.welch(x[k * hop : k * hop + win], fs, window="hann", nperseg=win)
-        alpha = p[(f >= 8) & (f <= 12)].sum() * (f[1] - f[0])
+        alpha = p[(f >= 8) & (f < 12)].sum() * (f[1] - f[0])  # half-open [8, 12)
         assert result.trace.feature("alpha")[k] == pytest.approx(math.log10(alpha), rel=1e-9)
     # resting EEG with eyes closed: alpha dominates theta
     assert np.nanmean(result.trace.feature("theta_alpha")) < 0

@@ -218,7 +218,7 @@ def posterior_theta_mne(raw, ref_channels: list[str], k_frames: list[int], win=5
     out = []
     for k in k_frames:
         f, p = signal.welch(x[k * hop : k * hop + win], FS, window="hann", nperseg=win)
-        out.append(np.log10(p[(f >= 4) & (f <= 8)].sum() * (f[1] - f[0])))
+        out.append(np.log10(p[(f >= 4) & (f < 8)].sum() * (f[1] - f[0])))  # half-open [4, 8)
     return np.array(out)
 
 
