@@ -89,7 +89,6 @@ def load_plant_data(path: str | os.PathLike, feature: str | None = None, step_s:
         If the file is not a closedloop session, has no such feature, or no tES amplitude.
     """
     from closedloop.config.painmodel import file_sha256
-    from closedloop.config.pipeline import PipelineConfig
     from closedloop.control.frame_usability import BAD_FLAGS
     from closedloop.offline.metrics import Trace
     from closedloop.recording.reader import XDFReader
@@ -100,12 +99,9 @@ def load_plant_data(path: str | os.PathLike, feature: str | None = None, step_s:
         trace = Trace.from_xdf(path)
     except (ValueError, OSError) as e:
         raise IdentifyError(f"{path}: {e}") from None
-    text = reader.file_header.findtext("pipeline_json")
-    if not text:
-        raise IdentifyError(f"{path}: no pipeline in the file header (not a closedloop session)")
-    cfg = PipelineConfig.model_validate(json.loads(text))
+    features_cfg, sfreq, controller = recorded_pipeline(reader, path)
     if feature is None:
-        names = cfg.controller.features() if cfg.controller is not None else []
+        names = controller.features() if controller is not None else []
         if len(names) != 1:
             raise IdentifyError(
                 f"{path}: the controller reads {names or 'no feature'}; name the feature with --feature"
@@ -113,7 +109,7 @@ def load_plant_data(path: str | os.PathLike, feature: str | None = None, step_s:
         feature = names[0]
     if feature not in trace.feature_names:
         raise IdentifyError(f"{path}: no feature {feature!r}; the session has {list(trace.feature_names)}")
-    meas = measurement_for(cfg.features, cfg.sfreq, feature, step_s)
+    meas = measurement_for(features_cfg, sfreq, feature, step_s)
     y = trace.feature(feature).astype(float)
     bad = (trace.flags & int(BAD_FLAGS)) != 0
     y[bad | ~np.isfinite(y)] = np.nan
@@ -386,16 +382,43 @@ def identify(
 
 
 def _common_feature(sessions: Sequence[str | os.PathLike]) -> str:
-    names = {load_plant_data_feature(s) for s in sessions}
+    from closedloop.recording.reader import XDFReader
+
+    names = set()
+    for path in sessions:
+        _, _, controller = recorded_pipeline(XDFReader(path), Path(path))
+        names.update(controller.features()[:1] if controller is not None else [])
     if len(names) != 1:
         raise IdentifyError(f"the sessions' controllers read different features {sorted(names)}; give --feature")
     return names.pop()
 
 
-def load_plant_data_feature(path: str | os.PathLike) -> str:
-    """Return the feature a session's controller read."""
-    from closedloop.config.pipeline import PipelineConfig
-    from closedloop.recording.reader import XDFReader
+def recorded_pipeline(reader, path: Path):
+    """Return ``(FeaturesConfig, sfreq, controller config or None)`` of the pipeline a session's header records.
 
-    cfg = PipelineConfig.model_validate(json.loads(XDFReader(path).file_header.findtext("pipeline_json") or "{}"))
-    return cfg.controller.features()[0]
+    Raises
+    ------
+    IdentifyError
+        If the header holds no pipeline (not a closedloop session).
+    """
+    from pydantic import TypeAdapter, ValidationError
+
+    from closedloop.config.controllers import ControllerConfig
+    from closedloop.config.features import FeaturesConfig
+
+    text = reader.file_header.findtext("pipeline_json")
+    if not text:
+        raise IdentifyError(f"{path}: no pipeline in the file header (not a closedloop session)")
+    doc = json.loads(text)
+    feats = dict(doc["features"])
+    method = "welch" if feats.get("method") == "periodogram" else feats.get("method")
+    for sub in ("welch", "iir"):  # the header holds every setting; only the method's own section was given
+        if sub != method:
+            feats.pop(sub, None)
+    try:
+        features_cfg = FeaturesConfig.model_validate(feats)
+        ctl = doc.get("controller")
+        controller = TypeAdapter(ControllerConfig).validate_python(ctl) if ctl else None
+    except ValidationError as e:
+        raise IdentifyError(f"{path}: the recorded pipeline does not validate: {e.errors()[0]['msg']}") from None
+    return features_cfg, float(doc["source"]["sfreq"]), controller

@@ -283,6 +283,7 @@ def ratings_from_recording(path: str | Path, ratings_cfg) -> RecordedRatings:
         values, stamps = reader.read_stream(stream.stream_id)
         v = np.asarray(values[:, 0], dtype=float)
         ok = np.isfinite(v) & (v >= lo) & (v <= hi)
+        notes = [] if ok.any() else [f"{path.name}: no rating arrived during the session: rating is NaN throughout"]
         return RecordedRatings(
             np.asarray(stamps, dtype=float)[ok],
             np.asarray(values[:, 1], dtype=float)[ok],
@@ -290,6 +291,7 @@ def ratings_from_recording(path: str | Path, ratings_cfg) -> RecordedRatings:
             "aligned",
             RATINGS_STREAM,
             int((~ok).sum()),
+            notes,
         )
     q = ratings_cfg.stream
     found = [

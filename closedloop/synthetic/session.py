@@ -56,6 +56,10 @@ class RatingPlan:
         Seed of ``rng`` (rating noise).
     decimals : int
         Ratings are sent as text with this many decimals (and used rounded).
+    delay_s : float
+        Each rating reaches the loop this long after it was given (a slow
+        network or rating device): frames in between have not seen it, so it
+        takes effect late (as :class:`~closedloop.pain.ratings.RatingTrack` records).
     """
 
     every_s: float
@@ -63,6 +67,7 @@ class RatingPlan:
     start_s: float = 5.0
     seed: int = 0
     decimals: int = 3
+    delay_s: float = 0.0
 
 
 @dataclass
@@ -251,6 +256,7 @@ def simulate_session(
     next_frame = max(0, round(ratings.start_s * fs / hop)) if ratings is not None else -1
     rating_times: list[float] = []
     rating_values: list[float] = []
+    in_transit: list[tuple[float, float]] = []
     started = datetime.now().astimezone().isoformat(timespec="seconds")
     done = 0
     buf = np.empty((step, gen.n_channels), dtype=np.float32)
@@ -267,9 +273,14 @@ def simulate_session(
                 rating_values.append(value)
                 if session is not None:
                     session.on_marker(stream, [[f"{value:.{ratings.decimals}f}"]], [t])
+                in_transit.append((t, value))
+                next_frame += every
+            # those whose delay has passed reach the loop (and the frames) now
+            now = start_time + (done + n - 1) / fs
+            while in_transit and in_transit[0][0] + ratings.delay_s <= now:
+                t, value = in_transit.pop(0)
                 if pipe.ratings is not None:
                     pipe.ratings.add(t, value)
-                next_frame += every
         stim = adapter.output_mA(clock())
         data = gen.generate(n, stim, out=buf[:n])
         stamps = start_time + (done + np.arange(n)) / fs
@@ -283,6 +294,9 @@ def simulate_session(
         if reason is not None and reason != "duration reached":
             stop = reason
             break
+    for t, value in in_transit:  # arriving after the last frame (a live session's rating inlet pulls them at the end)
+        if pipe.ratings is not None:
+            pipe.ratings.add(t, value)
     stats = driver.stats
     stats.stop_reason = stop or driver.stop_reason() or "duration reached"
     duration = pipe.samples_in / fs
