@@ -49,7 +49,6 @@ def test_arithmetic_is_that_of_feature_expressions():
         ("log10(a)", LOG10, (-1.0,)),
         ("sqrt(a)", SQRT, (2.0,)),
     ]:
-        names = ["a", "b"][: len(args)]
         cond = parse_condition(f"{text} > 0 or {text} <= 0")
         expect = _py_apply(code, *args)
         assert cond.evaluate(list(args)) is (None if math.isnan(expect) else True)
