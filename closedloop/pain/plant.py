@@ -204,9 +204,10 @@ def measurement_for(features, sfreq: float, feature: str, step_s: float = 0.01) 
         per_sample = np.exp(-(np.arange(window)[::-1]) / (tau * sfreq))
     else:
         per_sample = np.ones(window)
-    # grid point j (oldest first) stands for the samples of its step
-    edges = np.linspace(0, window, n_grid + 1).round().astype(int)
-    weights = np.add.reduceat(per_sample, edges[:-1]) if n_grid > 1 else np.array([per_sample.sum()])
+    # grid point j (oldest first) stands for the samples of its step (a sample across two steps is shared)
+    cumulative = np.concatenate([[0.0], np.cumsum(per_sample)])
+    edges = np.linspace(0.0, window, n_grid + 1)
+    weights = np.diff(np.interp(edges, np.arange(window + 1), cumulative))
     weights = weights / weights.sum()
     paf = feature.startswith("paf_")
     alpha = 1.0
