@@ -531,10 +531,10 @@ def replay(
 
     resolved = _load(pipeline, sets)
     _needs_device(resolved, "replay")
+    fitted = _read_plant(plant, resolved) if plant is not None else None
     file = _recording_path(file, resolved, "replay")
     rec = _open_file(file, resolved, encoding)
     _print_warnings(resolved, rec)
-    fitted = _read_plant(plant, resolved) if plant is not None else None
     folder = out_dir or _study_replay_folder(study_file, resolved, participant, session)
     folder = folder or _out_folder(resolved, "replay-", participant, session)
     kwargs = _with_supported(run_replay, identity=_identity(participant, session), plant=plant)

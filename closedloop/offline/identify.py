@@ -98,7 +98,8 @@ def load_plant_data(path: str | os.PathLike, feature: str | None = None, step_s:
         reader = XDFReader(path)
         trace = Trace.from_xdf(path)
     except (ValueError, OSError) as e:
-        raise IdentifyError(f"{path}: {e}") from None
+        text = str(e)
+        raise IdentifyError(text if str(path) in text else f"{path}: {text}") from None
     features_cfg, sfreq, controller = recorded_pipeline(reader, path)
     if feature is None:
         names = controller.features() if controller is not None else []

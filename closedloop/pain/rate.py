@@ -11,6 +11,7 @@ frames (docs/pain-modelling.md).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable
 
 __all__ = ["parse_line", "run_rate"]
@@ -48,6 +49,7 @@ def run_rate(
     scale: tuple[float, float] = (0.0, 10.0),
     source_id: str | None = None,
     wait_consumer_s: float = 0.0,
+    linger_s: float = 1.0,
 ) -> int:
     """Publish the ratings read from ``lines``; return how many were sent.
 
@@ -65,6 +67,9 @@ def run_rate(
         LSL source_id (default ``closedloop-rate-<stream>``).
     wait_consumer_s : float
         Wait up to this long for a recording session to connect before reading.
+    linger_s : float
+        At the end, keep the stream open up to this long while a session is
+        connected, so the last ratings are delivered.
     """
     from closedloop.lslconfig import configure_lsl
 
@@ -94,4 +99,9 @@ def run_rate(
         sent += 1
         heard = "" if outlet.have_consumers() else " (no session is listening: not recorded)"
         say(f"rating {value:g} sent at {t:.3f}{heard}")
+    # liblsl sends from a background thread: closing the outlet at once can cut the last ratings off
+    # while a session is still connected, so give them a moment to leave
+    deadline = time.monotonic() + linger_s
+    while sent and outlet.have_consumers() and time.monotonic() < deadline:
+        time.sleep(0.05)
     return sent
