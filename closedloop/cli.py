@@ -1094,7 +1094,7 @@ def identify(
     ),
     max_delay: float = typer.Option(2.0, "--max-delay", min=0.0, callback=_finite, help="largest delay tried (s)"),
     noise_order: int = typer.Option(10, "--noise-order", min=0, max=100, help="AR order of the noise model"),
-    decimate: float = typer.Option(0.5, "--decimate-s", min=0.0, callback=_finite, help="residual spacing (s)"),
+    decimate: float = typer.Option(1.0, "--decimate-s", min=0.0, callback=_finite, help="residual spacing (s)"),
     out_file: Path = typer.Option(Path("plant.json"), "--out", dir_okay=False, help="the plant file to write"),
 ) -> None:
     """Identify the stimulation → feature response (gain, time constant, delay) from recorded sessions."""
