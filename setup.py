@@ -13,5 +13,9 @@ DATA = {"closedloop.devices": "devices", "closedloop.pipelines": "pipelines"}
 setup(
     packages=[*find_packages(include=["closedloop", "closedloop.*"]), *DATA],
     package_dir=DATA,
-    package_data={"closedloop": ["py.typed"], **{name: ["*.toml"] for name in DATA}},
+    package_data={
+        "closedloop": ["py.typed"],
+        "closedloop.live.dashboard": ["static/*"],  # the dashboard's page, script and style
+        **{name: ["*.toml"] for name in DATA},
+    },
 )

@@ -337,11 +337,19 @@ def run(
     participant: str | None = typer.Option(None, "--participant", callback=_label, help="participant label"),
     session: str | None = typer.Option(None, "--session", callback=_label, help="session label"),
     study_file: Path | None = typer.Option(None, "--study", dir_okay=False, help=_STUDY_HELP),
+    dashboard: bool = typer.Option(False, "--dashboard", help="serve the live dashboard in the browser (printed URL)"),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="dashboard port (0: any free port)"),
+    dashboard_host: str | None = typer.Option(
+        None,
+        "--dashboard-host",
+        help="serve the dashboard on this address instead of 127.0.0.1 (implies --dashboard; a token is then needed)",
+    ),
 ) -> None:
     """Run a closed-loop session: session.xdf, summary.json and report.html in the output folder."""
     from closedloop.live.runtime import LiveSession
     from closedloop.sources import SourceError
 
+    options = _dashboard_options(dashboard or dashboard_host is not None, dashboard_host, port)
     resolved = _load(pipeline, sets)
     _needs_device(resolved, "run")
     if getattr(resolved.config.source, "kind", "") == "file":
@@ -359,6 +367,7 @@ def run(
         LiveSession.__init__,
         identity=study_run.identity if study_run is not None else _identity(participant, session),
         on_progress=lambda line: _note(str(line)),
+        dashboard=options,
     )
     try:
         summary = LiveSession(resolved, duration, folder, show_status=not quiet, **kwargs).run()
@@ -369,6 +378,55 @@ def run(
     if study_run is not None:
         _study_finish(study_run, summary)
     _print_summary(summary, folder)
+
+
+def _dashboard_options(wanted: bool, host: str | None, port: int):
+    """Return the dashboard's options (None: no dashboard); fail with the fix when its extra is missing."""
+    if not wanted:
+        return None
+    from closedloop.live.dashboard.server import DashboardOptions, DashboardUnavailable, require
+
+    try:
+        require()
+    except DashboardUnavailable as e:
+        _fail(str(e))
+    if host is not None and not host.strip():
+        _fail("--dashboard-host: give an address such as 0.0.0.0 or 192.168.1.20")
+    return DashboardOptions(host=host or "127.0.0.1", port=port)
+
+
+@app.command()
+def view(
+    folder: Path = typer.Argument(..., help="a session folder written by closedloop run (or its session.xdf)"),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="port (0: any free port)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to serve on (not loopback: a token is needed)"),
+    no_browser: bool = typer.Option(False, "--no-browser", help="print the URL only; do not open a browser"),
+) -> None:
+    """Open the dashboard on a recorded session, with a timeline to scrub (Ctrl-C ends it)."""
+    import threading
+    import webbrowser
+
+    options = _dashboard_options(True, host, port)
+    from closedloop.live.dashboard.recorded import RecordedBackend, RecordedSession
+    from closedloop.live.dashboard.server import DashboardServer, DashboardUnavailable
+
+    try:
+        recorded = RecordedSession(folder)
+    except ValueError as e:
+        _fail(str(e))
+    try:
+        server = DashboardServer(options).start(RecordedBackend(recorded))
+    except DashboardUnavailable as e:
+        _fail(str(e), 3)
+    _note(f"closedloop view: {recorded.path} ({recorded.end_s:.1f} s) at {server.url} (Ctrl-C to stop)")
+    if not no_browser:
+        webbrowser.open(server.url)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 @app.command()

@@ -26,7 +26,7 @@ from closedloop.control import build_controller
 from closedloop.features import build_chain
 from closedloop.safety.envelope import build_safety_layer
 from closedloop.session.clocks import SafetyClock, SampleClock
-from closedloop.types import BAD_DATA_FLAGS, Chunk, Command, Frame
+from closedloop.types import BAD_DATA_FLAGS, NOTE_PREFIX, Chunk, Command, Frame
 
 
 @dataclass(slots=True)
@@ -143,6 +143,8 @@ class Pipeline:
             self.clock.on_frame(frame)
             self._check_bad_data(frame)
             allowed = safety.step(desired)
+            if allowed.fire:
+                _carry_notes(desired, allowed)
             if stages is not None:
                 stages.observe(allowed, frame)
             t_safe += perf_counter() - tb
@@ -176,3 +178,10 @@ class Pipeline:
         """Compile every numba kernel before the session clock starts."""
         self.preprocess.warmup()
         self.features.warmup()
+
+
+def _carry_notes(desired: Command, allowed: Command) -> None:
+    """Copy the desired command's annotations (:data:`~closedloop.types.NOTE_PREFIX`) onto the fire allowed."""
+    notes = {k: v for k, v in desired.extra.items() if k.startswith(NOTE_PREFIX)}
+    if notes:
+        allowed.extra = {**allowed.extra, **notes}

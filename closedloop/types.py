@@ -94,6 +94,12 @@ class Frame:
         return {n: float(v) for n, v in zip(self.names, self.values)}
 
 
+#: ``Command.extra`` keys starting with this are annotations of a fire (e.g. the phase a phase trigger
+#: aimed at): no safety layer or device reads them; the pipeline copies them from the desired to the
+#: allowed command when that fires, so the recording keeps them with the applied command.
+NOTE_PREFIX = "note_"
+
+
 @dataclass(slots=True)
 class Command:
     """Stimulation parameters (desired by a controller or allowed by safety).
@@ -119,7 +125,8 @@ class Command:
     extra : dict
         Further modality-specific parameters with units in the key name
         (rTMS ``intensity_pct``, ``pulses``, ``train_duration_s``; TUS
-        ``pnp_MPa``, ``isppa_W_per_cm2``, ...; tACS ``phase_deg``).
+        ``pnp_MPa``, ``isppa_W_per_cm2``, ...; tACS ``phase_deg``); keys
+        starting with :data:`NOTE_PREFIX` annotate a fire and are never read.
     """
 
     amplitude_mA: float = 0.0

@@ -59,7 +59,7 @@ def available_adapters() -> dict[str, str]:
 
 
 def adapter_factory(name: str) -> Callable[..., Any]:
-    """The class or factory registered as ``name``.
+    """Return the class or factory registered as ``name``.
 
     Raises
     ------

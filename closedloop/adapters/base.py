@@ -187,6 +187,9 @@ class AdapterBase:
         self.dropped = 0
         self.last_command: Command | None = None
         self.guard = TrainGuard.from_profile(profile) if self.modality in ("rtms", "tus") else None
+        #: measured delay from ``apply`` to the output (s): 0 for adapters that act inside ``apply``; adapters
+        #: that hand the work to a thread measure it (a phase trigger adds it to its prediction horizon)
+        self.output_latency_s = 0.0
         self._fault_lock = threading.Lock()
 
     @classmethod
@@ -267,7 +270,7 @@ class AdapterBase:
         return True
 
     def _acked(self) -> None:
-        """The device acknowledged (or, without replies, accepted) an exchange."""
+        """Note that the device acknowledged (or, without replies, accepted) an exchange."""
         self.last_ack = self.clock()
         if self.on_ack is not None:
             try:
@@ -291,10 +294,11 @@ class AdapterBase:
             self.arm()  # type: ignore[attr-defined]  # every concrete adapter defines arm()
 
     def output_mA(self, now: float) -> float:
-        """Current the device delivers at ``now`` (tES adapters; 0 otherwise)."""
+        """Return the current the device delivers at ``now`` (tES adapters; 0 otherwise)."""
         return 0.0
 
     def status(self) -> dict[str, object]:
+        """Return the adapter's state for displays and the summary."""
         last = self.log.last()
         return {
             "adapter": type(self).__name__,

@@ -63,6 +63,7 @@ class IOLog:
         self.total = 0
 
     def add(self, kind: str, data: bytes = b"", note: str = "") -> IORecord:
+        """Add one measurement."""
         rec = IORecord(self.clock(), kind, bytes(data), note)
         with self._lock:
             self._records.append(rec)
@@ -75,7 +76,7 @@ class IOLog:
         return rec
 
     def records(self, kinds: Iterable[str] | None = None) -> list[IORecord]:
-        """A snapshot of the kept records, optionally only some kinds."""
+        """Return a snapshot of the kept records, optionally only some kinds."""
         with self._lock:
             recs = list(self._records)
         if kinds is None:
@@ -84,7 +85,7 @@ class IOLog:
         return [r for r in recs if r.kind in wanted]
 
     def last(self) -> IORecord | None:
-        """The newest record, or None."""
+        """Return the newest record, or None."""
         with self._lock:
             return self._records[-1] if self._records else None
 

@@ -56,6 +56,7 @@ class LSLCommandAdapter(AdapterBase):
 
     @classmethod
     def limits_needed(cls, profile: DeviceProfile) -> tuple[str, ...]:
+        """Return the profile limits this adapter re-checks for ``profile``."""
         return {"tes": TES_LIMITS, "rtms": RTMS_LIMITS, "tus": TUS_LIMITS}[profile.device.modality]
 
     def __init__(self, profile: DeviceProfile, **kwargs: Any) -> None:
@@ -110,6 +111,7 @@ class LSLCommandAdapter(AdapterBase):
 
     # -- contract ---------------------------------------------------------------------
     def connect(self) -> None:
+        """Open the link and take remote control."""
         if self.connected:
             return
         from closedloop.lslconfig import configure_lsl
@@ -157,16 +159,19 @@ class LSLCommandAdapter(AdapterBase):
             self.arm()
 
     def arm(self) -> None:
+        """Enable the output (see :class:`~closedloop.adapters.base.Adapter`)."""
         self._require_usable("arm")
         self.armed = True
         self._event("arm", self.clock())
 
     def disarm(self) -> None:
+        """Disable the output and keep the connection."""
         now = self.clock()
         self.armed = False
         self._zero(now, "disarm")
 
     def apply(self, command: Command, now: float) -> None:
+        """Send ``command`` without blocking (see :class:`~closedloop.adapters.base.Adapter`)."""
         if not self._accepts_commands():
             return
         problems = self.problems(command, now)
@@ -192,11 +197,13 @@ class LSLCommandAdapter(AdapterBase):
         self.last_command = command
 
     def emergency_stop(self) -> None:
+        """Turn the output off as fast as the device allows; return at once."""
         now = self.clock()
         self.armed = False
         self._zero(now, "emergency_stop")
 
     def stop(self) -> None:
+        """Drive the device to its safe state and disconnect."""
         if self.outlet is not None:
             self.armed = False
             self._zero(self.clock(), "stop")

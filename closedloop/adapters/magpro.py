@@ -67,6 +67,7 @@ class MagProAdapter(SerialRTMSAdapter):
         self.fired = 0
 
     def heartbeat_interval(self) -> float | None:
+        """Return how often the device must hear from us when idle (s), or ``None``."""
         return self.heartbeat_s
 
     # -- wire ---------------------------------------------------------------------
@@ -173,6 +174,7 @@ class MagProAdapter(SerialRTMSAdapter):
         self.armed = False
 
     def status(self) -> dict[str, object]:
+        """Return the adapter's state for displays and the summary."""
         st = super().status()
         st.update(unit=dict(self.unit), fired=self.fired)
         return st

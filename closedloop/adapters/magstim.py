@@ -98,6 +98,7 @@ class MagstimAdapter(SerialRTMSAdapter):
         self.trains_fired = 0
 
     def heartbeat_interval(self) -> float | None:
+        """Return how often the device must hear from us when idle (s), or ``None``."""
         return self.poll_armed_s if self.armed else self.poll_disarmed_s
 
     # -- wire ---------------------------------------------------------------------
@@ -224,6 +225,7 @@ class MagstimAdapter(SerialRTMSAdapter):
         self.armed = False
 
     def status(self) -> dict[str, object]:
+        """Return the adapter's state for displays and the summary."""
         st = super().status()
         st.update(
             instrument=dict(self.instrument),

@@ -36,6 +36,7 @@ class SerialRTMSAdapter(MotorThresholdMixin, ThreadedAdapter):
         self.baudrate = self.option("baudrate", self.default_baudrate)
 
     def problems(self, command: Command, now: float) -> list[str]:
+        """Return why ``command`` must be refused (empty: allowed)."""
         return super().problems(command, now) + self._intensity_problems(command)
 
     def _open_serial(self) -> None:

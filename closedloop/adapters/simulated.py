@@ -32,8 +32,10 @@ class _Simulated(AdapterBase):
         self._refuse_connect = False
 
     def inject_fault(self, kind: str) -> None:
-        """Make the simulated device fail now: ``"disconnect"``, ``"no_reply"``, ``"error"``,
-        or ``"connect"`` (the next :meth:`connect` fails).
+        """Make the simulated device fail now.
+
+        ``kind`` is ``"disconnect"``, ``"no_reply"``, ``"error"``, or
+        ``"connect"`` (the next :meth:`connect` fails).
         """
         if kind == "connect":
             self._refuse_connect = True
@@ -80,7 +82,7 @@ class _Simulated(AdapterBase):
         raise NotImplementedError
 
     def _usable(self, command: Command, now: float) -> bool:
-        """Common gate of ``apply``: False when faulted; refuse out-of-profile commands."""
+        """Gate ``apply``: False when faulted; refuse out-of-profile commands."""
         if not self._accepts_commands():
             return False
         problems = self.problems(command, now)
@@ -122,6 +124,7 @@ class SimulatedStimulator(_Simulated):
         self.frequency_Hz = 0.0
 
     def apply(self, command: Command, now: float) -> None:
+        """Send ``command`` without blocking (see :class:`~closedloop.adapters.base.Adapter`)."""
         if not self._usable(command, now):
             return
         amplitude = command.amplitude_mA if self.armed else 0.0
@@ -158,6 +161,7 @@ class SimulatedStimulator(_Simulated):
             return self._value(now)
 
     def status(self) -> dict[str, object]:
+        """Return the adapter's state for displays and the summary."""
         st = super().status()
         st.update(target_mA=self._to, frequency_Hz=self.frequency_Hz)
         return st
@@ -185,6 +189,7 @@ class SimulatedRTMS(_Simulated):
         self._armed_at = 0.0
 
     def arm(self) -> None:
+        """Enable the output (see :class:`~closedloop.adapters.base.Adapter`)."""
         super().arm()
         self._ready_at = self.clock() + self.ready_delay_s
 
@@ -193,6 +198,7 @@ class SimulatedRTMS(_Simulated):
         return self.armed and now >= self._ready_at
 
     def apply(self, command: Command, now: float) -> None:
+        """Send ``command`` without blocking (see :class:`~closedloop.adapters.base.Adapter`)."""
         if command.abort and self.fault is None:
             self._go_safe(now)  # stop the running train; arm() again to fire more
             self.log.add("event", note="train aborted")
@@ -233,6 +239,7 @@ class SimulatedRTMS(_Simulated):
             self._train_end = now
 
     def status(self) -> dict[str, object]:
+        """Return the adapter's state for displays and the summary."""
         st = super().status()
         st.update(trains=len(self.trains), pulses=sum(n for *_x, n in self.trains))
         return st
@@ -262,6 +269,7 @@ class SimulatedTUS(_Simulated):
         self._on = False
 
     def apply(self, command: Command, now: float) -> None:
+        """Send ``command`` without blocking (see :class:`~closedloop.adapters.base.Adapter`)."""
         if command.abort and self.fault is None:
             self._go_safe(now)
             self.log.add("event", note="sonication aborted")
@@ -297,6 +305,7 @@ class SimulatedTUS(_Simulated):
         return [(start, params) for start, _end, params in self.sonications]
 
     def sonicating(self, now: float) -> bool:
+        """Return whether a sonication is on at ``now``."""
         return self._on and bool(self.sonications) and now >= self.sonications[-1][0]
 
     def _go_safe(self, now: float, emergency: bool = False) -> None:
@@ -305,6 +314,6 @@ class SimulatedTUS(_Simulated):
 
 
 def simulated_adapter(profile: DeviceProfile, **kwargs: Any) -> _Simulated:
-    """Simulated tES, rTMS or TUS device, chosen by the profile's modality (no hardware)."""
+    """Return a simulated tES, rTMS or TUS device, chosen by the profile's modality (no hardware)."""
     cls = {"tes": SimulatedStimulator, "rtms": SimulatedRTMS, "tus": SimulatedTUS}[profile.device.modality]
     return cls(profile, **kwargs)

@@ -88,6 +88,7 @@ class StarstimAdapter(ThreadedAdapter):
         self._warned_not_armed = False
 
     def heartbeat_interval(self) -> float | None:
+        """Return how often the device must hear from us when idle (s), or ``None``."""
         return self.heartbeat_s
 
     # -- wire ---------------------------------------------------------------------
@@ -289,6 +290,7 @@ class StarstimAdapter(ThreadedAdapter):
             return self._model(now)
 
     def status(self) -> dict[str, object]:
+        """Return the adapter's state for displays and the summary."""
         st = super().status()
         st.update(
             nic2=P.describe(self.nic_status) if self.nic_status else None,

@@ -197,6 +197,7 @@ class ThreadedAdapter(AdapterBase):
 
     # -- the public contract ------------------------------------------------------------
     def connect(self) -> None:
+        """Open the link and take remote control."""
         if self.connected:
             return
         self._stopped = False
@@ -214,6 +215,7 @@ class ThreadedAdapter(AdapterBase):
         self.log.add("event", note="connected")
 
     def arm(self) -> None:
+        """Enable the output (see :class:`~closedloop.adapters.base.Adapter`)."""
         self._require_usable("arm")
         if self.armed:
             return
@@ -222,12 +224,14 @@ class ThreadedAdapter(AdapterBase):
         self.log.add("event", note="armed")
 
     def disarm(self) -> None:
+        """Disable the output and keep the connection."""
         self._require_usable("disarm")
         self._call(self._io_disarm, self.arm_timeout_s + 1.0, "disarm")
         self.armed = False
         self.log.add("event", note="disarmed")
 
     def apply(self, command: Command, now: float) -> None:
+        """Send ``command`` without blocking (see :class:`~closedloop.adapters.base.Adapter`)."""
         if not self._accepts_commands():
             return
         if self.modality != "tes" and command.abort:
@@ -287,12 +291,14 @@ class ThreadedAdapter(AdapterBase):
         self.worker.submit(arm_again)
 
     def emergency_stop(self) -> None:
+        """Turn the output off as fast as the device allows; return at once."""
         self.log.add("event", note="emergency stop requested")
         self.armed = False
         if self.connected and self.worker.alive:
             self.worker.submit(self._io_emergency, urgent=True)
 
     def stop(self) -> None:
+        """Drive the device to its safe state and disconnect."""
         if self._stopped:
             return
         self._stopped = True
@@ -325,6 +331,7 @@ class ThreadedAdapter(AdapterBase):
         self.worker.stop(timeout=self.reply_timeout_s * (2 + self.retries) + 1.0)
 
     def status(self) -> dict[str, object]:
+        """Return the adapter's state for displays and the summary."""
         st = super().status()
         st.update(retries_used=self.retries_used, pending=self.worker.pending(), link=getattr(self.link, "url", None))
         if self.guard is not None:

@@ -100,6 +100,7 @@ class SerialLink(_LoggedLink):
         log.add("event", note=f"opened {url} at {baudrate} baud")
 
     def write(self, data: bytes, note: str = "") -> None:
+        """Write ``data`` to the link."""
         self._log_tx(data, note)
         try:
             self.port.write(data)
@@ -150,6 +151,7 @@ class SerialLink(_LoggedLink):
             raise LinkLost(f"cannot set modem lines on {self.url}: {e}") from e
 
     def close(self) -> None:
+        """Close the link."""
         try:
             self.port.close()
         except Exception:  # noqa: BLE001 - closing a dead port must not raise
@@ -181,6 +183,7 @@ class TcpLink(_LoggedLink):
         log.add("event", note=f"connected to {self.url}")
 
     def write(self, data: bytes, note: str = "") -> None:
+        """Write ``data`` to the link."""
         self._log_tx(data, note)
         try:
             self.sock.settimeout(self.timeout_s)
@@ -189,6 +192,7 @@ class TcpLink(_LoggedLink):
             raise LinkLost(f"send to {self.url} failed: {e}") from e
 
     def read_exact(self, n: int, timeout_s: float | None = None, note: str = "") -> bytes:
+        """Read exactly ``n`` bytes or raise on timeout."""
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         buf = bytearray()
         while len(buf) < n:
@@ -237,6 +241,7 @@ class TcpLink(_LoggedLink):
         return bytes(data)
 
     def close(self) -> None:
+        """Close the link."""
         try:
             self.sock.close()
         except OSError:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from closedloop.adapters.command_checks import fires
@@ -62,8 +63,10 @@ class TTLTriggerAdapter(ThreadedAdapter):
             )
         self.pulse_times: list[float] = []
         self._abort = threading.Event()
+        self._issued: deque[float] = deque()  # apply() times of accepted fires, for the output latency
 
     def problems(self, command: Command, now: float) -> list[str]:
+        """Return why ``command`` must be refused (empty: allowed)."""
         p = super().problems(command, now)
         if fires(command):
             n = command.extra.get("pulses", 1.0)
@@ -103,7 +106,13 @@ class TTLTriggerAdapter(ThreadedAdapter):
     def _io_disarm(self) -> None:
         self._io_safe()
 
+    def _accept(self, command: Command, now: float) -> None:
+        super()._accept(command, now)
+        if fires(command):
+            self._issued.append(now)
+
     def _io_apply(self, command: Command) -> None:
+        issued = self._issued.popleft() if fires(command) and self._issued else None
         if not fires(command) or not self.armed:
             return
         n = int(command.extra.get("pulses", 1))
@@ -115,6 +124,9 @@ class TTLTriggerAdapter(ThreadedAdapter):
                 self.log.add("event", note=f"train aborted after {k} of {n} pulses")
                 return
             self._pulse(f"pulse {k + 1}/{n}")
+            if k == 0 and issued is not None:  # from apply() to the first edge: EMA over fires
+                lat = self.pulse_times[-1] - issued
+                self.output_latency_s = lat if self.output_latency_s == 0.0 else 0.8 * self.output_latency_s + 0.2 * lat
 
     def _io_safe(self) -> None:
         self.armed = False
@@ -122,14 +134,17 @@ class TTLTriggerAdapter(ThreadedAdapter):
             self._level(False)
 
     def emergency_stop(self) -> None:
+        """Turn the output off as fast as the device allows; return at once."""
         self._abort.set()  # stops a running train at once, from the caller's thread
         super().emergency_stop()
 
     def arm(self) -> None:
+        """Enable the output (see :class:`~closedloop.adapters.base.Adapter`)."""
         self._abort.clear()
         super().arm()
 
     def status(self) -> dict[str, object]:
+        """Return the adapter's state for displays and the summary."""
         st = super().status()
         st.update(pulses_sent=len(self.pulse_times), line=self.line)
         return st

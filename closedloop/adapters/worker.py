@@ -73,6 +73,7 @@ class DeviceWorker:
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
+        """Start the worker thread."""
         with self._cv:
             if self._running:
                 return
@@ -96,6 +97,7 @@ class DeviceWorker:
 
     @property
     def alive(self) -> bool:
+        """Whether the worker thread is running."""
         return self._thread is not None and self._thread.is_alive()
 
     def touch(self) -> None:
@@ -103,6 +105,7 @@ class DeviceWorker:
         self._last_activity = time.monotonic()
 
     def on_worker_thread(self) -> bool:
+        """Whether the caller runs on the worker thread."""
         return threading.current_thread() is self._thread
 
     # -- submitting ------------------------------------------------------------
@@ -144,6 +147,7 @@ class DeviceWorker:
         return fut.result(timeout)
 
     def pending(self) -> int:
+        """Return the number of jobs waiting."""
         with self._cv:
             return len(self._queue)
 

@@ -14,14 +14,17 @@ from closedloop.config.controllers import (
     BaselineControllerConfig,
     ControllerConfig,
     DualThresholdConfig,
+    PhaseTriggerConfig,
     PIConfig,
+    RTMSPhaseTriggerConfig,
     RTMSTriggerConfig,
     ScheduleConfig,
     ThresholdConfig,
     TriggerConfig,
+    TUSPhaseTriggerConfig,
     TUSTriggerConfig,
 )
-from closedloop.config.features import FeaturesConfig, PreprocessConfig
+from closedloop.config.features import FeaturesConfig, PhaseConfig, PreprocessConfig
 from closedloop.config.load import PipelineError, find_pipeline, load_pipeline, parse_overrides
 from closedloop.config.pipeline import PipelineConfig, ResolvedPipeline
 from closedloop.config.profile import DeviceProfile, find_profile, load_profile
@@ -38,15 +41,19 @@ __all__ = [
     "FileSourceConfig",
     "LSLSourceConfig",
     "PIConfig",
+    "PhaseConfig",
+    "PhaseTriggerConfig",
     "PipelineConfig",
     "PipelineError",
     "PreprocessConfig",
+    "RTMSPhaseTriggerConfig",
     "RTMSTriggerConfig",
     "ResolvedPipeline",
     "SafetyOverrides",
     "ScheduleConfig",
     "SourceConfig",
     "SyntheticSourceConfig",
+    "TUSPhaseTriggerConfig",
     "TUSTriggerConfig",
     "ThresholdConfig",
     "TriggerConfig",

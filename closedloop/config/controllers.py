@@ -524,6 +524,151 @@ class TUSTriggerConfig(_TriggerBase):
 #: A trigger, tagged by what a fire delivers.
 TriggerConfig = Annotated[RTMSTriggerConfig | TUSTriggerConfig, Field(discriminator="modality")]
 
+
+# --- phase trigger ----------------------------------------------------------------------------------
+
+#: Named target phases, in degrees of cosine phase (0 = peak): the trough, peak and zero crossings.
+PHASE_TARGETS = {"peak": 0.0, "falling": 90.0, "trough": 180.0, "rising": 270.0}
+
+
+class _PhaseTriggerBase(ControllerConfigBase):
+    kind: Literal["phase_trigger"] = "phase_trigger"
+    rhythm: str = Field(description="the [features.phase.<rhythm>] whose phase times the pulses, e.g. 'mu'")
+    channel: str | None = Field(
+        None, description="the (virtual) channel whose estimate counts, when features are per channel"
+    )
+    target: Literal["peak", "trough", "rising", "falling"] | float = Field(
+        description="'trough', 'peak', 'rising', 'falling' or an angle in degrees of cosine phase "
+        "(0 = peak, 90 = falling, 180 = trough, 270 = rising)"
+    )
+    min_amplitude_uV: float = Field(ge=0, description="fire only while the rhythm's amplitude is at least this (µV)")
+    min_snr_db: float | None = Field(None, description="and, if given, while its SNR is at least this (dB)")
+    min_interval_s: float = Field(gt=0, description="minimum time from one pulse (train onset) to the next (s)")
+    refractory_s: float = Field(0.0, ge=0, description="no pulse for this long after a train or sonication ends (s)")
+    delay_s: float = Field(
+        0.0,
+        ge=0,
+        le=1.0,
+        description="fixed delay from the issued command to the stimulus that software cannot measure (the "
+        "stimulator's own trigger-to-pulse time) (s); live, the measured data age and adapter output latency are "
+        "added to it (offline, it is the whole delay)",
+    )
+    max_horizon_s: float = Field(
+        0.1,
+        gt=0,
+        le=1.0,
+        description="no pulse when it would come more than this after the frame's newest sample (s): a longer "
+        "forward prediction of the phase is not trusted",
+    )
+    tolerance_deg: float = Field(
+        30.0,
+        ge=0,
+        le=180.0,
+        description="when the predicted phase jumps past the target between two frames, still fire if it is past "
+        "by at most this (deg)",
+    )
+    max_count: int | None = Field(None, ge=1, description="pulses (fires) allowed per session (none: no cap)")
+    on_bad_frame: OnBadFrame = Field(
+        "hold", description="'hold' (no fire on a bad frame) or 'ramp_down' (also end a running TUS sonication)"
+    )
+
+    @property
+    def target_deg(self) -> float:
+        """The target in degrees of cosine phase, in [0, 360)."""
+        t = PHASE_TARGETS[self.target] if isinstance(self.target, str) else float(self.target)
+        return t % 360.0
+
+    def feature_name(self, kind: str) -> str:
+        """Return the name of the rhythm's ``kind`` output (``phase``, ``amp``, ``freq``, ``snr``) this reads."""
+        return f"{self.rhythm}_{kind}" + (f"_{self.channel}" if self.channel else "")
+
+    def features(self) -> list[str]:
+        """Return the phase, amplitude, frequency (and SNR) features the controller reads."""
+        kinds = ("phase", "amp", "freq") + (("snr",) if self.min_snr_db is not None else ())
+        return [self.feature_name(k) for k in kinds]
+
+    def feature_keys(self) -> dict[str, str]:
+        """Return ``{"rhythm": <rhythm>_phase}`` (its other outputs exist whenever the phase does)."""
+        return {"rhythm": self.feature_name("phase")}
+
+    def peak_amplitude_mA(self) -> float | None:
+        """Return ``None``: a trigger asks for no current."""
+        return None
+
+
+class RTMSPhaseTriggerConfig(_PhaseTriggerBase):
+    """``[controller]``, ``kind = "phase_trigger"``, ``modality = "rtms"``: each pulse is one ``[controller.train]``.
+
+    A single pulse is a train of ``pulses = 1`` (at a train rate the verified train table covers).
+    """
+
+    modality: Literal["rtms"] = Field("rtms", description="what a fire delivers: an rTMS train (1 pulse or more)")
+    train: RTMSTrain = Field(description="[controller.train]: frequency_Hz, intensity_pct, pulses and/or duration_s")
+
+    def modalities(self) -> tuple[str, ...]:
+        """Return ``("rtms",)``."""
+        return ("rtms",)
+
+    def frequencies_Hz(self) -> list[float]:
+        """Return the train rate."""
+        return [self.train.frequency_Hz]
+
+    @property
+    def rate_Hz(self) -> float:
+        """The ``frequency_Hz`` of the commands: the train rate."""
+        return self.train.frequency_Hz
+
+    @property
+    def fire_s(self) -> float:
+        """How long one fire stimulates (s): the train."""
+        t = self.train
+        return t.pulses / t.frequency_Hz if t.pulses is not None else float(t.duration_s)
+
+    fire_extra = RTMSTriggerConfig.fire_extra
+
+
+class TUSPhaseTriggerConfig(_PhaseTriggerBase):
+    """``[controller]``, ``kind = "phase_trigger"``, ``modality = "tus"``: each fire starts a sonication."""
+
+    modality: Literal["tus"] = Field("tus", description="what a fire delivers: a TUS sonication")
+    sonication: TUSSonication = Field(
+        description="[controller.sonication]: pnp_MPa, center_frequency_MHz, isppa_W_per_cm2, duty_cycle, "
+        "prf_Hz, burst_s, duration_s"
+    )
+
+    @model_validator(mode="after")
+    def _interval(self) -> TUSPhaseTriggerConfig:
+        if self.sonication.duration_s >= self.min_interval_s:
+            raise ValueError(
+                f"min_interval_s: {self.min_interval_s} must exceed `sonication.duration_s` "
+                f"({self.sonication.duration_s})"
+            )
+        return self
+
+    def modalities(self) -> tuple[str, ...]:
+        """Return ``("tus",)``."""
+        return ("tus",)
+
+    def frequencies_Hz(self) -> list[float]:
+        """Return no stimulation frequency (the PRF is checked by the TUS limits)."""
+        return []
+
+    @property
+    def rate_Hz(self) -> float:
+        """The ``frequency_Hz`` of the commands: the pulse repetition frequency."""
+        return self.sonication.prf_Hz
+
+    @property
+    def fire_s(self) -> float:
+        """How long one fire stimulates (s): the sonication."""
+        return self.sonication.duration_s
+
+    fire_extra = TUSTriggerConfig.fire_extra
+
+
+#: A phase trigger, tagged by what a fire delivers.
+PhaseTriggerConfig = Annotated[RTMSPhaseTriggerConfig | TUSPhaseTriggerConfig, Field(discriminator="modality")]
+
 #: Controllers a baseline block may wrap (every kind but ``baseline`` and ``trigger``).
 InnerControllerConfig = Annotated[
     ThresholdConfig | DualThresholdConfig | PIConfig | ScheduleConfig, Field(discriminator="kind")
@@ -537,11 +682,12 @@ ControllerConfig = Annotated[
     | ScheduleConfig
     | BaselineControllerConfig
     | TriggerConfig
+    | PhaseTriggerConfig
     | RuleConfig,
     Field(discriminator="kind"),
 ]
 
 #: The controller kinds.
-CONTROLLER_KINDS = ("threshold", "dual_threshold", "pi", "schedule", "baseline", "trigger", "rule")
+CONTROLLER_KINDS = ("threshold", "dual_threshold", "pi", "schedule", "baseline", "trigger", "phase_trigger", "rule")
 
 _INNER_ADAPTER: TypeAdapter = TypeAdapter(InnerControllerConfig)

@@ -211,6 +211,98 @@ class PainIndexConfig(StrictModel):
 PAIN_INDEX = "pain_index"
 
 
+#: The phase estimators of ``[features.phase.<rhythm>]`` (docs/phase.md has their sources).
+PHASE_ESTIMATORS = ("ar", "etp", "echt")
+#: Keys of ``[features.phase.<rhythm>]`` that only one estimator reads, by estimator.
+PHASE_ESTIMATOR_KEYS = {
+    "ar": ("filter_order_s", "ar_order", "hilbert_s"),
+    "etp": ("filter_order_s", "train_s"),
+    "echt": ("echt_order", "calibrate"),
+}
+#: What each rhythm adds to a frame, per (virtual) channel, in order: ``<rhythm>_<kind>``.
+PHASE_OUTPUTS = ("phase", "amp", "freq", "snr")
+
+
+class PhaseConfig(StrictModel):
+    """``[features.phase.<rhythm>]``: real-time phase, amplitude, frequency and SNR of one narrow band.
+
+    Every frame carries, per (virtual) channel, the estimate at the frame's
+    newest sample: ``<rhythm>_phase`` (rad, cosine phase: 0 = peak, ±π =
+    trough, π/2 = falling, -π/2 = rising), ``<rhythm>_amp`` (µV, the band's
+    instantaneous amplitude), ``<rhythm>_freq`` (Hz) and ``<rhythm>_snr`` (dB,
+    band power over the power of its flanks). docs/phase.md describes the
+    estimators, their sources and their measured accuracy.
+    """
+
+    band: Band = Field(description="the rhythm's band [low, high] (Hz), e.g. [8, 13] for the mu rhythm")
+    estimator: Literal["ar", "etp", "echt"] = Field(
+        "ar",
+        description="'ar': band-pass, Yule-Walker AR forward prediction, Hilbert (Zrenner et al. 2018); 'etp': "
+        "educated temporal prediction from the last peak (Shirinpour et al. 2020); 'echt': endpoint-corrected "
+        "Hilbert transform (Schreglmann et al. 2021)",
+    )
+    window_s: float = Field(0.5, gt=0, le=10.0, description="samples each estimate sees (s)")
+    filter_order_s: float = Field(
+        0.128,
+        gt=0,
+        le=5.0,
+        description="ar, etp: order of the window-method FIR band-pass, in s (0.128 = order 128 at 1 kHz); half "
+        "of it is the edge the zero-phase filter cannot reach",
+    )
+    ar_order: int | None = Field(
+        None, ge=2, le=200, description="ar: Yule-Walker model order (default: 30 at 1 kHz, scaled to the rate)"
+    )
+    hilbert_s: float = Field(0.128, gt=0, le=5.0, description="ar: Hilbert window centred on the newest sample (s)")
+    train_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600.0,
+        description="etp: the first train_s seconds calibrate the period (NaN phase until they are over)",
+    )
+    echt_order: int = Field(1, ge=1, le=6, description="echt: order of the causal Butterworth band-pass")
+    calibrate: Literal["band", "centre", "none"] = Field(
+        "band",
+        description="echt: divide out the endpoint's complex gain for a tone (Osmers & Kolossa 2026) at the "
+        "band's dominant frequency over the last snr_window_s ('band'), at the band centre ('centre'), or not "
+        "('none': plain ecHT); the gain's phase turns by tens of degrees per Hz across the band",
+    )
+    snr_window_s: float = Field(2.0, gt=0, le=60.0, description="window of the SNR spectrum (Hann) (s)")
+    snr_flank_hz: float = Field(2.0, gt=0, description="width of each flank the band is compared with (Hz)")
+    snr_gap_hz: float = Field(1.0, ge=0, description="gap between the band and each flank (Hz)")
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, v: Band) -> Band:
+        _check_band(v)
+        return v
+
+    @model_validator(mode="after")
+    def _keys(self) -> PhaseConfig:
+        problems = []
+        for key in sorted(self.model_fields_set):
+            owners = [e for e, keys in PHASE_ESTIMATOR_KEYS.items() if key in keys]
+            if owners and self.estimator not in owners:
+                problems.append(
+                    f"{key}: only estimator {' or '.join(map(repr, owners))} reads it, not {self.estimator!r}"
+                )
+        low = self.band[0] - self.snr_gap_hz - self.snr_flank_hz
+        if low <= 0:
+            problems.append(
+                f"snr_flank_hz: the lower flank would reach {low:g} Hz; band[0] - snr_gap_hz - snr_flank_hz must be > 0"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def ar_order_at(self, sfreq: float) -> int:
+        """Return the AR order at ``sfreq`` (the given one, or 30 at 1 kHz scaled)."""
+        return self.ar_order if self.ar_order is not None else max(2, round(0.030 * sfreq))
+
+    def filter_order_at(self, sfreq: float) -> int:
+        """Return the (even) FIR order at ``sfreq``."""
+        return max(2, 2 * round(self.filter_order_s * sfreq / 2))
+
+
 class SpectrumConfig(StrictModel):
     """``[features.spectrum]``: the slow, full-resolution Welch spectrum behind aperiodic fits and IAF bands.
 
@@ -356,6 +448,10 @@ class FeaturesConfig(StrictModel):
     iaf: IAFConfig | None = None
     baseline: FeatureBaselineConfig | None = None
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    phase: dict[str, PhaseConfig] = Field(
+        default_factory=dict,
+        description="[features.phase.<rhythm>]: real-time phase, amplitude, frequency and SNR of a narrow band",
+    )
     pain_index: PainIndexConfig | None = Field(None, description="adds 'pain_index' from a calibrated model")
 
     @field_validator("bands")
@@ -377,6 +473,14 @@ class FeaturesConfig(StrictModel):
     def _rel(cls, v: Band | None) -> Band | None:
         if v is not None:
             _check_band(v)
+        return v
+
+    @field_validator("phase")
+    @classmethod
+    def _phase(cls, v: dict[str, PhaseConfig]) -> dict[str, PhaseConfig]:
+        for name in v:
+            if not _IDENT.fullmatch(name):
+                raise ValueError(f"rhythm name {name!r} must be an identifier")
         return v
 
     @field_validator("rois")
@@ -447,6 +551,10 @@ class FeaturesConfig(StrictModel):
                 problems.append(f"baseline.difference: {sorted(both)} also in baseline.features; each feature one way")
         if not problems:
             problems += _expression_problems(self)
+        names = base_features(self)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            problems.append(f"phase: feature names {twice} clash with another feature of a channel; rename the rhythm")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -516,7 +624,12 @@ def base_features(f: FeaturesConfig) -> list[str]:
     """Feature names of one (virtual) channel, in frame order."""
     paf = [f"paf_{e}" for e in f.paf.estimators] if f.paf is not None else []
     rel = [f"{b}_rel" for b in f.bands] if f.relative_to is not None else []
-    return list(f.bands) + rel + band_ratios(f) + paf + spectral_features(f)
+    return list(f.bands) + rel + band_ratios(f) + paf + spectral_features(f) + phase_features(f)
+
+
+def phase_features(f: FeaturesConfig) -> list[str]:
+    """Feature names the ``[features.phase]`` rhythms add per (virtual) channel, in frame order."""
+    return [f"{rhythm}_{kind}" for rhythm in f.phase for kind in PHASE_OUTPUTS]
 
 
 def _channel_features(f: FeaturesConfig) -> list[str]:

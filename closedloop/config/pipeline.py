@@ -33,9 +33,22 @@ class DeviceConfig(StrictModel):
 
 
 class OutputConfig(StrictModel):
-    """``[output]``: where session folders go."""
+    """``[output]``: where session folders go, and what a live session shows and publishes (docs/dashboard.md)."""
 
     folder: str = Field("sessions", min_length=1, description="parent folder of session folders")
+    publish: bool = Field(
+        True,
+        description="publish features, controller state, applied commands and events/markers as LSL streams "
+        "while a live session runs (LabRecorder, viewers)",
+    )
+    dashboard_channels: list[str] | None = Field(
+        None,
+        max_length=32,
+        description="EEG channels the dashboard draws (default: the features' channels, at most 8)",
+    )
+    rating_prompt_s: float | None = Field(
+        None, gt=0, description="the dashboard asks for a pain rating this often (s); none: ratings at will only"
+    )
 
 
 class StreamQuery(StrictModel):
@@ -58,7 +71,7 @@ class RatingsConfig(StrictModel):
 
     Any LSL stream works: a marker stream of text (``"7"``, ``"7.5"``,
     ``{"rating": 7}``) or a numeric stream. Every rating is recorded in
-    ``session.xdf`` (the stream as received, and ``closedloop-ratings``: each
+    ``session.xdf`` (the stream as received, and ``closedloop-ratings-aligned``: each
     rating with the frame time from which the pipeline used it, so a replay
     reproduces the live values), and each frame carries the latest rating
     (``rating``) and its age (``rating_age_s``).

@@ -23,10 +23,16 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from closedloop.config.controllers import RTMSTriggerConfig, TUSTriggerConfig
+from closedloop.config.controllers import (
+    RTMSPhaseTriggerConfig,
+    RTMSTriggerConfig,
+    TUSPhaseTriggerConfig,
+    TUSTriggerConfig,
+)
 from closedloop.config.features import (
     PAIN_INDEX,
     FeaturesConfig,
+    PhaseConfig,
     PreprocessConfig,
     corrected_bands,
     features_of,
@@ -147,7 +153,53 @@ def check_features(f: FeaturesConfig, pp: PreprocessConfig, sfreq: float, ch_nam
                 f"at {p.peak_band[0]} Hz"
             )
     problems += _check_spectrum(f, fs)
+    for rhythm, ph in f.phase.items():
+        problems += check_phase(f"features.phase.{rhythm}", ph, fs)
     problems += _check_channels(f, pp, ch_names)
+    return problems
+
+
+#: The shortest ETP calibration block (s): about a hundred cycles of an alpha/mu rhythm.
+MIN_ETP_TRAIN_S = 10.0
+
+
+def check_phase(key: str, ph: PhaseConfig, fs: float) -> list[str]:
+    """Return the problems of one ``[features.phase.<rhythm>]`` at sampling rate ``fs``, each naming its key."""
+    problems: list[str] = []
+    nyq = fs / 2
+    lo, hi = ph.band
+    if hi >= nyq:
+        return [f"{key}.band: upper edge {hi} Hz is not below Nyquist ({nyq} Hz at {fs} Hz)"]
+    top = hi + ph.snr_gap_hz + ph.snr_flank_hz
+    if top >= nyq:
+        problems.append(f"{key}.snr_flank_hz: the upper flank reaches {top:g} Hz, not below Nyquist ({nyq} Hz)")
+    n = round(ph.window_s * fs)
+    period = fs / lo
+    if n < period:
+        problems.append(
+            f"{key}.window_s: {ph.window_s:g} s is shorter than one period at {lo} Hz; allowed: >= {1 / lo:.3g}"
+        )
+    if ph.estimator in ("ar", "etp"):
+        order = ph.filter_order_at(fs)
+        if order < period:
+            problems.append(
+                f"{key}.filter_order_s: order {order} at {fs:g} Hz is shorter than one period at {lo} Hz: the "
+                f"band-pass cannot isolate the band; allowed: >= {1 / lo:.3g}"
+            )
+        free = n - order
+        p = ph.ar_order_at(fs)
+        need = 2 * p if ph.estimator == "ar" else 2 * period
+        if free < need:
+            what = f"an order-{p} AR model (2 x order)" if ph.estimator == "ar" else "two periods to find a peak in"
+            problems.append(
+                f"{key}.window_s: {n} samples minus the filter order ({order}) leave {free}, too few for {what}; "
+                f"allowed: window_s >= {(order + need) / fs:.3g}"
+            )
+    if ph.estimator == "etp" and ph.train_s < max(MIN_ETP_TRAIN_S, 4 * ph.window_s):
+        problems.append(
+            f"{key}.train_s: {ph.train_s:g} s is too short to calibrate the period; "
+            f"allowed: >= {max(MIN_ETP_TRAIN_S, 4 * ph.window_s):g}"
+        )
     return problems
 
 
@@ -273,16 +325,6 @@ def check_pain_index(features: FeaturesConfig, sfreq: float) -> list[str]:
             f"every {interval:g} s (hop_samples / sfreq): its lags would mean other times; calibrate again"
         )
     return problems
-
-
-def check_ratings(ratings: RatingsConfig, recording: Any) -> list[str]:
-    """Return a problem when the rating stream is also listed in ``[recording] streams`` (recorded twice)."""
-    want = ratings.stream.model_dump(exclude={"required"}, exclude_none=True)
-    return [
-        f"recording.streams[{i}]: the [ratings] stream is recorded already; remove it here"
-        for i, q in enumerate(recording.streams)
-        if q.model_dump(exclude={"required"}, exclude_none=True) == want
-    ]
 
 
 # --- controller, overrides, features × device profile ---------------------------------------------
@@ -477,7 +519,8 @@ def _layer_refusal(controller: Any, profile: DeviceProfile, safety: SafetyOverri
         layer = safety_layer_for(ENVELOPES[profile.device.modality].from_envelope(env), clock=lambda: 0.0)
     except ValueError as err:
         return str(err)
-    rate = controller.train.frequency_Hz if isinstance(controller, RTMSTriggerConfig) else controller.sonication.prf_Hz
+    rtms = isinstance(controller, RTMSTriggerConfig | RTMSPhaseTriggerConfig)
+    rate = controller.train.frequency_Hz if rtms else controller.sonication.prf_Hz
     out = layer.step(Command(0.0, rate, True, 0.0, controller.fire_extra(), fire=True))
     if out.on:
         return ""
@@ -489,16 +532,21 @@ def check_trigger(controller: Any, profile: DeviceProfile, safety: SafetyOverrid
     """Return why the safety layer would refuse the trigger's train or sonication, each naming a key.
 
     The configured request is put to the safety layer itself, on the
-    effective limits (profile tightened by ``[safety]``); then the refractory
-    period is checked against the train plus the inter-train interval (rTMS)
-    or the sonication plus the pause (TUS). A controller of another modality
-    is reported by :func:`check_controller_limits`.
+    effective limits (profile tightened by ``[safety]``); then the time
+    between fires is checked against the train plus the inter-train interval
+    (rTMS) or the sonication plus the pause (TUS): a trigger's
+    ``refractory_s``, a phase trigger's ``min_interval_s`` (which also covers
+    ``max_horizon_s``: pulses are spaced on their predicted times, which the
+    layer's clock may see up to that much closer). A controller of another
+    modality is reported by :func:`check_controller_limits`.
     """
-    if not isinstance(controller, RTMSTriggerConfig | TUSTriggerConfig):
+    triggers = RTMSTriggerConfig | TUSTriggerConfig | RTMSPhaseTriggerConfig | TUSPhaseTriggerConfig
+    if not isinstance(controller, triggers):
         return []
     if profile.device.modality not in controller.modalities():
         return []
-    rtms = isinstance(controller, RTMSTriggerConfig)
+    rtms = isinstance(controller, RTMSTriggerConfig | RTMSPhaseTriggerConfig)
+    phase = isinstance(controller, RTMSPhaseTriggerConfig | TUSPhaseTriggerConfig)
     key, what = ("controller.train", "train") if rtms else ("controller.sonication", "sonication")
     refusal = _layer_refusal(controller, profile, safety)
     if refusal:
@@ -518,6 +566,15 @@ def check_trigger(controller: Any, profile: DeviceProfile, safety: SafetyOverrid
                 f"({lim['max_sonication_s']:g} s); the layer would cut it"
             ]
         gap, after, pause = duration + lim["min_pause_s"], "minimum pause", lim["min_pause_s"]
+    if phase:
+        need = gap + controller.max_horizon_s
+        if controller.min_interval_s < need - 1e-9:
+            return [
+                f"controller.min_interval_s: {controller.min_interval_s:g} s is shorter than the {what} "
+                f"({duration:g} s) plus the {after} ({pause:g} s) plus max_horizon_s ({controller.max_horizon_s:g} s); "
+                f"the safety layer would refuse {what}s; use >= {need:g}"
+            ]
+        return []
     if controller.refractory_s < gap:
         return [
             f"controller.refractory_s: {controller.refractory_s:g} s is shorter than the {what} ({duration:g} s) "
@@ -551,8 +608,6 @@ def check_sections(sections: dict[str, Any], profile: DeviceProfile | None) -> l
         problems += check_controller_features(ctl, feat, ratings)
     if feat is not None and feat.pain_index is not None and src is not None:
         problems += check_pain_index(feat, src.sfreq)
-    if ratings is not None and sections.get("recording") is not None:
-        problems += check_ratings(ratings, sections["recording"])
     if profile is None:
         return problems
     problems += [f"device.profile ({profile.device.name}): {p}" for p in check_adapter(profile)]

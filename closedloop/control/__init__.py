@@ -8,6 +8,7 @@ from __future__ import annotations
 from closedloop.control.base import Controller, display_state
 from closedloop.control.baseline import INNER_CONTROLLERS, BaselineController
 from closedloop.control.dual_threshold import DualThresholdController
+from closedloop.control.phase_trigger import PhaseTriggerController
 from closedloop.control.pi import PIController
 from closedloop.control.rule import RuleController
 from closedloop.control.schedule import ScheduleController
@@ -18,6 +19,7 @@ _REGISTRY = {
     **INNER_CONTROLLERS,
     "baseline": BaselineController,
     "trigger": TriggerController,
+    "phase_trigger": PhaseTriggerController,
     "rule": RuleController,
 }
 
@@ -32,6 +34,7 @@ __all__ = [
     "Controller",
     "DualThresholdController",
     "PIController",
+    "PhaseTriggerController",
     "RuleController",
     "ScheduleController",
     "ThresholdController",

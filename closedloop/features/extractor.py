@@ -1,9 +1,10 @@
-"""From preprocessed chunks to frames: band powers, derived features, PAF, spectrum features, quality flags.
+"""From preprocessed chunks to frames: band powers, derived features, PAF, spectrum features, phase, quality flags.
 
 One :meth:`FeatureExtractor.step` runs, each as one numba call over the whole
 chunk, the band-power method, the quality monitor, the PAF estimator (if any),
 the spectrum stage (aperiodic fit and IAF bands, if any;
-:mod:`~closedloop.features.spectrum`) and the derived-feature stage (ratios,
+:mod:`~closedloop.features.spectrum`), the phase estimators (if any;
+:mod:`~closedloop.features.phase`) and the derived-feature stage (ratios,
 expressions, smoothing, baseline), all on the sample clock: frames fall at sample
 counts ``window + j * hop`` whatever the chunking, and every kernel walks the
 samples in order, so frames are bit-identical for any chunk sizes.
@@ -30,6 +31,7 @@ from closedloop.config.features import (
     IAFConfig,
     IIRConfig,
     PafConfig,
+    PhaseConfig,
     QualityConfig,
     SpectrumConfig,
     WelchConfig,
@@ -40,6 +42,7 @@ from closedloop.features.derived import FeatureDeriver
 from closedloop.features.framepool import QUALITY_FLAGS, FramePool
 from closedloop.features.iir import IIRBandPower
 from closedloop.features.paf import PeakAlphaFrequency
+from closedloop.features.phase import PhaseEstimator
 from closedloop.features.quality import QualityMonitor
 from closedloop.features.sliding_dft import SlidingDFTBandPower
 from closedloop.features.spectrum import SpectrumStage
@@ -119,6 +122,9 @@ class FeatureExtractor:
         Baseline block: z-score its features against it.
     quality : QualityConfig, optional
         Quality thresholds (the calibrated defaults otherwise, docs/quality.md).
+    phase : dict of str -> PhaseConfig, optional
+        Rhythms whose phase, amplitude, frequency and SNR each frame carries
+        (``<rhythm>_phase`` ... after the PAF estimates; docs/phase.md).
     monitor_names : list of str
         Extra trailing columns of each chunk used only by the quality checks.
     spectrum : SpectrumConfig, optional
@@ -149,6 +155,7 @@ class FeatureExtractor:
         paf: PafConfig | None = None,
         baseline: FeatureBaselineConfig | None = None,
         quality: QualityConfig | None = None,
+        phase: dict[str, PhaseConfig] | None = None,
         monitor_names: list[str] | tuple[str, ...] = (),
         spectrum: SpectrumConfig | None = None,
         aperiodic: AperiodicConfig | None = None,
@@ -196,6 +203,15 @@ class FeatureExtractor:
             )
         self.n_paf = len(self.paf.names) if self.paf else 0
         spec_names = self.spectral.names if self.spectral else ()
+        # each rhythm's estimator writes its 4 outputs per channel after the PAF and spectrum columns of the extras
+        self.phases = [
+            PhaseEstimator(name, cfg, self.sfreq, n_sig, self.window, self.hop) for name, cfg in (phase or {}).items()
+        ]
+        extras = [*(self.paf.names if self.paf else ()), *spec_names]
+        self._phase_cols = []
+        for est in self.phases:
+            self._phase_cols.append(len(extras))
+            extras += est.names
         iaf_bands = set(iaf.bands) if iaf is not None else set()
         if not per_channel and n_sig != 1:
             raise ValueError("without per_channel, features need exactly one (virtual) channel")
@@ -204,7 +220,7 @@ class FeatureExtractor:
             list(bands),
             band_ratios,
             relative_to is not None,
-            (*(self.paf.names if self.paf else ()), *spec_names),
+            extras,
             log10,
             ema_a,
             bl_end,
@@ -254,6 +270,7 @@ class FeatureExtractor:
             paf=features.paf,
             baseline=features.baseline,
             quality=features.quality,
+            phase=features.phase,
             monitor_names=monitor_names,
             spectrum=features.spectrum,
             aperiodic=features.aperiodic,
@@ -267,8 +284,7 @@ class FeatureExtractor:
         self._times = np.zeros(max_frames)
         self._qflags = np.zeros(max_frames, dtype=np.int64)
         self._flags = np.zeros(max_frames, dtype=np.int64)
-        n_spec = len(self.spectral.names) if self.spectral else 0
-        self._extra = np.full((max_frames, n_sig, self.n_paf + n_spec), np.nan)
+        self._extra = np.full((max_frames, n_sig, self.deriver.n_paf), np.nan)  # PAF, spectrum, phase columns
         self._rows = np.zeros((max_frames, len(self.names)))
         self._pool.ensure(2 * max_frames + 2)
         self._bind()
@@ -276,10 +292,10 @@ class FeatureExtractor:
     def _bind(self) -> None:
         """Bind the kernels to their state and these buffers: one fused call per chunk where possible.
 
-        With the ``sliding_dft`` or ``iir`` method and no PAF or spectrum stage, the state of all three
-        kernels is packed into two buffers (:mod:`~closedloop.features.packed`) and one numba call runs
-        them; otherwise each kernel is called with its state bound (PAF and spectrum stage between band
-        power and derivation, each writing its columns of the extras).
+        With the ``sliding_dft`` or ``iir`` method and no PAF, spectrum stage or phase, the state of all
+        three kernels is packed into two buffers (:mod:`~closedloop.features.packed`) and one numba call
+        runs them; otherwise each kernel is called with its state bound (PAF, spectrum stage and phase
+        estimators between band power and derivation, each writing its columns of the extras).
         """
         self._kernels = (
             self.bandpower.bind(self._power, self._times),
@@ -291,7 +307,8 @@ class FeatureExtractor:
         )
         self._direct = False
         self._fused = None
-        fused = packed.FUSED.get(self.bandpower.name) if self.paf is None and self.spectral is None else None
+        plain = self.paf is None and self.spectral is None and not self.phases
+        fused = packed.FUSED.get(self.bandpower.name) if plain else None
         if fused is not None:
             args = [a for kernel in self._kernels for a in kernel.args]
             F, I, L = packed.pack(args, [self, self.bandpower, self.quality, self.deriver])  # noqa: E741
@@ -367,6 +384,8 @@ class FeatureExtractor:
                 self.paf.process(x, self._extra[:, :, : self.n_paf])
             if self._spectral_kernel is not None:
                 self._spectral_kernel(x)
+            for est, col in zip(self.phases, self._phase_cols):
+                est.process(x, self._extra, col)
             if k > 0:
                 derive(k, self.frames)
         if k == 0:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from closedloop.adapters import Adapter, DeviceFault, build_adapter
 from closedloop.config import LSLSourceConfig, ResolvedPipeline, SyntheticSourceConfig
+from closedloop.live.outputs import SessionOutputs
 from closedloop.live.signals import SessionInterrupted, StopSignals
 from closedloop.live.status import StatusLine
 from closedloop.lslconfig import configure_lsl
@@ -124,6 +125,8 @@ class LiveSession:
         Called with a short message at each start-up and shut-down phase.
     clock : callable, optional
         The local monotonic clock (default ``pylsl.local_clock``); tests may inject one.
+    dashboard : DashboardOptions, optional
+        Serve the live dashboard (docs/dashboard.md); its URL is told through ``on_progress``.
     """
 
     def __init__(
@@ -138,6 +141,7 @@ class LiveSession:
         identity: dict[str, str] | None = None,
         on_progress: Callable[[str], None] | None = None,
         clock: Callable[[], float] | None = None,
+        dashboard=None,
     ) -> None:
         self.resolved = resolved
         self.duration_s = duration_s
@@ -161,6 +165,9 @@ class LiveSession:
         self._ratings = None  # the rating inlet ([ratings])
         self._t_first: float | None = None
         self._elapsed_s = 0.0
+        self.dashboard_options = dashboard
+        self.outputs: SessionOutputs | None = None  # LSL streams and the dashboard (live/outputs.py)
+        self._signals: StopSignals | None = None
 
     @property
     def driver(self) -> SessionDriver:
@@ -190,11 +197,35 @@ class LiveSession:
             If the output folder cannot hold the recording (checked before stimulation).
         """
         with StopSignals() as signals:
-            return self._run(signals)
+            self._signals = signals
+            try:
+                return self._run(signals)
+            finally:
+                if self.outputs is not None:
+                    self.outputs.close()  # also when the start failed: the dashboard's port is released
+
+    def request_stop(self, emergency: bool = False, who: str = "operator") -> str:
+        """Stop the session from another thread (the dashboard), as a stop signal does; return what was done.
+
+        The stop ramps stimulation down through the safety layer at the
+        profile's rate (``emergency``: at the emergency rate, with the
+        device's own emergency stop), and is logged with ``who`` and the
+        wall-clock time as an ``operator`` safety event in ``session.xdf``.
+        """
+        kind = "emergency stop" if emergency else "stop"
+        signals = self._signals
+        if signals is None or signals.done:
+            return f"no session is running: {kind} ignored"
+        when = datetime.now().astimezone().isoformat(timespec="seconds")
+        if self._driver is not None:
+            self._driver.safety.note("operator", f"{kind} requested by {who} at {when}")
+        signals.request(f"{kind} from the dashboard by {who}", emergency)
+        return f"{kind} requested by {who} at {when}"
 
     def _run(self, signals: StopSignals) -> dict:
         cfg = self.resolved.config
         started = datetime.now().astimezone().isoformat(timespec="seconds")
+        outputs = self.outputs = SessionOutputs(self, cfg.output.publish, self.dashboard_options)  # binds its port
         self._say("looking for the EEG stream")
         source, publisher = _build_source(self.resolved, lambda: self.adapter.output_mA(self.clock()))
         self.source, self.publisher = source, publisher
@@ -219,6 +250,9 @@ class LiveSession:
                 )
                 self._driver = driver
                 self.stats = driver.stats
+                live_timing = getattr(pipeline.controller, "use_live_timing", None)
+                if live_timing is not None:  # e.g. a phase trigger measures the delay to each pulse
+                    live_timing(self.clock, source.local_time, self.adapter)
                 self._say("compiling the feature kernels")
                 driver.warmup()
                 # checks the folder (writable, free space) and raises before anything is stimulated
@@ -236,17 +270,20 @@ class LiveSession:
                 if cfg.recording.report:
                     report.prepare()  # import the plotting stack now, not while the operator waits at the end
                 self._say(f"recording to {recording.path}")
-                inlets = self._record_other_streams(recording, publisher)
+                outputs.open(driver, recording, source)
+                inlets = self._record_other_streams(recording, publisher, outputs.record_queries)
+                outputs.check_recorded(inlets, recording)
                 self._ratings = self._open_ratings(driver, recording)
                 self._say(f"connecting to {self.resolved.profile.device.name}")
                 self.adapter.connect()
                 self.adapter.arm()
-                watchdog = self._start_watchdog(driver)
+                watchdog = outputs.watchdog = self._start_watchdog(driver)
                 source.flush()  # start on the newest data, not on what queued during warm-up
                 signals.starting = False
                 if signals.requested is not None:
                     raise SessionInterrupted(signals.requested)
                 self._say("running")
+                outputs.marker("start")
                 emergency = self._loop(driver, source, watchdog, signals)
                 self._ramp_down(driver, watchdog, signals, emergency)
             except SessionInterrupted:
@@ -269,7 +306,13 @@ class LiveSession:
         finally:
             signals.starting = True
             self._shutdown(watchdog, inlets, source, publisher)
-        return self._finish(driver, recording, started)
+            outputs.end(self.stats.stop_reason)  # the end marker, while the summary and report are written
+        summary = None
+        try:
+            summary = self._finish(driver, recording, started)
+        finally:
+            outputs.close(summary)
+        return summary
 
     def _open_ratings(self, driver: SessionDriver, recording: SessionRecording):
         """``[ratings]``: pull the rating stream before each chunk, record it, feed the frames."""
@@ -284,9 +327,10 @@ class LiveSession:
         driver.before_chunk = inlet.poll
         return inlet
 
-    def _record_other_streams(self, recording: SessionRecording, publisher) -> StreamInlets | None:
+    def _record_other_streams(self, recording: SessionRecording, publisher, extra=()) -> StreamInlets | None:
         rec_cfg = self.resolved.config.recording
         queries = [q.model_dump(exclude={"required"}, exclude_none=True) for q in rec_cfg.streams]
+        queries += extra  # the dashboard's ratings
         if publisher is not None:
             queries.append({"name": publisher.marker_name, "source_id": publisher.marker_source_id})
         if not queries:
@@ -376,6 +420,7 @@ class LiveSession:
                         stats.stop_reason = timestamps.bad_reason
                         return True
                     steps = driver.feed(chunk, source.raw_data, source.raw_timestamps)
+                    self.outputs.on_chunk(chunk)
                     if steps:
                         self._after_frames(driver, source, wd, status, steps, now, age)
                 elif source.stalled:
@@ -417,10 +462,13 @@ class LiveSession:
         self._elapsed_s = driver.pipeline.samples_in / self.resolved.config.sfreq
         if self.on_command is not None:
             self.on_command(steps[-1].allowed, latency, stage)
+        self.outputs.on_frames(steps, latency, age)
         status.update(now, self._elapsed_s, steps[-1], age, stats, self.adapter.fault)
 
     def _ramp_down(self, driver: SessionDriver, wd: Watchdog | None, signals: StopSignals, emergency: bool) -> None:
         """Ramp to zero at the normal rate (or the emergency rate); a second stop signal switches to emergency."""
+        if self.outputs is not None:
+            self.outputs.marker("stop", reason=driver.stats.stop_reason)
         if self.adapter.fault:
             return  # a faulted adapter has already driven its device to the safe state
         safety = driver.safety

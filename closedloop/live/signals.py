@@ -53,6 +53,7 @@ class StopSignals:
         self.done = False  # the session has finished (the Windows console handler may return)
         self._previous: dict[int, object] = {}
         self._console_handler: Callable | None = None
+        self._reason: str | None = None  # a stop asked for by request() (the dashboard), not by a signal
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -63,9 +64,23 @@ class StopSignals:
         else:
             self.emergency = True
 
+    def request(self, reason: str, emergency: bool = False) -> None:
+        """Ask for a stop from another thread (the dashboard), as a signal would, without raising.
+
+        The first request (or signal) names the stop reason; ``emergency``
+        switches to the emergency rate, also during a stop already under way.
+        """
+        if emergency:
+            self.emergency = True
+        if self.requested is None:
+            self._reason = reason
+            self.requested = "operator"
+
     @property
     def reason(self) -> str:
         """The stop reason for the summary."""
+        if self._reason is not None and self.requested == "operator":
+            return self._reason
         if self.requested == "SIGINT":
             return "interrupted by the operator (Ctrl-C)"
         return f"stopped by {self.requested}"

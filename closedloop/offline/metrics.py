@@ -131,6 +131,7 @@ class TraceBuilder:
         self.n += k
 
     def build(self) -> Trace:
+        """Return the link the profile's options describe."""
         c = self._cols[: self.n]
         nf = len(self.feature_names)
         return Trace(
@@ -268,7 +269,7 @@ def outcomes(
     states: Sequence[str] | None = None,
     stim_states: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """The standard outcome table row of one run.
+    """Return the standard outcome table row of one run.
 
     Parameters
     ----------

@@ -34,7 +34,7 @@ from closedloop.offline.metrics import Trace, TraceBuilder
 from closedloop.pipeline import Pipeline, Step
 from closedloop.recording.atomic import rescue_dirs, write_json_atomic
 from closedloop.recording.reader import XDFReader
-from closedloop.recording.session import COMMANDS_STREAM
+from closedloop.recording.session import COMMANDS_STREAM, CONTROLLER_STREAM
 from closedloop.session.clocks import RecordedClock, SampleClock
 from closedloop.session.driver import SessionDriver
 from closedloop.session.summary import build_summary
@@ -172,6 +172,9 @@ def replay(
     ratings = _load_ratings(rec, cfg)
     if ratings is not None and pipe.ratings is not None:
         ratings.fill(pipe.ratings)
+    inputs = {k: v for k, v in recorded.controller_state.items() if k in getattr(pipe.controller, "replay_inputs", ())}
+    if inputs:  # live measurements a controller decided on (a phase trigger's delay to the pulse)
+        pipe.controller.use_recorded_inputs(inputs)
     adapter = simulated_adapter(resolved.profile, clock=clock)
     if duration_s is None:
         duration_s = recorded.requested_duration_s
@@ -316,10 +319,11 @@ class _RecordedSession:
     safety_times: np.ndarray | None = None
     requested_duration_s: float | None = None
     allowed_mA: np.ndarray | None = None  # the amplitude the safety layer allowed at each frame
+    controller_state: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _recorded_session(rec: RecordingFile) -> _RecordedSession:
-    """Read the safety-layer times and the requested duration of a recorded closedloop session."""
+    """Read the safety-layer times, the requested duration and the controller state of a recorded closedloop session."""
     if rec.kind != "xdf":
         return _RecordedSession()
     reader = XDFReader(rec.path)
@@ -340,6 +344,9 @@ def _recorded_session(rec: RecordingFile) -> _RecordedSession:
                 on = values[:, stream.ch_names.index("allowed_on")] > 0
                 amp = values[:, stream.ch_names.index("allowed_amplitude_mA")]
                 out.allowed_mA = np.where(on & np.isfinite(amp), amp, 0.0).astype(float)
+    for stream in reader.find(name=CONTROLLER_STREAM):
+        values, _ = reader.read_stream(stream.stream_id)
+        out.controller_state = {name: np.asarray(values[:, j], dtype=float) for j, name in enumerate(stream.ch_names)}
     return out
 
 
@@ -359,11 +366,11 @@ def _load_ratings(rec: RecordingFile, cfg):
 
 
 def _record_ratings(session, ratings) -> None:
-    """Record the ratings as the pipeline uses them (``closedloop-ratings``, stamped at their effective times)."""
-    from closedloop.pain.ratings import RATING_CHANNELS, RATINGS_STREAM
+    """Record the ratings as the pipeline used them (``closedloop-ratings-aligned``, at their effective times)."""
+    from closedloop.pain.ratings import ALIGNED_STREAM, RATING_CHANNELS
 
-    session.add_stream(RATINGS_STREAM, "Ratings", len(RATING_CHANNELS), 0.0, "double64", ch_names=RATING_CHANNELS)
-    session.on_marker(RATINGS_STREAM, np.column_stack([ratings.values, ratings.times]), ratings.effective)
+    session.add_stream(ALIGNED_STREAM, "Ratings", len(RATING_CHANNELS), 0.0, "double64", ch_names=RATING_CHANNELS)
+    session.on_marker(ALIGNED_STREAM, np.column_stack([ratings.values, ratings.times]), ratings.effective)
 
 
 def _plant_overlay(plant, resolved, recorded: _RecordedSession):

@@ -28,7 +28,7 @@ __all__ = ["SweepRun", "parse_grid", "expand_grid", "run_one", "sweep", "write_c
 
 
 def _value(text: str) -> object:
-    """A grid value as TOML reads it (numbers, booleans, quoted strings); bare words stay strings."""
+    """Parse a grid value as TOML reads it (numbers, booleans, quoted strings); bare words stay strings."""
     text = text.strip()
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -57,7 +57,7 @@ def parse_grid(specs: Iterable[str]) -> dict[str, list[object]]:
 
 
 def expand_grid(grid: dict[str, Sequence[object]]) -> list[dict[str, object]]:
-    """The cartesian product of a grid, as a list of override dicts (one empty dict for no grid)."""
+    """Return the cartesian product of a grid, as a list of override dicts (one empty dict for no grid)."""
     keys = list(grid)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 

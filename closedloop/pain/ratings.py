@@ -6,7 +6,7 @@ Each rating has its own time (when it was given: its LSL timestamp, clock
 corrected) and an *effective* time, from which frames use it. Normally the two
 are equal. Live, a rating can arrive after a frame newer than its own time was
 processed (a network delay); that frame did not see it, so the rating takes
-effect just after it. Effective times are recorded (``closedloop-ratings``:
+effect just after it. Effective times are recorded (``closedloop-ratings-aligned``:
 one sample per rating, stamped at its effective time, holding the rating and
 its own time), so a replay of ``session.xdf`` feeds the same ratings to the
 same frames and reproduces the live values exactly.
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "RATINGS_STREAM",
+    "ALIGNED_STREAM",
     "RATING_CHANNELS",
     "RatingInlet",
     "RatingTrack",
@@ -50,7 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The stream of ratings as the pipeline used them (stamped at their effective time).
-RATINGS_STREAM = "closedloop-ratings"
+ALIGNED_STREAM = "closedloop-ratings-aligned"
 #: Its channels: the rating, and its own time (pipeline time base).
 RATING_CHANNELS = ("rating", "rating_time")
 
@@ -211,7 +211,7 @@ class RecordedRatings:
     effective, times, values : ndarray
         Effective time, own time and value of each rating.
     source : str
-        ``"aligned"`` (the recorded ``closedloop-ratings``: live values
+        ``"aligned"`` (the recorded ``closedloop-ratings-aligned``: live values
         reproduced exactly), ``"stream"`` (the rating stream itself) or
         ``"none"``.
     stream : str
@@ -277,7 +277,7 @@ def ratings_from_recording(path: str | Path, ratings_cfg) -> RecordedRatings:
             return _empty([f"{path.name} is not an XDF file: it holds no rating stream"])
     reader = XDFReader(path)
     lo, hi = ratings_cfg.scale
-    for stream in reader.find(name=RATINGS_STREAM):
+    for stream in reader.find(name=ALIGNED_STREAM):
         if stream.channel_format == "string" or stream.channel_count != len(RATING_CHANNELS):
             continue
         values, stamps = reader.read_stream(stream.stream_id)
@@ -289,7 +289,7 @@ def ratings_from_recording(path: str | Path, ratings_cfg) -> RecordedRatings:
             np.asarray(values[:, 1], dtype=float)[ok],
             v[ok],
             "aligned",
-            RATINGS_STREAM,
+            ALIGNED_STREAM,
             int((~ok).sum()),
             notes,
         )
@@ -297,7 +297,7 @@ def ratings_from_recording(path: str | Path, ratings_cfg) -> RecordedRatings:
     found = [
         s
         for s in reader.streams.values()
-        if s.name != RATINGS_STREAM
+        if s.name != ALIGNED_STREAM
         and (q.name is None or s.name == q.name)
         and (q.type is None or s.type.lower() == q.type.lower())
         and (q.source_id is None or s.source_id == q.source_id)
@@ -337,7 +337,7 @@ class RatingInlet:
     track : RatingTrack
         Where the ratings go (the pipeline's).
     recording : SessionRecording, optional
-        Records the stream as received, its clock offsets and ``closedloop-ratings``.
+        Records the stream as received, its clock offsets and ``closedloop-ratings-aligned``.
     resolve_timeout_s : float
         How long :meth:`open` looks for the stream.
     offset_interval_s : float
@@ -366,6 +366,7 @@ class RatingInlet:
         self._index = 0
         self._offset = 0.0
         self._next_offset = math.inf
+        self._records_raw = False  # whether this inlet records the stream as received (or another one does)
 
     def open(self) -> RatingInlet:
         """Resolve the stream and start recording it.
@@ -407,24 +408,28 @@ class RatingInlet:
         self._next_offset = self.clock() + self.offset_interval_s
         rec = self.recording
         if rec is not None:
-            rec.add_stream(
-                self.name,
-                full.type(),
-                full.channel_count(),
-                full.nominal_srate(),
-                _FORMATS.get(full.channel_format(), "double64"),
-                full.source_id(),
-                labels or None,
-                full.as_xml(),
-                clock_offset=None,  # measured: below and every offset_interval_s
-            )
-            rec.on_clock_offset(pylsl.local_clock(), self._offset, stream=self.name)
-            rec.add_stream(RATINGS_STREAM, "Ratings", len(RATING_CHANNELS), 0.0, "double64", ch_names=RATING_CHANNELS)
+            try:
+                rec.add_stream(
+                    self.name,
+                    full.type(),
+                    full.channel_count(),
+                    full.nominal_srate(),
+                    _FORMATS.get(full.channel_format(), "double64"),
+                    full.source_id(),
+                    labels or None,
+                    full.as_xml(),
+                    clock_offset=None,  # measured: below and every offset_interval_s
+                )
+                self._records_raw = True
+                rec.on_clock_offset(pylsl.local_clock(), self._offset, stream=self.name)
+            except ValueError:  # already recorded ([recording] streams, the dashboard's ratings): not twice
+                self._records_raw = False
+            rec.add_stream(ALIGNED_STREAM, "Ratings", len(RATING_CHANNELS), 0.0, "double64", ch_names=RATING_CHANNELS)
             self.track.on_rating = _chain(self.track.on_rating, self._record_aligned)
         return self
 
     def _record_aligned(self, effective: float, own: float, value: float) -> None:
-        self.recording.on_marker(RATINGS_STREAM, np.array([[value, own]]), (effective,))
+        self.recording.on_marker(ALIGNED_STREAM, np.array([[value, own]]), (effective,))
 
     def poll(self) -> int:
         """Pull what has arrived, record it and add it to the track; return the ratings pulled."""
@@ -442,7 +447,7 @@ class RatingInlet:
             self._measure_offset(inlet)
         if not stamps:
             return 0
-        if self.recording is not None:
+        if self._records_raw:
             self.recording.on_marker(self.name, values, stamps)
         i = self._index
         for row, stamp in zip(values, stamps):
@@ -458,7 +463,7 @@ class RatingInlet:
             self._offset = inlet.time_correction(timeout=0.0)
         except Exception:  # noqa: BLE001 - no new estimate yet (or the stream went): keep the last one
             return
-        if self.recording is not None:
+        if self._records_raw:
             self.recording.on_clock_offset(pylsl.local_clock(), self._offset, stream=self.name)
 
     def close(self) -> None:

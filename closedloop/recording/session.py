@@ -45,7 +45,6 @@ import math
 import os
 import time
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path

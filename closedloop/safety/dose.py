@@ -35,7 +35,7 @@ class Dose:
             self.stim_time_s += dt
 
     def as_dict(self, modality: str) -> dict[str, float]:
-        """The numbers that matter for ``modality`` (for ``summary.json``)."""
+        """Return the numbers that matter for ``modality`` (for ``summary.json``)."""
         if modality == "tes":
             return {"charge_C": self.charge_C, "stim_time_s": self.stim_time_s}
         if modality == "rtms":

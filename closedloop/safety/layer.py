@@ -91,6 +91,7 @@ class SafetyLayer:
     # -- what the runtime and the summary read -----------------------------------
     @property
     def on_event(self) -> Callable[[SafetyEvent], None] | None:
+        """The callback that receives every logged event."""
         return self.log.on_event
 
     @on_event.setter
@@ -114,6 +115,7 @@ class SafetyLayer:
 
     @property
     def state(self) -> StimState:
+        """The state machine's current state."""
         return self.machine.state
 
     @property
@@ -123,10 +125,12 @@ class SafetyLayer:
 
     @property
     def charge_C(self) -> float:
+        """Charge delivered so far, ∫|I|dt (C)."""
         return self.account.charge_C
 
     @property
     def stim_time_s(self) -> float:
+        """Time with something applied (s)."""
         return self.account.stim_time_s
 
     @property
@@ -238,7 +242,7 @@ class SafetyLayer:
         raise NotImplementedError
 
     def _now(self, t: float) -> float:
-        """The layer's clock (``t`` if the clock has not been read yet)."""
+        """Return the layer's clock (``t`` if the clock has not been read yet)."""
         return self.t if self.t is not None else t
 
     def _event(self, t: float, kind: str, reason: str, desired_mA: float = 0.0) -> None:

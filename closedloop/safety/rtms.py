@@ -98,6 +98,7 @@ class Train:
 
     @property
     def end(self) -> float:
+        """Time the train ends."""
         return self.start + self.duration_s
 
 
@@ -118,6 +119,7 @@ class RTMSSafetyLayer(SafetyLayer):
 
     @property
     def active(self) -> bool:
+        """Whether anything is being applied right now."""
         return self.train is not None and self.t is not None and self.t < self.train.end
 
     def _output(self, t: float, fire: bool = False, abort: bool = False) -> Command:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 
 
-class StimState(str, enum.Enum):
+class StimState(enum.StrEnum):
     """Where a stimulation session stands.
 
     ``IDLE``: nothing may be applied until the layer is armed.

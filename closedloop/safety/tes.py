@@ -66,10 +66,12 @@ class TESSafetyLayer(SafetyLayer):
 
     @property
     def amplitude_mA(self) -> float:
+        """Applied current (mA)."""
         return self._amplitude
 
     @property
     def active(self) -> bool:
+        """Whether anything is being applied right now."""
         return self._amplitude > 0.0
 
     @property

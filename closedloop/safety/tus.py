@@ -139,6 +139,7 @@ class TUSSafetyLayer(SafetyLayer):
 
     @property
     def active(self) -> bool:
+        """Whether anything is being applied right now."""
         return self._on
 
     @property

@@ -87,11 +87,11 @@ class Watchdog:
         self.last_frame = now
 
     def heartbeat(self, now: float) -> None:
-        """The loop thread went round once at ``now``."""
+        """Note that the loop thread went round once at ``now``."""
         self.last_beat = now
 
     def device_ack(self, now: float) -> None:
-        """The device acknowledged at ``now``."""
+        """Note that the device acknowledged at ``now``."""
         self.last_ack = now
 
     # -- checks ----------------------------------------------------------------------

@@ -62,6 +62,9 @@ class SessionDriver:
         follow its emergency stop.
     stats : SessionStats
         The counters (written to ``summary.json``).
+    on_applied : callable or None
+        Called with ``(command, issue time, latency_s)`` after every command
+        the adapter accepted (the live session publishes them).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class SessionDriver:
         self.stats.feature_stats = RunningStats(len(pipeline.feature_names))
         self.adapter_s = 0.0  # time spent handing the last chunk's commands to the adapter
         self.issued = float("nan")  # clock time once the last chunk's commands were handed to the adapter
+        self.on_applied: Callable[[Command, float, float], None] | None = None
         #: called at the start of every chunk, before its frames (live: the rating inlet's poll, so the
         #: frames see every rating that has arrived; it must not block)
         self.before_chunk: Callable[[], object] | None = None
@@ -151,8 +155,12 @@ class SessionDriver:
         except LimitViolation:
             self.stats.adapter_refusals += 1
             return
-        if self.recording is not None:
-            self.recording.on_applied(command, now, now - self.local_time(command.time))
+        if self.recording is not None or self.on_applied is not None:
+            latency = now - self.local_time(command.time)
+            if self.recording is not None:
+                self.recording.on_applied(command, now, latency)
+            if self.on_applied is not None:
+                self.on_applied(command, now, latency)
         if counted:
             self.stats.commands_applied += 1
         else:

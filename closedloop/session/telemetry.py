@@ -29,6 +29,7 @@ class LatencyHistogram:
         self.max = -math.inf
 
     def add(self, seconds: float) -> None:
+        """Add one measurement."""
         if not math.isfinite(seconds):
             return
         if seconds < self.LO:
@@ -87,6 +88,7 @@ class RunningStats:
         self.m2 = np.zeros(n)
 
     def add(self, x: np.ndarray) -> None:
+        """Add one measurement."""
         _welford_add(self.n, self.mean, self.m2, x)
 
     def warmup(self) -> None:
@@ -94,6 +96,7 @@ class RunningStats:
         _welford_add(np.zeros(1, np.int64), np.zeros(1), np.zeros(1), np.zeros(1))
 
     def std(self) -> np.ndarray:
+        """Return the standard deviation per feature (NaN where fewer than two values)."""
         return np.sqrt(np.where(self.n > 1, self.m2 / np.maximum(self.n - 1, 1), np.nan))
 
 
@@ -108,6 +111,7 @@ class StageTimes:
         self.hist = {name: LatencyHistogram() for name in STAGES}
 
     def add(self, durations: dict[str, float]) -> None:
+        """Add one measurement."""
         for name, seconds in durations.items():
             self.hist[name].add(seconds)
 

@@ -29,6 +29,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import Any
 
 import numba
 import numpy as np
@@ -73,7 +74,7 @@ _N_PARAMS = 21
 _TWO_PI = 2.0 * math.pi
 
 
-@dataclass
+@dataclass(frozen=True)
 class PlantModel:
     """How stimulation changes the synthetic alpha rhythm.
 
@@ -110,7 +111,7 @@ def _montage_positions() -> dict[str, np.ndarray]:
 
 
 def _channel_positions(ch_names: list[str]) -> np.ndarray:
-    """Unit vectors (n, 3) for the channels; unknown names go on a spiral over the head."""
+    """Return unit vectors (n, 3) for the channels; unknown names go on a spiral over the head."""
     known = _montage_positions()
     out = np.empty((len(ch_names), 3))
     unknown = [i for i, name in enumerate(ch_names) if name.lower() not in known]
@@ -126,7 +127,7 @@ def _channel_positions(ch_names: list[str]) -> np.ndarray:
 
 
 def _direction(elevation_deg: float, front: bool) -> np.ndarray:
-    """A unit vector on the midline (y to the nose), ``elevation`` above the ear plane."""
+    """Return a unit vector on the midline (y to the nose), ``elevation`` above the ear plane."""
     el = math.radians(elevation_deg)
     return np.array([0.0, math.cos(el) if front else -math.cos(el), math.sin(el)])
 
@@ -315,6 +316,50 @@ def _add_transient(out, row0, shape, shape0, count, amplitude, topo):  # pragma:
             out[row0 + i, c] += v * topo[c]
 
 
+@dataclass(frozen=True)
+class SynthSettings:
+    """What a :class:`SyntheticEEG` generates: rhythms, background, mains, blinks, pain state, plant.
+
+    Every field is a keyword of :class:`SyntheticEEG` (see there for the
+    meaning of each); the defaults give 32 channels at 500 Hz of resting EEG
+    with posterior alpha and frontal-midline theta following a slow "pain
+    state", and stimulation raising alpha through :class:`PlantModel`.
+    """
+
+    sfreq: float = 500.0
+    seed: int = 0
+    alpha_uV: float = 10.0
+    alpha_hz: float = 10.0
+    theta_uV: float = 4.0
+    theta_hz: float = 6.0
+    background_uV: float = 8.0
+    background_exponent: float = 1.0
+    spatial_spread: float = 0.18
+    line_hz: float = 50.0
+    line_uV: float = 2.0
+    frequency_jitter_hz: float = 0.25
+    envelope_sd: float = 0.3
+    pain_tau_s: float = 20.0
+    pain_mean: float = 0.5
+    pain_sd: float = 0.2
+    pain_initial: float = 0.5
+    pain_alpha_coupling: float = 0.6
+    pain_theta_coupling: float = 0.8
+    pain_paf_shift_hz: float = 0.0
+    plant: PlantModel | None = PlantModel()
+    blink_rate_per_min: float = 6.0
+    blink_uV: tuple[float, float] = (100.0, 200.0)
+    blink_duration_s: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.sfreq <= 0:
+            raise ValueError(f"sfreq must be > 0, not {self.sfreq}")
+        if self.pain_tau_s <= 0 or (self.plant is not None and self.plant.tau_s <= 0):
+            raise ValueError("time constants must be > 0")
+        if not 0.0 <= self.pain_initial <= 1.0:
+            raise ValueError("pain_initial must be in [0, 1]")
+
+
 class SyntheticEEG:
     """Seeded synthetic EEG with a hidden pain state and a stimulation plant.
 
@@ -369,6 +414,10 @@ class SyntheticEEG:
     blink_duration_s : float
         Duration of a blink.
 
+    Every parameter but ``n_channels`` and ``ch_names`` is a field of
+    :class:`SynthSettings` (kept as :attr:`settings`, frozen), checked when
+    the generator is built.
+
     Notes
     -----
     Not thread-safe: one thread generates. Chunk invariance holds while
@@ -382,129 +431,114 @@ class SyntheticEEG:
         sfreq: float = 500.0,
         seed: int = 0,
         ch_names: list[str] | None = None,
-        alpha_uV: float = 10.0,
-        alpha_hz: float = 10.0,
-        theta_uV: float = 4.0,
-        theta_hz: float = 6.0,
-        background_uV: float = 8.0,
-        line_hz: float = 50.0,
-        line_uV: float = 2.0,
-        blink_rate_per_min: float = 6.0,
-        pain_tau_s: float = 20.0,
-        plant: PlantModel | None = PlantModel(),
-        *,
-        background_exponent: float = 1.0,
-        spatial_spread: float = 0.18,
-        frequency_jitter_hz: float = 0.25,
-        envelope_sd: float = 0.3,
-        pain_mean: float = 0.5,
-        pain_sd: float = 0.2,
-        pain_initial: float = 0.5,
-        pain_alpha_coupling: float = 0.6,
-        pain_theta_coupling: float = 0.8,
-        pain_paf_shift_hz: float = 0.0,
-        blink_uV: tuple[float, float] = (100.0, 200.0),
-        blink_duration_s: float = 0.3,
+        **settings: Any,
     ) -> None:
+        s = SynthSettings(sfreq=sfreq, seed=seed, **settings)  # an unknown keyword is a TypeError here
         if ch_names is None:
-            n = 32 if n_channels is None else int(n_channels)
-            ch_names = standard_channel_names(n)
+            ch_names = standard_channel_names(32 if n_channels is None else int(n_channels))
         elif n_channels is not None and n_channels != len(ch_names):
             raise ValueError(f"n_channels={n_channels} but {len(ch_names)} ch_names given")
         if len(set(ch_names)) != len(ch_names):
             raise ValueError("ch_names must be unique")
         if len(ch_names) < 1:
             raise ValueError("need at least one channel")
-        if sfreq <= 0:
-            raise ValueError(f"sfreq must be > 0, not {sfreq}")
-        if pain_tau_s <= 0 or (plant is not None and plant.tau_s <= 0):
-            raise ValueError("time constants must be > 0")
-        if not 0.0 <= pain_initial <= 1.0:
-            raise ValueError("pain_initial must be in [0, 1]")
+        self.settings = s
         self.ch_names: list[str] = list(ch_names)
         self.n_channels: int = len(self.ch_names)
-        self.sfreq: float = float(sfreq)
-        self.seed: int = int(seed)
-        self.plant: PlantModel | None = plant
+        self.sfreq: float = float(s.sfreq)
+        self.seed: int = int(s.seed)
+        self.plant: PlantModel | None = s.plant
         self.params: dict[str, object] = {
             "seed": self.seed,
             "sfreq": self.sfreq,
             "n_channels": self.n_channels,
-            "alpha_uV": alpha_uV,
-            "alpha_hz": alpha_hz,
-            "theta_uV": theta_uV,
-            "theta_hz": theta_hz,
-            "background_uV": background_uV,
-            "background_exponent": background_exponent,
-            "line_hz": line_hz,
-            "line_uV": line_uV,
-            "blink_rate_per_min": blink_rate_per_min,
-            "pain_tau_s": pain_tau_s,
-            "plant": None if plant is None else asdict(plant),
+            **{
+                k: getattr(s, k)
+                for k in (
+                    "alpha_uV",
+                    "alpha_hz",
+                    "theta_uV",
+                    "theta_hz",
+                    "background_uV",
+                    "background_exponent",
+                    "line_hz",
+                    "line_uV",
+                    "blink_rate_per_min",
+                    "pain_tau_s",
+                )
+            },
+            "plant": None if s.plant is None else asdict(s.plant),
         }
-
         seeds = np.random.SeedSequence(self.seed).spawn(4)
         self._rng_noise = np.random.Generator(np.random.PCG64(seeds[0]))
         self._rng_proc = np.random.Generator(np.random.PCG64(seeds[1]))
         self._rng_blink = np.random.Generator(np.random.PCG64(seeds[2]))
         rng_layout = np.random.Generator(np.random.PCG64(seeds[3]))
+        self._build_layout(s, rng_layout)
+        self._params = self._kernel_params(s)
+        self._state = np.zeros(8)
+        self._state[_S_PAIN] = s.pain_initial
+        self._state[_S_APHASE] = rng_layout.uniform(0.0, _TWO_PI)
+        self._state[_S_TPHASE] = rng_layout.uniform(0.0, _TWO_PI)
+        self._truth = np.array([s.alpha_uV, s.theta_uV, s.alpha_hz, s.theta_hz], dtype=float)
+        self._noise = np.empty((_NOISE_BLOCK, self.n_channels))
+        self._proc = np.empty((_NOISE_BLOCK, _N_PROCESSES))
+        self._block_pos = _NOISE_BLOCK  # forces a draw on first use
+        self._build_blinks(s)
+        self._events: list[tuple[int, str]] = []
+        self._samples = 0
 
+    def _build_layout(self, s: SynthSettings, rng: np.random.Generator) -> None:
+        """Place the channels: topographies of alpha, theta and blinks, background mixing, mains per channel."""
         pos = _channel_positions(self.ch_names)
         self.positions: np.ndarray = pos
         # alpha: parieto-occipital, centred between POz and Oz; theta: frontal midline, between Fz and FCz
         self.alpha_topography: np.ndarray = _gaussian_topography(pos, _direction(28.0, front=False), 0.5, 0.1)
         self.theta_topography: np.ndarray = _gaussian_topography(pos, _direction(63.0, front=True), 0.45, 0.1)
         self.blink_topography: np.ndarray = _blink_topography(pos)
-        self._mix_ptr, self._mix_idx, self._mix_w = _mixing_matrix(pos, spatial_spread)
-        self._pink_poles, self._pink_zeros, pink_gain = _pink_bank(self.sfreq, background_exponent)
+        self._mix_ptr, self._mix_idx, self._mix_w = _mixing_matrix(pos, s.spatial_spread)
+        self._pink_poles, self._pink_zeros, self._pink_gain = _pink_bank(self.sfreq, s.background_exponent)
         self._pink_state = np.zeros((self._pink_poles.size, self.n_channels))
         self._pink_buf = np.zeros(self.n_channels)
         # mains: common-mode, amplitude and phase vary a little across channels
-        line_amp = line_uV * rng_layout.uniform(0.5, 1.5, self.n_channels)
-        line_phase = rng_layout.uniform(-0.3, 0.3, self.n_channels)
+        line_amp = s.line_uV * rng.uniform(0.5, 1.5, self.n_channels)
+        line_phase = rng.uniform(-0.3, 0.3, self.n_channels)
         self._line_sin = line_amp * np.cos(line_phase)  # a sin(x + p) = a cos p sin x + a sin p cos x
         self._line_cos = line_amp * np.sin(line_phase)
 
+    def _kernel_params(self, s: SynthSettings) -> np.ndarray:
+        """Return the numba kernel's parameter vector."""
         dt = 1.0 / self.sfreq
         jit_decay = math.exp(-dt / 1.0)  # frequency drift: 1 s
         env_decay = math.exp(-dt / 0.4)  # waxing and waning: 0.4 s
-        pain_decay = math.exp(-dt / pain_tau_s)
+        pain_decay = math.exp(-dt / s.pain_tau_s)
         p = np.zeros(_N_PARAMS)
         p[_P_DT] = dt
-        p[_P_PAIN_MEAN] = pain_mean
+        p[_P_PAIN_MEAN] = s.pain_mean
         p[_P_PAIN_DECAY] = pain_decay
-        p[_P_PAIN_DIFF] = pain_sd * math.sqrt(1.0 - pain_decay**2)
-        p[_P_ALPHA_UV] = alpha_uV
-        p[_P_ALPHA_HZ] = alpha_hz
-        p[_P_THETA_UV] = theta_uV
-        p[_P_THETA_HZ] = theta_hz
+        p[_P_PAIN_DIFF] = s.pain_sd * math.sqrt(1.0 - pain_decay**2)
+        p[_P_ALPHA_UV] = s.alpha_uV
+        p[_P_ALPHA_HZ] = s.alpha_hz
+        p[_P_THETA_UV] = s.theta_uV
+        p[_P_THETA_HZ] = s.theta_hz
         p[_P_JIT_DECAY] = jit_decay
         p[_P_JIT_DIFF] = math.sqrt(1.0 - jit_decay**2)
-        p[_P_ALPHA_JIT_HZ] = frequency_jitter_hz
-        p[_P_THETA_JIT_HZ] = frequency_jitter_hz
+        p[_P_ALPHA_JIT_HZ] = s.frequency_jitter_hz
+        p[_P_THETA_JIT_HZ] = s.frequency_jitter_hz
         p[_P_ENV_DECAY] = env_decay
         p[_P_ENV_DIFF] = math.sqrt(1.0 - env_decay**2)
-        p[_P_ENV_SD] = envelope_sd
-        p[_P_PAIN_ALPHA] = pain_alpha_coupling
-        p[_P_PAIN_THETA] = pain_theta_coupling
-        p[_P_PAIN_PAF] = pain_paf_shift_hz
-        p[_P_PLANT_STEP] = 0.0 if plant is None else 1.0 - math.exp(-dt / plant.tau_s)
-        p[_P_LINE_STEP] = line_hz / self.sfreq
-        p[_P_BACKGROUND] = background_uV * pink_gain
-        self._params = p
+        p[_P_ENV_SD] = s.envelope_sd
+        p[_P_PAIN_ALPHA] = s.pain_alpha_coupling
+        p[_P_PAIN_THETA] = s.pain_theta_coupling
+        p[_P_PAIN_PAF] = s.pain_paf_shift_hz
+        p[_P_PLANT_STEP] = 0.0 if s.plant is None else 1.0 - math.exp(-dt / s.plant.tau_s)
+        p[_P_LINE_STEP] = s.line_hz / self.sfreq
+        p[_P_BACKGROUND] = s.background_uV * self._pink_gain
+        return p
 
-        self._state = np.zeros(8)
-        self._state[_S_PAIN] = pain_initial
-        self._state[_S_APHASE] = rng_layout.uniform(0.0, _TWO_PI)
-        self._state[_S_TPHASE] = rng_layout.uniform(0.0, _TWO_PI)
-        self._truth = np.array([alpha_uV, theta_uV, alpha_hz, theta_hz], dtype=float)
-
-        self._noise = np.empty((_NOISE_BLOCK, self.n_channels))
-        self._proc = np.empty((_NOISE_BLOCK, _N_PROCESSES))
-        self._block_pos = _NOISE_BLOCK  # forces a draw on first use
-
-        # blinks: asymmetric raised-cosine bump, 40 % rise, 60 % fall
-        n_blink = max(int(round(blink_duration_s * self.sfreq)), 2)
+    def _build_blinks(self, s: SynthSettings) -> None:
+        """Prepare the blink shape (asymmetric raised-cosine bump, 40 % rise, 60 % fall) and the first gap."""
+        n_blink = max(int(round(s.blink_duration_s * self.sfreq)), 2)
         n_rise = max(int(round(0.4 * n_blink)), 1)
         t = np.arange(n_blink, dtype=float)
         self._blink_shape = np.where(
@@ -512,12 +546,10 @@ class SyntheticEEG:
             0.5 * (1.0 - np.cos(math.pi * t / n_rise)),
             0.5 * (1.0 + np.cos(math.pi * (t - n_rise) / (n_blink - n_rise))),
         )
-        self._blink_uV = (float(blink_uV[0]), float(blink_uV[1]))
-        self._blink_rate = float(blink_rate_per_min)
+        self._blink_uV = (float(s.blink_uV[0]), float(s.blink_uV[1]))
+        self._blink_rate = float(s.blink_rate_per_min)
         self._blink_active: tuple[int, float] | None = None
         self._next_blink = self._draw_blink_gap(0)
-        self._events: list[tuple[int, str]] = []
-        self._samples = 0
 
     # ------------------------------------------------------------------ truth
     @property

@@ -187,7 +187,7 @@ def simulate_session(
 
     from closedloop.adapters.simulated import simulated_adapter
     from closedloop.offline.metrics import TraceBuilder
-    from closedloop.pain.ratings import RATING_CHANNELS, RATINGS_STREAM
+    from closedloop.pain.ratings import ALIGNED_STREAM, RATING_CHANNELS
     from closedloop.pipeline import Pipeline
     from closedloop.recording.atomic import write_json_atomic
     from closedloop.session.clocks import SampleClock
@@ -241,9 +241,9 @@ def simulate_session(
             session.add_stream(stream, rtype, 1, 0.0, "string", source_id, ["rating"])
         if pipe.ratings is not None:
             session.add_stream(
-                RATINGS_STREAM, "Ratings", len(RATING_CHANNELS), 0.0, "double64", ch_names=RATING_CHANNELS
+                ALIGNED_STREAM, "Ratings", len(RATING_CHANNELS), 0.0, "double64", ch_names=RATING_CHANNELS
             )
-            pipe.ratings.on_rating = lambda e, t, v: session.on_marker(RATINGS_STREAM, np.array([[v, t]]), (e,))
+            pipe.ratings.on_rating = lambda e, t, v: session.on_marker(ALIGNED_STREAM, np.array([[v, t]]), (e,))
     adapter.connect()
     adapter.arm()
     builder = TraceBuilder(pipe.feature_names)

@@ -91,3 +91,13 @@ def test_an_editable_install_maps_the_shipped_folders_to_the_repository(tmp_path
     )
     folders = _run([str(py), "-c", code], tmp_path, env).stdout.split()
     assert folders == [str(REPO / "devices"), str(REPO / "pipelines")]  # the one copy, not a second
+
+
+def test_the_wheel_ships_the_dashboard_page(installed):
+    exe, env, work, py = installed
+    code = "import closedloop.live.dashboard.server as s; print(s.STATIC); print(s.plotly_js())"
+    static, plotly = _run([str(py), "-c", code], work, env).stdout.split()
+    assert str(REPO) not in static
+    for name in ("index.html", "app.js", "style.css"):
+        assert (Path(static) / name).is_file(), name
+    assert Path(plotly).is_file()  # served from the installed plotly package, not from the internet

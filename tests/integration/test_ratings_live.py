@@ -22,7 +22,7 @@ import pylsl  # noqa: E402
 from closedloop.config import load_pipeline  # noqa: E402
 from closedloop.offline.metrics import Trace  # noqa: E402
 from closedloop.offline.replay import replay  # noqa: E402
-from closedloop.pain.ratings import RATINGS_STREAM, ratings_from_recording  # noqa: E402
+from closedloop.pain.ratings import ALIGNED_STREAM, ratings_from_recording  # noqa: E402
 from closedloop.recording.reader import XDFReader  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,7 +81,7 @@ def test_live_ratings_reach_the_frames_and_the_controller_and_replay_to_the_same
     assert [r[0] for r in reader.find(name=unique_name)[0].strings] == script  # recorded as received
     aligned = ratings_from_recording(xdf, resolved.config.ratings)
     assert aligned.source == "aligned" and aligned.values.tolist() == [2.0, 7.0, 8.5, 1.0, 6.0]
-    assert reader.find(name=RATINGS_STREAM)
+    assert reader.find(name=ALIGNED_STREAM)
     live = Trace.from_xdf(xdf)
     rating = live.feature("rating")
     assert set(rating[np.isfinite(rating)]) <= {2.0, 7.0, 8.5, 1.0, 6.0} and np.isfinite(rating).any()

@@ -10,7 +10,7 @@ from pain_helpers import generator, load, write_pipeline
 
 from closedloop.offline.metrics import Trace
 from closedloop.offline.replay import replay
-from closedloop.pain.ratings import RATINGS_STREAM, RatingTrack, parse_rating, ratings_from_recording
+from closedloop.pain.ratings import ALIGNED_STREAM, RatingTrack, parse_rating, ratings_from_recording
 from closedloop.recording.reader import XDFReader
 from closedloop.recording.xdf import XDFWriter
 from closedloop.synthetic.session import RatingPlan, simulate_session
@@ -105,7 +105,7 @@ def test_ratings_are_recorded_as_received_and_as_used(rated_session):
     raw = reader.find(name="pain-ratings")[0]
     assert [float(r[0]) for r in raw.strings] == sim.ratings.tolist()
     assert np.array_equal(raw.string_stamps, sim.rating_times)
-    aligned = reader.find(name=RATINGS_STREAM)[0]
+    aligned = reader.find(name=ALIGNED_STREAM)[0]
     values, stamps = reader.read_stream(aligned.stream_id)
     assert aligned.ch_names == ["rating", "rating_time"]
     assert np.array_equal(values[:, 0], sim.ratings) and np.array_equal(values[:, 1], sim.rating_times)

@@ -279,7 +279,7 @@ def test_rtms_envelope_comes_from_the_profile(repo):
     from closedloop.safety import RTMSEnvelope
 
     prof = load_profile(repo / "devices" / "sim_rtms.toml")
-    env = RTMSEnvelope.from_envelope({n: {"value": l.value, "source": l.source} for n, l in prof.limits.items()})
+    env = RTMSEnvelope.from_envelope({n: {"value": lim.value, "source": lim.source} for n, lim in prof.limits.items()})
     assert [(c.frequency_Hz, c.intensity_pct, c.max_train_s) for c in env.trains] == [(20.0, 110.0, 1.6)]
     assert "Chen et al. 1997" in env.trains[0].source
     assert env.min_inter_train_interval_s == 5.0 and prof.limits["max_intensity_pct"].unit == "%MT"

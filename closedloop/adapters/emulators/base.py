@@ -272,7 +272,7 @@ class StreamEmulator:
         raise NotImplementedError
 
     def error_reply(self, msg: bytes) -> bytes | None:
-        """The device's refusal of ``msg`` (the command is not carried out)."""
+        """Return the device's refusal of ``msg`` (the command is not carried out)."""
         raise NotImplementedError
 
     def corrupt(self, reply: bytes) -> bytes:
@@ -282,11 +282,14 @@ class StreamEmulator:
     def tick(self, now: float) -> None:
         """Advance time-driven state (called every ``tick_s`` under the lock)."""
 
-    def on_client_connected(self) -> None: ...
+    def on_client_connected(self) -> None:
+        """Note that a client connected (a device subclass may react)."""
 
-    def on_client_disconnected(self) -> None: ...
+    def on_client_disconnected(self) -> None:
+        """React as the device does when its client goes away (default: nothing)."""
 
-    def on_link_dropped(self) -> None: ...
+    def on_link_dropped(self) -> None:
+        """React as the device does when the link drops (default: nothing)."""
 
 
 def serial_demo_parser(description: str) -> argparse.ArgumentParser:

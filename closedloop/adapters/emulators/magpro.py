@@ -53,6 +53,7 @@ class MagProEmulator(StreamEmulator):
         self.bad_frames = 0
 
     def parse(self, buf: bytearray) -> list[bytes]:
+        """Split complete messages off the front of ``buf``; return them."""
         out = []
         while buf:
             if buf[0] != 0xFE:  # resynchronise on the start byte
@@ -78,6 +79,7 @@ class MagProEmulator(StreamEmulator):
         return magpro_frame(cmd, bytes([self.amp_a, self.amp_b, self._mode()]))
 
     def execute(self, msg: bytes) -> bytes | None:
+        """Carry out one message as the device would; return the reply."""
         body = msg[2:-2]
         if msg[-1] != 0xFF or not body or crc8_maxim(body) != msg[-2]:
             self.bad_frames += 1
@@ -104,10 +106,12 @@ class MagProEmulator(StreamEmulator):
         return self._reply(cmd)
 
     def error_reply(self, msg: bytes) -> bytes | None:
+        """Return the device's refusal of ``msg`` (the command is not carried out)."""
         body = msg[2:-2]
         return self._reply(body[0] if body else 0)
 
     def corrupt(self, reply: bytes) -> bytes:
+        """Return ``reply`` with a broken checksum (fault injection)."""
         return reply[:-2] + bytes([(reply[-2] + 1) & 0xFF, 0xFF])
 
     @property
@@ -117,6 +121,7 @@ class MagProEmulator(StreamEmulator):
 
 
 def main() -> None:
+    """Run the emulator from the command line (for demos)."""
     ap = serial_demo_parser("MagVenture MagPro serial emulator (for demos)")
     args = ap.parse_args()
     serve_serial_demo(MagProEmulator(), "MagPro", args.tcp)

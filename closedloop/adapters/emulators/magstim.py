@@ -79,6 +79,7 @@ class MagstimEmulator(StreamEmulator):
 
     # -- framing -------------------------------------------------------------------
     def parse(self, buf: bytearray) -> list[bytes]:
+        """Split complete messages off the front of ``buf``; return them."""
         out = []
         while buf:
             n = self.data_len.get(buf[0])
@@ -110,6 +111,7 @@ class MagstimEmulator(StreamEmulator):
 
     # -- behaviour --------------------------------------------------------------------
     def execute(self, msg: bytes) -> bytes | None:
+        """Carry out one message as the device would; return the reply."""
         now = time.monotonic()
         self.last_rx = now
         if len(msg) == 1 or magstim_crc(msg[:-1]) != msg[-1]:
@@ -190,9 +192,11 @@ class MagstimEmulator(StreamEmulator):
         self._train_end = min(self._train_end, time.monotonic())
 
     def error_reply(self, msg: bytes) -> bytes | None:
+        """Return the device's refusal of ``msg`` (the command is not carried out)."""
         return self._refuse(msg[0], b"S")
 
     def tick(self, now: float) -> None:
+        """Advance time-driven state to ``now``."""
         if self.armed and now - self.last_rx > self.armed_timeout_s:
             self._disarm()
             self.auto_disarms += 1
@@ -206,6 +210,7 @@ class MagstimEmulator(StreamEmulator):
 
 
 def main() -> None:
+    """Run the emulator from the command line (for demos)."""
     ap = serial_demo_parser("Magstim remote-control emulator (for demos)")
     ap.add_argument("--model", default="rapid2", choices=["rapid2", "200"])
     args = ap.parse_args()

@@ -76,6 +76,7 @@ class NIC2Emulator(StreamEmulator):
 
     # -- framing -------------------------------------------------------------------
     def parse(self, buf: bytearray) -> list[bytes]:
+        """Split complete messages off the front of ``buf``; return them."""
         out = []
         while buf:
             if buf[0] in P.WITH_PARAMETERS:
@@ -98,6 +99,7 @@ class NIC2Emulator(StreamEmulator):
         return self.state
 
     def execute(self, msg: bytes) -> bytes | None:
+        """Carry out one message as the device would; return the reply."""
         code, text = msg[0], msg[1:].decode("ascii", "replace")
         now = time.monotonic()
         if code == P.VERSION:
@@ -166,29 +168,34 @@ class NIC2Emulator(StreamEmulator):
         self._next_state = (state, stim)
 
     def tick(self, now: float) -> None:
+        """Advance time-driven state to ``now``."""
         if self._next_state is not None and now >= self._until:
             self.state, self.stim = self._next_state
             self._next_state = None
 
     def error_reply(self, msg: bytes) -> bytes | None:
-        """The protocol fails: stimulation stops and the next status query reads 209."""
+        """Fail the protocol: stimulation stops and the next status query reads 209."""
         self.state, self.stim = P.ERROR, P.STIM_FINISHED
         self.amplitudes_uA = [0.0] * self.n_channels
         self._next_state = None
         return bytes([P.ERROR]) if msg[0] in (P.QUERY_STATUS, P.QUERY_STATUS_PROTOCOL) else None
 
     def corrupt(self, reply: bytes) -> bytes:
+        """Return ``reply`` with a broken checksum (fault injection)."""
         return b"\x07"  # not a NIC2 status code
 
     def on_client_disconnected(self) -> None:
+        """React as the device does when its client goes away."""
         if self.abort_on_disconnect and self.state == P.RUNNING:
             self._abort(time.monotonic())
 
     def on_link_dropped(self) -> None:
+        """React as the device does when the link drops."""
         self.on_client_disconnected()
 
     @property
     def stimulating(self) -> bool:
+        """Whether a protocol is running and delivering current."""
         return self.state == P.RUNNING and self.stim in (P.RAMP_UP, P.FULL)
 
     @property
@@ -198,6 +205,7 @@ class NIC2Emulator(StreamEmulator):
 
 
 def main() -> None:
+    """Run the emulator from the command line (for demos)."""
     ap = argparse.ArgumentParser(description="NIC2 remote-stimulation server emulator (for demos)")
     ap.add_argument("--port", type=int, default=1235, help="TCP port on 127.0.0.1 (NIC2 uses 1235)")
     ap.add_argument("--channels", type=int, default=8)
