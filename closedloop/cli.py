@@ -559,6 +559,10 @@ def _open_file(file: Path, resolved, encoding: str | None):
 
 _FILE_HELP = "recording: XDF, EDF, BDF, FIF, BrainVision, EEGLAB... (default: the pipeline's [source] path)"
 _ENCODING_HELP = "text encoding of EDF+ annotations (e.g. latin1)"
+_PLANT_HELP = (
+    "a fitted plant (closedloop identify): the feature it models follows the modelled effect of the replay's "
+    "commands (closed loop offline; assumptions in docs/pain-modelling.md and report.html)"
+)
 
 
 @app.command()
@@ -577,6 +581,7 @@ def replay(
     study_file: Path | None = typer.Option(
         None, "--study", dir_okay=False, help=_STUDY_HELP + "; a replay goes under its root, not in its ledger"
     ),
+    plant: Path | None = typer.Option(None, "--plant", dir_okay=False, help=_PLANT_HELP),
 ) -> None:
     """Run a pipeline offline over a recording as fast as the CPU allows (session.xdf, summary.json, report.html)."""
     from closedloop.offline.files import RecordingError
@@ -584,16 +589,19 @@ def replay(
 
     resolved = _load(pipeline, sets)
     _needs_device(resolved, "replay")
+    fitted = _read_plant(plant, resolved) if plant is not None else None
     file = _recording_path(file, resolved, "replay")
     rec = _open_file(file, resolved, encoding)
     _print_warnings(resolved, rec)
     folder = out_dir or _study_replay_folder(study_file, resolved, participant, session)
     folder = folder or _out_folder(resolved, "replay-", participant, session)
-    kwargs = _with_supported(run_replay, identity=_identity(participant, session))
+    kwargs = _with_supported(run_replay, identity=_identity(participant, session), plant=plant)
     try:
         result = run_replay(file, resolved, folder, progress=not quiet, report=not no_report, recording=rec, **kwargs)
     except (RecordingError, FileExistsError, OSError) as e:
         _fail(str(e), 3)
+    if fitted is not None:
+        _note(f"closed loop through the plant {plant} ({_plant_line(fitted)}); assumptions in report.html")
     for note in result.notes:
         _say(err, "note: ", "yellow", note)
     _print_summary(result.summary, folder)
@@ -719,6 +727,7 @@ def sweep(
         None, "--stim-states", help="comma-separated states during which stimulation is wanted"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    plant: Path | None = typer.Option(None, "--plant", dir_okay=False, help=_PLANT_HELP),
 ) -> None:
     """Replay recordings with every combination of parameter values; write a CSV of outcome metrics."""
     from closedloop.config import PipelineError, find_pipeline
@@ -742,7 +751,10 @@ def sweep(
         path = find_pipeline(pipeline)
     except (PipelineError, ValueError) as e:
         _fail(str(e))
-    _needs_device(_load(str(path)), "sweep")
+    base = _load(str(path))
+    _needs_device(base, "sweep")
+    if plant is not None:
+        _read_plant(plant, base)
     if scheduler is not None:
         _check_scheduler(scheduler)
     try:
@@ -757,6 +769,7 @@ def sweep(
             states=split(states),
             stim_states=split(stim_states),
             csv_path=out_csv,
+            **({"plant": str(plant.resolve())} if plant is not None else {}),
         )
     except (PipelineError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
@@ -989,6 +1002,192 @@ def report(
     except OSError as e:
         _fail(f"{target}: {e}", 3)
     _note(f"{len(entries)} session(s) of sub-{participant} → {target}")
+
+
+# --- pain modelling: rate, calibrate, identify, --plant (docs/pain-modelling.md) --------------------
+
+
+def _read_plant(path: Path, resolved):
+    """Read a plant file and check it fits the pipeline (one-line error otherwise)."""
+    from closedloop.config.validate import feature_names
+    from closedloop.pain.plant import read_plant
+
+    try:
+        fitted = read_plant(path)
+    except ValueError as e:
+        _fail(f"--plant: {e}")
+    names = feature_names(resolved.config)
+    if fitted.feature not in names:
+        _fail(f"--plant {path}: it models {fitted.feature!r}, not a feature of this pipeline; features: {names}")
+    if fitted.response == "amplitude" and not resolved.config.features.log10:
+        _fail(f"--plant {path}: response 'amplitude' needs features in log10 power ([features] log10 = true)")
+    return fitted
+
+
+def _plant_line(p) -> str:
+    unit = "relative amplitude" if p.response == "amplitude" else "feature units"
+    return f"{p.feature}: gain {p.gain:.3g} {unit}/mA, tau {p.tau_s:.3g} s, delay {p.delay_s:.3g} s"
+
+
+@app.command()
+def rate(
+    stream: str = typer.Option("pain-ratings", "--stream", help="LSL stream name (the pipeline's [ratings] stream)"),
+    source_id: str | None = typer.Option(None, "--source-id", help="LSL source_id (default closedloop-rate-NAME)"),
+    low: float = typer.Option(0.0, "--min", callback=_finite, help="lowest rating on the scale"),
+    high: float = typer.Option(10.0, "--max", callback=_finite, help="highest rating on the scale"),
+    wait_consumer: float = typer.Option(
+        0.0, "--wait-consumer", min=0.0, callback=_finite, help="wait up to this long for a session to connect"
+    ),
+) -> None:
+    """Type pain ratings (a number, then Enter; q stops) and publish each on an LSL marker stream."""
+    from closedloop.pain.rate import run_rate
+
+    if not low < high:
+        _fail(f"--min {low:g} must be below --max {high:g}")
+    _note(f"closedloop rate: type a rating from {low:g} to {high:g} and press Enter (q stops); stream {stream!r}")
+
+    def lines():
+        while True:
+            line = sys.stdin.readline()
+            if not line:
+                return
+            yield line
+
+    try:
+        sent = run_rate(stream, lines(), _note, (low, high), source_id, wait_consumer)
+    except KeyboardInterrupt:
+        sent = None
+    _note(f"{sent} rating(s) sent" if sent is not None else "stopped")
+
+
+@app.command()
+def calibrate(
+    sessions: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="recordings with EEG and ratings"),
+    pipeline: str = typer.Option(..., "--pipeline", "-p", help=_PIPELINE_HELP + "; its [ratings] names the stream"),
+    target: str = typer.Option("rating", "--target", help="what to predict: rating (the [ratings] stream)"),
+    model: str = typer.Option("ridge", "--model", help="ridge (the rating) or logistic (rating >= --threshold)"),
+    threshold: float | None = typer.Option(None, "--threshold", callback=_finite, help="logistic: the cut rating"),
+    features: str | None = typer.Option(None, "--features", help="comma-separated inputs (default: every feature)"),
+    lags: list[float] = typer.Option(
+        [0.0], "--lag", callback=lambda v: [_finite(x) for x in v], help="lag (s), repeatable"
+    ),
+    rows: str = typer.Option("ratings", "--rows", help="ratings: one row per rating; frames: every frame"),
+    cv: str = typer.Option("blocked", "--cv", help="blocked, forward (chaining) or sessions (leave one out)"),
+    folds: int = typer.Option(5, "--folds", min=2, max=100, help="time blocks"),
+    gap: float | None = typer.Option(None, "--gap", min=0.0, callback=_finite, help="purge gap (s) around test rows"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, max=100_000, help="block-bootstrap resamples"),
+    block: float = typer.Option(30.0, "--block-s", min=0.001, callback=_finite, help="bootstrap block length (s)"),
+    out_file: Path = typer.Option(Path("pain_model.json"), "--out", dir_okay=False, help="the model file to write"),
+    sets: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help=_SET_HELP),
+) -> None:
+    """Fit a per-participant model from features to pain ratings, cross-validated by time blocks."""
+    from closedloop.offline.calibrate import CalibrationError
+    from closedloop.offline.calibrate import calibrate as run_calibrate
+    from closedloop.offline.files import RecordingError
+
+    resolved = _load(pipeline, sets)
+    if rows not in ("ratings", "frames"):
+        _fail(f"--rows {rows!r}: allowed: ratings, frames")
+    if cv not in ("blocked", "forward", "sessions"):
+        _fail(f"--cv {cv!r}: allowed: blocked, forward, sessions")
+    names = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    try:
+        res = run_calibrate(
+            sessions,
+            resolved,
+            target=target,
+            kind=model,
+            threshold=threshold,
+            features=names,
+            lags_s=lags,
+            rows=rows,
+            k=folds,
+            scheme=cv,
+            gap_s=gap,
+            n_boot=bootstrap,
+            block_s=block,
+        )
+    except CalibrationError as e:
+        _fail(str(e))
+    except (RecordingError, OSError) as e:
+        _fail(str(e), 3)
+    r = res.cv
+    lo, hi = r.ci95
+    _say(
+        out,
+        "cross-validated ",
+        "bold",
+        f"{r.score_name} = {r.score:.3f} (95 % CI {lo:.3f} to {hi:.3f}; {r.scheme} folds, {len(res.data)} rows "
+        f"from {len(sessions)} session(s), {bootstrap} block-bootstrap resamples of {block:g} s)",
+    )
+    out.print(Text("per fold: " + ", ".join(f"{v:.3f}" for v in r.per_fold)))
+    table = Table(title=Text(f"weights ({model}, standardised features; sd across folds)"))
+    for col in ("feature", "lag (s)", "weight", "sd", "per unit"):
+        table.add_column(col, justify="left" if col == "feature" else "right")
+    scale = res.model.scale
+    for w, sc in sorted(zip(res.weights, scale), key=lambda ws: -abs(ws[0]["coef"])):
+        table.add_row(
+            Text(w["feature"]),
+            f"{w['lag_s']:g}",
+            f"{w['coef']:.4g}",
+            f"{w['coef_sd_folds']:.2g}",
+            f"{w['coef'] / sc:.4g}",
+        )
+    out.print(table)
+    for note in res.data.notes[:10]:
+        _say(err, "note: ", "yellow", note)
+    try:
+        path = res.write(out_file)
+    except OSError as e:
+        _fail(f"--out {out_file}: {e}", 3)
+    _note(f'model → {path}; use it with [features.pain_index] model = "{path}" (the feature pain_index)')
+
+
+@app.command()
+def identify(
+    sessions: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="closedloop session.xdf files"),
+    feature: str | None = typer.Option(None, "--feature", help="the feature (default: the one the controller read)"),
+    response: str = typer.Option(
+        "additive", "--response", help="additive (feature units per mA) or amplitude (log10 power: 1 + x per mA)"
+    ),
+    max_delay: float = typer.Option(2.0, "--max-delay", min=0.0, callback=_finite, help="largest delay tried (s)"),
+    noise_order: int = typer.Option(10, "--noise-order", min=0, max=100, help="AR order of the noise model"),
+    decimate: float = typer.Option(1.0, "--decimate-s", min=0.0, callback=_finite, help="residual spacing (s)"),
+    out_file: Path = typer.Option(Path("plant.json"), "--out", dir_okay=False, help="the plant file to write"),
+) -> None:
+    """Identify the stimulation → feature response (gain, time constant, delay) from recorded sessions."""
+    from closedloop.offline.identify import IdentifyError
+    from closedloop.offline.identify import identify as run_identify
+
+    if response not in ("additive", "amplitude"):
+        _fail(f"--response {response!r}: allowed: additive, amplitude")
+    try:
+        fitted = run_identify(sessions, feature, response, max_delay, noise_order, decimate)
+    except IdentifyError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(str(e), 3)
+    u = fitted.uncertainty
+    rows = [
+        ("gain", f"{fitted.gain:.4g}", u["gain_ci95"]),
+        ("tau_s", f"{fitted.tau_s:.4g}", u["tau_s_ci95"]),
+        ("delay_s", f"{fitted.delay_s:.4g}", u["delay_s_ci95"]),
+    ]
+    table = Table(title=Text(f"plant of {fitted.feature} ({fitted.response}), from {len(sessions)} session(s)"))
+    for col in ("parameter", "estimate", "95 % CI"):
+        table.add_column(col, justify="left" if col == "parameter" else "right")
+    for name, est, (lo, hi) in rows:
+        table.add_row(name, est, f"{lo:.4g} to {hi:.4g}")
+    out.print(table)
+    fit = fitted.fit
+    out.print(Text(f"variance explained {fit['r2']:.3f}; innovation sd {fit['innovation_sd']:.4g}"))
+    for note in fit.get("notes", [])[:10]:
+        _say(err, "note: ", "yellow", note)
+    try:
+        out_file.write_text(fitted.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    except OSError as e:
+        _fail(f"--out {out_file}: {e}", 3)
+    _note(f"plant → {out_file}; closed loop offline: closedloop replay FILE --pipeline P --plant {out_file}")
 
 
 def main(argv: list[str] | None = None) -> int:

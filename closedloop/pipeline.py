@@ -70,6 +70,14 @@ class Pipeline:
         Receives every safety event.
     ch_types : list of str, optional
         Types of the stream's channels (``EEG``, ``ECG``...); default: from the labels.
+    plant : closedloop.pain.plant.PlantOverlay, optional
+        A modelled stimulation effect added to one feature (``replay --plant``).
+
+    Attributes
+    ----------
+    ratings : RatingTrack or None
+        The pain ratings frames read (``[ratings]``): a live session's rating
+        inlet or a replay fills it (docs/pain-modelling.md).
     """
 
     def __init__(
@@ -79,10 +87,23 @@ class Pipeline:
         clock: SafetyClock | None = None,
         on_event=None,
         ch_types: list[str] | None = None,
+        plant=None,
     ) -> None:
         cfg = resolved.config
         self.resolved = resolved
         self.preprocess, self.features = build_chain(cfg.features, cfg.preprocess, cfg.sfreq, ch_names, ch_types)
+        # after the extractor: pain_index, rating, a modelled plant (closedloop.pain.stages)
+        self.ratings = None
+        rc = getattr(cfg, "ratings", None)
+        if rc is not None and rc.features:
+            from closedloop.pain.ratings import RatingTrack
+
+            self.ratings = RatingTrack(rc.scale, rc.max_age_s)
+        self.stages = None
+        if self.ratings is not None or cfg.features.pain_index is not None or plant is not None:
+            from closedloop.pain.stages import build_stages
+
+            self.stages = build_stages(cfg, self.features.names, self.ratings, plant)
         self.controller = build_controller(cfg.controller)
         self.clock: SafetyClock = clock or SampleClock(cfg.sfreq, cfg.features.window_samples, cfg.features.hop_samples)
         self.safety = build_safety_layer(resolved, self.clock, on_event=on_event)
@@ -102,7 +123,7 @@ class Pipeline:
     @property
     def feature_names(self) -> tuple[str, ...]:
         """Names of the features in frame order."""
-        return self.features.names
+        return self.features.names if self.stages is None else self.stages.names
 
     def process(self, chunk: Chunk) -> list[Step]:
         """Run one chunk through every stage; return one :class:`Step` per completed frame."""
@@ -117,8 +138,11 @@ class Pipeline:
         safety, update, on_frame = self.safety, self.controller.update, self.clock.on_frame
         state = self.controller.state if self.keep_state else None
         check_bad = self.bad_data_frames is not None
+        stages = self.stages
         for frame in frames:
             ta = perf_counter()
+            if stages is not None:
+                frame = stages.apply(frame)
             desired = update(frame)
             tb = perf_counter()
             on_frame(frame)
@@ -127,6 +151,8 @@ class Pipeline:
             allowed = safety.step(desired)
             if allowed.fire:
                 _carry_notes(desired, allowed)
+            if stages is not None:
+                stages.observe(allowed, frame)
             t_safe += perf_counter() - tb
             t_ctl += tb - ta
             steps.append(Step(frame, desired, allowed, state() if state is not None else None, safety.t))

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
 
 from closedloop.config.base import StrictModel, error_lines
+from closedloop.config.conditions import parse_condition
 
 #: What a controller does with a frame flagged bad (artefact, gap, flat, saturation, non-finite):
 #: ``"hold"`` keeps its output and state; ``"ramp_down"`` asks for zero until good frames return.
@@ -33,12 +34,16 @@ class ControllerConfigBase(StrictModel):
 
     def features(self) -> list[str]:
         """Return the feature names the controller reads."""
-        return list(dict.fromkeys(self.feature_keys().values()))
+        return list(dict.fromkeys(name for _, name in self.feature_refs()))
 
     def feature_keys(self) -> dict[str, str]:
         """Return config key -> feature name, for every feature the controller reads."""
         f = getattr(self, "feature", None)
         return {"feature": f} if f else {}
+
+    def feature_refs(self) -> list[tuple[str, str]]:
+        """Return (config key, feature name) for every feature the controller reads (a key may read several)."""
+        return list(self.feature_keys().items())
 
     def modalities(self) -> tuple[str, ...]:
         """Return the stimulation modalities whose commands this controller produces."""
@@ -207,6 +212,72 @@ class ScheduleConfig(ControllerConfigBase):
     def ramp_rates_mA_per_s(self) -> dict[str, float]:
         """Return the ramp rate implied by ``amplitude_mA / ramp_s``."""
         return {"ramp_s": self.amplitude_mA / self.ramp_s if self.ramp_s > 0 else math.inf}
+
+
+class RuleConfig(ControllerConfigBase):
+    """``[controller]`` with ``kind = "rule"``: on and off from conditions over features, with hysteresis.
+
+    ``on_when`` and ``off_when`` are conditions such as
+    ``"theta_frontal > 1.2 and pain_index > 5"`` (:mod:`closedloop.config.conditions`:
+    comparisons, and/or/not, arithmetic, abs/min/max; parsed, never
+    evaluated as code). Stimulation switches on after ``onset`` consecutive
+    usable frames on which ``on_when`` holds, and off after ``termination``
+    consecutive usable frames on which ``off_when`` holds (default: ``on_when``
+    does not); two different conditions give hysteresis. Frames within
+    ``blanking_s`` of a switch are ignored.
+    """
+
+    kind: Literal["rule"] = "rule"
+    on_when: str = Field(
+        description="condition switching stimulation on, e.g. 'theta_frontal > 1.2 and pain_index > 5'"
+    )
+    off_when: str | None = Field(None, description="condition switching it off (default: on_when does not hold)")
+    amplitude_mA: float = Field(gt=0, description="amplitude requested while on")
+    frequency_Hz: float = Field(ge=0, description="stimulation frequency (0 = tDCS)")
+    onset: int = Field(1, ge=1, description="consecutive frames on which on_when holds before switching on")
+    termination: int = Field(1, ge=1, description="consecutive frames on which off_when holds before switching off")
+    blanking_s: float = Field(0.0, ge=0, description="frames ignored after each switch (s)")
+    on_bad_frame: OnBadFrame = Field(
+        "hold",
+        description="a flagged frame, or one where a condition reads a NaN: 'hold' the state, or 'ramp_down'",
+    )
+    _on: Any = PrivateAttr(None)
+    _off: Any = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _parse(self) -> RuleConfig:
+        problems = []
+        for key in ("on_when", "off_when"):
+            text = getattr(self, key)
+            if text is None:
+                continue
+            try:
+                setattr(self, f"_{key[:-5]}", parse_condition(text))
+            except ValueError as e:
+                problems.append(f"{key}: {e}")
+        _raise(problems)
+        return self
+
+    @property
+    def on_condition(self):
+        """The parsed ``on_when`` (:class:`~closedloop.config.conditions.Condition`)."""
+        return self._on
+
+    @property
+    def off_condition(self):
+        """The parsed ``off_when``, or None (off when ``on_when`` does not hold)."""
+        return self._off
+
+    def feature_keys(self) -> dict[str, str]:
+        """Return the first feature of each condition, by key (all of them: :meth:`feature_refs`)."""
+        return dict(reversed(self.feature_refs()))
+
+    def feature_refs(self) -> list[tuple[str, str]]:
+        """Return ``("on_when", name)`` and ``("off_when", name)`` for every feature the conditions read."""
+        refs = [("on_when", n) for n in self._on.names]
+        if self._off is not None:
+            refs += [("off_when", n) for n in self._off.names]
+        return refs
 
 
 # --- baseline ---------------------------------------------------------------------------------------
@@ -611,11 +682,12 @@ ControllerConfig = Annotated[
     | ScheduleConfig
     | BaselineControllerConfig
     | TriggerConfig
-    | PhaseTriggerConfig,
+    | PhaseTriggerConfig
+    | RuleConfig,
     Field(discriminator="kind"),
 ]
 
 #: The controller kinds.
-CONTROLLER_KINDS = ("threshold", "dual_threshold", "pi", "schedule", "baseline", "trigger", "phase_trigger")
+CONTROLLER_KINDS = ("threshold", "dual_threshold", "pi", "schedule", "baseline", "trigger", "phase_trigger", "rule")
 
 _INNER_ADAPTER: TypeAdapter = TypeAdapter(InnerControllerConfig)

@@ -196,6 +196,21 @@ class QualityConfig(StrictModel):
         return self
 
 
+class PainIndexConfig(StrictModel):
+    """``[features.pain_index]``: a model from features to pain ratings, fitted by ``closedloop calibrate``.
+
+    Adds the feature ``pain_index`` (the predicted rating, or the probability
+    of a rating at or above the model's threshold) after the others; see
+    docs/pain-modelling.md.
+    """
+
+    model: str = Field(min_length=1, description="model file from closedloop calibrate (relative to the pipeline file)")
+
+
+#: The name of the feature a ``[features.pain_index]`` model adds.
+PAIN_INDEX = "pain_index"
+
+
 #: The phase estimators of ``[features.phase.<rhythm>]`` (docs/phase.md has their sources).
 PHASE_ESTIMATORS = ("ar", "etp", "echt")
 #: Keys of ``[features.phase.<rhythm>]`` that only one estimator reads, by estimator.
@@ -437,6 +452,7 @@ class FeaturesConfig(StrictModel):
         default_factory=dict,
         description="[features.phase.<rhythm>]: real-time phase, amplitude, frequency and SNR of a narrow band",
     )
+    pain_index: PainIndexConfig | None = Field(None, description="adds 'pain_index' from a calibrated model")
 
     @field_validator("bands")
     @classmethod
@@ -632,8 +648,8 @@ def global_features(f: FeaturesConfig) -> list[str]:
 
 
 def features_of(f: FeaturesConfig) -> list[str]:
-    """Names of the features a ``[features]`` section produces, in frame order."""
-    return _channel_features(f) + global_features(f)
+    """Names of the features a ``[features]`` section produces, in frame order (``pain_index`` last)."""
+    return _channel_features(f) + global_features(f) + ([PAIN_INDEX] if f.pain_index is not None else [])
 
 
 def _baseline_allowed(f: FeaturesConfig) -> list[str]:

@@ -126,6 +126,15 @@ def _resolve_file_source(cfg: PipelineConfig, folder: Path) -> PipelineConfig:
     return cfg
 
 
+def _resolve_model_path(raw: dict[str, Any], folder: Path) -> None:
+    """Make ``features.pain_index.model`` absolute, relative to the pipeline file's folder (in place)."""
+    pain = (raw.get("features") or {}).get("pain_index") if isinstance(raw.get("features"), dict) else None
+    if isinstance(pain, dict) and isinstance(pain.get("model"), str) and pain["model"]:
+        model = Path(pain["model"]).expanduser()
+        if not model.is_absolute():
+            pain["model"] = str((folder / model).resolve())
+
+
 def _profile(device: Any, folder: Path) -> tuple[DeviceProfile | None, list[str]]:
     if device is None:
         return None, []
@@ -149,6 +158,7 @@ def validate_raw(raw: dict[str, Any], folder: Path, label: str) -> ResolvedPipel
         Listing every problem.
     """
     problems = [f"{k}: {unknown_key(PipelineConfig, k)}" for k in raw if k not in PipelineConfig.model_fields]
+    _resolve_model_path(raw, folder)
     sections, section_problems = _sections(raw)
     problems += section_problems
     if ("controller" in raw) != ("device" in raw):

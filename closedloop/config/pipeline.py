@@ -66,6 +66,39 @@ class StreamQuery(StrictModel):
         return self
 
 
+class RatingsConfig(StrictModel):
+    """``[ratings]``: the participant's pain ratings (0-10 NRS/VAS) as data (docs/pain-modelling.md).
+
+    Any LSL stream works: a marker stream of text (``"7"``, ``"7.5"``,
+    ``{"rating": 7}``) or a numeric stream. Every rating is recorded in
+    ``session.xdf`` (the stream as received, and ``closedloop-ratings-aligned``: each
+    rating with the frame time from which the pipeline used it, so a replay
+    reproduces the live values), and each frame carries the latest rating
+    (``rating``) and its age (``rating_age_s``).
+    """
+
+    stream: StreamQuery = Field(description="the rating stream: name, type and/or source_id (and required)")
+    channel: int | str = Field(0, description="the channel holding the rating: an index or a channel label")
+    scale: tuple[float, float] = Field((0.0, 10.0), description="[low, high] of the rating scale; others are ignored")
+    features: bool = Field(True, description="add 'rating' and 'rating_age_s' to every frame")
+    max_age_s: float | None = Field(
+        None, gt=0, description="a rating older than this reads NaN (the controller holds); none: it holds forever"
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> RatingsConfig:
+        lo, hi = self.scale
+        if not lo < hi:
+            raise ValueError(f"scale: need low < high, got [{lo}, {hi}]")
+        if isinstance(self.channel, int) and self.channel < 0:
+            raise ValueError(f"channel: an index is >= 0, got {self.channel}")
+        return self
+
+
+#: Feature names a ``[ratings]`` section adds to every frame (after the [features] ones).
+RATING_FEATURES = ("rating", "rating_age_s")
+
+
 class RecordingConfig(StrictModel):
     """What ``session.xdf`` holds besides the EEG, frames, commands and events."""
 
@@ -96,6 +129,7 @@ class PipelineConfig(StrictModel):
     safety: SafetyOverrides = Field(default_factory=SafetyOverrides)
     output: OutputConfig = Field(default_factory=OutputConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    ratings: RatingsConfig | None = Field(None, description="pain ratings as data (docs/pain-modelling.md)")
 
     @property
     def sfreq(self) -> float:

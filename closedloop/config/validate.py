@@ -30,6 +30,7 @@ from closedloop.config.controllers import (
     TUSTriggerConfig,
 )
 from closedloop.config.features import (
+    PAIN_INDEX,
     FeaturesConfig,
     PhaseConfig,
     PreprocessConfig,
@@ -37,7 +38,8 @@ from closedloop.config.features import (
     features_of,
     spectrum_range,
 )
-from closedloop.config.pipeline import DeviceConfig, PipelineConfig
+from closedloop.config.painmodel import features_hash, read_pain_model
+from closedloop.config.pipeline import RATING_FEATURES, DeviceConfig, PipelineConfig, RatingsConfig
 from closedloop.config.profile import DeviceProfile, parse_train_limit
 from closedloop.config.safety import SafetyOverrides
 from closedloop.config.sources import SyntheticSourceConfig
@@ -70,7 +72,12 @@ BUILTIN_ADAPTERS: dict[str, AdapterFacts] = {
 
 def feature_names(cfg: PipelineConfig) -> list[str]:
     """Return the names of the features a pipeline produces, in frame order."""
-    return features_of(cfg.features)
+    return features_of(cfg.features) + rating_features(cfg.ratings)
+
+
+def rating_features(ratings: RatingsConfig | None) -> list[str]:
+    """Return the features a ``[ratings]`` section adds to every frame (after the ``[features]`` ones)."""
+    return list(RATING_FEATURES) if ratings is not None and ratings.features else []
 
 
 # --- source × preprocess × features ----------------------------------------------------------------
@@ -282,14 +289,42 @@ def _check_channels(f: FeaturesConfig, pp: PreprocessConfig, ch_names: list[str]
 # --- controller × features ------------------------------------------------------------------------
 
 
-def check_controller_features(controller: Any, features: FeaturesConfig) -> list[str]:
+def check_controller_features(
+    controller: Any, features: FeaturesConfig, ratings: RatingsConfig | None = None
+) -> list[str]:
     """Return a problem for every feature the controller reads that the pipeline does not produce."""
-    feats = features_of(features)
+    feats = features_of(features) + rating_features(ratings)
     return [
         f"controller.{key}: {name!r} is not a feature of this pipeline; choose one of {feats}"
-        for key, name in controller.feature_keys().items()
+        for key, name in controller.feature_refs()
         if name is not None and name not in feats
     ]
+
+
+# --- pain ratings and the pain index (docs/pain-modelling.md) --------------------------------------
+
+
+def check_pain_index(features: FeaturesConfig, sfreq: float) -> list[str]:
+    """Return the problems of ``[features.pain_index]``: its model file, the features it reads, its lags."""
+    key = "features.pain_index.model"
+    try:
+        model = read_pain_model(features.pain_index.model)
+    except ValueError as e:
+        return [f"{key}: {e}"]
+    produced = [n for n in features_of(features) if n != PAIN_INDEX]
+    problems = []
+    for name in model.features():
+        if name in (PAIN_INDEX, *RATING_FEATURES):
+            problems.append(f"{key}: the model reads {name!r}; a pain index is a model of EEG features only")
+        elif name not in produced:
+            problems.append(f"{key}: the model reads {name!r}, not a feature of this pipeline; features: {produced}")
+    interval = features.hop_samples / sfreq
+    if not math.isclose(interval, model.frame_interval_s, rel_tol=1e-9):
+        problems.append(
+            f"{key}: the model was fitted on a frame every {model.frame_interval_s:g} s; this pipeline makes one "
+            f"every {interval:g} s (hop_samples / sfreq): its lags would mean other times; calibrate again"
+        )
+    return problems
 
 
 # --- controller, overrides, features × device profile ---------------------------------------------
@@ -568,8 +603,11 @@ def check_sections(sections: dict[str, Any], profile: DeviceProfile | None) -> l
     problems: list[str] = []
     if src is not None and pp is not None and feat is not None:
         problems += check_features(feat, pp, src.sfreq, src.ch_names)
+    ratings = sections.get("ratings")
     if ctl is not None and feat is not None:
-        problems += check_controller_features(ctl, feat)
+        problems += check_controller_features(ctl, feat, ratings)
+    if feat is not None and feat.pain_index is not None and src is not None:
+        problems += check_pain_index(feat, src.sfreq)
     if profile is None:
         return problems
     problems += [f"device.profile ({profile.device.name}): {p}" for p in check_adapter(profile)]
@@ -606,6 +644,7 @@ def pipeline_warnings(cfg: PipelineConfig) -> list[str]:
             f"{max(src.chunk_size, round(hop / src.chunk_size) * src.chunk_size)}"
         )
     warnings += stimulation_artefact_warnings(cfg)
+    warnings += _pain_index_warnings(cfg)
     return warnings
 
 
@@ -630,6 +669,24 @@ def stimulation_artefact_warnings(cfg: PipelineConfig) -> list[str]:
                     "(docs/control.md)"
                 )
     return out
+
+
+def _pain_index_warnings(cfg: PipelineConfig) -> list[str]:
+    """Warn when a pain model was fitted on features computed differently from this pipeline's."""
+    if cfg.features.pain_index is None:
+        return []
+    try:
+        model = read_pain_model(cfg.features.pain_index.model)
+    except ValueError:
+        return []  # reported as an error by check_pain_index
+    trained = model.training.get("features_sha256")
+    here = features_hash(cfg.features.model_dump(mode="json"), cfg.preprocess.model_dump(mode="json"), cfg.source.sfreq)
+    if trained and trained != here:
+        return [
+            "features.pain_index.model: the model was fitted on features computed with other [features] or "
+            "[preprocess] settings than this pipeline's; its weights may not fit these features (calibrate again)"
+        ]
+    return []
 
 
 def notch_warning(pp: PreprocessConfig, line_hz: float | None, how: str) -> str | None:

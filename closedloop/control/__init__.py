@@ -10,6 +10,7 @@ from closedloop.control.baseline import INNER_CONTROLLERS, BaselineController
 from closedloop.control.dual_threshold import DualThresholdController
 from closedloop.control.phase_trigger import PhaseTriggerController
 from closedloop.control.pi import PIController
+from closedloop.control.rule import RuleController
 from closedloop.control.schedule import ScheduleController
 from closedloop.control.threshold import ThresholdController
 from closedloop.control.trigger import TriggerController
@@ -19,6 +20,7 @@ _REGISTRY = {
     "baseline": BaselineController,
     "trigger": TriggerController,
     "phase_trigger": PhaseTriggerController,
+    "rule": RuleController,
 }
 
 
@@ -33,6 +35,7 @@ __all__ = [
     "DualThresholdController",
     "PIController",
     "PhaseTriggerController",
+    "RuleController",
     "ScheduleController",
     "ThresholdController",
     "TriggerController",

@@ -165,6 +165,7 @@ class LiveSession:
         self.summary_path: Path | None = None
         self._driver: SessionDriver | None = None
         self._trip: WatchdogTrip | None = None
+        self._ratings = None  # the rating inlet ([ratings])
         self._t_first: float | None = None
         self._elapsed_s = 0.0
         self.dashboard_options = dashboard
@@ -283,6 +284,7 @@ class LiveSession:
                 outputs.open(driver, recording, source)
                 inlets = self._record_other_streams(recording, publisher, outputs.record_queries)
                 outputs.check_recorded(inlets, recording)
+                self._ratings = self._open_ratings(driver, recording)
                 self._say(f"connecting to {self.resolved.profile.device.name}")
                 self.adapter.connect()
                 self.adapter.arm()
@@ -322,6 +324,19 @@ class LiveSession:
         finally:
             outputs.close(summary)
         return summary
+
+    def _open_ratings(self, driver: SessionDriver, recording: SessionRecording):
+        """``[ratings]``: pull the rating stream before each chunk, record it, feed the frames."""
+        cfg = self.resolved.config.ratings
+        if cfg is None:
+            return None
+        from closedloop.pain.ratings import RatingInlet, RatingTrack
+
+        track = driver.pipeline.ratings if driver.pipeline.ratings is not None else RatingTrack(cfg.scale)
+        inlet = RatingInlet(cfg, track, recording).open()
+        self._say(f"ratings from {inlet.name!r}" if inlet.name else "no rating stream found: rating stays NaN")
+        driver.before_chunk = inlet.poll
+        return inlet
 
     def _record_other_streams(self, recording: SessionRecording, publisher, extra=()) -> StreamInlets | None:
         rec_cfg = self.resolved.config.recording
@@ -515,6 +530,7 @@ class LiveSession:
             watchdog.stop if watchdog is not None else None,
             self.adapter.stop,
             inlets.stop if inlets is not None else None,
+            self._ratings.close if self._ratings is not None else None,
             source.close,
             publisher.stop if publisher is not None else None,
         ):

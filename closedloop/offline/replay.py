@@ -102,6 +102,7 @@ def replay(
     recording: RecordingFile | None = None,
     duration_s: float | None = None,
     identity: dict[str, str] | None = None,
+    plant=None,
 ) -> ReplayResult:
     """Replay a recording through a pipeline.
 
@@ -136,6 +137,11 @@ def replay(
         run, else the whole file.
     identity : dict, optional
         Participant and session identifiers (summary and recording).
+    plant : PlantFile or str or Path, optional
+        A fitted plant (``closedloop identify``): the feature it models is
+        shifted by the modelled effect of the replay's commands, minus that
+        of the recording's own (closed loop offline; the assumptions are in
+        the summary, the report and docs/pain-modelling.md).
 
     Returns
     -------
@@ -161,7 +167,11 @@ def replay(
     recorded = _recorded_session(rec)
     sample_clock = SampleClock(cfg.sfreq, cfg.features.window_samples, cfg.features.hop_samples)
     clock = RecordedClock(recorded.safety_times, sample_clock) if recorded.safety_times is not None else sample_clock
-    pipe = Pipeline(resolved, plan.names, clock=clock, ch_types=plan.types)
+    overlay = _plant_overlay(plant, resolved, recorded) if plant is not None else None
+    pipe = Pipeline(resolved, plan.names, clock=clock, ch_types=plan.types, plant=overlay)
+    ratings = _load_ratings(rec, cfg)
+    if ratings is not None and pipe.ratings is not None:
+        ratings.fill(pipe.ratings)
     inputs = {k: v for k, v in recorded.controller_state.items() if k in getattr(pipe.controller, "replay_inputs", ())}
     if inputs:  # live measurements a controller decided on (a phase trigger's delay to the pulse)
         pipe.controller.use_recorded_inputs(inputs)
@@ -196,10 +206,13 @@ def replay(
             session_info={
                 "replay_of": str(rec.path),
                 **({"requested_duration_s": repr(duration_s)} if duration_s else {}),
+                **(_plant_info(overlay) if overlay is not None else {}),
             },
         )
         pipe.safety.on_event = session.on_event
         driver.recording = session
+        if ratings is not None and len(ratings):
+            _record_ratings(session, ratings)
         if rec.events:
             session.on_marker(
                 ANNOTATIONS_STREAM,
@@ -258,6 +271,11 @@ def replay(
         "notes": rec.notes,
         "safety_clock": "recorded" if recorded.safety_times is not None else "sample",
     }
+    if ratings is not None:
+        summary["replay"]["ratings"] = {"source": ratings.source, "stream": ratings.stream, "count": len(ratings)}
+        rec.notes.extend(ratings.notes)
+    if overlay is not None:
+        summary["plant"] = _plant_summary(overlay)
     out = Path(out_dir) if out_dir is not None else None
     if session is not None:
         session.finish()
@@ -301,6 +319,7 @@ class _RecordedSession:
 
     safety_times: np.ndarray | None = None
     requested_duration_s: float | None = None
+    allowed_mA: np.ndarray | None = None  # the amplitude the safety layer allowed at each frame
     controller_state: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -320,10 +339,89 @@ def _recorded_session(rec: RecordingFile) -> _RecordedSession:
         if "safety_time" in stream.ch_names:
             values, _ = reader.read_stream(stream.stream_id)
             out.safety_times = np.asarray(values[:, stream.ch_names.index("safety_time")], dtype=float)
+            # the EEG of a live (or simulated) session felt its own commands; a replay's file keeps the EEG of
+            # the session it replayed, which never felt the replay's commands
+            if "allowed_amplitude_mA" in stream.ch_names and not reader.file_header.findtext("replay_of"):
+                on = values[:, stream.ch_names.index("allowed_on")] > 0
+                amp = values[:, stream.ch_names.index("allowed_amplitude_mA")]
+                out.allowed_mA = np.where(on & np.isfinite(amp), amp, 0.0).astype(float)
     for stream in reader.find(name=CONTROLLER_STREAM):
         values, _ = reader.read_stream(stream.stream_id)
         out.controller_state = {name: np.asarray(values[:, j], dtype=float) for j, name in enumerate(stream.ch_names)}
     return out
+
+
+# --- pain modelling: ratings and a fitted plant (docs/pain-modelling.md) ---------------------------
+
+
+def _load_ratings(rec: RecordingFile, cfg):
+    """Return the recording's ratings for a pipeline with ``[ratings]`` (None without)."""
+    if getattr(cfg, "ratings", None) is None:
+        return None
+    from closedloop.pain.ratings import RecordedRatings, ratings_from_recording
+
+    if rec.kind != "xdf":
+        z = np.zeros(0)
+        return RecordedRatings(z, z, z, "none", "", 0, [f"{rec.path.name} is not XDF: no ratings; rating is NaN"])
+    return ratings_from_recording(rec.path, cfg.ratings)
+
+
+def _record_ratings(session, ratings) -> None:
+    """Record the ratings as the pipeline used them (``closedloop-ratings-aligned``, at their effective times)."""
+    from closedloop.pain.ratings import ALIGNED_STREAM, RATING_CHANNELS
+
+    session.add_stream(ALIGNED_STREAM, "Ratings", len(RATING_CHANNELS), 0.0, "double64", ch_names=RATING_CHANNELS)
+    session.on_marker(ALIGNED_STREAM, np.column_stack([ratings.values, ratings.times]), ratings.effective)
+
+
+def _plant_overlay(plant, resolved, recorded: _RecordedSession):
+    """Return the frame stage that overlays a fitted plant on this replay."""
+    from closedloop.config.painmodel import file_sha256
+    from closedloop.pain.plant import PlantFile, PlantOverlay, measurement_for, read_plant
+
+    path = None
+    if not isinstance(plant, PlantFile):
+        path = Path(plant)
+        plant = read_plant(path)
+    from closedloop.config.features import features_of
+
+    cfg = resolved.config
+    names = features_of(cfg.features)
+    if plant.feature not in names:
+        raise ValueError(f"the plant models {plant.feature!r}, which this pipeline does not compute; features: {names}")
+    if plant.response == "amplitude" and not cfg.features.log10:
+        raise ValueError("the plant acts on amplitude, which needs features in log10 power ([features] log10 = true)")
+    overlay = PlantOverlay(plant, measurement_for(cfg.features, cfg.sfreq, plant.feature), recorded.allowed_mA)
+    overlay.source = str(path) if path is not None else ""
+    overlay.sha256 = file_sha256(path) if path is not None else ""
+    return overlay
+
+
+def _plant_summary(overlay) -> dict:
+    p = overlay.plant
+    return {
+        "file": overlay.source,
+        "sha256": overlay.sha256,
+        "feature": p.feature,
+        "response": p.response,
+        "gain": p.gain,
+        "tau_s": p.tau_s,
+        "delay_s": p.delay_s,
+        "recorded_stimulation_removed": overlay.removes_recorded,
+        "measurement": overlay.meas.describe(),
+        "assumptions": list(p.assumptions),
+    }
+
+
+def _plant_info(overlay) -> dict[str, str]:
+    """File-header facts of a replay with a plant: the plant itself, its hash, its assumptions."""
+    import json
+
+    return {
+        "plant_json": overlay.plant.model_dump_json(),
+        "plant_sha256": overlay.sha256,
+        "plant_summary_json": json.dumps(_plant_summary(overlay)),
+    }
 
 
 def _json_default(value):

@@ -120,6 +120,12 @@ def write_report(
     eeg = roles.get("eeg")
 
     sections: list[tuple[str, str]] = [("Summary", _summary_html(summary, reader))]
+    plant = _plant_html(reader)
+    if plant:  # a replay in closed loop through a fitted plant: what it assumes comes first
+        sections.append(("Modelled plant", plant))
+    pain = _pain_model_html(reader)
+    if pain:
+        sections.append(("Pain model", pain))
     sections.append(("Quality flags", _flags_html(summary, roles.get("features"), feats)))
     if feats is not None and len(feats[1]):
         names = roles["features"].ch_names[:-2]
@@ -212,6 +218,40 @@ def format_value(value: object) -> str:
 
 
 # -- reading --------------------------------------------------------------------------
+def _plant_html(reader: XDFReader) -> str:
+    """Describe the fitted plant of a ``replay --plant`` and state its assumptions ('' for other sessions)."""
+    text = reader.file_header.findtext("plant_summary_json")
+    if not text:
+        return ""
+    p = json.loads(text)
+    rows = [
+        ("feature", p.get("feature")),
+        ("response", p.get("response")),
+        ("gain", format_value(p.get("gain"))),
+        ("time constant (s)", format_value(p.get("tau_s"))),
+        ("delay (s)", format_value(p.get("delay_s"))),
+        ("recorded stimulation's modelled effect removed", str(p.get("recorded_stimulation_removed"))),
+        ("plant file", f"{p.get('file')} (SHA-256 {p.get('sha256')})"),
+    ]
+    items = "".join(f"<li>{html.escape(a)}</li>" for a in p.get("assumptions", []))
+    return (
+        "<p>This replay ran in closed loop offline: the feature below is the recorded one shifted by the modelled "
+        "effect of the replay's own commands (minus that of the recording's). It is a model, not the brain; "
+        "it assumes:</p>"
+        f"<ol>{items}</ol>{_table([(k, str(v)) for k, v in rows])}"
+    )
+
+
+def _pain_model_html(reader: XDFReader) -> str:
+    """Identify the pain model the session used: file, hashes, terms ('' without one)."""
+    text = reader.file_header.findtext("pain_model_json")
+    if not text:
+        return ""
+    m = json.loads(text)
+    rows = [(k, ", ".join(map(str, v)) if isinstance(v, list) else str(v)) for k, v in m.items()]
+    return _table(rows)
+
+
 def _pipeline_json(reader: XDFReader, resolved) -> dict | None:
     if resolved is not None:
         return resolved.config.model_dump(mode="json")

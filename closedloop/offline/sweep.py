@@ -74,6 +74,7 @@ class SweepRun:
     states: list[str] | None = None
     stim_states: list[str] | None = None
     extra: dict = field(default_factory=dict)
+    plant: str | None = None  # a fitted plant overlaid on every replay (closed loop offline)
 
 
 def run_one(run: SweepRun) -> dict[str, object]:
@@ -85,7 +86,7 @@ def run_one(run: SweepRun) -> dict[str, object]:
     row: dict[str, object] = {"file": run.file, **run.overrides}
     try:
         resolved = load_pipeline(run.pipeline, run.overrides)
-        result = replay(run.file, resolved, keep="trace")
+        result = replay(run.file, resolved, keep="trace", **({"plant": run.plant} if run.plant else {}))
         row.update(outcomes(result.trace, run.feature, run.band, result.events, run.states, run.stim_states))
         row["duration_s"] = result.duration_s
         row["charge_C_safety"] = result.summary.get("charge_C")
@@ -117,6 +118,7 @@ def sweep(
     states: Sequence[str] | None = None,
     stim_states: Sequence[str] | None = None,
     csv_path: str | os.PathLike | None = None,
+    plant: str | os.PathLike | None = None,
 ) -> list[dict]:
     """Replay every file with every grid combination, in parallel.
 
@@ -142,6 +144,9 @@ def sweep(
         :func:`closedloop.offline.metrics.outcomes`).
     csv_path : str or Path, optional
         Write the table there.
+    plant : str or Path, optional
+        A fitted plant (``closedloop identify``) overlaid on every replay, so
+        each combination is evaluated in closed loop offline.
 
     Returns
     -------
@@ -177,6 +182,7 @@ def sweep(
             band or default_band,
             list(states) if states else None,
             list(stim_states) if stim_states else None,
+            plant=str(plant) if plant is not None else None,
         )
         for f in files
         for combo in combos

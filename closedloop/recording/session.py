@@ -620,6 +620,15 @@ def _pipeline_meta(resolved) -> dict[str, str]:
         meta["pipeline_toml"] = Path(resolved.path).read_text(encoding="utf-8")
     except OSError:
         meta["pipeline_toml"] = ""
+    pain = resolved.config.features.pain_index
+    if pain is not None:  # the calibrated model and its training data hashes travel with every session using it
+        from closedloop.pain.index import model_facts
+
+        meta["pain_model_json"] = json.dumps(model_facts(pain.model), sort_keys=True)
+        try:
+            meta["pain_model_file"] = Path(pain.model).read_text(encoding="utf-8")
+        except OSError:
+            meta["pain_model_file"] = ""
     return meta
 
 

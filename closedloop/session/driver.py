@@ -93,6 +93,9 @@ class SessionDriver:
         self.adapter_s = 0.0  # time spent handing the last chunk's commands to the adapter
         self.issued = float("nan")  # clock time once the last chunk's commands were handed to the adapter
         self.on_applied: Callable[[Command, float, float], None] | None = None
+        #: called at the start of every chunk, before its frames (live: the rating inlet's poll, so the
+        #: frames see every rating that has arrived; it must not block)
+        self.before_chunk: Callable[[], object] | None = None
 
     @property
     def safety(self):
@@ -120,6 +123,8 @@ class SessionDriver:
             timestamps): what the recording keeps.
         """
         recording = self.recording
+        if self.before_chunk is not None:
+            self.before_chunk()
         try:
             with self.lock:
                 steps = self.pipeline.process(chunk)

@@ -177,4 +177,22 @@ def build_summary(
         "warnings": list(st.warnings),
         "features": feats,
         "safety_envelope": {k: v["value"] for k, v in resolved.envelope().items()},
+        **_pain_fields(resolved, p),
     }
+
+
+def _pain_fields(resolved, pipeline) -> dict:
+    """Return the summary's ``pain_index`` (the model and its training hashes) and ``ratings`` (counts)."""
+    out: dict = {}
+    pain = resolved.config.features.pain_index
+    if pain is not None:
+        from closedloop.pain.index import model_facts
+
+        try:
+            out["pain_index"] = model_facts(pain.model)
+        except (ValueError, OSError) as e:
+            out["pain_index"] = {"file": pain.model, "error": str(e)}
+    track = getattr(pipeline, "ratings", None)
+    if track is not None:
+        out["ratings"] = {"accepted": track.accepted, "rejected": track.rejected, "late": track.late}
+    return out

@@ -142,6 +142,37 @@ OVERRIDES = [
     ("theta_alpha_tdcs_dual", "controller.derive.lower='q25'", "controller.derive.lower"),
     ("theta_alpha_tdcs_dual", "controller.inner.kind='baseline'", "controller.inner.kind"),
     (
+        "alpha_tacs",
+        "controller={kind = 'rule', on_when = 'alpha <', amplitude_mA = 1.0, frequency_Hz = 10.0}",
+        "controller.on_when: does not parse at column 7",
+    ),
+    (
+        "alpha_tacs",
+        "controller={kind = 'rule', on_when = 'alpha < 1 and gamma > 2', amplitude_mA = 1.0, frequency_Hz = 10.0}",
+        "controller.on_when: 'gamma' is not a feature of this pipeline",
+    ),
+    (
+        "alpha_tacs",
+        "controller={kind = 'rule', on_when = 'open(1) > 2', amplitude_mA = 1.0, frequency_Hz = 10.0}",
+        "controller.on_when: the call 'open(1)' is not allowed",
+    ),
+    (
+        "alpha_tacs",
+        "controller={kind = 'rule', on_when = 'alpha', amplitude_mA = 1.0, frequency_Hz = 10.0}",
+        "controller.on_when: 'alpha' is a number, not a condition",
+    ),
+    (
+        "alpha_tacs",
+        "controller={kind = 'rule', on_when = 'alpha < 1', off_when = 'rating > 3', amplitude_mA = 1.0, "
+        "frequency_Hz = 10.0}",
+        "controller.off_when: 'rating' is not a feature of this pipeline",
+    ),
+    ("alpha_tacs", "ratings={stream = {}}", "ratings.stream: give at least one of name, type, source_id"),
+    ("alpha_tacs", "ratings={stream = {name = 'r'}, scale = [10.0, 0.0]}", "ratings.scale: need low < high"),
+    ("alpha_tacs", "ratings={stream = {name = 'r'}, channel = -1}", "ratings.channel: an index is >= 0"),
+    ("alpha_tacs", "features.pain_index={model = 'missing.json'}", "features.pain_index.model: model file not found"),
+    ("alpha_tacs", "controller.feature='pain_index'", "controller.feature: 'pain_index' is not a feature"),
+    (
         "phase_alpha_rtms_sim",
         "controller.min_interval_s=5",
         "controller.min_interval_s: 5 s is shorter than the train (0.05 s) plus the minimum inter-train interval",
@@ -265,7 +296,12 @@ def files(tmp_path) -> dict[str, Path]:
     full = tmp_path / "full"
     full.mkdir()
     (full / "x").write_text("")
-    return {"rec": rec, "full": full, "folder": tmp_path}
+    plant = tmp_path / "plant.json"  # a fitted plant of a feature alpha_tacs does not compute
+    plant.write_text(
+        '{"format": "closedloop.plant/1", "feature": "beta", "response": "additive", "gain": 1.0, '
+        '"tau_s": 2.0, "delay_s": 0.0}'
+    )
+    return {"rec": rec, "full": full, "folder": tmp_path, "plant": plant}
 
 
 #: Command lines; ``{rec}`` is an existing (unreadable) recording, ``{full}`` a non-empty folder.
@@ -333,6 +369,24 @@ ARGS = [
     (["view", "missing_session", "--no-browser"], "missing_session: no such session folder or file"),
     (["view", "{rec}", "--no-browser"], "rec.xdf"),
     (["view", "{folder}", "--port", "-1"], "--port"),
+    (["calibrate", "{rec}", "-p", "alpha_tacs"], "--target rating needs [ratings] in the pipeline"),
+    (["calibrate", "{rec}", "-p", "alpha_tacs", "--rows", "x"], "--rows 'x': allowed: ratings, frames"),
+    (["calibrate", "{rec}", "-p", "alpha_tacs", "--cv", "shuffle"], "--cv 'shuffle': allowed: blocked, forward"),
+    (["calibrate", "{rec}", "-p", "alpha_tacs", "--model", "svm"], "--model must be 'ridge' or 'logistic'"),
+    (["calibrate", "{rec}", "-p", "alpha_tacs", "--lag", "nan"], "--lag"),
+    (["calibrate", "{rec}", "-p", "alpha_tacs", "--folds", "1"], "--folds"),
+    (["calibrate", "missing.xdf", "-p", "alpha_tacs"], "missing.xdf"),
+    (["calibrate", "{rec}"], "Missing option '--pipeline'"),
+    (["identify", "{rec}", "--response", "x"], "--response 'x': allowed: additive, amplitude"),
+    (["identify", "{rec}"], "has no closedloop features/commands streams"),
+    (["identify", "{rec}", "--max-delay", "inf"], "--max-delay"),
+    (["identify", "missing.xdf"], "missing.xdf"),
+    (["rate", "--min", "5", "--max", "1"], "--min 5 must be below --max 1"),
+    (["rate", "--max", "nan"], "--max"),
+    (["replay", "{rec}", "-p", "alpha_tacs", "--plant", "missing.json"], "--plant: plant file not found"),
+    (["replay", "{rec}", "-p", "alpha_tacs", "--plant", "{rec}"], "--plant: plant file"),
+    (["replay", "{rec}", "-p", "alpha_tacs", "--plant", "{plant}"], "it models 'beta', not a feature"),
+    (["sweep", "{rec}", "-p", "alpha_tacs", "--plant", "{plant}"], "it models 'beta', not a feature"),
 ]
 
 
