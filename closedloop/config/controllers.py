@@ -435,6 +435,16 @@ class TUSSonication(StrictModel):
 
 
 #: The TUS parameters a fire carries in ``Command.extra`` (the keys of :mod:`closedloop.safety.tus`).
+def _train_extra(t: RTMSTrain) -> dict[str, float]:
+    """Return the ``Command.extra`` of an rTMS fire: intensity, and the train's pulses or duration."""
+    out = {"intensity_pct": float(t.intensity_pct)}
+    if t.pulses is not None:
+        out["pulses"] = float(t.pulses)
+    if t.duration_s is not None:
+        out["train_duration_s"] = float(t.duration_s)
+    return out
+
+
 TUS_KEYS = ("pnp_MPa", "center_frequency_MHz", "isppa_W_per_cm2", "duty_cycle", "prf_Hz", "burst_s")
 
 
@@ -477,13 +487,7 @@ class RTMSTriggerConfig(_TriggerBase):
 
     def fire_extra(self) -> dict[str, float]:
         """Return the ``Command.extra`` of a fire (without the ``fire`` flag)."""
-        t = self.train
-        out = {"intensity_pct": float(t.intensity_pct)}
-        if t.pulses is not None:
-            out["pulses"] = float(t.pulses)
-        if t.duration_s is not None:
-            out["train_duration_s"] = float(t.duration_s)
-        return out
+        return _train_extra(self.train)
 
 
 class TUSTriggerConfig(_TriggerBase):
@@ -624,7 +628,9 @@ class RTMSPhaseTriggerConfig(_PhaseTriggerBase):
         t = self.train
         return t.pulses / t.frequency_Hz if t.pulses is not None else float(t.duration_s)
 
-    fire_extra = RTMSTriggerConfig.fire_extra
+    def fire_extra(self) -> dict[str, float]:
+        """Return the ``Command.extra`` of a fire (without the ``fire`` flag)."""
+        return _train_extra(self.train)
 
 
 class TUSPhaseTriggerConfig(_PhaseTriggerBase):
@@ -663,7 +669,9 @@ class TUSPhaseTriggerConfig(_PhaseTriggerBase):
         """How long one fire stimulates (s): the sonication."""
         return self.sonication.duration_s
 
-    fire_extra = TUSTriggerConfig.fire_extra
+    def fire_extra(self) -> dict[str, float]:
+        """Return the ``Command.extra`` of a fire (without the ``fire`` flag)."""
+        return {k: float(getattr(self.sonication, k)) for k in TUS_KEYS}
 
 
 #: A phase trigger, tagged by what a fire delivers.

@@ -155,7 +155,7 @@ class PhaseTriggerController:
         self._tol = math.radians(config.tolerance_deg)
         self._names = tuple(config.feature_name(k) for k in ("phase", "amp", "freq", "snr"))
         self._index_of: tuple[str, ...] | None = None  # the names tuple the cached indices belong to
-        self._idx = (0, 0, 0, -1)
+        self._idx: tuple[int, int, int, int] = (0, 0, 0, -1)
         self._extra = config.fire_extra()
         self._rate = float(config.rate_Hz)
         self._fire_s = float(config.fire_s)
@@ -186,11 +186,11 @@ class PhaseTriggerController:
     def _indices(self, names: tuple[str, ...]) -> tuple[int, int, int, int]:
         if names is not self._index_of:
             try:
-                idx = tuple(names.index(n) for n in self._names[:3])
+                i_phase, i_amp, i_freq = (names.index(n) for n in self._names[:3])
             except ValueError:
                 raise KeyError(f"the frame lacks {list(self._names[:3])}; it has {list(names)}") from None
             snr = names.index(self._names[3]) if self.config.min_snr_db is not None else -1
-            self._idx = (*idx, snr)
+            self._idx = (i_phase, i_amp, i_freq, snr)
             self._index_of = names
         return self._idx
 
@@ -233,7 +233,7 @@ class PhaseTriggerController:
             self._next_chance(t, pulse)
             half = math.pi * freq * self._gap if math.isfinite(self._gap) else 0.0
             hit = -half <= d < half or (self._prev_d > 0.0 and -self._tol <= d < 0.0)
-            snr_ok = i_snr < 0 or float(v[i_snr]) >= c.min_snr_db
+            snr_ok = c.min_snr_db is None or float(v[i_snr]) >= c.min_snr_db
             gate = amp >= c.min_amplitude_uV and snr_ok
             self._gate = 1.0 if gate else 0.0
             capped = c.max_count is not None and self.fires >= c.max_count
