@@ -43,6 +43,13 @@ def test_the_docs_folder_has_the_pages_the_project_promises():
         assert (REPO / "docs" / f"{page}.md").is_file(), page
 
 
+def test_the_docs_index_lists_every_page():
+    index = (REPO / "docs" / "README.md").read_text(encoding="utf-8")
+    listed = set(_LINK.findall(index))
+    pages = {p.name for p in (REPO / "docs").glob("*.md")} - {"README.md"}
+    assert sorted(pages - listed) == []
+
+
 def test_every_docs_page_mentioned_exists():
     missing = []
     for path in text_files(MENTIONS):
