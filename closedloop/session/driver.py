@@ -171,7 +171,7 @@ class SessionDriver:
             self._applied_rows = np.empty((2 * len(steps), 5))
             self._issue_times = np.empty(2 * len(steps))
         rows, issued, commands = self._applied_rows, self._issue_times, []
-        local_time = self.local_time
+        local_time, on_applied = self.local_time, self.on_applied
         try:
             for s in steps:
                 command = s.allowed
@@ -181,12 +181,16 @@ class SessionDriver:
                 except LimitViolation:
                     stats.adapter_refusals += 1
                     continue
-                if recording is not None:
-                    n = len(commands)
+                if recording is not None or on_applied is not None:
                     t = command.time
-                    rows[n] = (command.amplitude_mA, command.frequency_Hz, command.on, t, now - local_time(t))
-                    issued[n] = now
-                    commands.append(command)
+                    latency = now - local_time(t)
+                    if recording is not None:
+                        n = len(commands)
+                        rows[n] = (command.amplitude_mA, command.frequency_Hz, command.on, t, latency)
+                        issued[n] = now
+                        commands.append(command)
+                    if on_applied is not None:  # the session's published outputs (LSL, dashboard)
+                        on_applied(command, now, latency)
                 stats.commands_applied += 1
                 if command.amplitude_mA > stats.amplitude_max:
                     stats.amplitude_max = command.amplitude_mA
