@@ -449,10 +449,11 @@ def _features_figure(names: list[str], feats, t0: float, cfg: dict | None):
         if k < len(shown) - 1:  # one time axis, at the bottom
             ax.xaxis.set_major_locator(NullLocator())
         if ctl.get("feature") == name:
-            for key, color in (("lower", "C2"), ("upper", "C3"), ("target", "C1")):
-                if key in ctl and ctl[key] is not None:
+            for key, color in (("lower", "C2"), ("upper", "C3"), ("target", "C1"), ("threshold", "C4")):
+                if isinstance(ctl.get(key), (int, float)) and not isinstance(ctl.get(key), bool):
                     ax.axhline(ctl[key], color=color, ls="--", lw=1, label=f"{key} {format_value(ctl[key])}")
-            ax.legend(loc="upper right", fontsize=7)
+            if ax.get_legend_handles_labels()[0]:  # a controller without thresholds (e.g. dual threshold) has none
+                ax.legend(loc="upper right", fontsize=7)
     axes[-1].set_xlabel("time (s)", fontsize=8)
     return fig
 
