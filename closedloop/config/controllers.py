@@ -466,11 +466,10 @@ class _TriggerBase(ControllerConfigBase):
         return None
 
 
-class RTMSTriggerConfig(_TriggerBase):
-    """``[controller]`` with ``kind = "trigger"``, ``modality = "rtms"``: each fire is one ``[controller.train]``."""
+class _FiresTrain:
+    """What a trigger or phase trigger whose fire is an rTMS ``train`` answers about it."""
 
-    modality: Literal["rtms"] = Field("rtms", description="what a fire delivers: an rTMS train")
-    train: RTMSTrain = Field(description="[controller.train]: frequency_Hz, intensity_pct, pulses and/or duration_s")
+    train: RTMSTrain
 
     def modalities(self) -> tuple[str, ...]:
         """Return ``("rtms",)``."""
@@ -490,22 +489,10 @@ class RTMSTriggerConfig(_TriggerBase):
         return _train_extra(self.train)
 
 
-class TUSTriggerConfig(_TriggerBase):
-    """``[controller]``, ``kind = "trigger"``, ``modality = "tus"``: each fire starts a ``[controller.sonication]``."""
+class _FiresSonication:
+    """What a trigger or phase trigger whose fire is a TUS ``sonication`` answers about it."""
 
-    modality: Literal["tus"] = Field("tus", description="what a fire delivers: a TUS sonication")
-    sonication: TUSSonication = Field(
-        description="[controller.sonication]: pnp_MPa, center_frequency_MHz, isppa_W_per_cm2, duty_cycle, "
-        "prf_Hz, burst_s, duration_s"
-    )
-
-    @model_validator(mode="after")
-    def _refractory(self) -> TUSTriggerConfig:
-        if self.sonication.duration_s >= self.refractory_s:
-            raise ValueError(
-                f"refractory_s: {self.refractory_s} must exceed `sonication.duration_s` ({self.sonication.duration_s})"
-            )
-        return self
+    sonication: TUSSonication
 
     def modalities(self) -> tuple[str, ...]:
         """Return ``("tus",)``."""
@@ -523,6 +510,31 @@ class TUSTriggerConfig(_TriggerBase):
     def fire_extra(self) -> dict[str, float]:
         """Return the ``Command.extra`` of a fire (without the ``fire`` flag)."""
         return {k: float(getattr(self.sonication, k)) for k in TUS_KEYS}
+
+
+class RTMSTriggerConfig(_FiresTrain, _TriggerBase):
+    """``[controller]`` with ``kind = "trigger"``, ``modality = "rtms"``: each fire is one ``[controller.train]``."""
+
+    modality: Literal["rtms"] = Field("rtms", description="what a fire delivers: an rTMS train")
+    train: RTMSTrain = Field(description="[controller.train]: frequency_Hz, intensity_pct, pulses and/or duration_s")
+
+
+class TUSTriggerConfig(_FiresSonication, _TriggerBase):
+    """``[controller]``, ``kind = "trigger"``, ``modality = "tus"``: each fire starts a ``[controller.sonication]``."""
+
+    modality: Literal["tus"] = Field("tus", description="what a fire delivers: a TUS sonication")
+    sonication: TUSSonication = Field(
+        description="[controller.sonication]: pnp_MPa, center_frequency_MHz, isppa_W_per_cm2, duty_cycle, "
+        "prf_Hz, burst_s, duration_s"
+    )
+
+    @model_validator(mode="after")
+    def _refractory(self) -> TUSTriggerConfig:
+        if self.sonication.duration_s >= self.refractory_s:
+            raise ValueError(
+                f"refractory_s: {self.refractory_s} must exceed `sonication.duration_s` ({self.sonication.duration_s})"
+            )
+        return self
 
 
 #: A trigger, tagged by what a fire delivers.
@@ -600,7 +612,7 @@ class _PhaseTriggerBase(ControllerConfigBase):
         return None
 
 
-class RTMSPhaseTriggerConfig(_PhaseTriggerBase):
+class RTMSPhaseTriggerConfig(_FiresTrain, _PhaseTriggerBase):
     """``[controller]``, ``kind = "phase_trigger"``, ``modality = "rtms"``: each pulse is one ``[controller.train]``.
 
     A single pulse is a train of ``pulses = 1`` (at a train rate the verified train table covers).
@@ -609,31 +621,14 @@ class RTMSPhaseTriggerConfig(_PhaseTriggerBase):
     modality: Literal["rtms"] = Field("rtms", description="what a fire delivers: an rTMS train (1 pulse or more)")
     train: RTMSTrain = Field(description="[controller.train]: frequency_Hz, intensity_pct, pulses and/or duration_s")
 
-    def modalities(self) -> tuple[str, ...]:
-        """Return ``("rtms",)``."""
-        return ("rtms",)
-
-    def frequencies_Hz(self) -> list[float]:
-        """Return the train rate."""
-        return [self.train.frequency_Hz]
-
-    @property
-    def rate_Hz(self) -> float:
-        """The ``frequency_Hz`` of the commands: the train rate."""
-        return self.train.frequency_Hz
-
     @property
     def fire_s(self) -> float:
         """How long one fire stimulates (s): the train."""
         t = self.train
         return t.pulses / t.frequency_Hz if t.pulses is not None else float(t.duration_s)
 
-    def fire_extra(self) -> dict[str, float]:
-        """Return the ``Command.extra`` of a fire (without the ``fire`` flag)."""
-        return _train_extra(self.train)
 
-
-class TUSPhaseTriggerConfig(_PhaseTriggerBase):
+class TUSPhaseTriggerConfig(_FiresSonication, _PhaseTriggerBase):
     """``[controller]``, ``kind = "phase_trigger"``, ``modality = "tus"``: each fire starts a sonication."""
 
     modality: Literal["tus"] = Field("tus", description="what a fire delivers: a TUS sonication")
@@ -651,27 +646,10 @@ class TUSPhaseTriggerConfig(_PhaseTriggerBase):
             )
         return self
 
-    def modalities(self) -> tuple[str, ...]:
-        """Return ``("tus",)``."""
-        return ("tus",)
-
-    def frequencies_Hz(self) -> list[float]:
-        """Return no stimulation frequency (the PRF is checked by the TUS limits)."""
-        return []
-
-    @property
-    def rate_Hz(self) -> float:
-        """The ``frequency_Hz`` of the commands: the pulse repetition frequency."""
-        return self.sonication.prf_Hz
-
     @property
     def fire_s(self) -> float:
         """How long one fire stimulates (s): the sonication."""
         return self.sonication.duration_s
-
-    def fire_extra(self) -> dict[str, float]:
-        """Return the ``Command.extra`` of a fire (without the ``fire`` flag)."""
-        return {k: float(getattr(self.sonication, k)) for k in TUS_KEYS}
 
 
 #: A phase trigger, tagged by what a fire delivers.
