@@ -205,23 +205,29 @@ def run_mne_lsl_loop(name: str, rate: int, duration: float, offset: float) -> di
     return {"loop": stats_ms(latency), "compute": stats_ms(compute)}
 
 
+def write_pipeline(folder: Path, name: str, channels: int, rate: int, method: str | None, poll: str) -> Path:
+    """Write the benchmark's pipeline for the stream ``name`` into ``folder``/pipelines; return its path."""
+    (folder / "pipelines").mkdir(exist_ok=True)
+    path = folder / "pipelines" / "bench.toml"
+    text = PIPELINE.format(
+        name=name,
+        rate=float(rate),
+        channels=channels,
+        picks=json.dumps(standard_channel_names(channels)),
+        hop=CHUNK,
+        profile=REPO / "devices" / "sim_tacs.toml",
+        method=f'method = "{method}"' if method else "",
+        poll=poll,
+    )
+    path.write_text(text)
+    return path
+
+
 def run_closedloop(name: str, channels: int, rate: int, duration: float, method: str | None, poll: str) -> dict:
     """Run the full closedloop pipeline as a live session on the stream; return its own telemetry."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "pipelines").mkdir()
-        text = PIPELINE.format(
-            name=name,
-            rate=float(rate),
-            channels=channels,
-            picks=json.dumps(standard_channel_names(channels)),
-            hop=CHUNK,
-            profile=REPO / "devices" / "sim_tacs.toml",
-            method=f'method = "{method}"' if method else "",
-            poll=poll,
-        )
-        (tmp / "pipelines" / "bench.toml").write_text(text)
-        resolved = load_pipeline(tmp / "pipelines" / "bench.toml")
+        resolved = load_pipeline(write_pipeline(tmp, name, channels, rate, method, poll))
         summary = LiveSession(resolved, duration, tmp / "out", show_status=False).run()
     lat = summary["latency_ms"]
     stages = summary["stage_ms"]
@@ -340,21 +346,10 @@ def compare_publish(channels: int, rate: int, duration: float, method: str | Non
             raise RuntimeError(f"the synthetic stream {name} did not appear")
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            (tmp / "pipelines").mkdir()
-            text = PIPELINE.format(
-                name=name,
-                rate=float(rate),
-                channels=channels,
-                picks=json.dumps(standard_channel_names(channels)),
-                hop=CHUNK,
-                profile=REPO / "devices" / "sim_tacs.toml",
-                method=f'method = "{method}"' if method else "",
-                poll="wait",
-            )
-            (tmp / "pipelines" / "bench.toml").write_text(text)
+            bench = write_pipeline(tmp, name, channels, rate, method, "wait")
             for r in range(rounds):
                 for flag in ("off", "on"):
-                    resolved = load_pipeline(tmp / "pipelines" / "bench.toml", {"output.publish": flag == "on"})
+                    resolved = load_pipeline(bench, {"output.publish": flag == "on"})
                     originals = {n: getattr(SessionOutputs, n) for n in spent}
                     if flag == "on":
                         for n, fn in originals.items():
