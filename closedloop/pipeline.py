@@ -167,7 +167,8 @@ class Pipeline:
         """Suspend the safety layer after too long a run of frames without usable data; resume on a good one."""
         if self.bad_data_frames is None:
             return
-        if frame.flags & BAD_DATA_FLAGS:
+        flags = frame.flags
+        if flags and flags & BAD_DATA_FLAGS:  # ``flags &`` runs enum code: only for flagged frames
             self._bad_run += 1
             if self._bad_run == self.bad_data_frames:
                 seconds = self._bad_run * self.resolved.config.features.hop_samples / self.resolved.config.sfreq
@@ -175,7 +176,7 @@ class Pipeline:
                     f"no usable data (non-finite or saturated) for {seconds:.3g} s of samples "
                     f"(bad_data_timeout_s); stimulation ramps down until usable data return"
                 )
-        else:
+        elif self._bad_run:
             if self._bad_run >= self.bad_data_frames:
                 self.safety.resume("a frame with usable data")
             self._bad_run = 0

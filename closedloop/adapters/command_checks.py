@@ -78,16 +78,25 @@ def fires(command: Command) -> bool:
 
 def check_tes(command: Command, profile: DeviceProfile) -> list[str]:
     """Problems of a tES command against the profile (amplitude and frequency range)."""
+    # runs on every command: the helpers _finite and _lim inlined (a function call costs more than the check)
     p: list[str] = []
     a, f = command.amplitude_mA, command.frequency_Hz
-    if _finite(p, "amplitude_mA", a):
-        top = _lim(profile, "max_amplitude_mA")
+    limits = profile.limits
+    if math.isfinite(a):
+        top = limits.get("max_amplitude_mA")
+        top = None if top is None else top.value
         if a < 0 or (top is not None and a > top):
             p.append(f"amplitude {a} mA outside 0-{top} mA")
-    if _finite(p, "frequency_Hz", f):
-        lo, hi = _lim(profile, "min_frequency_Hz"), _lim(profile, "max_frequency_Hz")
+    else:
+        p.append(f"amplitude_mA is {a!r} (not a finite number)")
+    if math.isfinite(f):
+        lo, hi = limits.get("min_frequency_Hz"), limits.get("max_frequency_Hz")
+        lo = None if lo is None else lo.value
+        hi = None if hi is None else hi.value
         if (lo is not None and f < lo) or (hi is not None and f > hi):
             p.append(f"frequency {f} Hz outside {lo}-{hi} Hz")
+    else:
+        p.append(f"frequency_Hz is {f!r} (not a finite number)")
     return p
 
 

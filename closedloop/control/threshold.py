@@ -30,6 +30,8 @@ class ThresholdController:
         self._blank_until = -math.inf
         self.switches = 0
         self.bad_frames = 0
+        self._names: tuple[str, ...] | None = None  # the frames' names the feature's index was found in
+        self._index = 0
 
     def _wants_on(self, x: float) -> bool:
         c = self.config
@@ -42,7 +44,11 @@ class ThresholdController:
     def update(self, frame: Frame) -> Command:
         """Return the command this frame calls for."""
         c = self.config
-        x = frame[c.feature]
+        if frame.names is not self._names:  # found once per names tuple, not per frame
+            x = frame[c.feature]  # KeyError naming the feature when it is missing
+            self._names, self._index = frame.names, frame.names.index(c.feature)
+        else:
+            x = float(frame.values[self._index])
         if not usable(frame, x):
             self.bad_frames += 1
             if c.on_bad_frame == "ramp_down":
@@ -56,12 +62,8 @@ class ThresholdController:
                 self._count = 0
                 self.switches += 1
                 self._blank_until = frame.time + c.blanking_s
-        return Command(
-            amplitude_mA=c.amplitude_mA if self.on else 0.0,
-            frequency_Hz=c.frequency_Hz,
-            on=self.on,
-            time=frame.time,
-        )
+        on = self.on
+        return Command(c.amplitude_mA if on else 0.0, c.frequency_Hz, on, frame.time)
 
     def state(self) -> dict[str, float]:
         """Return the numbers describing the controller's state (recorded per frame)."""

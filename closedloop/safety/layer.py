@@ -32,7 +32,7 @@ from typing import ClassVar
 
 from closedloop.safety.dose import Dose
 from closedloop.safety.events import EventLog, SafetyEvent
-from closedloop.safety.state import StateMachine, StimState
+from closedloop.safety.state import ARMED, IDLE, RAMPING_DOWN, STIMULATING, STOPPED, StateMachine, StimState
 from closedloop.types import Command
 
 
@@ -156,9 +156,9 @@ class SafetyLayer:
     def arm(self, reason: str = "armed by the operator") -> None:
         """Allow stimulation (idle → armed); no effect in any other state."""
         with self._lock:
-            if self.machine.state is StimState.IDLE:
+            if self.machine.state is IDLE:
                 t, _ = self._advance()
-                self._go(StimState.ARMED, t, reason)
+                self._go(ARMED, t, reason)
 
     def step(self, desired: Command) -> Command:
         """Return the command allowed now (the layer's clock) given what the controller wants.
@@ -169,8 +169,8 @@ class SafetyLayer:
         """
         with self._lock:
             t, dt = self._advance()
-            if self.machine.state is StimState.IDLE and self.auto_arm:
-                self._go(StimState.ARMED, t, "armed automatically on the first frame")
+            if self.machine.state is IDLE and self.auto_arm:
+                self._go(ARMED, t, "armed automatically on the first frame")
             self._check_session_time(t)
             if self.suspended is not None:
                 self._emergency = True
@@ -300,7 +300,7 @@ class SafetyLayer:
             return
         self.stop_reason = reason
         self._event(t, kind, reason)
-        self._go(StimState.RAMPING_DOWN if self.active else StimState.STOPPED, t, reason)
+        self._go(RAMPING_DOWN if self.active else STOPPED, t, reason)
 
     def _go(self, new: StimState, t: float, reason: str) -> None:
         old = self.machine.state
@@ -311,9 +311,9 @@ class SafetyLayer:
         """Follow the output: armed ↔ stimulating; ramping down → stopped at zero."""
         s = self.machine.state
         active = self.active
-        if s is StimState.ARMED and active:
-            self._go(StimState.STIMULATING, t, "output on")
-        elif s is StimState.STIMULATING and not active:
-            self._go(StimState.ARMED, t, "output off")
-        elif s is StimState.RAMPING_DOWN and not active:
-            self._go(StimState.STOPPED, t, f"output at zero after: {self.stop_reason}")
+        if s is ARMED and active:
+            self._go(STIMULATING, t, "output on")
+        elif s is STIMULATING and not active:
+            self._go(ARMED, t, "output off")
+        elif s is RAMPING_DOWN and not active:
+            self._go(STOPPED, t, f"output at zero after: {self.stop_reason}")

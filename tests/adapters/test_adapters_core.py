@@ -142,6 +142,23 @@ def profile(modality: str, limits: dict[str, float], adapter: str = "simulated",
     )
 
 
+def test_tes_checks_name_every_problem_and_pass_what_is_inside_the_profile():
+    timing = {"max_ramp_rate_mA_per_s": 1.0, "emergency_ramp_rate_mA_per_s": 2.0, "max_session_duration_s": 1800.0}
+    timing |= {"max_charge_C": 3.6, "watchdog_timeout_s": 0.5, "bad_data_timeout_s": 1.0}
+    limits = {"max_amplitude_mA": 2.0, "min_frequency_Hz": 1.0, "max_frequency_Hz": 100.0}
+    prof = profile("tes", limits | timing)
+    assert check_command(Command(2.0, 100.0, True, 0.0), prof) == []  # the edges are inside
+    assert check_command(Command(0.0, 1.0, False, 0.0), prof) == []
+    assert check_command(Command(2.5, 10.0, True, 0.0), prof) == ["amplitude 2.5 mA outside 0-2.0 mA"]
+    assert check_command(Command(-0.1, 10.0, True, 0.0), prof) == ["amplitude -0.1 mA outside 0-2.0 mA"]
+    assert check_command(Command(1.0, 0.5, True, 0.0), prof) == ["frequency 0.5 Hz outside 1.0-100.0 Hz"]
+    assert check_command(Command(1.0, 101.0, True, 0.0), prof) == ["frequency 101.0 Hz outside 1.0-100.0 Hz"]
+    assert check_command(Command(float("nan"), float("inf"), True, 0.0), prof) == [
+        "amplitude_mA is nan (not a finite number)",
+        "frequency_Hz is inf (not a finite number)",
+    ]
+
+
 def test_tus_limits_use_mechanical_index_derated_isppa_ispta_and_the_plane_wave_pair(repo):
     prof = load_profile(repo / "devices" / "sim_tus.toml")
     ok = {
