@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -74,10 +76,16 @@ class MemoryRecording(RecordingFile):
         self._values, self._stamps, self._block = values, stamps, block
 
     def blocks(self, picks=None, block_samples: int = 10_000):
-        """Yield the in-memory samples in blocks (picked channels), as the file would."""
-        values = self._values if picks is None else self._values[:, list(picks)]
-        for a in range(0, len(self._stamps), self._block):
-            yield values[a : a + self._block], self._stamps[a : a + self._block]
+        """Yield the in-memory samples in blocks (picked channels), as the file would.
+
+        Like the XDF reader: all channels in order are the stored blocks themselves (no copy);
+        other picks are copied block by block, as they are read.
+        """
+        values, n = self._values, len(self._stamps)
+        sel = None if picks is None or list(picks) == list(range(values.shape[1])) else list(picks)
+        for a in range(0, n, self._block):
+            block = values[a : a + self._block]
+            yield (block if sel is None else np.ascontiguousarray(block[:, sel])), self._stamps[a : a + self._block]
 
 
 def best_of(runs: int, fn) -> float:

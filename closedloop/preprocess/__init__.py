@@ -173,7 +173,9 @@ class Preprocessor:
         self.zi = np.zeros((n_sec, n_out, 2))
         self._zi_unit = np.ascontiguousarray(signal.sosfilt_zi(self.sos)) if n_sec else np.zeros((0, 2))
         self._started = np.zeros(n_out, dtype=np.int8)
-        self._input = Float64Input(len(self.ch_names))
+        # float32 (LSL, XDF) goes to the kernel as it is: it reads only the channels the map uses, and
+        # float32 -> float64 inside it is the same exact conversion a copy would make
+        self._input = Float64Input(len(self.ch_names), float32=True)
         self._out = np.zeros((64, n_out))
 
     @classmethod
@@ -230,6 +232,7 @@ class Preprocessor:
         """Compile the numba kernels before the session clock starts (state untouched)."""
         twin = Preprocessor(["a"], ["a"], 100.0, highpass_hz=1.0)
         twin.step(Chunk(np.zeros((4, 1)), np.zeros(4)))
+        twin.step(Chunk(np.zeros((4, 1), dtype=np.float32), np.zeros(4)))  # the float32 (LSL, XDF) build
         sosfilt_inplace(np.zeros((1, 6)), np.zeros((1, 1, 2)), np.zeros((2, 1)))
 
 

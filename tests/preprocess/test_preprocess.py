@@ -132,6 +132,24 @@ def test_output_bit_identical_for_any_chunking(chunk):
     assert got.tobytes() == ref.tobytes()
 
 
+@pytest.mark.parametrize("reference", ["none", "average"])
+def test_float32_input_is_filtered_bit_identically_to_its_float64_copy(reference):
+    # float32 chunks reach the kernel unconverted (it reads only the channels the map uses); the result must be
+    # the one of the float64 copy the preprocessor used to make, for strided float32 too (that one is copied)
+    rng = np.random.default_rng(8)
+    x32 = (rng.standard_normal((1500, len(NAMES))) * 20).astype(np.float32)
+    x32[700, NAMES.index("Pz")] = np.nan
+    kw = dict(sfreq=FS, reference=reference, highpass_hz=1.0, notch_hz=50.0, monitor=True)
+    pre32 = Preprocessor(NAMES, ["O1", "O2", "Pz"], **kw)
+    pre64 = Preprocessor(NAMES, ["O1", "O2", "Pz"], **kw)
+    got = stream(pre32, x32, 50)
+    ref = stream(pre64, x32.astype(np.float64), 50)
+    assert got.tobytes() == ref.tobytes()
+    assert np.isnan(got[700]).any() and np.isfinite(got[-1]).all()
+    strided = np.asfortranarray(x32)  # not C-contiguous: staged through the float64 buffer
+    assert stream(Preprocessor(NAMES, ["O1", "O2", "Pz"], **kw), strided, 50).tobytes() == ref.tobytes()
+
+
 def test_monitors_follow_the_signals_and_nan_does_not_poison_filters():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((1000, len(NAMES))) * 10
