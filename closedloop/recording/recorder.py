@@ -494,14 +494,14 @@ class Recorder:
         batch_sizes.pop(stream_id, None)
         if not parts:
             return
-        stamps = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        n = sum(len(p[1]) for p in parts)
         if self._specs[stream_id].channel_format == "string":
-            values: object = [row for p in parts for row in p[0]]
-        else:
-            values = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
-        writer.write_samples(stream_id, values, stamps)
+            stamps = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+            writer.write_samples(stream_id, [row for p in parts for row in p[0]], stamps)
+        else:  # checked by push: encoded straight from the parts into one chunk (no concatenation)
+            writer.write_sample_parts(stream_id, parts)
         with self._lock:
-            self._samples_written[stream_id] += len(stamps)
+            self._samples_written[stream_id] += n
             self._bytes_written = writer.bytes_written
 
     def _discard_queue(self) -> None:

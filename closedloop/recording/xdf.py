@@ -57,6 +57,7 @@ __all__ = [
     "encode_varlen",
     "chunk_bytes",
     "encode_samples",
+    "samples_chunk",
     "footer_xml",
     "make_spec",
     "record_dtype",
@@ -263,7 +264,14 @@ def encode_samples(
                 raw = str(value).encode("utf-8")
                 parts.append(encode_varlen(len(raw)) + raw)
         return b"".join(parts), n
-    value_dtype = spec.dtype
+    arr, stamps = _checked(spec, data, stamps)
+    return _sample_records(spec, [(arr, stamps)], encode_varlen(n)).tobytes(), n
+
+
+def _checked(spec: StreamSpec, data: np.ndarray, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return numeric ``data`` (n, channel_count) and ``timestamps`` (n,) float64, checked against ``spec``."""
+    stamps = np.ascontiguousarray(timestamps, dtype="<f8").reshape(-1)
+    n = stamps.shape[0]
     arr = np.asarray(data)
     if arr.ndim == 1 and spec.channel_count == 1:
         arr = arr.reshape(-1, 1)
@@ -272,13 +280,48 @@ def encode_samples(
             f"stream {spec.name!r}: data of shape {arr.shape} does not match "
             f"({n} timestamps, {spec.channel_count} channels)"
         )
-    if not np.can_cast(arr.dtype, value_dtype, casting="same_kind"):
+    if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
         raise TypeError(f"stream {spec.name!r}: cannot store {arr.dtype} values as {spec.channel_format}")
-    records = np.empty(n, dtype=record_dtype(value_dtype, spec.channel_count))
-    records["tsbyte"] = 8
-    records["ts"] = stamps
-    records["values"] = arr
-    return encode_varlen(n) + records.tobytes(), n
+    return arr, stamps
+
+
+def samples_chunk(spec: StreamSpec, parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Return one whole numeric Samples chunk (tag 3) holding ``parts`` in order, as a byte array.
+
+    Each part is ``(values (n, channel_count), timestamps (n,))``, checked by
+    :func:`_checked`. The bytes are those :func:`chunk_bytes` makes of
+    :func:`encode_samples` of the parts' concatenation.
+    """
+    n = sum(p[1].shape[0] for p in parts)
+    body = struct.pack("<HI", TAG_SAMPLES, spec.stream_id) + encode_varlen(n)
+    record = 9 + spec.dtype.itemsize * spec.channel_count
+    return _sample_records(spec, parts, encode_varlen(len(body) + n * record) + body)
+
+
+def _sample_records(spec: StreamSpec, parts: Sequence[tuple[np.ndarray, np.ndarray]], head: bytes) -> np.ndarray:
+    """Return ``head`` then the samples of ``parts`` as records (:func:`record_dtype`), in one byte array.
+
+    Each value and timestamp is copied once, straight into its place: no
+    record array, concatenation or ``bytes`` in between (the recorder
+    thread writes every EEG sample through here).
+    """
+    value_dtype = spec.dtype
+    width = value_dtype.itemsize * spec.channel_count
+    n = sum(p[1].shape[0] for p in parts)
+    k = len(head)
+    buf = np.empty(k + n * (9 + width), dtype=np.uint8)
+    buf[:k] = np.frombuffer(head, dtype=np.uint8)
+    records = buf[k:].reshape(n, 9 + width)
+    records[:, 0] = 8  # an explicit timestamp follows
+    a = 0
+    for values, stamps in parts:
+        b = a + stamps.shape[0]
+        records[a:b, 1:9] = np.ascontiguousarray(stamps, dtype="<f8").view(np.uint8).reshape(-1, 8)
+        # cast like the record array's assignment did (same_kind, checked), then copied as bytes
+        v = np.ascontiguousarray(values, dtype=value_dtype)
+        records[a:b, 9:] = v.view(np.uint8).reshape(-1, width)
+        a = b
+    return buf
 
 
 class XDFWriter:
@@ -331,7 +374,7 @@ class XDFWriter:
             raise
 
     # -- low level ---------------------------------------------------------
-    def _write(self, payload: bytes) -> None:
+    def _write(self, payload: bytes | np.ndarray) -> None:
         if self._fd is None:
             raise ValueError(f"XDF file {self.path} is closed")
         view = memoryview(payload)
@@ -438,14 +481,36 @@ class XDFWriter:
         spec = self._spec(stream_id)
         if stream_id in self._footed:
             raise ValueError(f"stream {spec.name!r} already has its footer")
+        if spec.channel_format != "string":
+            self.write_sample_parts(stream_id, [_checked(spec, data, timestamps)])
+            return
         content, n = encode_samples(spec, data, timestamps)
         if n == 0:
             return
         self._write(chunk_bytes(TAG_SAMPLES, content, stream_id))
         stamps = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        self._counted(stream_id, float(stamps[0]), float(stamps[-1]), n)
+
+    def write_sample_parts(self, stream_id: int, parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Write the numeric samples of ``parts`` (checked ``(values, timestamps)`` pairs) as one Samples chunk.
+
+        What :meth:`write_samples` writes for their concatenation, without
+        concatenating them first (:func:`samples_chunk`).
+        """
+        spec = self._spec(stream_id)
+        if stream_id in self._footed:
+            raise ValueError(f"stream {spec.name!r} already has its footer")
+        parts = [p for p in parts if p[1].shape[0]]
+        if not parts:
+            return
+        self._write(samples_chunk(spec, parts))
+        self._counted(stream_id, float(parts[0][1][0]), float(parts[-1][1][-1]), sum(p[1].shape[0] for p in parts))
+
+    def _counted(self, stream_id: int, first: float, last: float, n: int) -> None:
+        """Note ``n`` samples written, from ``first`` to ``last`` (for the footer)."""
         if self._count[stream_id] == 0:
-            self._first[stream_id] = float(stamps[0])
-        self._last[stream_id] = float(stamps[-1])
+            self._first[stream_id] = first
+        self._last[stream_id] = last
         self._count[stream_id] += n
 
     def write_clock_offset(self, stream_id: int, collection_time: float, offset: float) -> None:

@@ -31,7 +31,7 @@ from closedloop.recording import (
     repair_xdf,
     scan_xdf,
 )
-from closedloop.recording.xdf import chunk_bytes, encode_varlen
+from closedloop.recording.xdf import chunk_bytes, encode_samples, encode_varlen, make_spec, samples_chunk
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,6 +137,47 @@ def test_writer_uses_smallest_length_field_and_validates(tmp_path):
     with pytest.raises(FileExistsError):
         XDFWriter(path)  # never overwrite a session by accident
     XDFWriter(path, overwrite=True).close()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "given", "code"),
+    [
+        ("float32", np.float32, "<f4"),
+        ("float32", np.float64, "<f4"),
+        ("double64", np.float64, "<f8"),
+        ("int16", np.int16, "<i2"),
+        ("int32", np.int16, "<i4"),
+        ("int64", ">i8", "<i8"),
+    ],
+)
+def test_samples_chunks_hold_the_xdf_records_byte_for_byte_however_the_samples_are_split(tmp_path, fmt, given, code):
+    # reference from the XDF 1.0 layout: [varlen length][tag 3][stream id u32][varlen count], then per sample
+    # [timestamp byte 8][f8 timestamp][values], all little-endian; values cast to the stream's format
+    rng = np.random.default_rng(11)
+    n, m = 300, 5
+    data = (rng.standard_normal((n, m)) * 1000).astype(given)
+    stamps = 1e5 + np.cumsum(rng.uniform(0.001, 0.003, n))
+    values = data.astype(code)
+    records = b"".join(b"\x08" + stamps[i].astype("<f8").tobytes() + values[i].tobytes() for i in range(n))
+    content = (7).to_bytes(4, "little") + b"\x04" + n.to_bytes(4, "little") + records  # n = 300 > 255
+    expected = b"\x04" + (2 + len(content)).to_bytes(4, "little") + (3).to_bytes(2, "little") + content
+    spec = make_spec(7, "s", m, 100.0, fmt)
+    assert encode_samples(spec, data, stamps) == (content[4:], n)
+    assert samples_chunk(spec, [(data, stamps)]).tobytes() == expected
+    cuts = [(data[a:b], stamps[a:b]) for a, b in ((0, 1), (1, 120), (120, 120), (120, n))]
+    assert samples_chunk(spec, [p for p in cuts if len(p[1])]).tobytes() == expected
+    with XDFWriter(tmp_path / "a.xdf") as one, XDFWriter(tmp_path / "b.xdf") as parts:
+        for w in (one, parts):
+            w.add_stream(7, "s", "EEG", m, 100.0, fmt)
+        starts = one.bytes_written, parts.bytes_written
+        one.write_samples(7, data, stamps)
+        parts.write_sample_parts(7, cuts)
+        assert one.sample_count(7) == parts.sample_count(7) == n
+    for name, start in zip(("a.xdf", "b.xdf"), starts):
+        assert (tmp_path / name).read_bytes()[start : start + len(expected)] == expected
+    streams, _ = pyxdf.load_xdf(str(tmp_path / "b.xdf"), synchronize_clocks=False, dejitter_timestamps=False)
+    np.testing.assert_array_equal(streams[0]["time_series"], values)
+    np.testing.assert_array_equal(streams[0]["time_stamps"], stamps)
 
 
 # -- recorder ------------------------------------------------------------------
