@@ -416,31 +416,27 @@ class SessionRecording:
         n = len(steps)
         if n == 0:
             return
+        # built column-wise from lists (one conversion per array, not a numpy item assignment per value)
         nf = len(self.feature_names)
+        frames = [step.frame for step in steps]
+        times = np.array([f.time for f in frames], dtype=np.float64)
         feats = np.empty((n, nf + 2))
+        feats[:, :nf] = [f.values for f in frames]
+        feats[:, nf] = [int(f.flags) for f in frames]
+        feats[:, nf + 1] = [f.index for f in frames]
         state = np.full((n, max(self._n_state, 1)), np.nan)
-        cmds = np.empty((n, len(COMMAND_CHANNELS)))
-        times = np.empty(n)
         names = self.controller_state_names
         for i, step in enumerate(steps):
-            frame, desired, allowed = step.frame, step.desired, step.allowed
-            times[i] = frame.time
-            feats[i, :nf] = frame.values
-            feats[i, nf] = int(frame.flags)
-            feats[i, nf + 1] = frame.index
             st = getattr(step, "state", None)
             if st:
-                for j, key in enumerate(names):
-                    state[i, j] = st.get(key, math.nan)
-            cmds[i] = (
-                desired.on,
-                desired.amplitude_mA,
-                desired.frequency_Hz,
-                allowed.on,
-                allowed.amplitude_mA,
-                allowed.frequency_Hz,
-                getattr(step, "safety_time", math.nan),
-            )
+                state[i, : len(names)] = [st.get(key, math.nan) for key in names]
+        cmds = np.array(
+            [
+                (d.on, d.amplitude_mA, d.frequency_Hz, a.on, a.amplitude_mA, a.frequency_Hz, t)
+                for d, a, t in ((s.desired, s.allowed, getattr(s, "safety_time", math.nan)) for s in steps)
+            ],
+            dtype=np.float64,
+        ).reshape(n, len(COMMAND_CHANNELS))
         push = self.recorder.push
         push(self._feat_id, feats, times)
         push(self._state_id, state, times)
