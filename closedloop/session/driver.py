@@ -148,9 +148,9 @@ class SessionDriver:
         rows = self._rows
         if k > rows.shape[0]:
             rows = self._rows = np.empty((2 * k, rows.shape[1]))
-        for i, s in enumerate(steps):  # one kernel call per chunk for the feature statistics
-            frame = s.frame
-            rows[i] = frame.values
+        frames = [s.frame for s in steps]
+        rows[:k] = [frame.values for frame in frames]  # one kernel call per chunk for the feature statistics
+        for frame in frames:
             if frame.flags:
                 stats.count_flags(frame.flags)
         stats.feature_stats.add_rows(rows, k)

@@ -1,4 +1,4 @@
-"""Fixed-size latency histograms."""
+"""Fixed-size latency histograms, running feature statistics and the per-frame flag counters."""
 
 from __future__ import annotations
 
@@ -45,3 +45,21 @@ def test_running_stats_match_numpy():
         rs.add(row)
     np.testing.assert_allclose(rs.mean, np.nanmean(x, axis=0))
     np.testing.assert_allclose(rs.std(), np.nanstd(x, axis=0, ddof=1))
+
+
+def test_session_stats_count_every_flag_of_every_frame_and_baseline_alone_is_not_flagged():
+    from itertools import combinations
+
+    from closedloop.session.summary import COUNTED_FLAGS, SessionStats
+    from closedloop.types import Quality
+
+    stats = SessionStats()
+    frames = [Quality.OK]
+    for k in (1, 2, 3):  # every combination of up to three flags, as a frame carries them
+        frames += [Quality(sum(int(f) for f in combo)) for combo in combinations(COUNTED_FLAGS, k)]
+    for flags in frames:
+        stats.count_flags(flags)
+    for flag in COUNTED_FLAGS:
+        assert stats.quality_flags[flag.name] == sum(bool(f & flag) for f in frames), flag.name
+    assert stats.flagged_frames == sum(bool(f & ~Quality.BASELINE) for f in frames)
+    assert stats.flagged_frames == len(frames) - 2  # all but the clean frame and BASELINE alone
