@@ -287,7 +287,7 @@ class SafetyLayer:
 
     def _check_session_time(self, t: float) -> None:
         limit = self.env.max_session_duration_s
-        if self._elapsed(t) >= limit:
+        if (0.0 if self.t_start is None else t - self.t_start) >= limit:  # _elapsed(t), on every call
             self._latch(t, f"session duration limit {limit:g} s reached", "dose")
 
     def _latch(self, t: float, reason: str, kind: str, emergency: bool = False) -> None:

@@ -171,7 +171,8 @@ class TESSafetyLayer(SafetyLayer):
                 clamped = min(max(f, env.min_frequency_Hz), env.max_frequency_Hz)
                 self._event(t, "clamp", f"frequency {f:g} Hz clamped to {clamped:g} Hz")
                 f = clamped
-            self._want("frequency_Hz", f, self.frequency_Hz, t)
+            if f != self.frequency_Hz or self._pending:  # else _want has nothing to do (every frame, mostly)
+                self._want("frequency_Hz", f, self.frequency_Hz, t)
             self._frequency_set = True
         extra = desired.extra if isinstance(desired.extra, dict) else {}
         if "phase_deg" in extra:

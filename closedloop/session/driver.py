@@ -172,6 +172,7 @@ class SessionDriver:
             self._issue_times = np.empty(2 * len(steps))
         rows, issued, commands = self._applied_rows, self._issue_times, []
         local_time, on_applied = self.local_time, self.on_applied
+        keeps = recording is not None or on_applied is not None
         try:
             for s in steps:
                 command = s.allowed
@@ -181,7 +182,7 @@ class SessionDriver:
                 except LimitViolation:
                     stats.adapter_refusals += 1
                     continue
-                if recording is not None or on_applied is not None:
+                if keeps:
                     t = command.time
                     latency = now - local_time(t)
                     if recording is not None:
