@@ -199,6 +199,8 @@ class Recorder:
         stream_id: int,
         data: np.ndarray | Sequence[Sequence[str]],
         timestamps: np.ndarray | Sequence[float],
+        *,
+        copy: bool = True,
     ) -> None:
         """Queue samples for writing; copies them and returns at once.
 
@@ -210,6 +212,10 @@ class Recorder:
             Sample values; the caller may reuse its buffer after the call.
         timestamps : array of float64, shape (n,)
             Sample times, recorded exactly as given.
+        copy : bool
+            False: the caller hands ``data`` and ``timestamps`` over (arrays
+            it built for this call and never touches again), so arrays
+            already in the stream's dtype are queued without a copy.
 
         Raises
         ------
@@ -221,7 +227,7 @@ class Recorder:
         spec = self._specs.get(stream_id)
         if spec is None:
             raise KeyError(f"no stream with id {stream_id} in recorder {self.path}")
-        stamps = np.array(timestamps, dtype=np.float64, copy=True).reshape(-1)
+        stamps = np.array(timestamps, dtype=np.float64, copy=copy or None).reshape(-1)
         n = stamps.shape[0]
         if spec.channel_format == "string":
             values = [[str(v) for v in row] for row in data]
@@ -231,7 +237,7 @@ class Recorder:
             given = np.asarray(data)
             if not np.can_cast(given.dtype, spec.dtype, casting="same_kind"):
                 raise TypeError(f"stream {spec.name!r}: cannot store {given.dtype} as {spec.channel_format}")
-            values = np.array(given, dtype=spec.dtype, copy=True)
+            values = np.array(given, dtype=spec.dtype, copy=copy or None)
             if values.ndim == 1 and spec.channel_count == 1:
                 values = values.reshape(-1, 1)
             if values.shape != (n, spec.channel_count):

@@ -426,10 +426,11 @@ class SessionRecording:
         feats[:, nf + 1] = [f.index for f in frames]
         state = np.full((n, max(self._n_state, 1)), np.nan)
         names = self.controller_state_names
-        for i, step in enumerate(steps):
-            st = getattr(step, "state", None)
-            if st:
-                state[i, : len(names)] = [st.get(key, math.nan) for key in names]
+        if names:
+            states = [getattr(step, "state", None) for step in steps]
+            rows = [i for i, st in enumerate(states) if st]
+            if rows:
+                state[rows, : len(names)] = [[states[i].get(key, math.nan) for key in names] for i in rows]
         cmds = np.array(
             [
                 (d.on, d.amplitude_mA, d.frequency_Hz, a.on, a.amplitude_mA, a.frequency_Hz, t)
@@ -437,10 +438,10 @@ class SessionRecording:
             ],
             dtype=np.float64,
         ).reshape(n, len(COMMAND_CHANNELS))
-        push = self.recorder.push
-        push(self._feat_id, feats, times)
-        push(self._state_id, state, times)
-        push(self._cmd_id, cmds, times)
+        push = self.recorder.push  # arrays built here for the recorder alone: handed over, not copied
+        push(self._feat_id, feats, times, copy=False)
+        push(self._state_id, state, times, copy=False)
+        push(self._cmd_id, cmds, times, copy=False)
 
     def on_applied(self, command, issue_time: float, latency_s: float) -> None:
         """Record a command the adapter issued at ``issue_time`` (local LSL clock)."""

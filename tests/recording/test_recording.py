@@ -217,6 +217,31 @@ def test_recorder_writes_streams_added_before_and_after_start(tmp_path):
     assert scan_xdf(path).ok
 
 
+def test_recorder_push_handed_over_arrays_are_checked_and_cast_but_not_copied(tmp_path):
+    path = tmp_path / "owned.xdf"
+    rec = Recorder(path, flush_interval_s=0.05)
+    sid = rec.add_stream("F", "Features", 3, 0, "double64")
+    with pytest.raises(ValueError, match="shape"):
+        rec.push(sid, np.zeros((2, 4)), np.zeros(2), copy=False)
+    with pytest.raises(TypeError):
+        rec.push(sid, np.zeros((1, 3), complex), [0.0], copy=False)
+    rows = [np.arange(i * 6, i * 6 + 6, dtype=np.float64).reshape(2, 3) for i in range(50)]
+    stamps = [np.array([2.0 * i, 2.0 * i + 1]) for i in range(50)]
+    for r, t in zip(rows, stamps):
+        rec.push(sid, r, t, copy=False)
+    rec.push(sid, np.array([[1, 2, 3]], dtype=np.int32), [100.0], copy=False)  # another dtype: cast (a new array)
+    rec.push(sid, rows[0], stamps[0])  # by default a copy
+    queued = list(rec._queue.queue)  # not started yet: everything still waits
+    assert np.shares_memory(queued[0][2], rows[0]) and np.shares_memory(queued[0][3], stamps[0])
+    assert queued[50][2].dtype == np.float64 and not np.shares_memory(queued[51][2], rows[0])
+    rec.start()
+    rec.close()
+    streams, _ = load_raw(path)
+    expected = np.vstack([*rows, [[1.0, 2.0, 3.0]], rows[0]])
+    np.testing.assert_array_equal(streams[sid]["time_series"], expected)
+    np.testing.assert_array_equal(streams[sid]["time_stamps"], [*np.arange(100.0), 100.0, 0.0, 1.0])
+
+
 def test_recorder_memory_stays_flat(tmp_path):
     rec = Recorder(tmp_path / "mem.xdf", flush_interval_s=0.05)
     sid = rec.add_stream("EEG", "EEG", 8, 500, "float32")
