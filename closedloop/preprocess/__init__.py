@@ -34,7 +34,8 @@ def _preprocess_kernel(x, ptr, idx, weight, rowsum, ref_idx, sos, zi, zi_unit, s
     ``out``. The map reads a few scattered channels of each wide input row;
     without the filter recursion between them those loads overlap (a replay
     reads rows that are not in cache: about 30 % faster). Each value goes
-    through the same operations in the same order as in one pass.
+    through the same operations in the same order as in one pass. ``x`` is
+    always float64 and C-contiguous (one compiled signature).
     """
     n = x.shape[0]
     n_out = out.shape[1]
@@ -71,6 +72,14 @@ def _preprocess_kernel(x, ptr, idx, weight, rowsum, ref_idx, sos, zi, zi_unit, s
                 zi[s, o, 1] = sos[s, 2] * v - sos[s, 5] * y
                 v = y
             out[i, o] = v
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_kernel(x, cols, out):
+    """Copy columns ``cols`` of ``x`` (float32, C-contiguous) into ``out`` as float64 (exact)."""
+    for i in range(x.shape[0]):
+        for j in range(cols.shape[0]):
+            out[i, j] = x[i, cols[j]]
 
 
 class Preprocessor:
@@ -184,10 +193,16 @@ class Preprocessor:
         self.zi = np.zeros((n_sec, n_out, 2))
         self._zi_unit = np.ascontiguousarray(signal.sosfilt_zi(self.sos)) if n_sec else np.zeros((0, 2))
         self._started = np.zeros(n_out, dtype=np.int8)
-        # float32 (LSL, XDF) goes to the kernel as it is: it reads only the channels the map uses, and
-        # float32 -> float64 inside it is the same exact conversion a copy would make
-        self._input = Float64Input(len(self.ch_names), float32=True)
+        self._input = Float64Input(len(self.ch_names))
         self._out = np.zeros((64, n_out))
+        # float32 chunks (LSL, XDF): only the channels the map reads are converted to float64 (the same
+        # exact conversion), and the kernel runs on them with the map's indices into that gather
+        m = self.map
+        self._cols = np.unique(np.concatenate([m.idx, m.ref_idx])).astype(np.intp)
+        where = {int(c): j for j, c in enumerate(self._cols)}
+        self._gidx = np.array([where[int(c)] for c in m.idx], dtype=m.idx.dtype)
+        self._gref = np.array([where[int(c)] for c in m.ref_idx], dtype=m.ref_idx.dtype)
+        self._gathered = np.zeros((64, len(self._cols)))
 
     @classmethod
     def from_config(
@@ -228,14 +243,30 @@ class Preprocessor:
 
     def step(self, chunk: Chunk) -> Chunk:
         """Return the preprocessed chunk (its data is a view valid until the next call)."""
-        x = self._input(chunk.data)
-        n = x.shape[0]
+        data = chunk.data
+        m = self.map
+        idx, ref_idx = m.idx, m.ref_idx
+        if (
+            data.dtype == np.float32
+            and data.flags.c_contiguous
+            and data.ndim == 2
+            and data.shape[1] == len(self.ch_names)
+            and len(self._cols) < data.shape[1]
+        ):
+            n = data.shape[0]
+            if n > self._gathered.shape[0]:
+                self._gathered = np.zeros((max(n, 2 * self._gathered.shape[0]), len(self._cols)))
+            x = self._gathered[:n]
+            _gather_kernel(data, self._cols, x)
+            idx, ref_idx = self._gidx, self._gref
+        else:
+            x = self._input(data)
+            n = x.shape[0]
         if n > self._out.shape[0]:
             self._out = np.zeros((max(n, 2 * self._out.shape[0]), self.n_out))
         out = self._out[:n]
-        m = self.map
         _preprocess_kernel(
-            x, m.ptr, m.idx, m.weight, m.rowsum, m.ref_idx, self.sos, self.zi, self._zi_unit, self._started, out
+            x, m.ptr, idx, m.weight, m.rowsum, ref_idx, self.sos, self.zi, self._zi_unit, self._started, out
         )
         return Chunk(out, as_stamps(chunk.timestamps))
 
@@ -243,7 +274,8 @@ class Preprocessor:
         """Compile the numba kernels before the session clock starts (state untouched)."""
         twin = Preprocessor(["a"], ["a"], 100.0, highpass_hz=1.0)
         twin.step(Chunk(np.zeros((4, 1)), np.zeros(4)))
-        twin.step(Chunk(np.zeros((4, 1), dtype=np.float32), np.zeros(4)))  # the float32 (LSL, XDF) build
+        pair = Preprocessor(["a", "b"], ["a"], 100.0, highpass_hz=1.0)
+        pair.step(Chunk(np.zeros((4, 2), dtype=np.float32), np.zeros(4)))  # float32 (LSL, XDF): the gather
         sosfilt_inplace(np.zeros((1, 6)), np.zeros((1, 1, 2)), np.zeros((2, 1)))
 
 

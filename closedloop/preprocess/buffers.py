@@ -21,23 +21,20 @@ def aligned_zeros(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
 class Float64Input:
     """Hand kernels a C-contiguous float64 view of any chunk, without allocating.
 
-    Float64 C-contiguous data pass through untouched (float32 too, with
-    ``float32=True``); anything else (float32 from LSL, a strided slice) is
-    copied into a float64 buffer that grows only when a larger chunk arrives.
+    Float64 C-contiguous data pass through untouched; anything else (float32
+    from LSL, a strided slice) is copied into a buffer that grows only when a
+    larger chunk arrives.
     """
 
-    def __init__(self, n_channels: int, rows: int = 64, float32: bool = False) -> None:
+    def __init__(self, n_channels: int, rows: int = 64) -> None:
         self.n_channels = int(n_channels)
         self._buf = np.zeros((rows, self.n_channels))
-        #: also pass C-contiguous float32 through (for a kernel compiled for both, which reads only
-        #: some columns: converting every channel of an LSL chunk would cost more than the kernel)
-        self.float32 = bool(float32)
 
     def __call__(self, data: np.ndarray) -> np.ndarray:
         """Return ``data`` as C-contiguous float64 (itself, or a copy in the staging buffer)."""
         if data.ndim != 2 or data.shape[1] != self.n_channels:
             raise ValueError(f"expected data of shape (n_samples, {self.n_channels}), got {data.shape}")
-        if (data.dtype == np.float64 or (self.float32 and data.dtype == np.float32)) and data.flags.c_contiguous:
+        if data.dtype == np.float64 and data.flags.c_contiguous:
             return data
         n = data.shape[0]
         if n > self._buf.shape[0]:

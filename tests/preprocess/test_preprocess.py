@@ -132,10 +132,10 @@ def test_output_bit_identical_for_any_chunking(chunk):
     assert got.tobytes() == ref.tobytes()
 
 
-@pytest.mark.parametrize("reference", ["none", "average"])
+@pytest.mark.parametrize("reference", ["none", "average", ["Cz", "Fz"]])
 def test_float32_input_is_filtered_bit_identically_to_its_float64_copy(reference):
-    # float32 chunks reach the kernel unconverted (it reads only the channels the map uses); the result must be
-    # the one of the float64 copy the preprocessor used to make, for strided float32 too (that one is copied)
+    # of float32 chunks only the channels the map reads are converted (the kernel runs on that gather with
+    # remapped indices); the result must be the one of the float64 copy of every channel, strided float32 too
     rng = np.random.default_rng(8)
     x32 = (rng.standard_normal((1500, len(NAMES))) * 20).astype(np.float32)
     x32[700, NAMES.index("Pz")] = np.nan
