@@ -111,7 +111,8 @@ class FeatureExtractor:
         Name features ``{feature}_{channel}``; otherwise exactly one channel is
         expected and features carry bare names.
     method : {"welch", "sliding_dft", "iir", "periodogram"}
-        Band-power method.
+        Band-power method. ``welch`` with one segment (the default) and ``periodogram`` compute the window's
+        periodogram, which runs as the sliding DFT (the same numbers to rounding, a fraction of the cost).
     method_options : WelchConfig or IIRConfig, optional
         Settings of the ``welch`` or ``iir`` method (their defaults otherwise).
     relative_to : (float, float), optional
@@ -180,9 +181,12 @@ class FeatureExtractor:
         all_bands = dict(bands)
         if relative_to is not None:
             all_bands[_BROAD] = tuple(relative_to)
-        self.bandpower = make_bandpower(
-            method, self.sfreq, n_sig, all_bands, self.window, self.hop, **_method_kwargs(method_options)
-        )
+        kwargs = _method_kwargs(method_options)
+        if method in ("welch", "periodogram") and (kwargs.get("segment") or self.window) == self.window:
+            # one segment: the window's periodogram, which the sliding DFT keeps at O(bins) per sample and
+            # packs into the fused step: the same numbers to rounding (< 1e-9 relative, see sliding_dft.py)
+            method, kwargs = "sliding_dft", {}
+        self.bandpower = make_bandpower(method, self.sfreq, n_sig, all_bands, self.window, self.hop, **kwargs)
         self.paf = PeakAlphaFrequency.from_config(self.sfreq, n_sig, self.window, self.hop, paf) if paf else None
         self.quality = QualityMonitor(self.sfreq, self.n_columns, self.window, self.hop, quality)
         ema_a = 1.0 - math.exp(-self.hop / (smoothing_s * self.sfreq)) if smoothing_s > 0 else 1.0
