@@ -202,6 +202,12 @@ class LSLSource:
         liblsl until it arrives; ``"busy"`` asks liblsl without a timeout
         again and again until it does (or ``timeout`` passes) — no wake-up
         delay, at the cost of one CPU core kept at 100 %.
+    settle_s : float
+        After the stream is found, how long to look for a second stream that
+        matches too (an error: the query must pick one). It runs while the
+        inlet opens and the first ``time_correction`` runs. 0 skips it, for
+        a stream this process created under a unique name (the built-in
+        synthetic source).
 
     Attributes
     ----------
@@ -234,10 +240,12 @@ class LSLSource:
         features=None,
         preprocess=None,
         poll: str = "wait",
+        settle_s: float = 1.0,
     ) -> None:
         if poll not in ("wait", "busy"):
             raise ValueError(f"poll must be 'wait' or 'busy', not {poll!r}")
         self.poll = poll
+        self.settle_s = float(settle_s)
         self.query = dict(name=name, type=type, source_id=source_id)
         self.sfreq = float(sfreq)
         self.expected_names = ch_names
@@ -288,7 +296,10 @@ class LSLSource:
             with control characters), channels the pipeline names, units.
         """
         info = resolve_one(**self.query, timeout=self.resolve_timeout_s, scope=self.scope, settle=0.0)
-        second = _SecondMatch(self.query, info, settle=1.0)  # meanwhile: header, inlet, first time_correction
+        if self.settle_s <= 0:
+            self._open(info)
+            return
+        second = _SecondMatch(self.query, info, settle=self.settle_s)  # meanwhile: header, inlet, time_correction
         try:
             self._open(info)
         except SourceError:
