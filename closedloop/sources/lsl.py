@@ -443,7 +443,6 @@ class LSLSource:
 
     def _update_offset(self, force: bool = False) -> None:
         import pylsl
-        import pylsl.util
 
         now = pylsl.local_clock()
         if force or now - self.last_offset_time > 5.0:
@@ -460,19 +459,19 @@ class LSLSource:
         SourceError
             When the stream is lost (the outlet went away).
         """
-        import pylsl
-        import pylsl.util
-
+        local_clock = self._local_clock
         try:
             n = self._pull_into(timeout)
-            try:
-                self._update_offset()
-            except pylsl.util.TimeoutError:
-                pass
-        except pylsl.util.LostError:
+            now = local_clock()
+            if now - self.last_offset_time > 5.0:  # a new clock offset every 5 s
+                try:
+                    self._update_offset()
+                except self._timeout_error:
+                    pass
+                now = local_clock()
+        except self._lost_error:
             self.lost = True
             raise SourceError(f"stream {self.info.name()!r} lost (its outlet went away)") from None
-        now = pylsl.local_clock()
         if n == 0:
             self.stalled = now - self.last_data_wall > self.stall_timeout_s
             self.data_age = now - self.newest_time - self._drift() if self.samples_in else float("nan")
@@ -495,6 +494,13 @@ class LSLSource:
     def _bind_pull(self) -> None:
         """Prepare liblsl chunk pulls straight into the preallocated buffers (no allocation per pull)."""
         import ctypes
+
+        import pylsl
+        import pylsl.util
+
+        self._local_clock = pylsl.local_clock  # looked up once, not on every pull
+        self._timeout_error = pylsl.util.TimeoutError
+        self._lost_error = pylsl.util.LostError
 
         buf = self._raw_buf
         n_ch = buf.shape[1]
