@@ -445,14 +445,15 @@ class LiveSession:
                     if timestamps.bad_reason is not None:
                         stats.stop_reason = timestamps.bad_reason
                         return True
-                    steps = driver.feed(chunk, source.raw_data, source.raw_timestamps)
-                    # the loop's own bookkeeping once the chunk's commands are out (off the latency path)
-                    stats.data_age.add(age)
-                    n = chunk.n_samples
-                    backlog = source.backlog or n > 2 * max(hop, typical_chunk)
-                    typical_chunk += 0.01 * (n - typical_chunk)
-                    if age > hop_s or backlog:
-                        stats.note_behind(age, n if backlog else 0, hop_s)
+                    try:
+                        steps = driver.feed(chunk, source.raw_data, source.raw_timestamps)
+                    finally:  # the loop's own bookkeeping once the chunk's commands are out (off the latency path)
+                        stats.data_age.add(age)
+                        n = chunk.n_samples
+                        backlog = source.backlog or n > 2 * max(hop, typical_chunk)
+                        typical_chunk += 0.01 * (n - typical_chunk)
+                        if age > hop_s or backlog:
+                            stats.note_behind(age, n if backlog else 0, hop_s)
                     self.outputs.on_chunk(chunk)
                     if steps:
                         self._after_frames(driver, source, wd, status, steps, now, age)
