@@ -7,9 +7,11 @@ Every method sees the same samples. Ours are timed per update (one hop of new
 samples): the band-power method alone (``<method>.step``), the whole
 ``FeatureExtractor.step`` with the amplitude/flat/EMG/saturation checks off
 (band power, ratios, log10, the always-on NaN and gap checks, frame objects),
-and with every quality check on at its default. The references compute the
-same band powers, ratio and log10 from the same window held as a contiguous
-array (no ring handling charged to them). All methods are timed in interleaved
+and with every quality check on at its default. The extractor runs ``welch``
+with one segment (this setup) as the sliding DFT — the same periodogram to
+rounding — so its step row differs from the sliding-DFT row only by noise.
+The references compute the same band powers, ratio and log10 from the same
+window held as a contiguous array (no ring handling charged to them). All methods are timed in interleaved
 rounds, so a busy machine slows them alike and the ratios stay meaningful.
 
     python benchmarks/bench_features.py [--quick] [--json PATH]

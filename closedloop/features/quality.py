@@ -23,7 +23,9 @@ How it stays cheap: frames fall at sample counts ``window + j * hop``, so
 every window is a whole number of blocks of ``gcd(window, hop)`` samples.
 Per sample, one vectorised pass over the channels updates the running
 block's max, min and EMG sum of squares (and a per-channel index of the last
-non-finite sample). Blocks are grouped in segments of ``window / block``
+non-finite sample); with few columns (a ROI and its monitor electrodes) a run
+of usable samples goes channel by channel instead, with the filter state in
+registers — the same operations per channel in the same order. Blocks are grouped in segments of ``window / block``
 blocks; when a segment completes its block statistics are turned, in place,
 into suffix statistics (max, min, sum of each block to the segment's end),
 while the current segment keeps prefix statistics. A window is the tail of
@@ -108,6 +110,53 @@ def _emg_row(row, sos, chan, bss, n_ch):
         bss[c] += y * y
 
 
+#: up to this many columns a run of usable samples goes channel by channel (state in registers); more
+#: columns go row by row, vectorised over the channels
+_FEW = 8
+
+
+@numba.njit(cache=True, nogil=True)
+def _few_channels(x, i0, run, sos, chan, bss, emg_on, n_ch):
+    """Add a run of usable rows channel by channel: block max, min and the EMG cascade with its sum of squares.
+
+    Per channel the same operations in the same sample order as :func:`_emg_row` row by row, so the same bits.
+    """
+    bmx, bmn = chan[_BMX], chan[_BMN]
+    for c in range(n_ch):
+        mx, mn = bmx[c], bmn[c]
+        for ii in range(i0, i0 + run):
+            v = x[ii, c]
+            mx = v if v > mx else mx
+            mn = v if v < mn else mn
+        bmx[c], bmn[c] = mx, mn
+    if not emg_on:
+        return
+    b00, b01, b02, a01, a02 = sos[0], sos[1], sos[2], sos[4], sos[5]
+    b10, b11, b12, a11, a12 = sos[6], sos[7], sos[8], sos[10], sos[11]
+    b20, b21, b22, a21, a22 = sos[12], sos[13], sos[14], sos[16], sos[17]
+    for c in range(n_ch):
+        s0, s1, s2 = chan[_N_ROWS, c], chan[_N_ROWS + 1, c], chan[_N_ROWS + 2, c]
+        s3, s4, s5 = chan[_N_ROWS + 3, c], chan[_N_ROWS + 4, c], chan[_N_ROWS + 5, c]
+        acc = bss[c]
+        for ii in range(i0, i0 + run):
+            u = x[ii, c]
+            y = b00 * u + s0
+            s0 = b01 * u - a01 * y + s1
+            s1 = b02 * u - a02 * y
+            u = y
+            y = b10 * u + s2
+            s2 = b11 * u - a11 * y + s3
+            s3 = b12 * u - a12 * y
+            u = y
+            y = b20 * u + s4
+            s4 = b21 * u - a21 * y + s5
+            s5 = b22 * u - a22 * y
+            acc += y * y
+        chan[_N_ROWS, c], chan[_N_ROWS + 1, c], chan[_N_ROWS + 2, c] = s0, s1, s2
+        chan[_N_ROWS + 3, c], chan[_N_ROWS + 4, c], chan[_N_ROWS + 5, c] = s3, s4, s5
+        bss[c] = acc
+
+
 @numba.njit(cache=True, nogil=True)
 def _bad_row(row, count, guard, sos, n_sos, chan, lb, emg_on, n_ch):
     """Handle a row holding NaN/Inf or values from ``guard`` on: note non-finite samples; EMG over the others."""
@@ -180,19 +229,29 @@ def _quality_kernel(ist, fst, out_flags, x, stamps):
             if count + ii - i > 0 and not (abs(t - prev_t - period) <= 0.5 * period + gap_tol):
                 setup[_GAP] = count + ii - i
             prev_t = t
-        for ii in range(i, i + run):
-            row = x[ii]
+        usual = False
+        if n_ch <= _FEW:  # few channels: is the run free of bad samples (the usual case)?
             n_bad = 0
-            for c in range(n_ch):  # branch-free: vectorised over channels (max/min ignore NaN)
-                v = row[c]
-                bmx[c] = v if v > bmx[c] else bmx[c]
-                bmn[c] = v if v < bmn[c] else bmn[c]
-                n_bad += not (abs(v) < guard)
-            if n_bad == 0:
-                if emg_on:
-                    _emg_row(row, sos, chan, bss, n_ch)
-            else:
-                _bad_row(row, count + ii - i, guard, sos, n_sos, chan, lb, emg_on, n_ch)
+            for ii in range(i, i + run):
+                for c in range(n_ch):
+                    n_bad += not (abs(x[ii, c]) < guard)
+            usual = n_bad == 0
+        if usual:
+            _few_channels(x, i, run, sos, chan, bss, emg_on, n_ch)
+        else:
+            for ii in range(i, i + run):
+                row = x[ii]
+                n_bad = 0
+                for c in range(n_ch):  # branch-free: vectorised over channels (max/min ignore NaN)
+                    v = row[c]
+                    bmx[c] = v if v > bmx[c] else bmx[c]
+                    bmn[c] = v if v < bmn[c] else bmn[c]
+                    n_bad += not (abs(v) < guard)
+                if n_bad == 0:
+                    if emg_on:
+                        _emg_row(row, sos, chan, bss, n_ch)
+                else:
+                    _bad_row(row, count + ii - i, guard, sos, n_sos, chan, lb, emg_on, n_ch)
         i += run
         count += run
         if count % block != 0:

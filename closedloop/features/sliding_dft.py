@@ -52,6 +52,21 @@ def _accumulate(x, i0, n_run, n_ch, tw, phase, cur):
     """
     n_raw2 = tw.shape[1]  # cur has two more rows (the zero pair), never accumulated
     i = 0
+    if n_ch == 1:  # one (virtual) channel, the ROI case: vectorised over the sums instead of the channels
+        flat = cur.reshape(cur.size)
+        while i + 4 <= n_run:
+            v0, v1, v2, v3 = x[i0 + i, 0], x[i0 + i + 1, 0], x[i0 + i + 2, 0], x[i0 + i + 3, 0]
+            w0, w1, w2, w3 = tw[phase + i], tw[phase + i + 1], tw[phase + i + 2], tw[phase + i + 3]
+            for j in range(n_raw2):
+                flat[j] = (((flat[j] + v0 * w0[j]) + v1 * w1[j]) + v2 * w2[j]) + v3 * w3[j]
+            i += 4
+        while i < n_run:
+            v0 = x[i0 + i, 0]
+            w0 = tw[phase + i]
+            for j in range(n_raw2):
+                flat[j] += v0 * w0[j]
+            i += 1
+        return
     while i + 4 <= n_run:
         r0, r1, r2, r3 = x[i0 + i], x[i0 + i + 1], x[i0 + i + 2], x[i0 + i + 3]
         w0, w1, w2, w3 = tw[phase + i], tw[phase + i + 1], tw[phase + i + 2], tw[phase + i + 3]

@@ -80,6 +80,76 @@ def test_frames_bit_identical_for_any_chunking(method):
             assert a.tobytes() == b.tobytes(), f"chunk {chunk} differs"
 
 
+@pytest.mark.parametrize("method", ["welch", "sliding_dft", "iir"])
+def test_fused_step_frames_bit_identical_for_any_chunking_and_layout(method):
+    # without PAF the kernels run as one fused call, and chunks of at most a hop take the step's lean path:
+    # hop-sized, shorter and longer chunks, float32, column slices of a wider array and read-only arrays
+    # in one stream give the frames one big chunk gives
+    x, t = troubled_signal(seed=5)
+
+    def make():
+        return FeatureExtractor(
+            FS, ["a", "b"], BANDS, RATIOS, window=250, hop=10, per_channel=True, method=method, relative_to=(1.0, 40.0)
+        )
+
+    ref = run(make(), x, t, x.shape[0])
+    assert make()._fused is not None
+    for chunk in (1, 7, 10, 32):
+        got = run(make(), x, t, chunk)
+        for a, b in zip(got, ref):
+            assert a.tobytes() == b.tobytes(), f"chunk {chunk} differs"
+    wide = np.ascontiguousarray(np.hstack([x, x]))
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    ext = make()
+    got, i, sizes = [], 0, [10, 3, 7, 10, 25, 10, 1, 9]
+    while i < x.shape[0]:
+        n = sizes[len(got) % len(sizes)]
+        kind = (i // 10) % 4
+        data = (
+            x[i : i + n]
+            if kind == 0
+            else x[i : i + n].astype(np.float32)
+            if kind == 1
+            else wide[i : i + n, :2]
+            if kind == 2
+            else frozen[i : i + n]
+        )
+        got += [(f.time, f.values.copy(), int(f.flags), f.index) for f in ext.step(Chunk(data, t[i : i + n]))]
+        i += n
+    assert [g[3] for g in got] == list(range(len(ref[0])))
+    assert np.array([g[0] for g in got]).tobytes() == ref[0].tobytes()
+    assert np.array([g[2] for g in got]).tobytes() == ref[2].tobytes()
+    f32 = [j for j in range(len(got)) if ((250 + 10 * j - 1) // 10) % 4 != 1]  # frames whose chunk was float32
+    assert len(f32) > 50
+    values = np.array([g[1] for g in got])
+    both = np.isfinite(values) & np.isfinite(ref[1])
+    assert np.array_equal(np.isnan(values), np.isnan(ref[1]))
+    # float32 chunks round their samples, so values match to float32 precision (flags and times exactly)
+    np.testing.assert_allclose(values[both], ref[1][both], rtol=1e-4, atol=1e-6)
+
+
+def test_single_segment_welch_equals_the_blas_welch_method():
+    # "welch" with one segment runs as the sliding DFT inside the extractor: the same band powers to rounding,
+    # through NaN, Inf, a flat stretch, a spike and a 1e8 µV sample (1000x the SATURATION default; the sliding
+    # DFT's rounding residue of a sample g is ~1e-16 g for up to a window after it, < 1e-9 relative up to 1e8)
+    from closedloop.features import WelchBandPower
+
+    x, t = troubled_signal(seed=6)
+    x[2450, 0] = 1e8
+    ext = FeatureExtractor(FS, ["a", "b"], BANDS, window=250, hop=10, per_channel=True, method="welch", log10=False)
+    assert ext.bandpower.name == "sliding_dft"
+    frames = ext.step(Chunk(x, t))
+    power, times = WelchBandPower(FS, 2, BANDS, window=250, hop=10).step(x, t)
+    got = np.array([f.values for f in frames]).reshape(power.shape)
+    assert np.array_equal(np.array([f.time for f in frames]), times)
+    bad = ~np.isfinite(power)
+    assert bad.any() and np.isnan(got[bad]).all()  # a window holding NaN or Inf has no band power
+    # relative to rounding, and absolute below 1e-20 µV² (the flat stretch: both give rounding noise of zero)
+    np.testing.assert_allclose(got[~bad], power[~bad], rtol=1e-9, atol=1e-20)
+    assert any(f.flags & Quality.SATURATION for f in frames)
+
+
 def test_no_allocation_in_steady_state():
     # 64 channels of float32 at 1 kHz in 40-sample chunks through preprocessing and features
     names = [f"E{i}" for i in range(64)]

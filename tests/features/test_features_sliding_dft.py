@@ -72,3 +72,21 @@ def test_runs_between_events_give_the_same_bits_for_any_chunking():
     assert np.isnan(ref[:, 3]).any() and np.isfinite(ref[:, :3]).all()
     for chunk in (4, 33, 1600):
         assert frames(chunk).tobytes() == ref.tobytes(), f"chunk {chunk} differs"
+
+
+def test_one_channel_gives_the_bits_of_the_same_channel_among_many():
+    # one (virtual) channel runs a loop of its own (vectorised over the sums, not the channels): per sum the
+    # same products in the same order, so the same bits as that channel among others, for any chunking
+    fs, window, hop = 250.0, 250, 7
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((1600, 3)) * 10 + 40.0
+    x[500, 0] = np.nan
+    ts = np.arange(1600) / fs
+    many, _ = SlidingDFTBandPower(fs, 3, ALPHA, window, hop).step(x, ts)
+    for chunk in (1, 3, 7, 64, 1600):
+        one = SlidingDFTBandPower(fs, 1, ALPHA, window, hop)
+        got = np.concatenate(
+            [one.step(x[i : i + chunk, :1], ts[i : i + chunk])[0].copy() for i in range(0, 1600, chunk)]
+        )
+        assert got.shape == many[:, :1].shape and np.isnan(got).any()
+        assert got.tobytes() == np.ascontiguousarray(many[:, :1]).tobytes(), f"chunk {chunk}"

@@ -194,3 +194,23 @@ def test_bad_settings_are_refused_with_the_key():
         QualityConfig(emg_hz=45.0, emg_high_hz=40.0)
     with pytest.raises(ValueError, match="saturation_uV"):
         QualityConfig(saturation_uV=-1.0)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_few_columns_give_the_bits_of_the_same_columns_among_many(name):
+    # up to 8 columns, usable runs go channel by channel (state in registers) rather than row by row: per
+    # channel the same operations in the same order, so the same statistics to the bit, for any chunking
+    q = CONFIGS[name]
+    x, t = nasty(n_ch=5)
+    many = np.ascontiguousarray(np.hstack([x, x[:, ::-1]]))  # 10 columns (the same 5 twice): row by row
+    out = np.zeros(2 * (x.shape[0] // 10 + 2), dtype=np.int64)
+    for chunk in (1, 7, 32, 1000):
+        few = QualityMonitor(FS, 5, 250, 10, q)
+        ref = QualityMonitor(FS, 10, 250, 10, q)
+        for i in range(0, x.shape[0], chunk):
+            k = few.process(x[i : i + chunk], t[i : i + chunk], out)
+            assert ref.process(many[i : i + chunk], t[i : i + chunk], out[k:]) == k
+            assert out[:k].tobytes() == out[k : 2 * k].tobytes()
+            a, b = few.window_stats(), ref.window_stats()
+            for key in a:
+                assert a[key].tobytes() == b[key][:5].tobytes(), f"chunk {chunk}, {key} at sample {i}"
