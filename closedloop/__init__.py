@@ -11,13 +11,7 @@ The names below are imported on first use, so that ``import closedloop.config``
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = version("closedloop")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0+src"
 
 #: Public name -> module it lives in.
 _EXPORTS = {
@@ -61,9 +55,24 @@ if TYPE_CHECKING:
     from closedloop.safety import SafetyEvent, SafetyLayer, TESEnvelope
     from closedloop.types import Chunk, Command, Frame, Quality
 
+    __version__: str
+
+
+def _version() -> str:
+    """Return the installed distribution's version (importlib.metadata costs ~30 ms: looked up on first use)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("closedloop")
+    except PackageNotFoundError:  # running from a source tree without install
+        return "0.0.0+src"
+
 
 def __getattr__(name: str) -> Any:
-    """Import a public name on first use."""
+    """Import a public name (or look ``__version__`` up) on first use."""
+    if name == "__version__":
+        value = globals()["__version__"] = _version()
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'closedloop' has no attribute {name!r}")
@@ -73,7 +82,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    return sorted({*globals(), *_EXPORTS, "__version__"})
 
 
 __all__ = [

@@ -27,8 +27,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from closedloop import __version__
-
 try:  # typer >= 0.24 vendors click; its errors derive from TyperException
     from typer import TyperException as _CliError
 except ImportError:  # older typer: click's own
@@ -41,8 +39,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 # --- printing ------------------------------------------------------------------------------------
@@ -271,6 +269,8 @@ def _print_summary(summary: dict, folder: Path) -> None:
 
 def _version(value: bool) -> None:
     if value:
+        from closedloop import __version__
+
         out.print(f"closedloop {__version__}")
         raise typer.Exit()
 

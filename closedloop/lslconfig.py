@@ -36,6 +36,9 @@ KnownPeers = {127.0.0.1}
 
 [log]
 level = -1
+
+[tuning]
+TimeProbeInterval = 0.008
 """
 
 #: Discovery scopes a ``[source]`` may choose.

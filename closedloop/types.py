@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: the schema imports Command without loading numpy (closedloop check)
+    import numpy as np
 
 
 @dataclass(slots=True)

@@ -14,8 +14,10 @@ FIFF unit multipliers of the SI unit).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: the pipeline schema (closedloop check) loads none
+    import numpy as np
 
 __all__ = [
     "UnitError",
@@ -114,6 +116,8 @@ def scale_factors(
         One line naming the channel and its unit, when a voltage channel
         declares a unit that is not a known voltage.
     """
+    import numpy as np
+
     n = len(labels)
     declared = list(units) if units is not None and len(units) == n else [""] * n
     factors = np.ones(n)
@@ -163,6 +167,8 @@ def to_microvolts(data: np.ndarray, factors: np.ndarray, out: np.ndarray | None 
     the product is then computed in that dtype, the same in every caller.
     Nothing is allocated.
     """
+    import numpy as np  # already loaded (data is an array): a dictionary look-up
+
     target = data if out is None else out
     np.multiply(data, factors, out=target)
     return target

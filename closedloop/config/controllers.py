@@ -13,7 +13,6 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
 
 from closedloop.config.base import StrictModel, error_lines
@@ -311,16 +310,18 @@ def parse_spec(spec: str) -> tuple[str, float]:
     return ("percentile", 50.0) if m["word"] == "median" else ("z", 0.0)
 
 
-def baseline_value(values: np.ndarray, spec: str) -> float:
-    """Return the statistic ``spec`` of the baseline ``values``."""
+def baseline_value(values, spec: str) -> float:
+    """Return the statistic ``spec`` of the baseline ``values`` (an array or a sequence of floats)."""
+    import numpy as np  # here, not at import: the schema loads no numpy (``closedloop check`` stays fast)
+
     kind, k = parse_spec(spec)
     if kind == "percentile":
         return float(np.percentile(values, k))
     return float(np.mean(values) + k * np.std(values))
 
 
-#: A stand-in baseline used to validate a pipeline before any data exist.
-_REFERENCE = np.linspace(-1.0, 1.0, 201)
+#: A stand-in baseline used to validate a pipeline before any data exist (201 points evenly from -1 to 1).
+_REFERENCE = [-1.0 + 0.01 * i for i in range(201)]
 
 
 def validate_inner(raw: dict[str, Any]) -> InnerControllerConfig:

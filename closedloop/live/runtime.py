@@ -29,18 +29,20 @@ from closedloop.live.outputs import SessionOutputs
 from closedloop.live.signals import SessionInterrupted, StopSignals
 from closedloop.live.warmup import Warmup
 from closedloop.lslconfig import configure_lsl
-from closedloop.recording import SessionRecording
-from closedloop.recording.atomic import rescue_dirs, write_json_atomic
-from closedloop.recording.inlets import StreamInlets
 from closedloop.safety.watchdog import Watchdog, WatchdogTrip
 from closedloop.session.clocks import MonotonicClock
-from closedloop.session.driver import SessionDriver
-from closedloop.session.summary import SessionStats, build_summary
 from closedloop.sources import LSLSource, Source, SourceError
 from closedloop.sources.timestamps import TimestampMonitor
 
-if TYPE_CHECKING:  # the processing stack is imported while the stream is resolved (closedloop.live.warmup)
+if TYPE_CHECKING:
+    # The processing stack (numba, scipy.signal, the stages), the session driver and the recording (numba
+    # too) are imported by the warm-up thread while the stream is resolved (closedloop.live.warmup), and
+    # here where they are used, once it is done: none of it delays the start of the resolve.
     from closedloop.pipeline import Pipeline, Step
+    from closedloop.recording import SessionRecording
+    from closedloop.recording.inlets import StreamInlets
+    from closedloop.session.driver import SessionDriver
+    from closedloop.session.summary import SessionStats
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float
             stall_timeout_s=src.stall_timeout_s,
             features=resolved.config.features,
             preprocess=resolved.config.preprocess,
+            settle_s=0.0,  # our own stream, under a name made up now: no second stream can match it
         )
         return source, pub
     assert isinstance(src, LSLSourceConfig)
@@ -161,7 +164,7 @@ class LiveSession:
             if adapter is not None
             else build_adapter(resolved.profile, motor_threshold_pct_mso=resolved.config.device.motor_threshold_pct_mso)
         )
-        self.stats = SessionStats()  # replaced by the driver's once the pipeline is built
+        self._stats: SessionStats | None = None  # the driver's once the pipeline is built
         self.summary_path: Path | None = None
         self._driver: SessionDriver | None = None
         self._trip: WatchdogTrip | None = None
@@ -171,6 +174,20 @@ class LiveSession:
         self.dashboard_options = dashboard
         self.outputs: SessionOutputs | None = None  # LSL streams and the dashboard (live/outputs.py)
         self._signals: StopSignals | None = None
+        self._warmup: Warmup | None = None
+
+    @property
+    def stats(self) -> SessionStats:
+        """The session's counters (the driver's once :meth:`run` has built it)."""
+        if self._stats is None:
+            from closedloop.session.summary import SessionStats
+
+            self._stats = SessionStats()
+        return self._stats
+
+    @stats.setter
+    def stats(self, stats: SessionStats) -> None:
+        self._stats = stats
 
     @property
     def driver(self) -> SessionDriver:
@@ -238,12 +255,16 @@ class LiveSession:
         watchdog: Watchdog | None = None
         try:
             try:
-                warm = Warmup(self.resolved, report=cfg.recording.report).start()  # meanwhile liblsl waits
+                # The processing stack loads while liblsl waits for the stream; the report's plotting stack
+                # follows in the background (joined before the report is written, at the end).
+                warm = self._warmup = Warmup(self.resolved, report=cfg.recording.report).start()
                 try:
                     source.open()
                 finally:
                     warm.join()
                 from closedloop.pipeline import Pipeline
+                from closedloop.recording import SessionRecording
+                from closedloop.session.driver import SessionDriver
 
                 self._say(source.describe())
                 for note in source.notes:
@@ -276,10 +297,6 @@ class LiveSession:
                 )
                 driver.recording = recording
                 self.adapter.on_record = recording.on_io  # every byte to and from the device, in session.xdf
-                if cfg.recording.report and warm.error is not None:  # the warm-up did it otherwise
-                    from closedloop.offline import report
-
-                    report.prepare()  # import the plotting stack now, not while the operator waits at the end
                 self._say(f"recording to {recording.path}")
                 outputs.open(driver, recording, source)
                 inlets = self._record_other_streams(recording, publisher, outputs.record_queries)
@@ -346,6 +363,8 @@ class LiveSession:
             queries.append({"name": publisher.marker_name, "source_id": publisher.marker_source_id})
         if not queries:
             return None
+        from closedloop.recording.inlets import StreamInlets
+
         inlets = StreamInlets(recording, queries).start()
         missing = [q for q in rec_cfg.streams if q.required and q.name and q.name not in inlets.names]
         if missing:
@@ -420,19 +439,21 @@ class LiveSession:
                     if self._t_first is None:
                         self._t_first = now
                     age = source.data_age
-                    stats.data_age.add(age)
-                    n = chunk.n_samples
-                    backlog = source.backlog or n > 2 * max(hop, typical_chunk)
-                    typical_chunk += 0.01 * (n - typical_chunk)
-                    if age > hop_s or backlog:
-                        stats.note_behind(age, n if backlog else 0, hop_s)
                     for problem in timestamps.check(float(chunk.timestamps[0]), source.newest_time, age, now):
                         stats.source_clock_events += 1
                         safety.note("clock", problem.reason)
                     if timestamps.bad_reason is not None:
                         stats.stop_reason = timestamps.bad_reason
                         return True
-                    steps = driver.feed(chunk, source.raw_data, source.raw_timestamps)
+                    try:
+                        steps = driver.feed(chunk, source.raw_data, source.raw_timestamps)
+                    finally:  # the loop's own bookkeeping once the chunk's commands are out (off the latency path)
+                        stats.data_age.add(age)
+                        n = chunk.n_samples
+                        backlog = source.backlog or n > 2 * max(hop, typical_chunk)
+                        typical_chunk += 0.01 * (n - typical_chunk)
+                        if age > hop_s or backlog:
+                            stats.note_behind(age, n if backlog else 0, hop_s)
                     self.outputs.on_chunk(chunk)
                     if steps:
                         self._after_frames(driver, source, wd, status, steps, now, age)
@@ -543,6 +564,9 @@ class LiveSession:
 
     def _finish(self, driver: SessionDriver | None, recording: SessionRecording | None, started: str) -> dict:
         """Write summary.json (atomically, before the report), then the recording's footers and report."""
+        from closedloop.recording.atomic import rescue_dirs, write_json_atomic
+        from closedloop.session.summary import build_summary
+
         pipeline = driver.pipeline if driver is not None else None
         elapsed = pipeline.samples_in / self.resolved.config.sfreq if pipeline is not None else 0.0
         summary = build_summary(self.resolved, pipeline, self.stats, started, elapsed, self.duration_s, self.identity)
@@ -565,6 +589,9 @@ class LiveSession:
                     self._say(f"the session folder failed; summary.json written to {self.summary_path}")
         if recording is not None:
             if recording.report_enabled:
+                if self._warmup is not None and not self._warmup.join_report(timeout=0):
+                    self._say("loading the report's plotting stack")
+                    self._warmup.join_report(timeout=60.0)  # write_report imports what is still missing
                 self._say("writing report.html")
             recording.close(summary, self.stats)
         return summary

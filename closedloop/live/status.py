@@ -9,10 +9,14 @@ is shown.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from closedloop.control.base import display_state
-from closedloop.pipeline import Pipeline, Step
 from closedloop.safety.state import StimState
-from closedloop.session.summary import SessionStats
+
+if TYPE_CHECKING:  # the processing stack loads in the warm-up thread (closedloop.live.warmup), not on import
+    from closedloop.pipeline import Pipeline, Step
+    from closedloop.session.summary import SessionStats
 
 
 def output_state(step: Step, safety, fault: str | None) -> str:

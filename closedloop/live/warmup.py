@@ -3,10 +3,15 @@
 Resolving an LSL stream, fetching its header and the first
 ``time_correction`` mostly wait on the network inside liblsl, which releases
 the GIL. :class:`Warmup` uses that wait: in a background thread it imports
-the processing stack (scipy.signal, numba, the stages), loads every numba
-kernel the pipeline will run from the on-disk cache (compiling it only when
-the cache is cold), and imports the report's plotting stack. The session
-joins it before the pipeline is built, so nothing of it runs beside the loop.
+the processing stack (scipy.signal, numba, the stages, the session driver
+and the recording — :mod:`closedloop.live.runtime` does not import them
+before the resolve starts) and loads every numba kernel the pipeline will
+run from the on-disk cache (compiling it only when the cache is cold). The
+session waits for that (:meth:`Warmup.join`) before the pipeline is built.
+The same thread then goes on to import the report's plotting stack, which
+the session does not wait for: it overlaps the recording's start and the
+first feature window's data, and is joined (:meth:`Warmup.join_report`)
+only before the report is written, at the end.
 
 The kernels are loaded on a throwaway pipeline built for the channels the
 pipeline file names (the stream is not known yet); numba specialises on
@@ -43,13 +48,21 @@ class Warmup:
     resolved : ResolvedPipeline
         The pipeline that will run.
     report : bool
-        Also import and warm the report's plotting stack.
+        Then also import and warm the report's plotting stack.
+
+    Attributes
+    ----------
+    error, report_error : BaseException or None
+        What stopped the kernels' or the report's warm-up (the session's own
+        warm-up, or the report writer, repeats it and reports it).
     """
 
     def __init__(self, resolved, report: bool = False) -> None:
         self.resolved = resolved
         self.report = report
         self.error: BaseException | None = None
+        self.report_error: BaseException | None = None
+        self._kernels_done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="closedloop-warmup", daemon=True)
 
     def start(self) -> Warmup:
@@ -58,11 +71,34 @@ class Warmup:
         return self
 
     def join(self) -> None:
-        """Wait until the background work is done."""
-        self._thread.join()
+        """Wait until the processing stack is imported and the kernels are loaded (not the report's stack)."""
+        self._kernels_done.wait()
+
+    def join_report(self, timeout: float | None = None) -> bool:
+        """Wait until the report's plotting stack is ready too; return whether it is."""
+        if self._thread.ident is None:  # never started
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         try:
+            self._kernels()
+        finally:
+            self._kernels_done.set()
+        if self.report:
+            try:
+                from closedloop.offline import report
+
+                report.prepare()
+            except BaseException as e:  # noqa: BLE001 - the report writer repeats it and reports it
+                self.report_error = e
+                log.debug("background warm-up of the report failed: %s", e)
+
+    def _kernels(self) -> None:
+        try:
+            import closedloop.recording  # noqa: F401 - what the session imports once the stream is open
+            import closedloop.session.driver  # noqa: F401
             from closedloop.pipeline import Pipeline
             from closedloop.session.telemetry import RunningStats
 
@@ -73,10 +109,6 @@ class Warmup:
                 except Exception as e:  # noqa: BLE001 - a guess that does not fit: the real warm-up does it
                     log.debug("warm-up on the guessed channels skipped: %s", e)
             RunningStats(1).warmup()
-            if self.report:
-                from closedloop.offline import report
-
-                report.prepare()
         except BaseException as e:  # noqa: BLE001 - reported by the session's own warm-up, which repeats it
             self.error = e
             log.debug("background warm-up failed: %s", e)

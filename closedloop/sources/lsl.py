@@ -202,6 +202,12 @@ class LSLSource:
         liblsl until it arrives; ``"busy"`` asks liblsl without a timeout
         again and again until it does (or ``timeout`` passes) — no wake-up
         delay, at the cost of one CPU core kept at 100 %.
+    settle_s : float
+        After the stream is found, how long to look for a second stream that
+        matches too (an error: the query must pick one). It runs while the
+        inlet opens and the first ``time_correction`` runs. 0 skips it, for
+        a stream this process created under a unique name (the built-in
+        synthetic source).
 
     Attributes
     ----------
@@ -234,10 +240,12 @@ class LSLSource:
         features=None,
         preprocess=None,
         poll: str = "wait",
+        settle_s: float = 1.0,
     ) -> None:
         if poll not in ("wait", "busy"):
             raise ValueError(f"poll must be 'wait' or 'busy', not {poll!r}")
         self.poll = poll
+        self.settle_s = float(settle_s)
         self.query = dict(name=name, type=type, source_id=source_id)
         self.sfreq = float(sfreq)
         self.expected_names = ch_names
@@ -288,7 +296,10 @@ class LSLSource:
             with control characters), channels the pipeline names, units.
         """
         info = resolve_one(**self.query, timeout=self.resolve_timeout_s, scope=self.scope, settle=0.0)
-        second = _SecondMatch(self.query, info, settle=1.0)  # meanwhile: header, inlet, first time_correction
+        if self.settle_s <= 0:
+            self._open(info)
+            return
+        second = _SecondMatch(self.query, info, settle=self.settle_s)  # meanwhile: header, inlet, time_correction
         try:
             self._open(info)
         except SourceError:
@@ -432,7 +443,6 @@ class LSLSource:
 
     def _update_offset(self, force: bool = False) -> None:
         import pylsl
-        import pylsl.util
 
         now = pylsl.local_clock()
         if force or now - self.last_offset_time > 5.0:
@@ -449,19 +459,19 @@ class LSLSource:
         SourceError
             When the stream is lost (the outlet went away).
         """
-        import pylsl
-        import pylsl.util
-
+        local_clock = self._local_clock
         try:
             n = self._pull_into(timeout)
-            try:
-                self._update_offset()
-            except pylsl.util.TimeoutError:
-                pass
-        except pylsl.util.LostError:
+            now = local_clock()
+            if now - self.last_offset_time > 5.0:  # a new clock offset every 5 s
+                try:
+                    self._update_offset()
+                except self._timeout_error:
+                    pass
+                now = local_clock()
+        except self._lost_error:
             self.lost = True
             raise SourceError(f"stream {self.info.name()!r} lost (its outlet went away)") from None
-        now = pylsl.local_clock()
         if n == 0:
             self.stalled = now - self.last_data_wall > self.stall_timeout_s
             self.data_age = now - self.newest_time - self._drift() if self.samples_in else float("nan")
@@ -484,6 +494,13 @@ class LSLSource:
     def _bind_pull(self) -> None:
         """Prepare liblsl chunk pulls straight into the preallocated buffers (no allocation per pull)."""
         import ctypes
+
+        import pylsl
+        import pylsl.util
+
+        self._local_clock = pylsl.local_clock  # looked up once, not on every pull
+        self._timeout_error = pylsl.util.TimeoutError
+        self._lost_error = pylsl.util.LostError
 
         buf = self._raw_buf
         n_ch = buf.shape[1]

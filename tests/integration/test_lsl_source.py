@@ -91,6 +91,23 @@ def test_ambiguous_match_is_refused_with_listing(unique_name):
     assert "\n" not in msg
 
 
+def test_without_settle_the_first_match_opens_and_no_second_one_is_looked_for(unique_name):
+    # settle_s=0 is for a stream the process created under a unique name (the built-in synthetic source):
+    # it still goes over LSL (resolve, header, inlet, clock offset), only the search for a second match is skipped
+    a = publisher(unique_name, source_id=unique_name + "-1")
+    b = publisher(unique_name, source_id=unique_name + "-2")
+    try:
+        src = LSLSource(name=unique_name, sfreq=250.0, resolve_timeout_s=5, settle_s=0.0)
+        src.open()
+        assert src.info.source_id() in (unique_name + "-1", unique_name + "-2")
+        data, _ = pull_for(src, 0.3)
+        src.close()
+    finally:
+        a.stop()
+        b.stop()
+    assert data.shape == (data.shape[0], 8) and data.shape[0] > 0
+
+
 @pytest.mark.parametrize(
     "kwargs, expected",
     [

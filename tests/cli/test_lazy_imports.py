@@ -1,0 +1,69 @@
+"""The quick commands load only what they use: ``--help``, ``--version`` and ``check`` import no numerics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: Modules the quick commands must not load (each costs 0.1 s to 2 s of start-up).
+HEAVY = ("numpy", "numba", "scipy", "mne", "matplotlib", "pylsl", "importlib.metadata")
+
+#: Runs the command line in-process, then writes the names of the loaded modules to argv[1].
+CHILD = """
+import json, sys
+out = sys.argv[1]
+sys.argv = ["closedloop", *sys.argv[2:]]
+from closedloop.cli import main
+try:
+    code = main()
+except SystemExit as e:
+    code = e.code
+with open(out, "w") as f:
+    json.dump({"code": code, "modules": sorted(sys.modules)}, f)
+"""
+
+
+def _loaded(tmp_path: Path, *args: str) -> list[str]:
+    out = tmp_path / "modules.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD, str(out), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert result["code"] in (0, None), r.stderr
+    return result["modules"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("check", "pipelines/alpha_tacs.toml"),
+        ("check", "pipelines/phase_alpha_rtms_sim.toml"),
+        ("check", "pipelines/alpha_tus_sim.toml"),
+    ],
+    ids=["help", "check", "check-rtms-trigger", "check-tus-trigger"],
+)
+def test_quick_commands_import_no_numerics(tmp_path, repo, args):
+    args = tuple(str(repo / a) if a.endswith(".toml") else a for a in args)
+    modules = _loaded(tmp_path, *args)
+    heavy = sorted(m for m in modules if m in HEAVY or m.startswith(tuple(h + "." for h in HEAVY)))
+    # importlib.metadata: pydantic looks for plugins through it when the first model validates (check only)
+    if args[0] == "check":
+        heavy = [m for m in heavy if not m.startswith("importlib.metadata")]
+    assert heavy == []
+
+
+def test_version_is_looked_up_on_first_use(tmp_path):
+    modules = _loaded(tmp_path, "--version")
+    assert "importlib.metadata" in modules  # --version is what needs it
+    import closedloop
+
+    assert isinstance(closedloop.__version__, str) and closedloop.__version__
+    assert "__version__" in dir(closedloop)
