@@ -40,6 +40,7 @@ _STOP = "stop"
 _FLUSH = "flush"
 _SAMPLES = "samples"
 _OFFSET = "offset"
+_PARTS = "parts"  # samples of several streams: (_PARTS, [(stream_id, values, stamps), ...])
 
 
 @dataclass(slots=True)
@@ -224,6 +225,23 @@ class Recorder:
             (programming errors). Disk problems never raise here: see
             :attr:`error`.
         """
+        part = self.prepare(stream_id, data, timestamps, copy=copy)
+        if part is not None:
+            self._offer((_SAMPLES, *part), len(part[2]))
+
+    def prepare(
+        self,
+        stream_id: int,
+        data: np.ndarray | Sequence[Sequence[str]],
+        timestamps: np.ndarray | Sequence[float],
+        *,
+        copy: bool = True,
+    ) -> tuple[int, object, np.ndarray] | None:
+        """Check and convert samples as :meth:`push` does, without queueing them.
+
+        Returns ``(stream_id, values, timestamps)`` for :meth:`push_parts`,
+        or None for no samples. Raises as :meth:`push`.
+        """
         spec = self._specs.get(stream_id)
         if spec is None:
             raise KeyError(f"no stream with id {stream_id} in recorder {self.path}")
@@ -245,9 +263,19 @@ class Recorder:
                     f"stream {spec.name!r}: data of shape {values.shape} does not match "
                     f"({n} timestamps, {spec.channel_count} channels)"
                 )
-        if n == 0:
-            return
-        self._offer((_SAMPLES, stream_id, values, stamps), n)
+        return None if n == 0 else (stream_id, values, stamps)
+
+    def push_parts(self, parts: Sequence[tuple[int, object, np.ndarray] | None]) -> None:
+        """Queue samples of several streams as one queue item (parts from :meth:`prepare`; None skipped).
+
+        The hot loop's form of :meth:`push`: one queue operation per chunk
+        for all the streams it records. Each stream's samples keep their order.
+        """
+        parts = [p for p in parts if p is not None]
+        if len(parts) == 1:
+            self._offer((_SAMPLES, *parts[0]), len(parts[0][2]))
+        elif parts:
+            self._offer((_PARTS, parts), sum(len(p[2]) for p in parts), len(parts))
 
     def push_clock_offset(self, stream_id: int, collection_time: float, offset: float) -> None:
         """Queue a clock offset measurement for a stream (non-blocking).
@@ -262,7 +290,7 @@ class Recorder:
                 self._fixed_offsets.pop(stream_id, None)
         self._offer((_OFFSET, stream_id, float(collection_time), float(offset)), 0)
 
-    def _offer(self, item: tuple, n_samples: int) -> None:
+    def _offer(self, item: tuple, n_samples: int, n_pushes: int = 1) -> None:
         if self._error is None and not self._closed:
             try:
                 self._queue.put_nowait(item)
@@ -278,7 +306,7 @@ class Recorder:
                 except queue.Full:
                     continue
         with self._lock:
-            self._dropped_pushes += 1
+            self._dropped_pushes += n_pushes
             self._dropped_samples += n_samples
 
     def start(self) -> None:
@@ -394,12 +422,12 @@ class Recorder:
                     except queue.Empty:
                         break
                     kind = item[0]
-                    if kind == _SAMPLES:
-                        _, stream_id, values, stamps = item
-                        batches.setdefault(stream_id, []).append((values, stamps))
-                        batch_sizes[stream_id] = batch_sizes.get(stream_id, 0) + len(stamps)
-                        if batch_sizes[stream_id] >= self.max_batch_samples:
-                            self._write_batch(writer, stream_id, batches, batch_sizes)
+                    if kind == _SAMPLES or kind == _PARTS:
+                        for stream_id, values, stamps in (item[1:],) if kind == _SAMPLES else item[1]:
+                            batches.setdefault(stream_id, []).append((values, stamps))
+                            batch_sizes[stream_id] = batch_sizes.get(stream_id, 0) + len(stamps)
+                            if batch_sizes[stream_id] >= self.max_batch_samples:
+                                self._write_batch(writer, stream_id, batches, batch_sizes)
                     elif kind == _OFFSET:
                         writer.write_clock_offset(item[1], item[2], item[3])
                         self._bytes_written = writer.bytes_written
@@ -456,10 +484,11 @@ class Recorder:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if item[0] == _SAMPLES:
-                writer.write_samples(item[1], item[2], item[3])
-                with self._lock:
-                    self._samples_written[item[1]] += len(item[3])
+            if item[0] == _SAMPLES or item[0] == _PARTS:
+                for stream_id, values, stamps in (item[1:],) if item[0] == _SAMPLES else item[1]:
+                    writer.write_samples(stream_id, values, stamps)
+                    with self._lock:
+                        self._samples_written[stream_id] += len(stamps)
             elif item[0] == _OFFSET:
                 writer.write_clock_offset(item[1], item[2], item[3])
             elif item[0] == _FLUSH:
@@ -522,6 +551,10 @@ class Recorder:
                 with self._lock:
                     self._dropped_pushes += 1
                     self._dropped_samples += len(item[3])
+            elif kind == _PARTS:
+                with self._lock:
+                    self._dropped_pushes += len(item[1])
+                    self._dropped_samples += sum(len(p[2]) for p in item[1])
             elif kind == _FLUSH:
                 item[1].set()
             elif kind == _STOP:

@@ -138,6 +138,10 @@ class SessionRecording:
         The recording machine's clock, for the collection times of the
         ClockOffset chunks; :meth:`for_source` passes ``pylsl.local_clock``
         (default :func:`time.monotonic`).
+    copy_raw : bool
+        False: the arrays given to :meth:`on_chunk` are never written to
+        afterwards (a replay's file blocks), so they are recorded without a
+        copy. A live source reuses its buffers: keep True.
 
     Raises
     ------
@@ -167,6 +171,7 @@ class SessionRecording:
         session_info: Mapping[str, object] | None = None,
         identity: Mapping[str, str] | None = None,
         clock: Callable[[], float] | None = None,
+        copy_raw: bool = True,
     ) -> None:
         self.identity = _check_identity(identity)
         self.out_dir = Path(out_dir)
@@ -214,6 +219,8 @@ class SessionRecording:
             max_batch_samples=max(1000, 1_000_000 // sample_bytes) if block else 100_000,
             clock=clock or time.monotonic,
         )
+        self._copy_raw = bool(copy_raw)
+        self._held = None  # the last chunk's EEG part, queued with that chunk's frames (one queue item per chunk)
         self._ids: dict[str, int] = {}
         self._strings: set[int] = set()  # ids of string streams
         self._n_state = len(self.controller_state_names)
@@ -403,8 +410,16 @@ class SessionRecording:
 
     # -- the loop's calls (cheap, non-blocking) ------------------------------------
     def on_chunk(self, data: np.ndarray, raw_timestamps: np.ndarray) -> None:
-        """EEG exactly as received: values and raw LSL timestamps (copied)."""
-        self.recorder.push(self._eeg_id, data, raw_timestamps)
+        """EEG exactly as received: values and raw LSL timestamps (copied unless ``copy_raw`` is False).
+
+        Queued together with the chunk's frames by :meth:`on_steps` (one queue
+        item per chunk); a chunk without frames is queued at the next chunk
+        or at :meth:`finish`.
+        """
+        held = self._held
+        self._held = self.recorder.prepare(self._eeg_id, data, raw_timestamps, copy=self._copy_raw)
+        if held is not None:
+            self.recorder.push_parts((held,))
 
     def on_clock_offset(self, collection_time: float, offset: float, stream: str | None = None) -> None:
         """Record a clock offset measurement of the EEG stream (or of another recorded stream)."""
@@ -438,10 +453,16 @@ class SessionRecording:
             ],
             dtype=np.float64,
         ).reshape(n, len(COMMAND_CHANNELS))
-        push = self.recorder.push  # arrays built here for the recorder alone: handed over, not copied
-        push(self._feat_id, feats, times, copy=False)
-        push(self._state_id, state, times, copy=False)
-        push(self._cmd_id, cmds, times, copy=False)
+        prepare = self.recorder.prepare  # arrays built here for the recorder alone: handed over, not copied
+        held, self._held = self._held, None
+        self.recorder.push_parts(
+            (
+                held,
+                prepare(self._feat_id, feats, times, copy=False),
+                prepare(self._state_id, state, times, copy=False),
+                prepare(self._cmd_id, cmds, times, copy=False),
+            )
+        )
 
     def on_applied(self, command, issue_time: float, latency_s: float) -> None:
         """Record a command the adapter issued at ``issue_time`` (local LSL clock)."""
@@ -461,7 +482,7 @@ class SessionRecording:
         The hot loop's form of :meth:`on_applied` (one push per chunk, not per command); the
         commands are needed only for their rare extras (fire, abort, phase...).
         """
-        self.recorder.push(self._applied_id, rows, issue_times)
+        texts, times = [], []
         for command, t in zip(commands, issue_times.tolist()):
             if command.extra or command.fire or command.abort:
                 doc = {
@@ -469,7 +490,15 @@ class SessionRecording:
                     **({"fire": True} if command.fire else {}),
                     **({"abort": True} if command.abort else {}),
                 }
-                self.recorder.push(self._extra_id, [[json.dumps(doc, sort_keys=True)]], (t,))
+                texts.append([json.dumps(doc, sort_keys=True)])
+                times.append(t)
+        prepare = self.recorder.prepare  # rows and issue_times are the caller's buffers: copied
+        self.recorder.push_parts(
+            (
+                prepare(self._applied_id, rows, issue_times),
+                prepare(self._extra_id, texts, times) if texts else None,
+            )
+        )
 
     def on_event(self, event) -> None:
         """Record a :class:`~closedloop.safety.SafetyEvent`, as JSON text stamped at its time."""
@@ -543,7 +572,10 @@ class SessionRecording:
         """
         if not self._finished:
             self._finished = True
+            held, self._held = self._held, None
             try:
+                if held is not None:
+                    self.recorder.push_parts((held,))
                 self.recorder.close(timeout=timeout)
             except Exception as err:  # noqa: BLE001 - the end of a session must go on
                 log.warning("closing %s failed: %s: %s", self.path, type(err).__name__, err)

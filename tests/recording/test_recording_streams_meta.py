@@ -133,3 +133,70 @@ def test_finish_closes_the_file_so_the_summary_can_say_it_is_complete(tmp_path, 
     rec.finish()  # twice is harmless
     rec.close({"frames": 0})  # then the report
     assert rec.report_error is None and (tmp_path / "report.html").exists()
+
+
+def test_one_queue_item_per_chunk_keeps_every_stream_exact(tmp_path, resolved):
+    """A chunk's EEG, frames and applied commands go to the writer as one queue item, written as pushed.
+
+    The EEG comes from a reused buffer (as a live source's), overwritten after each call: the
+    recording must still hold the values given. Chunks with several frames, with commands and
+    extras, and without frames (queued with the next chunk or at finish) are all covered.
+    """
+    from closedloop.pipeline import Pipeline
+    from closedloop.types import Chunk
+
+    gen = SyntheticEEG(n_channels=32, sfreq=500.0, seed=9)
+    pipe = Pipeline(resolved, gen.ch_names)
+    rec = SessionRecording(
+        tmp_path, resolved, eeg_desc(gen), pipe.feature_names, list(pipe.controller.state()), min_free_bytes=0
+    )
+    offers = []
+    offer = rec.recorder._offer
+    rec.recorder._offer = lambda item, *a: (offers.append(item[0]), offer(item, *a))
+    buf = np.empty((300, 32), dtype=np.float32)
+    rows, issued = np.empty((8, 5)), np.empty(8)  # the driver's reused buffers
+    eeg, stamps, frames, applied, extras = [], [], [], [], []
+    i, per_chunk, sizes = 0, [], (300, 7, 11, 250, 3, 120, 9)  # some chunks hold several frames, some none
+    for size in sizes:
+        data = gen.generate(size, out=buf[:size])
+        raw = 5000.0 + (i + np.arange(size)) / 500.0
+        i += size
+        steps = pipe.process(Chunk(data, raw + OFFSET))
+        before = len(offers)
+        cmds = [s.allowed for s in steps]
+        if steps:
+            cmds[0] = type(cmds[0])(1.0, 10.0, True, steps[0].frame.time, fire=True, extra={"phase": 0.5})
+            for k, c in enumerate(cmds):
+                rows[k] = (c.amplitude_mA, c.frequency_Hz, c.on, c.time, 0.001 * k)
+                issued[k] = raw[-1] + OFFSET + 0.0001 * k
+            rec.on_applied_rows(rows[: len(cmds)], issued[: len(cmds)], cmds)
+            applied.append((rows[: len(cmds)].copy(), issued[: len(cmds)].copy()))
+            extras.append(issued[0])
+        rec.on_chunk(data, raw)
+        rec.on_steps(steps)
+        per_chunk.append(len(offers) - before)
+        eeg.append(data.copy())
+        stamps.append(raw)
+        frames += [s.frame for s in steps]
+        buf[:] = -1.0  # the source reuses its buffer
+        rows[:] = -1.0
+        issued[:] = -1.0
+    assert len(frames) > len(sizes) and 0 in per_chunk  # chunks with several frames and without any
+    rec.close()
+    # one item per chunk (EEG with the chunk's frames), plus one per chunk with applied commands
+    assert len(offers) == len(sizes) + len(applied)
+    streams, _ = load(rec.path)
+    got = streams["EEG-test"]
+    np.testing.assert_array_equal(got["time_series"], np.concatenate(eeg))
+    np.testing.assert_array_equal(got["time_stamps"], np.concatenate(stamps))
+    feat = streams["closedloop-features"]
+    np.testing.assert_array_equal(feat["time_stamps"], [f.time for f in frames])
+    np.testing.assert_array_equal(feat["time_series"][:, -1], [f.index for f in frames])
+    np.testing.assert_array_equal(feat["time_series"][:, 0], [f.values[0] for f in frames])
+    assert len(streams["closedloop-commands"]["time_stamps"]) == len(frames)
+    got = streams["closedloop-applied"]
+    np.testing.assert_array_equal(got["time_series"], np.concatenate([r for r, _ in applied]))
+    np.testing.assert_array_equal(got["time_stamps"], np.concatenate([t for _, t in applied]))
+    got = streams["closedloop-applied-extra"]
+    np.testing.assert_array_equal(got["time_stamps"], extras)
+    assert [json.loads(x[0]) for x in got["time_series"]] == [{"fire": True, "phase": 0.5}] * len(extras)
