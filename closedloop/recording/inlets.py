@@ -32,9 +32,11 @@ class StreamInlets:
         Where the samples go.
     queries : list of dict
         One per stream: any of ``name``, ``type``, ``source_id`` (as for
-        :func:`closedloop.sources.resolve_one`).
+        :func:`closedloop.sources.resolve_one`), and ``own`` (True: a stream
+        this process publishes, so it is unique and found without waiting
+        for a second match).
     resolve_timeout_s : float
-        How long to look for each stream in :meth:`start`.
+        How long to look for the streams in :meth:`start` (all are looked for at once).
     offset_interval_s : float
         Interval between clock offset measurements per stream.
     required : bool
@@ -67,26 +69,38 @@ class StreamInlets:
         self.samples: dict[str, int] = {}
         self.error: BaseException | None = None
         self._inlets: list = []
+        self._measured: set[str] = set()  # streams with a clock offset recorded
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> StreamInlets:
-        """Resolve the streams, declare them in the recording, and start pulling."""
+        """Resolve the streams (all at once), declare them in the recording, and start pulling.
+
+        A query with ``"own": True`` names a stream this process created: it
+        is unique by construction, so the wait for a second match is skipped.
+        The first clock offset of each stream is measured by the pulling
+        thread, not here.
+        """
         configure_lsl()
-        import pylsl
-
-        from closedloop.sources.lsl import SourceError, resolve_one
-
-        for query in self.queries:
-            try:
-                info = resolve_one(**query, timeout=self.resolve_timeout_s, settle=0.2)
-            except SourceError as err:
+        found: list = [None] * len(self.queries)
+        threads = [
+            threading.Thread(target=self._open, args=(k, q, found), name=f"closedloop-resolve-{k}", daemon=True)
+            for k, q in enumerate(self.queries)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for query, result in zip(self.queries, found):  # declared in query order, as before
+            if isinstance(result, BaseException):
                 if self.required:
-                    raise
-                log.warning("not recording %s: %s", query, err)
+                    for other in found:
+                        if isinstance(other, tuple):
+                            other[0].close_stream()
+                    raise result
+                log.warning("not recording %s: %s", query, result)
                 continue
-            inlet = pylsl.StreamInlet(info, max_buflen=60, recover=False, processing_flags=0)
-            full = inlet.info(timeout=self.resolve_timeout_s)
+            inlet, full = result
             name = full.name()
             fmt = _FORMATS.get(full.channel_format(), "double64")
             labels = _labels(full)
@@ -99,10 +113,8 @@ class StreamInlets:
                 full.source_id(),
                 labels or None,
                 full.as_xml(),
-                clock_offset=None,  # measured below and every offset_interval_s
+                clock_offset=None,  # measured by the pulling thread, at once and every offset_interval_s
             )
-            inlet.open_stream(timeout=self.resolve_timeout_s)
-            self.recording.on_clock_offset(pylsl.local_clock(), inlet.time_correction(timeout=2.0), stream=name)
             self._inlets.append((name, inlet, fmt))
             self.names.append(name)
             self.samples[name] = 0
@@ -110,11 +122,43 @@ class StreamInlets:
         self._thread.start()
         return self
 
-    def _run(self) -> None:
+    def _open(self, k: int, query: Mapping[str, object], found: list) -> None:
+        """Resolve one stream and open its inlet (a resolving thread); store ``(inlet, info)`` or the error."""
         import pylsl
 
+        from closedloop.sources.lsl import SourceError, resolve_one
+
+        query = dict(query)
+        settle = 0.0 if query.pop("own", False) else 0.2
+        try:
+            info = resolve_one(**query, timeout=self.resolve_timeout_s, settle=settle)
+            inlet = pylsl.StreamInlet(info, max_buflen=60, recover=False, processing_flags=0)
+            full = inlet.info(timeout=self.resolve_timeout_s)
+            inlet.open_stream(timeout=self.resolve_timeout_s)
+            found[k] = (inlet, full)
+        except SourceError as err:
+            found[k] = err
+        except Exception as err:  # noqa: BLE001 - reported by start() like a missing stream
+            found[k] = SourceError(f"cannot open LSL stream {query}: {type(err).__name__}: {err}")
+
+    def _measure_offsets(self, timeout: float, names: set[str] | None = None) -> None:
+        """Record a clock offset per stream (those in ``names``, default all); a timeout skips one."""
+        import pylsl
+
+        for name, inlet, _ in self._inlets:
+            if names is not None and name not in names:
+                continue
+            try:
+                offset = inlet.time_correction(timeout=timeout)
+            except pylsl.util.TimeoutError:
+                continue
+            self.recording.on_clock_offset(pylsl.local_clock(), offset, stream=name)
+            self._measured.add(name)
+
+    def _run(self) -> None:
         next_offset = time.monotonic() + self.offset_interval_s
         try:
+            self._measure_offsets(2.0)  # the first offsets, off start()'s path
             while not self._stop.is_set():
                 got = False
                 for name, inlet, _fmt in self._inlets:
@@ -124,13 +168,7 @@ class StreamInlets:
                         self.recording.on_marker(name, values, stamps)
                         self.samples[name] += len(stamps)
                 if time.monotonic() >= next_offset:
-                    for name, inlet, _ in self._inlets:
-                        try:
-                            self.recording.on_clock_offset(
-                                pylsl.local_clock(), inlet.time_correction(timeout=0.5), stream=name
-                            )
-                        except pylsl.util.TimeoutError:
-                            pass
+                    self._measure_offsets(0.5)
                     next_offset = time.monotonic() + self.offset_interval_s
                 if not got:
                     self._stop.wait(0.02)
@@ -144,6 +182,8 @@ class StreamInlets:
             time.sleep(0.05)  # let markers pushed just before the end arrive
             self._stop.set()
             self._thread.join(timeout)
+            if not self._thread.is_alive():  # a stream without any offset yet (very short session): one now
+                self._measure_offsets(0.5, {name for name, _, _ in self._inlets} - self._measured)
         for name, inlet, _ in self._inlets:
             try:
                 values, stamps = inlet.pull_chunk(timeout=0.0)
