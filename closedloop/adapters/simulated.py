@@ -83,8 +83,8 @@ class _Simulated(AdapterBase):
 
     def _usable(self, command: Command, now: float) -> bool:
         """Gate ``apply``: False when faulted; refuse out-of-profile commands."""
-        if not self._accepts_commands():
-            return False
+        if (self.fault is not None or not self.connected) and not self._accepts_commands():
+            return False  # (the gate is called only when it has something to say: it counts or raises)
         problems = self.problems(command, now)
         if problems:
             self._go_safe(now)
@@ -130,7 +130,10 @@ class SimulatedStimulator(_Simulated):
         amplitude = command.amplitude_mA if self.armed else 0.0
         if command.amplitude_mA > 0 and not self.armed:
             self.dropped += 1
-        self._set(amplitude, now)
+        with self._lock:  # _set inlined: it runs on every command
+            self._from = self._value(now)
+            self._to = amplitude
+            self._t0 = now
         self.frequency_Hz = command.frequency_Hz
         self.commands += 1
         self.last_command = command

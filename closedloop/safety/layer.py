@@ -171,7 +171,9 @@ class SafetyLayer:
             t, dt = self._advance()
             if self.machine.state is IDLE and self.auto_arm:
                 self._go(ARMED, t, "armed automatically on the first frame")
-            self._check_session_time(t)
+            limit, t_start = self.env.max_session_duration_s, self.t_start  # the session time, on every call
+            if (0.0 if t_start is None else t - t_start) >= limit:
+                self._latch(t, f"session duration limit {limit:g} s reached", "dose")
             if self.suspended is not None:
                 self._emergency = True
                 out = self._ramp(t, dt)
@@ -284,11 +286,6 @@ class SafetyLayer:
     def _elapsed(self, t: float) -> float:
         """Time since the layer's first call, at ``t`` (0 before it)."""
         return 0.0 if self.t_start is None else t - self.t_start
-
-    def _check_session_time(self, t: float) -> None:
-        limit = self.env.max_session_duration_s
-        if (0.0 if self.t_start is None else t - self.t_start) >= limit:  # _elapsed(t), on every call
-            self._latch(t, f"session duration limit {limit:g} s reached", "dose")
 
     def _latch(self, t: float, reason: str, kind: str, emergency: bool = False) -> None:
         """Latch a stop (once); an emergency may upgrade an ongoing stop to the fast ramp."""

@@ -93,7 +93,7 @@ class TESSafetyLayer(SafetyLayer):
             self._event(t, "refuse", "no valid frequency requested yet; target 0", target)
             target = 0.0
         a0 = self._amplitude
-        if target > a0:
+        if target >= a0:  # at target == a0 both branches give a0 (dt >= 0); this one skips the down-rate lookup
             a1 = min(target, a0 + self.env.max_ramp_rate_mA_per_s * dt)
         else:
             a1 = max(target, a0 - self._down_rate * dt)

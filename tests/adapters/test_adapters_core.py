@@ -385,3 +385,23 @@ def test_simulated_tus_refuses_unsafe_bursts(repo):
     with pytest.raises(LimitViolation, match="mechanical index"):
         a.apply(Command(0, 0, True, 0, {**ok, "pnp_MPa": 2.0}, fire=True), 200.0)
     assert not a.armed and len(a.bursts) == 1
+
+
+def test_simulated_tes_gates_and_checks_every_command(repo):
+    """Apply before connect raises; after many equal allowed commands, each changed one is still checked."""
+    clock = Clock()
+    a = build_adapter(load_profile(repo / "devices" / "sim_tacs.toml"), clock=clock)
+    with pytest.raises(RuntimeError, match="before connect"):
+        a.apply(Command(1.0, 10.0, True, 0.0), 0.0)
+    assert a.commands == 0 and a.dropped == 0
+    a.connect()
+    for i in range(50):
+        a.apply(Command(1.0, 10.0, True, float(i)), 100.0 + i)
+    assert a.commands == 50 and a.refused == 0
+    bad = [Command(1.0, 101.0, True, 50.0), Command(float("nan"), 10.0, True, 50.0), Command(2.5, 10.0, True, 50.0)]
+    for k, command in enumerate(bad, 1):
+        with pytest.raises(LimitViolation):
+            a.apply(command, 150.0)
+        assert a.refused == k and a.output_mA(1e6) == 0.0  # driven safe
+        a.apply(Command(1.0, 10.0, True, 51.0), 151.0)  # an allowed command after it is applied again
+    assert a.commands == 53
