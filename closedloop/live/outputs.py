@@ -151,7 +151,7 @@ class SessionOutputs:
             session._say(f"note: {note}")
         self.feed = LiveFeed(source.ch_names, info.display, info.roi)
         self.ratings = RatingsOutlet(recording.session_id, ident)
-        self.record_queries.append({"name": RATINGS_STREAM, "source_id": self.ratings.source_id})
+        self.record_queries.append({"name": RATINGS_STREAM, "source_id": self.ratings.source_id, "own": True})
         import pylsl
 
         state = DashboardState(info)

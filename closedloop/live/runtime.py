@@ -360,7 +360,7 @@ class LiveSession:
         queries = [q.model_dump(exclude={"required"}, exclude_none=True) for q in rec_cfg.streams]
         queries += extra  # the dashboard's ratings
         if publisher is not None:
-            queries.append({"name": publisher.marker_name, "source_id": publisher.marker_source_id})
+            queries.append({"name": publisher.marker_name, "source_id": publisher.marker_source_id, "own": True})
         if not queries:
             return None
         from closedloop.recording.inlets import StreamInlets

@@ -201,6 +201,7 @@ def replay(
                 }
             ],
             block=True,
+            copy_raw=False,  # a replay's file blocks are new arrays every chunk, never reused
             report=report,
             identity=identity,
             session_info={
