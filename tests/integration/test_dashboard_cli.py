@@ -21,13 +21,25 @@ REPO = Path(__file__).resolve().parents[2]
 URL = re.compile(r"(http://127\.0\.0\.1:\d+/)")
 
 
+def _default_sigint() -> None:
+    """Give the child the default SIGINT disposition, as a terminal's foreground process has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Command:
     """A closedloop command in a subprocess, its stderr read line by line."""
 
     def __init__(self, *args: str, cwd: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "closedloop", *args], cwd=cwd, env=env, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-m", "closedloop", *args],
+            cwd=cwd,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            # a shell's background job (a CI script run with &) ignores SIGINT, and so would the child: Python
+            # then installs no KeyboardInterrupt handler and Ctrl-C (the test's SIGINT) could not end `view`
+            preexec_fn=_default_sigint,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
