@@ -30,12 +30,13 @@ QUALITY_FLAGS = tuple(Quality(i) for i in range(128))  # flag bits -> Quality, w
 
 
 class FramePool:
-    """Frames with ``names``, handed out round-robin from ``n_slots`` reusable slots."""
+    """Frames with ``names``, handed out from ``n_slots`` reusable slots (round-robin, or the last free ones)."""
 
     def __init__(self, names: tuple[str, ...], n_slots: int = 16) -> None:
         self.names = tuple(names)
         self._slots: list[tuple[Frame, np.ndarray]] = [self._new() for _ in range(max(int(n_slots), 2))]
         self._next = 0
+        self._last, self._before = 0, 1  # the slots claim() handed out last and the one before
         self.replaced = 0  # slots that were still held and had to be replaced (diagnostics)
         self._free = self._baseline_counts()
         self._rows: np.ndarray | None = None  # the rows array last emitted from, and a view per row of it
@@ -57,23 +58,43 @@ class FramePool:
             self._slots.append(self._new())
 
     def claim(self) -> tuple[Frame, np.ndarray]:
-        """Return the next slot's frame and its writable buffer (a fresh slot if the old one is still held).
+        """Return a free slot's frame and its writable buffer (a fresh slot if none of those tried is free).
 
-        For a caller that writes the values itself, then sets ``time``, ``flags`` and ``index``.
+        For a caller that writes the values itself, then sets ``time``, ``flags`` and ``index``. The two
+        slots claimed last are tried first, so a caller that drops its frames (or keeps only the last one)
+        gets the same one or two slots back, still in the CPU's cache: a fresh buffer per frame costs the
+        caller ~1 µs of cache misses at 200 features.
         """
-        i = self._next
-        frame, buffer = self._slots[i]
+        slots = self._slots
         free_frame, free_values, free_buffer = self._free
+        i = self._last
+        frame, buffer = slots[i]
         if (
-            sys.getrefcount(frame) > free_frame  # the counts were taken with the same local names
+            sys.getrefcount(frame) <= free_frame  # the counts were taken with the same local names
+            and sys.getrefcount(frame.values) <= free_values
+            and sys.getrefcount(buffer) <= free_buffer
+        ):
+            return frame, buffer
+        i = self._before
+        frame, buffer = slots[i]
+        if (
+            sys.getrefcount(frame) > free_frame
             or sys.getrefcount(frame.values) > free_values
             or sys.getrefcount(buffer) > free_buffer
         ):
-            self._slots[i] = self._new()
-            frame, buffer = self._slots[i]
-            self.replaced += 1
-        i += 1
-        self._next = 0 if i == len(self._slots) else i
+            i = self._next  # both held: the next slot round-robin, replaced if it is held too
+            frame, buffer = slots[i]
+            if (
+                sys.getrefcount(frame) > free_frame
+                or sys.getrefcount(frame.values) > free_values
+                or sys.getrefcount(buffer) > free_buffer
+            ):
+                slots[i] = self._new()
+                frame, buffer = slots[i]
+                self.replaced += 1
+            nxt = i + 1
+            self._next = 0 if nxt == len(slots) else nxt
+        self._before, self._last = self._last, i
         return frame, buffer
 
     def emit(self, k: int, rows: np.ndarray, times: np.ndarray, flags: np.ndarray, first_index: int) -> list[Frame]:

@@ -230,6 +230,30 @@ def test_transient_frames_are_recycled():
     assert len(seen) <= len(ext._pool._slots) and ext._pool.replaced == 0
 
 
+def test_hop_chunks_reuse_the_slots_a_caller_left_free():
+    # the live loop's case (chunks of one hop, one frame each): a caller that drops its frames gets the
+    # same slot back every step, one that keeps the last frame alternates between two; none is replaced,
+    # and a frame still held is never written
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3000, 2)) * 5
+    t = np.arange(3000) / FS
+    for keep_last in (False, True):
+        ext = FeatureExtractor(
+            FS, ["a", "b"], BANDS, RATIOS, window=250, hop=10, per_channel=True, method="sliding_dft"
+        )
+        ext.step(Chunk(x[:250], t[:250]))
+        ids, last, last_copy = set(), None, None
+        for i in range(250, 3000, 10):
+            (f,) = ext.step(Chunk(x[i : i + 10], t[i : i + 10]))
+            ids.add(id(f.values))
+            if keep_last:
+                assert last is None or last.values.tobytes() == last_copy  # untouched while held
+                last, last_copy = f, f.values.tobytes()
+            del f
+        assert len(ids) == (2 if keep_last else 1), ids
+        assert ext._pool.replaced == 0
+
+
 def test_derived_features_follow_band_powers():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((1500, 1)) * 4
