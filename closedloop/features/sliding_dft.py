@@ -41,6 +41,7 @@ import numba
 import numpy as np
 
 from closedloop.features.bandpower import BandPowerMethod, Bands, band_bins, hann, psd_bin_scale
+from closedloop.features.prefetch import prefetch_read, prefetch_write
 
 
 @numba.njit(cache=True, nogil=True)
@@ -160,6 +161,15 @@ def _sdft_kernel(state, last_bad, sums, twiddle, kernel, work, out_power, out_ti
     cur, prev = sums[0], sums[1]
     clean = work[work.shape[0] - 1]
     frame_phase = N % hop
+    # the snapshot the first frame of this chunk will read (written a window ago: out of cache by now) and
+    # the one the first hop will write: their loads start now and overlap with the accumulation
+    count = state[0]
+    first = N if count < N else N + ((count - N) // hop + 1) * hop
+    if first <= count + n:
+        prefetch_read(sums[3 + ((first - N) // hop) % n_snap])
+    first = (count // hop + 1) * hop
+    if first <= count + n:
+        prefetch_write(sums[3 + (first // hop) % n_snap])
     k = 0
     i = 0
     while i < n:
