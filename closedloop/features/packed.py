@@ -23,6 +23,7 @@ import numpy as np
 
 from closedloop.features.derived import _derive_kernel
 from closedloop.features.iir import _iir_kernel
+from closedloop.features.intrinsics import carve
 from closedloop.features.quality import _quality_kernel
 from closedloop.features.sliding_dft import _sdft_kernel
 
@@ -38,19 +39,19 @@ def _f1(F, L, j):
 @numba.njit(cache=True, nogil=True, inline="always")
 def _f2(F, L, j):
     o, a, b = L[_W * j], L[_W * j + 1], L[_W * j + 2]
-    return F[o : o + a * b].reshape((a, b))
+    return carve(F, o, (a, b))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _f3(F, L, j):
     o, a, b, c = L[_W * j], L[_W * j + 1], L[_W * j + 2], L[_W * j + 3]
-    return F[o : o + a * b * c].reshape((a, b, c))
+    return carve(F, o, (a, b, c))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _f4(F, L, j):
     o, a, b, c, d = L[_W * j], L[_W * j + 1], L[_W * j + 2], L[_W * j + 3], L[_W * j + 4]
-    return F[o : o + a * b * c * d].reshape((a, b, c, d))
+    return carve(F, o, (a, b, c, d))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -62,7 +63,7 @@ def _i1(I, L, j):  # noqa: E741
 @numba.njit(cache=True, nogil=True, inline="always")
 def _i2(I, L, j):  # noqa: E741
     o, a, b = L[_W * j], L[_W * j + 1], L[_W * j + 2]
-    return I[o : o + a * b].reshape((a, b))
+    return carve(I, o, (a, b))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

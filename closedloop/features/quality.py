@@ -52,6 +52,7 @@ import numpy as np
 from scipy import signal
 
 from closedloop.config.features import QualityConfig
+from closedloop.features.intrinsics import carve
 from closedloop.types import Quality
 
 _NEVER = -(2**62)
@@ -211,8 +212,8 @@ def _quality_kernel(ist, fst, out_flags, x, stamps):
     n_rows = _N_ROWS + 2 * n_sos
     hop, window, block, n_blk = setup[_HOP], setup[_WINDOW], setup[_BLOCK], setup[_NBLK]
     params = fst[:n_par]
-    chan = fst[n_par : n_par + n_rows * n_ch].reshape((n_rows, n_ch))
-    seg = fst[n_par + n_rows * n_ch : n_par + n_rows * n_ch + 6 * n_blk * n_ch].reshape((2, 3, n_blk, n_ch))
+    chan = carve(fst, n_par, (n_rows, n_ch))
+    seg = carve(fst, n_par + n_rows * n_ch, (2, 3, n_blk, n_ch))
     checks = setup[_CHECKS]
     emg_on = (checks & _EMG) != 0
     period, gap_tol, guard = params[_P_PERIOD], params[_P_GAPTOL], params[_P_GUARD]

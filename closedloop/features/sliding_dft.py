@@ -41,7 +41,7 @@ import numba
 import numpy as np
 
 from closedloop.features.bandpower import BandPowerMethod, Bands, band_bins, hann, psd_bin_scale
-from closedloop.features.prefetch import prefetch_read, prefetch_write
+from closedloop.features.intrinsics import prefetch_read, prefetch_write
 
 
 @numba.njit(cache=True, nogil=True)
