@@ -9,8 +9,9 @@ Measures what a user waits for (issue 13 targets in brackets):
   moment the process was started, and the phases between them — imports and
   pipeline loading, the stream's resolve and first ``time_correction``, the
   kernel warm-up, the recording and device start, the first frame
-  [<= 2 s after the start; the first frame needs one feature window of data,
-  ``window_s``, which is reported apart], shutdown and ``report.html``
+  [<= 2 s after the start; the session keeps the newest feature window of what
+  queued while it started, and the built-in synthetic stream begins with one
+  window of back-dated data, so no window is waited for], shutdown and ``report.html``
   [<= 1 s, or after the summary with progress shown];
 - numba's on-disk cache: in two fresh processes each, the kernels a pipeline
   compiles are loaded from the cache (``hits``) or compiled (``misses``), for
@@ -271,10 +272,13 @@ def main() -> None:
     print(f"closedloop check:    best {results['check']['best_s']:.3f} s  (target <= 0.5 s)", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         tmp = Path(tmp)
-        time_run(1.0, tmp / "warm")  # warm the caches (numba, font cache, pyc) first
-        run = time_run(duration, tmp / "run")
+        time_run(1.0, tmp / "warm")  # warm the caches (numba, filter designs, font cache, pyc) first
+        tries = [time_run(duration, tmp / f"run{k}") for k in range(1 if args.quick else 3)]
+        firsts = [t["first_frame_s"] for t in tries if t["first_frame_s"] is not None]
+        run = sorted(tries, key=lambda t: t["first_frame_s"] or float("inf"))[len(tries) // 2]  # the median run
+        run["first_frame_runs_s"] = firsts
         results["run"] = run
-        print(f"closedloop run --duration {duration:g} (warm caches), seconds from the start of the process:")
+        print(f"closedloop run --duration {duration:g} (warm caches; the median run), seconds from the process start:")
         for e in run["events"]:
             print(f"  {e['t_s']:7.2f}  {e['message']}")
         print(f"  {run['total_s']:7.2f}  (exit)")
@@ -282,8 +286,8 @@ def main() -> None:
             print(f"    {phase:<34}{dt:6.2f} s")
         ff = run["first_frame_s"]
         print(
-            f"  running after {run['running_s']:.2f} s; first frame after {ff:.2f} s (one {run['window_s']:g}-s "
-            f"window of data included; target <= 2 s)"
+            f"  running after {run['running_s']:.2f} s; first frame after {ff:.2f} s (median of "
+            f"{', '.join(f'{x:.2f}' for x in run['first_frame_runs_s'])} s; target <= 2 s)"
             if ff is not None
             else "  (no 'first frame' line)"
         )
