@@ -172,9 +172,16 @@ def render_latency(r: list) -> str:
             )
         note = (
             f"{label}: closedloop adds {_f(run['overhead_median_ms'], 3)} ms to the floor's median "
-            f'(target ≤ 0.2), {_f(run["busy"]["overhead_median_ms"], 3)} ms with `poll = "busy"` (target ≤ 0.1, '
-            f"p99 < 1 ms)"
+            f'(target ≤ 0.2), {_f(run["busy"]["overhead_median_ms"], 3)} ms with `poll = "busy"` (target ≤ 0.1)'
         )
+        if "in_process" in run:
+            own, own_busy = run["in_process"], run["busy"]["in_process"]
+            note += (
+                f"; its own share of each command's latency (pull returned → command issued) is "
+                f"{_f(own['median_ms'], 3)} ms median, p99 {_f(own['p99_ms'], 3)} ms, and "
+                f"{_f(own_busy['median_ms'], 3)} / {_f(own_busy['p99_ms'], 3)} ms busy (target p99 < 1 ms; "
+                f"the rest of the total's p99 is the transport's, as the floor's own p99 shows)"
+            )
         for key, other in run.get("others", {}).items():
             ratio = other["ratio_vs"]
             note += (

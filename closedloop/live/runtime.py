@@ -130,7 +130,9 @@ class LiveSession:
     on_step : callable, optional
         Called with every :class:`~closedloop.pipeline.Step` (tests, custom displays).
     on_command : callable, optional
-        Called after every chunk's commands with ``(newest allowed command, loop_latency_s, stage_s)``.
+        Called after every chunk's commands with ``(newest allowed command, loop_latency_s, stage_s)``;
+        ``stage_s`` holds the :data:`~closedloop.session.telemetry.STAGES` and ``"in_process"`` (from
+        the pull's return to the command's issue: the loop's own share of the latency).
     adapter : Adapter, optional
         Use this adapter instead of the one the device profile names.
     identity : dict, optional
@@ -507,9 +509,11 @@ class LiveSession:
         stats.stages.add(stage)
         latency = driver.issued - source.local_time(steps[-1].frame.time)
         stats.latency.add(latency)
+        in_process = driver.issued - now  # the pull returned -> the command was issued: the loop's own share
+        stats.in_process.add(in_process)
         self._elapsed_s = driver.pipeline.samples_in / self.resolved.config.sfreq
         if self.on_command is not None:
-            self.on_command(steps[-1].allowed, latency, stage)
+            self.on_command(steps[-1].allowed, latency, {**stage, "in_process": in_process})
         self.outputs.on_frames(steps, latency, age)
         status.update(now, self._elapsed_s, steps[-1], age, stats, self.adapter.fault)
 
