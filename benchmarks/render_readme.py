@@ -86,6 +86,17 @@ def render_startup(r: dict, rep: dict | None) -> str:
         ),
         ("`report.html` after `summary.json`", f"{_f(run.get('report_s'))} s (progress shown)", "≤ 1 s or after it"),
     ]
+    ext = r.get("run_lsl")
+    if ext is not None:
+        rows.insert(
+            len(rows) - 1,
+            (
+                "`closedloop run pipelines/alpha_tacs_lsl.toml` on a stream already running "
+                "(`closedloop synth`, another process): first frame",
+                f"{_f(ext.get('first_frame_s'))} s after the start",
+                "≤ 2 s",
+            ),
+        )
     if rep is not None:
         rows.append(
             (

@@ -65,6 +65,8 @@ def test_startup_fields(results):
     assert run["frames"] > 0 and finite(run["first_frame_s"]) and finite(run["report_s"])
     assert run["running_s"] <= run["first_frame_s"] < run["total_s"]
     assert run["first_frame_runs_s"] == [run["first_frame_s"]]  # quick mode: one run
+    ext = r["run_lsl"]  # on a stream that was already running
+    assert ext["frames"] > 0 and ext["running_s"] <= ext["first_frame_s"] < ext["total_s"]
     assert all(finite(v) for v in r["overlap"].values())
     for where in ("in_tree", "user_cache_dir"):
         for variant in r["numba_cache"][where].values():
