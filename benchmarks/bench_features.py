@@ -14,6 +14,16 @@ The references compute the same band powers, ratio and log10 from the same
 window held as a contiguous array (no ring handling charged to them). All methods are timed in interleaved
 rounds, so a busy machine slows them alike and the ratios stay meaningful.
 
+Two things move the ratios between runs without any change to the code timed.
+The shared 2-core VM has quiet and busy phases: the 64-channel step takes
+~11 µs in one and ~17-20 µs in the other, scipy welch less so (measured in
+one process, interleaved). And scipy welch at 256 channels takes ~7 ms when
+its 4-MB temporaries come from the heap but 20-38 ms when each is a fresh
+mmap (page faults); which one a run gets depends on glibc's dynamic mmap
+threshold, i.e. on what the process allocated and freed before
+(``MALLOC_MMAP_THRESHOLD_=67108864`` pins the fast case), so the 256-channel
+ratio swings ~120-680x run to run. At 64 channels scipy welch is not affected.
+
     python benchmarks/bench_features.py [--quick] [--json PATH]
 
 Prints median and p99 per update (µs), the speed-up over scipy.signal.welch
