@@ -183,7 +183,8 @@ class RecordingFile:
         picks : list of int, optional
             Indices into :attr:`ch_names` (default: all), in the wanted order.
         block_samples : int
-            Block size for MNE files (XDF files yield their own chunks).
+            Block size for MNE files; XDF files yield their chunks, joined
+            until a block holds at least this many samples.
         """
         sel = None if picks is None else np.asarray(picks, dtype=np.intp)
         factors = self.factors if sel is None else self.factors[sel]
@@ -191,7 +192,7 @@ class RecordingFile:
         if self.kind == "xdf":
             identity = sel is not None and np.array_equal(sel, np.arange(len(self.ch_names)))
             cast = {}
-            for values, stamps in self._reader.iter_samples(self._stream_id):
+            for values, stamps in self._reader.iter_samples(self._stream_id, block_samples):
                 if values.dtype.kind != "f":  # integer streams (some amplifiers): as float64
                     values = values.astype(np.float64)
                 if sel is not None and not identity:
