@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from closedloop.safety.layer import SafetyLayer
 from closedloop.safety.profile_limits import envelope_from_limits
+from closedloop.safety.state import ARMED, STIMULATING
 from closedloop.types import Command
 
 
@@ -91,7 +92,9 @@ class TESSafetyLayer(SafetyLayer):
             target = a if a > 0.0 else 0.0  # also turns -0.0 into 0.0
         else:
             target = self._target(desired, t)
-        if not self.machine.may_stimulate:
+        machine = self.machine
+        state = machine.state  # machine.may_stimulate, inline (twice per frame)
+        if not (state is ARMED or state is STIMULATING):
             target = 0.0
         pending = self._pending
         if type(f) is float and f == self.frequency_Hz and not pending and type(extra) is dict and not extra:
@@ -116,7 +119,8 @@ class TESSafetyLayer(SafetyLayer):
             a1 = a0 - self._down_rate * dt
             if not a1 > target:
                 a1 = target
-        if a1 > 0.0 and self.machine.may_stimulate:
+        state = machine.state  # read again: an event callback may have stopped the layer meanwhile
+        if a1 > 0.0 and (state is ARMED or state is STIMULATING):
             problem = self._plan(a0, a1, dt, t)
             if problem:
                 self._latch(t, problem, "dose")
@@ -167,7 +171,8 @@ class TESSafetyLayer(SafetyLayer):
                 f"charge limit {env.max_charge_C:g} C: final ramp-down started at "
                 f"{self.account.charge_C:.4g} C so that the limit is never exceeded"
             )
-        if self._elapsed(t) + a1 / r + h > env.max_session_duration_s:
+        t_start = self.t_start
+        if (0.0 if t_start is None else t - t_start) + a1 / r + h > env.max_session_duration_s:  # _elapsed(t)
             return (
                 f"session duration limit {env.max_session_duration_s:g} s: final ramp-down started "
                 f"at {self._elapsed(t):.4g} s so that it ends in time"
