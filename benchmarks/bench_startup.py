@@ -9,9 +9,13 @@ Measures what a user waits for (issue 13 targets in brackets):
   moment the process was started, and the phases between them — imports and
   pipeline loading, the stream's resolve and first ``time_correction``, the
   kernel warm-up, the recording and device start, the first frame
-  [<= 2 s after the start; the first frame needs one feature window of data,
-  ``window_s``, which is reported apart], shutdown and ``report.html``
-  [<= 1 s, or after the summary with progress shown];
+  [<= 2 s after the start; the session keeps the newest feature window of what
+  queued while it started, and the built-in synthetic stream begins with one
+  window of back-dated data, so no window is waited for], shutdown and ``report.html``
+  [<= 1 s, or after the summary with progress shown]; and the same for
+  ``pipelines/alpha_tacs_lsl.toml`` on a stream that was already running (``closedloop
+  synth`` in another process: a lab's amplifier), whose first window queued while
+  the session started;
 - numba's on-disk cache: in two fresh processes each, the kernels a pipeline
   compiles are loaded from the cache (``hits``) or compiled (``misses``), for
   the cache next to the sources (a checkout or a writable install) and for a
@@ -39,6 +43,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = REPO / "pipelines" / "alpha_tacs.toml"
+LSL_PIPELINE = REPO / "pipelines" / "alpha_tacs_lsl.toml"
 
 #: Progress lines of ``closedloop run`` (prefixes) -> the phase that *ends* when the line appears.
 RUN_MARKS = [
@@ -144,12 +149,12 @@ def time_command(args: list[str], runs: int, env: dict[str, str] | None = None) 
     return {"best_s": times[0], "median_s": times[len(times) // 2], "runs": len(times)}
 
 
-def time_run(duration: float, out_dir: Path) -> dict:
+def time_run(duration: float, out_dir: Path, pipeline: Path = PIPELINE, extra: tuple[str, ...] = ()) -> dict:
     """Run a live session in a fresh process; return the time of each progress line and the phases."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "closedloop", "run", str(PIPELINE), "--duration", str(duration)]
-        + ["--out", str(out_dir), "--quiet"],
+        [sys.executable, "-m", "closedloop", "run", str(pipeline), "--duration", str(duration)]
+        + ["--out", str(out_dir), "--quiet", *extra],
         env=_env(),
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -187,6 +192,39 @@ def time_run(duration: float, out_dir: Path) -> dict:
         "total_s": total,
         "frames": summary.get("frames"),
     }
+
+
+def time_run_on_running_stream(duration: float, out_dir: Path) -> dict:
+    """Time ``closedloop run`` of the LSL pipeline on a stream that was already running (``closedloop synth``).
+
+    The case of a lab: the amplifier streams before the session starts.
+    """
+    import uuid
+
+    sys.path.insert(0, str(REPO))
+    from closedloop.lslconfig import configure_lsl
+
+    configure_lsl()
+    import pylsl
+
+    name = f"bench-startup-{uuid.uuid4().hex[:8]}"
+    synth = subprocess.Popen(
+        [sys.executable, "-m", "closedloop", "synth", "--name", name, "--source-id", name]
+        + ["--channels", "32", "--rate", "500", "--duration", str(duration + 180)],
+        env=_env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not pylsl.resolve_bypred(f"name='{name}'", 1, 60.0):
+            raise RuntimeError(f"closedloop synth did not publish {name!r} within 60 s")
+        extra = ("--set", f'source.name="{name}"')
+        time_run(1.0, out_dir.with_name(out_dir.name + "-warm"), LSL_PIPELINE, extra)  # this pipeline's caches
+        return time_run(duration, out_dir, LSL_PIPELINE, extra)
+    finally:
+        synth.kill()
+        synth.wait(10)
 
 
 def cache_check(env: dict[str, str], variants: dict[str, dict] = CACHE_VARIANTS) -> dict:
@@ -271,10 +309,13 @@ def main() -> None:
     print(f"closedloop check:    best {results['check']['best_s']:.3f} s  (target <= 0.5 s)", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         tmp = Path(tmp)
-        time_run(1.0, tmp / "warm")  # warm the caches (numba, font cache, pyc) first
-        run = time_run(duration, tmp / "run")
+        time_run(1.0, tmp / "warm")  # warm the caches (numba, filter designs, font cache, pyc) first
+        tries = [time_run(duration, tmp / f"run{k}") for k in range(1 if args.quick else 3)]
+        firsts = [t["first_frame_s"] for t in tries if t["first_frame_s"] is not None]
+        run = sorted(tries, key=lambda t: t["first_frame_s"] or float("inf"))[len(tries) // 2]  # the median run
+        run["first_frame_runs_s"] = firsts
         results["run"] = run
-        print(f"closedloop run --duration {duration:g} (warm caches), seconds from the start of the process:")
+        print(f"closedloop run --duration {duration:g} (warm caches; the median run), seconds from the process start:")
         for e in run["events"]:
             print(f"  {e['t_s']:7.2f}  {e['message']}")
         print(f"  {run['total_s']:7.2f}  (exit)")
@@ -282,13 +323,18 @@ def main() -> None:
             print(f"    {phase:<34}{dt:6.2f} s")
         ff = run["first_frame_s"]
         print(
-            f"  running after {run['running_s']:.2f} s; first frame after {ff:.2f} s (one {run['window_s']:g}-s "
-            f"window of data included; target <= 2 s)"
+            f"  running after {run['running_s']:.2f} s; first frame after {ff:.2f} s (median of "
+            f"{', '.join(f'{x:.2f}' for x in run['first_frame_runs_s'])} s; target <= 2 s)"
             if ff is not None
             else "  (no 'first frame' line)"
         )
         if run["report_s"] is not None:
             print(f"  report.html written {run['report_s']:.2f} s after the summary (target <= 1 s or after it)")
+        ext = results["run_lsl"] = time_run_on_running_stream(2.0, tmp / "lsl")
+        print(
+            f"closedloop run pipelines/alpha_tacs_lsl.toml on a stream already running (closedloop synth): "
+            f"running after {ext['running_s']:.2f} s, first frame after {ext['first_frame_s']:.2f} s"
+        )
         variants = dict(list(CACHE_VARIANTS.items())[:1]) if args.quick else CACHE_VARIANTS
         results["overlap"] = overlap_check()
         ov = results["overlap"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 import re
 import shutil
 import socket
@@ -1192,6 +1193,11 @@ def identify(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (bad input: 2, a failed run: 3)."""
+    # pydantic looks for third-party plugins by reading the entry points of every installed
+    # distribution when the first model validates: 0.05-0.1 s of every command in a lab's
+    # environment, and plugins would run inside a stimulation session. Off unless the user
+    # sets PYDANTIC_DISABLE_PLUGINS (docs/architecture.md, configuration is schema).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="closedloop", standalone_mode=False)

@@ -39,6 +39,7 @@ level = -1
 
 [tuning]
 TimeProbeInterval = 0.008
+MulticastMinRTT = 0.05
 """
 
 #: Discovery scopes a ``[source]`` may choose.

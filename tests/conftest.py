@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -10,6 +14,12 @@ import pytest
 from closedloop.lslconfig import configure_lsl
 
 configure_lsl()  # before any other LSL call: machine-only resolution, IPv6 off, KnownPeers 127.0.0.1
+
+# Filter designs and montage positions kept on disk (closedloop.diskcache) go to a folder of this run,
+# not the user's cache; subprocesses inherit it.
+if "CLOSEDLOOP_CACHE_DIR" not in os.environ:
+    os.environ["CLOSEDLOOP_CACHE_DIR"] = tempfile.mkdtemp(prefix="closedloop-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CLOSEDLOOP_CACHE_DIR"], True)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -21,9 +21,9 @@ import math
 
 import numba
 import numpy as np
-from scipy import signal
 
 from closedloop.features.bandpower import BandPowerMethod, Bands
+from closedloop.preprocess.filters import scipy_design
 
 
 @numba.njit(cache=True, nogil=True)
@@ -179,7 +179,7 @@ class IIRBandPower(BandPowerMethod):
         self._sos = np.ascontiguousarray(
             np.stack(
                 [
-                    signal.butter(self.order, [lo, hi], "bandpass", fs=self.sfreq, output="sos")
+                    scipy_design("butter", self.order, [lo, hi], "bandpass", fs=self.sfreq, output="sos")
                     for lo, hi in self.bands.values()
                 ]
             )

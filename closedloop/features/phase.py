@@ -62,7 +62,6 @@ import math
 
 import numba
 import numpy as np
-from scipy import signal
 
 from closedloop.config.features import PHASE_OUTPUTS, PhaseConfig
 
@@ -312,6 +311,8 @@ def hilbert_kernels(length: int, positions: list[int]) -> np.ndarray:
 
     ``scipy.signal.hilbert(x)[q] == kernels[i, 0] @ x + 1j * kernels[i, 1] @ x`` for ``q = positions[i]``.
     """
+    from scipy import signal  # lazy: a pipeline without phase outputs never imports scipy.signal
+
     h = signal.hilbert(np.eye(length), axis=0)  # column n: the analytic signal of a unit impulse at n
     rows = h[positions, :]
     return np.ascontiguousarray(np.stack([rows.real, rows.imag], axis=1))
@@ -326,6 +327,8 @@ def echt_kernel(n: int, band: tuple[float, float], sfreq: float, order: int = 2,
     ``calibrate`` divides ``g`` by its gain at the band's peak response (:func:`echt_gain`): a pure tone there
     then reads its own phase and amplitude.
     """
+    from scipy import signal  # lazy: a pipeline without phase outputs never imports scipy.signal
+
     lo, hi = band
     b, a = signal.butter(order, [lo, hi], btype="bandpass", fs=sfreq)
     k = np.arange(n)
@@ -376,6 +379,8 @@ class PhaseEstimator:
     """
 
     def __init__(self, name: str, cfg: PhaseConfig, sfreq: float, n_channels: int, window: int, hop: int) -> None:
+        from scipy import signal  # lazy: a pipeline without phase outputs never imports scipy.signal
+
         self.name = name
         self.cfg = cfg
         self.sfreq = fs = float(sfreq)
@@ -516,6 +521,8 @@ def etp_period(xc: np.ndarray, taps: np.ndarray, n: int, sfreq: float, band: tup
     4. The period, scanned from 0.8x to 1.25x the median interval, that maximises the mean cosine of
        (offline phase - 2π lag / period): the bias correction.
     """
+    from scipy import signal  # lazy: a pipeline without phase outputs never imports scipy.signal
+
     if xc.size < 2 * n or not np.all(np.isfinite(xc)):
         return math.nan
     lo, hi = band

@@ -45,9 +45,9 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
-from scipy import signal
 
 from closedloop.config.features import QualityConfig
+from closedloop.preprocess.filters import scipy_design
 from closedloop.types import Quality
 
 _NEVER = -(2**62)
@@ -335,8 +335,8 @@ def emg_filter(sfreq: float, low_hz: float, high_hz: float | None) -> np.ndarray
     high-pass at ``low_hz`` when ``high_hz`` is None or not below Nyquist.
     """
     if high_hz is not None and high_hz < sfreq / 2:
-        return signal.ellip(3, 1.0, 40.0, [low_hz, high_hz], "bandpass", fs=sfreq, output="sos")
-    return signal.butter(2, low_hz, "highpass", fs=sfreq, output="sos")
+        return scipy_design("ellip", 3, 1.0, 40.0, [low_hz, high_hz], "bandpass", fs=sfreq, output="sos")
+    return scipy_design("butter", 2, low_hz, "highpass", fs=sfreq, output="sos")
 
 
 class QualityMonitor:
@@ -404,7 +404,7 @@ class QualityMonitor:
         ]
         if n_sos:
             params[_N_PARAMS : _N_PARAMS + 6 * n_sos] = sos.ravel()
-            params[_N_PARAMS + 6 * n_sos :] = signal.sosfilt_zi(sos).ravel()
+            params[_N_PARAMS + 6 * n_sos :] = scipy_design("sosfilt_zi", sos).ravel()
         self._chan = self._fst[n_par : n_par + n_rows * nch].reshape(n_rows, nch)
         for row in (_BMX, _PMX, _FMX):
             self._chan[row] = -np.inf

@@ -69,7 +69,15 @@ def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float
             plant=PlantModel(gain_per_mA=src.plant_gain_per_mA, tau_s=src.plant_tau_s),
         )
         name = f"closedloop-synth-{uuid.uuid4().hex[:8]}"
-        pub = SynthPublisher(gen, name=name, source_id=name, chunk_size=src.chunk_size, stim_amplitude=stim_amplitude)
+        pub = SynthPublisher(
+            gen,
+            name=name,
+            source_id=name,
+            chunk_size=src.chunk_size,
+            stim_amplitude=stim_amplitude,
+            # like an amplifier switched on before the session: the first window is there when the loop starts
+            preroll_s=resolved.config.features.window_samples / src.sfreq,
+        )
         pub.start()
         source = LSLSource(
             name=name,
@@ -122,7 +130,9 @@ class LiveSession:
     on_step : callable, optional
         Called with every :class:`~closedloop.pipeline.Step` (tests, custom displays).
     on_command : callable, optional
-        Called after every chunk's commands with ``(newest allowed command, loop_latency_s, stage_s)``.
+        Called after every chunk's commands with ``(newest allowed command, loop_latency_s, stage_s)``;
+        ``stage_s`` holds the :data:`~closedloop.session.telemetry.STAGES` and ``"in_process"`` (from
+        the pull's return to the command's issue: the loop's own share of the latency).
     adapter : Adapter, optional
         Use this adapter instead of the one the device profile names.
     identity : dict, optional
@@ -247,6 +257,9 @@ class LiveSession:
         started = datetime.now().astimezone().isoformat(timespec="seconds")
         outputs = self.outputs = SessionOutputs(self, cfg.output.publish, self.dashboard_options)  # binds its port
         self._say("looking for the EEG stream")
+        # The processing stack loads while the source is built and liblsl waits for the stream; the report's
+        # plotting stack follows in the background (joined before the report is written, at the end).
+        warm = self._warmup = Warmup(self.resolved, report=cfg.recording.report).start()
         source, publisher = _build_source(self.resolved, lambda: self.adapter.output_mA(self.clock()))
         self.source, self.publisher = source, publisher
         driver: SessionDriver | None = None
@@ -255,9 +268,6 @@ class LiveSession:
         watchdog: Watchdog | None = None
         try:
             try:
-                # The processing stack loads while liblsl waits for the stream; the report's plotting stack
-                # follows in the background (joined before the report is written, at the end).
-                warm = self._warmup = Warmup(self.resolved, report=cfg.recording.report).start()
                 try:
                     source.open()
                 finally:
@@ -306,7 +316,9 @@ class LiveSession:
                 self.adapter.connect()
                 self.adapter.arm()
                 watchdog = outputs.watchdog = self._start_watchdog(driver)
-                source.flush()  # start on the newest data, not on what queued during warm-up
+                # start on the newest data: what queued during the start, but its newest window (the first
+                # frame's, fresh: a stream that went quiet meanwhile keeps nothing), is dropped
+                source.flush(keep=pipeline.features.window)
                 signals.starting = False
                 if signals.requested is not None:
                     raise SessionInterrupted(signals.requested)
@@ -450,9 +462,11 @@ class LiveSession:
                     finally:  # the loop's own bookkeeping once the chunk's commands are out (off the latency path)
                         stats.data_age.add(age)
                         n = chunk.n_samples
+                        if source.kept:  # the first window, kept at the start: not a backlog
+                            n = 0
                         backlog = source.backlog or n > 2 * max(hop, typical_chunk)
-                        typical_chunk += 0.01 * (n - typical_chunk)
-                        if age > hop_s or backlog:
+                        typical_chunk += 0.01 * (n - typical_chunk) if n else 0.0
+                        if (age > hop_s and n) or backlog:
                             stats.note_behind(age, n if backlog else 0, hop_s)
                     self.outputs.on_chunk(chunk)
                     if steps:
@@ -495,9 +509,11 @@ class LiveSession:
         stats.stages.add(stage)
         latency = driver.issued - source.local_time(steps[-1].frame.time)
         stats.latency.add(latency)
+        in_process = driver.issued - now  # the pull returned -> the command was issued: the loop's own share
+        stats.in_process.add(in_process)
         self._elapsed_s = driver.pipeline.samples_in / self.resolved.config.sfreq
         if self.on_command is not None:
-            self.on_command(steps[-1].allowed, latency, stage)
+            self.on_command(steps[-1].allowed, latency, {**stage, "in_process": in_process})
         self.outputs.on_frames(steps, latency, age)
         status.update(now, self._elapsed_s, steps[-1], age, stats, self.adapter.fault)
 

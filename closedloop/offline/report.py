@@ -64,6 +64,7 @@ _SUMMARY_KEYS = (
     "realtime_factor",
     "latency_ms",
     "data_age_ms",
+    "in_process_ms",
     "warnings",
     "recording",
     "closedloop_version",

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from scipy import signal
 
 from closedloop.channels import channel_types
 from closedloop.preprocess.buffers import Float64Input, as_stamps
-from closedloop.preprocess.filters import design_sos, sosfilt_inplace
+from closedloop.preprocess.filters import design_sos, scipy_design, sosfilt_inplace
 from closedloop.preprocess.spatial import SpatialMap, build_spatial_map
 from closedloop.types import Chunk
 
@@ -222,7 +221,7 @@ class Preprocessor:
         self.sos = design_sos(self.sfreq, highpass_hz, notch_hz, notch_harmonics, notch_q, bandpass_hz, filter_order)
         n_out, n_sec = len(self.out_names), self.sos.shape[0]
         self.zi = np.zeros((n_sec, n_out, 2))
-        self._zi_unit = np.ascontiguousarray(signal.sosfilt_zi(self.sos)) if n_sec else np.zeros((0, 2))
+        self._zi_unit = np.ascontiguousarray(scipy_design("sosfilt_zi", self.sos)) if n_sec else np.zeros((0, 2))
         self._started = np.zeros(n_out, dtype=np.int8)
         self._input = Float64Input(len(self.ch_names))
         self._out = np.zeros((64, n_out))

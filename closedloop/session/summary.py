@@ -60,6 +60,7 @@ class SessionStats:
 
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     data_age: LatencyHistogram = field(default_factory=LatencyHistogram)
+    in_process: LatencyHistogram = field(default_factory=LatencyHistogram)
     frames: int = 0
     flagged_frames: int = 0
     quality_flags: dict[str, int] = field(default_factory=lambda: {f.name: 0 for f in COUNTED_FLAGS})
@@ -147,6 +148,7 @@ def build_summary(
     safety = p.safety if p is not None else None
     lat = st.latency.summary_ms()
     age = st.data_age.summary_ms()
+    own = st.in_process.summary_ms()
     return {
         "closedloop_version": __version__,
         "pipeline": resolved.config.pipeline.name,
@@ -177,6 +179,7 @@ def build_summary(
         "controller": p.controller.state() if p else {},
         "latency_ms": {k: lat[k] for k in ("median", "p99", "max")},
         "data_age_ms": {k: age[k] for k in ("median", "p99", "max")},
+        "in_process_ms": {k: own[k] for k in ("median", "p99", "max")},
         "stage_ms": st.stages.summary_ms(),
         "loop_behind": st.behind,
         "warnings": list(st.warnings),

@@ -37,6 +37,9 @@ class Source(Protocol):
         Local clock minus the newest sample's time at the last pull (s).
     backlog : bool
         The last pull filled the whole buffer (the loop is behind).
+    kept : bool
+        The last pull returned samples :meth:`flush` kept at the start (the
+        first feature window), not a backlog.
     stalled : bool
         No sample for more than :attr:`stall_timeout_s`.
     stall_timeout_s : float
@@ -60,6 +63,7 @@ class Source(Protocol):
     newest_time: float
     data_age: float
     backlog: bool
+    kept: bool
     stalled: bool
     stall_timeout_s: float
     samples_in: int
@@ -84,8 +88,11 @@ class Source(Protocol):
         """Wait up to ``timeout`` s for samples; return them (µV, pipeline time base) or ``None``."""
         ...
 
-    def flush(self) -> int:
-        """Drop what queued before the session starts; return how many samples."""
+    def flush(self, keep: int = 0) -> int:
+        """Drop what queued before the session starts but the newest ``keep`` samples; return how many were dropped.
+
+        The kept samples come back from the next :meth:`pull` calls, oldest first.
+        """
         ...
 
     def local_time(self, pipeline_time: float) -> float:

@@ -277,6 +277,8 @@ class LSLSource:
         self.last_data_wall = float("nan")
         self.data_age = float("nan")
         self.backlog = 0
+        self._kept: tuple[np.ndarray, np.ndarray] | None = None  # samples flush() kept for the first pulls
+        self.kept = False
         self.lost = False
         self.stalled = False
 
@@ -461,7 +463,8 @@ class LSLSource:
         """
         local_clock = self._local_clock
         try:
-            n = self._pull_into(timeout)
+            self.kept = self._kept is not None
+            n = self._pull_kept() if self.kept else self._pull_into(timeout)
             now = local_clock()
             if now - self.last_offset_time > 5.0:  # a new clock offset every 5 s
                 try:
@@ -488,7 +491,7 @@ class LSLSource:
         self.newest_time = stamps[-1]
         self.last_data_wall = now
         self.data_age = now - self.newest_time - self._drift()
-        self.backlog = n == self.max_chunk
+        self.backlog = n == self.max_chunk and not self.kept
         return Chunk(self._buf[:n], stamps)
 
     def _bind_pull(self) -> None:
@@ -555,11 +558,50 @@ class LSLSource:
         """Convert a pipeline (sample) time to the local clock, with the latest offset."""
         return pipeline_time + self._drift()
 
-    def flush(self) -> int:
-        """Drop samples queued before the session starts; return how many."""
-        dropped = self.inlet.flush()
-        self.last_data_wall = __import__("pylsl").local_clock()
-        return dropped
+    def flush(self, keep: int = 0) -> int:
+        """Drop the samples queued before the session starts but the newest ``keep``; return how many were dropped.
+
+        A session keeps its first feature window: the samples that queued while
+        it started are no older than that start, and the newest ``keep`` of them
+        let the first frame come as soon as the loop runs instead of one window
+        later. Older ones are dropped (a frame is never computed on them), and so
+        is everything when the newest sample is older than ``stall_timeout_s``
+        (the stream went quiet meanwhile: that is stale data). The
+        kept samples come back from the next :meth:`pull` calls, oldest first,
+        at most ``max_chunk`` at a time, exactly as they would have been pulled.
+        """
+        import pylsl
+
+        if keep <= 0:
+            dropped = self.inlet.flush()
+            self.last_data_wall = pylsl.local_clock()
+            return dropped
+        data = self._raw_buf[:0].copy()
+        stamps = np.empty(0)
+        pulled = 0
+        while True:  # what is queued now; a pull that does not fill the buffer emptied the queue
+            n = self._pull_into(0.0)
+            pulled += n
+            data = np.concatenate([data, self._raw_buf[:n]])[-keep:]
+            stamps = np.concatenate([stamps, self._raw[:n]])[-keep:]
+            if n < self.max_chunk:
+                break
+        now = pylsl.local_clock()
+        if len(stamps) and now - (stamps[-1] + self.pipeline_offset) - self._drift() > self.stall_timeout_s:
+            stamps = stamps[:0]  # the stream went quiet while the session started: nothing is fresh enough
+        self._kept = (data[-len(stamps) :], stamps) if len(stamps) else None
+        self.last_data_wall = now
+        return pulled - len(stamps)
+
+    def _pull_kept(self) -> int:
+        """Move up to ``max_chunk`` of the samples kept by :meth:`flush` into the pull buffers; return how many."""
+        assert self._kept is not None
+        data, stamps = self._kept
+        n = min(len(stamps), self.max_chunk)
+        self._raw_buf[:n] = data[:n]
+        self._raw[:n] = stamps[:n]
+        self._kept = (data[n:], stamps[n:]) if n < len(stamps) else None
+        return n
 
     def close(self) -> None:
         """Close the inlet (a lost stream is closed quietly)."""

@@ -25,6 +25,7 @@ the generation into chunks of different sizes gives bit-identical samples.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -93,18 +94,32 @@ class PlantModel:
     tau_s: float = 2.0
 
 
-@lru_cache(maxsize=1)
-def _montage_positions() -> dict[str, np.ndarray]:
-    """Unit-sphere positions of the 10-05 sites, keyed by lower-case name."""
-    import mne  # lazy: only needed when a generator is built
+def _mne_positions() -> dict[str, list[float]]:
+    import mne  # lazy: only needed when a generator is built, and then only once per MNE version
 
     names = mne.channels.get_builtin_montages()
     kind = "spherical_1005" if "spherical_1005" in names else "standard_1005"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # 'standard_1005' is deprecated in MNE 1.13
         montage = mne.channels.make_standard_montage(kind)
+    return {name: np.asarray(xyz, dtype=float).tolist() for name, xyz in montage.get_positions()["ch_pos"].items()}
+
+
+def _readable_positions(value) -> bool:
+    return (
+        isinstance(value, dict)
+        and len(value) > 0
+        and all(isinstance(v, list) and len(v) == 3 and all(isinstance(c, float) for c in v) for v in value.values())
+    )
+
+
+@lru_cache(maxsize=1)
+def _montage_positions() -> dict[str, np.ndarray]:
+    """Unit-sphere positions of the 10-05 sites, keyed by lower-case name (MNE's, cached on disk)."""
+    from closedloop.diskcache import cached
+
     positions = {}
-    for name, xyz in montage.get_positions()["ch_pos"].items():
+    for name, xyz in cached("mne", ["montage_1005"], _mne_positions, _readable_positions).items():
         xyz = np.asarray(xyz, dtype=float)
         positions[name.lower()] = xyz / np.linalg.norm(xyz)
     return positions
@@ -191,8 +206,21 @@ def _pink_bank(sfreq: float, exponent: float) -> tuple[np.ndarray, np.ndarray, f
     zeros[-1] = 0.0
     # variance of the impulse response, long enough for the slowest pole to die out
     n = int(40.0 / (1.0 - poles[0])) + 1
-    h = _cascade_impulse(poles, zeros, n)
-    return poles, zeros, 1.0 / math.sqrt(float(np.dot(h, h)))
+    return poles, zeros, _pink_gain(poles, zeros, n)
+
+
+def _pink_gain(poles: np.ndarray, zeros: np.ndarray, n: int) -> float:
+    """Return 1 / the RMS of the cascade's impulse response (kept on disk: the kernel is a live start's first)."""
+    from closedloop.diskcache import cached
+
+    def compute() -> float:
+        h = _cascade_impulse(poles, zeros, n)
+        return 1.0 / math.sqrt(float(np.dot(h, h)))
+
+    code = _cascade_impulse.py_func.__code__
+    version = hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:16]
+    key = ["pink_gain", poles.tolist(), zeros.tolist(), n, version]
+    return cached("closedloop", key, compute, lambda v: isinstance(v, float) and math.isfinite(v) and v > 0)
 
 
 @numba.njit(cache=True)

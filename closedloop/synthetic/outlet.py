@@ -44,11 +44,22 @@ class SynthPublisher:
         plant as ``stim_mA``. None: no stimulation.
     markers : bool
         Whether to open the marker stream with blink onsets.
+    preroll_s : float
+        Seconds of data stamped before :meth:`start`, pushed at once when the
+        first inlet connects (waiting at most ``preroll_wait_s`` for one): the
+        stream then looks like an amplifier that was already running when the
+        session started, and a session's first feature window is there as soon
+        as its loop runs. 0 (the default): the first sample is stamped at the
+        start.
+    preroll_wait_s : float
+        How long the thread waits for a first inlet before it pushes the
+        pre-roll anyway.
 
     Attributes
     ----------
     start_time : float or None
-        LSL timestamp of the first pushed sample.
+        LSL timestamp of the first pushed sample (with a pre-roll, set by the
+        thread just before it pushes).
     first_sample : int
         Generator sample index of the first pushed sample.
     samples_pushed : int
@@ -65,9 +76,15 @@ class SynthPublisher:
         chunk_size: int = 10,
         stim_amplitude: Callable[[], float] | None = None,
         markers: bool = True,
+        preroll_s: float = 0.0,
+        preroll_wait_s: float = 5.0,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, not {chunk_size}")
+        if not preroll_s >= 0.0:
+            raise ValueError(f"preroll_s must be >= 0, not {preroll_s}")
+        self.preroll_s = float(preroll_s)
+        self.preroll_wait_s = float(preroll_wait_s)
         self.generator = generator
         self.name = name
         self.source_id = source_id if source_id is not None else f"closedloop-synth-{name}"
@@ -148,12 +165,14 @@ class SynthPublisher:
         configure_lsl()
         import pylsl
 
-        self.generator.warm_up()  # compile before the clock starts
         self._outlet = pylsl.StreamOutlet(self._eeg_info(), chunk_size=self.chunk_size)
         if self.markers:
             self._marker_outlet = pylsl.StreamOutlet(self._marker_info())
         self.first_sample = self.generator.samples_generated
-        self.start_time = pylsl.local_clock()
+        if self.preroll_s == 0:
+            self.generator.warm_up()  # compile before the clock starts
+            self.start_time = pylsl.local_clock()
+        # with a pre-roll the thread loads the kernels while an inlet finds the stream, then starts the clock
         self._thread = threading.Thread(target=self._run, name=f"synth-{self.name}", daemon=True)
         self._thread.start()
 
@@ -182,6 +201,10 @@ class SynthPublisher:
         period = 1.0 / gen.sfreq
         buf = np.empty((self.chunk_size, gen.n_channels), dtype=np.float32)
         try:
+            if self.preroll_s > 0:  # an inlet only receives what is pushed after it connected
+                gen.warm_up()
+                self._outlet.wait_for_consumers(self.preroll_wait_s)
+                self.start_time = pylsl.local_clock() - self.preroll_s
             while not self._stop.is_set():
                 last = self.samples_pushed + self.chunk_size - 1
                 last_time = self.start_time + last * period

@@ -63,7 +63,10 @@ def test_startup_fields(results):
     run = r["run"]
     # the session printed every phase, in order, and produced frames
     assert run["frames"] > 0 and finite(run["first_frame_s"]) and finite(run["report_s"])
-    assert run["running_s"] < run["first_frame_s"] < run["total_s"]
+    assert run["running_s"] <= run["first_frame_s"] < run["total_s"]
+    assert run["first_frame_runs_s"] == [run["first_frame_s"]]  # quick mode: one run
+    ext = r["run_lsl"]  # on a stream that was already running
+    assert ext["frames"] > 0 and ext["running_s"] <= ext["first_frame_s"] < ext["total_s"]
     assert all(finite(v) for v in r["overlap"].values())
     for where in ("in_tree", "user_cache_dir"):
         for variant in r["numba_cache"][where].values():
@@ -94,6 +97,9 @@ def test_latency_fields(results):
     assert r["config"]["channels"] == 64
     for loop in (r["floor"], r["loop"], r["busy"]["loop"]):
         assert finite(loop["median_ms"]) and loop["n"] > 0
+    # the loop's own share of the latency is part of it
+    for own, loop in ((r["in_process"], r["loop"]), (r["busy"]["in_process"], r["busy"]["loop"])):
+        assert finite(own["p99_ms"]) and 0 < own["median_ms"] <= loop["median_ms"] * 1.0001
     assert set(r["others"]) == {"mne_lsl", "pylsl"}
     for other in r["others"].values():
         assert other["loop"]["n"] > 0 and finite(other["compute_ms"])

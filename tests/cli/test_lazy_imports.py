@@ -67,3 +67,44 @@ def test_version_is_looked_up_on_first_use(tmp_path):
 
     assert isinstance(closedloop.__version__, str) and closedloop.__version__
     assert "__version__" in dir(closedloop)
+
+
+#: Counts calls to importlib.metadata.entry_points (pydantic's plugin search) around a ``check``.
+PLUGIN_CHILD = """
+import importlib.metadata as md, json, sys
+calls = []
+real = md.entry_points
+def counting(*a, **k):
+    calls.append(k.get("group"))
+    return real(*a, **k)
+md.entry_points = counting
+sys.argv = ["closedloop", "check", sys.argv[2]]
+from closedloop.cli import main
+code = main()
+with open(OUT, "w") as f:
+    json.dump({"code": code, "groups": calls}, f)
+"""
+
+
+@pytest.mark.parametrize("user_setting", [None, ""], ids=["default", "user-enabled"])
+def test_check_skips_pydantic_plugin_search_unless_the_user_asks(tmp_path, repo, user_setting):
+    out = tmp_path / "groups.json"
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    if user_setting is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = user_setting  # "" = no plugin disabled: pydantic searches
+    code = f"OUT = {str(out)!r}\n" + PLUGIN_CHILD
+    r = subprocess.run(
+        [sys.executable, "-c", code, "-", str(repo / "pipelines/alpha_tacs.toml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert result["code"] == 0
+    if user_setting is None:
+        assert "pydantic" not in result["groups"]  # every installed distribution's metadata read: skipped
+    else:
+        assert "pydantic" in result["groups"]

@@ -26,16 +26,22 @@ def test_stage_times_fit_inside_loop_latency_and_histograms_stay_fixed(repo, tmp
     summary = session.run()
     assert seen and session.stats.latency.n == len(seen)  # every command's latency, however many a busy machine allows
     for lat, stage in seen:
+        own = stage.pop("in_process")
         assert set(stage) == set(STAGES)
         assert all(v >= 0 for v in stage.values())
         # everything measured for a command happened between its frame time and its issue time
         assert sum(stage.values()) <= lat + 1e-4
+        # the loop's own share: from the pull to the command, holding every compute stage, inside the latency
+        compute = sum(v for k, v in stage.items() if k != "data_age")
+        assert compute <= own + 1e-5 and stage["data_age"] + own <= lat + 1e-4
     assert {n: h.counts.nbytes for n, h in session.stats.stages.hist.items()} == sizes_before
     assert session.stats.latency.counts.nbytes == session.stats.data_age.counts.nbytes
     assert set(summary["stage_ms"]) == set(STAGES)
     for stage in STAGES:
         s = summary["stage_ms"][stage]
         assert s["median"] <= s["p99"] * 1.0001 <= s["max"] * 1.0002
+    assert summary["in_process_ms"]["median"] <= summary["latency_ms"]["median"] * 1.0001
+    assert session.stats.in_process.n == len(seen)
     lats = np.array([lat for lat, _ in seen]) * 1e3
     # the histogram's median is the upper middle value, read off a ~1 % bin
     assert summary["latency_ms"]["median"] == pytest.approx(np.sort(lats)[len(lats) // 2], rel=0.01)

@@ -170,3 +170,113 @@ def test_busy_poll_reads_the_same_samples_as_waiting(unique_name):
 def test_poll_must_be_wait_or_busy():
     with pytest.raises(ValueError, match="poll must be 'wait' or 'busy'"):
         LSLSource(name="x", sfreq=250.0, poll="spin")
+
+
+def _outlet(name: str, n: int = 3, fs: float = 100.0):
+    import pylsl
+
+    info = pylsl.StreamInfo(name, "EEG", n, fs, pylsl.cf_float32, name)
+    return pylsl.StreamOutlet(info, chunk_size=1)
+
+
+def _pull_until(src: LSLSource, n: int, timeout: float = 10.0) -> list:
+    import pylsl
+
+    chunks, got = [], 0
+    deadline = pylsl.local_clock() + timeout
+    while got < n:
+        assert pylsl.local_clock() < deadline, f"only {got} of {n} samples within {timeout} s"
+        c = src.pull(timeout=0.05)
+        if c is not None:
+            chunks.append((c.data.copy(), c.timestamps.copy(), src.kept, src.backlog))
+            got += c.n_samples
+    return chunks
+
+
+def _queued(src: LSLSource, n: int, timeout: float = 10.0) -> None:
+    """Wait until liblsl has at least ``n`` samples queued for the inlet (a condition, not a sleep)."""
+    import time
+
+    import pylsl
+
+    deadline = pylsl.local_clock() + timeout
+    while src.inlet.samples_available() < n:
+        assert pylsl.local_clock() < deadline, f"{src.inlet.samples_available()} of {n} samples queued"
+        time.sleep(0.005)
+
+
+def test_flush_keeps_only_the_newest_window_and_returns_it_first(unique_name):
+    import pylsl
+
+    out = _outlet(unique_name)
+    src = LSLSource(name=unique_name, sfreq=100.0, n_channels=3, resolve_timeout_s=5, settle_s=0.0)
+    src.open()
+    try:
+        now = pylsl.local_clock()
+        queued = np.arange(300 * 3, dtype=np.float32).reshape(300, 3)
+        stamps = now - 2.99 + np.arange(300) / 100.0  # 3 s of data, the newest sample stamped now
+        out.push_chunk(queued, stamps.tolist())
+        _queued(src, 300)
+        assert src.flush(keep=120) == 180  # the 180 oldest dropped
+        later = queued[-5:] + 10_000
+        out.push_chunk(later, (now + 0.01 + np.arange(5) / 100.0).tolist())
+        chunks = _pull_until(src, 125)
+    finally:
+        src.close()
+    data = np.concatenate([c[0] for c in chunks])
+    times = np.concatenate([c[1] for c in chunks])
+    n_kept = sum(len(c[1]) for c in chunks if c[2])
+    assert n_kept == 120 and all(not c[3] for c in chunks if c[2])  # kept: never counted as a backlog
+    np.testing.assert_array_equal(data[:120], queued[-120:])  # the newest window, oldest first, exact
+    np.testing.assert_array_equal(data[120:125], later)  # then what came after the flush
+    np.testing.assert_allclose(times[:120], stamps[-120:] + src.pipeline_offset, rtol=0, atol=1e-9)
+    assert not chunks[-1][2]
+
+
+def test_flush_keeps_nothing_when_the_stream_went_quiet_meanwhile(unique_name):
+    import pylsl
+
+    out = _outlet(unique_name)
+    src = LSLSource(name=unique_name, sfreq=100.0, n_channels=3, resolve_timeout_s=5, settle_s=0.0, stall_timeout_s=0.5)
+    src.open()
+    try:
+        now = pylsl.local_clock()
+        old = np.ones((200, 3), dtype=np.float32)
+        out.push_chunk(old, (now - 3.0 + np.arange(200) / 100.0).tolist())  # newest sample 1 s old
+        _queued(src, 200)
+        assert src.flush(keep=100) == 200  # stale: a frame must not be computed on it
+        fresh = np.full((4, 3), 7.0, dtype=np.float32)
+        out.push_chunk(fresh, (pylsl.local_clock() + np.arange(4) / 100.0).tolist())
+        chunks = _pull_until(src, 4)
+    finally:
+        src.close()
+    data = np.concatenate([c[0] for c in chunks])
+    np.testing.assert_array_equal(data, fresh)
+    assert not any(c[2] for c in chunks)
+
+
+def test_synth_preroll_arrives_back_dated_when_the_inlet_connects(unique_name):
+    import pylsl
+
+    gen = SyntheticEEG(n_channels=4, sfreq=200.0, seed=5)
+    pub = SynthPublisher(gen, name=unique_name, source_id=unique_name, chunk_size=10, markers=False, preroll_s=1.0)
+    t_start = pylsl.local_clock()
+    pub.start()
+    try:
+        src = LSLSource(name=unique_name, sfreq=200.0, n_channels=4, resolve_timeout_s=5, settle_s=0.0)
+        src.open()
+        try:
+            chunks = _pull_until(src, 200)
+        finally:
+            src.close()
+    finally:
+        pub.stop()
+    times = np.concatenate([c[1] for c in chunks]) - src.pipeline_offset
+    data = np.concatenate([c[0] for c in chunks])
+    assert times[0] < t_start  # stamped before the publisher started: the pre-roll
+    np.testing.assert_allclose(np.diff(times[:200]), 1 / 200.0, atol=1e-6)
+    # the same samples the generator makes from the same seed, from its first one
+    twin = SyntheticEEG(n_channels=4, sfreq=200.0, seed=5).generate(200)
+    first = int(round((times[0] - pub.start_time) * 200.0))
+    assert first == 0
+    np.testing.assert_array_equal(data[:200], twin)
