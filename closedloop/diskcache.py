@@ -16,6 +16,7 @@ chooses the folder; ``CLOSEDLOOP_CACHE_DIR=off`` never reads or writes one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -42,6 +43,7 @@ def cache_folder() -> Path | None:
     return user_cache_path("closedloop", appauthor=False)
 
 
+@functools.cache  # once per library and process: a lookup reads every installed distribution (~7 ms)
 def _library_version(library: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
