@@ -15,7 +15,9 @@ a live session runs, into the simulated adapter, every command applied:
   in memory (no driver, no adapter).
 
 Also the time per frame of each pipeline stage (from ``Pipeline.stage_s``) in
-the in-memory replay. The process is pinned to one core (Linux) unless ``--all-cores``.
+the ``pipeline only`` run (a replay feeds larger chunks:
+:func:`closedloop.offline.files.chunk_samples_for`, 2 s of data). The process is
+pinned to one core (Linux) unless ``--all-cores``.
 
 Usage::
 

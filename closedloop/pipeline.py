@@ -133,9 +133,10 @@ class Pipeline:
         t1 = perf_counter()
         frames = self.features.step(pre)
         t2 = perf_counter()
-        steps = []
+        steps: list[Step] = []
         t_ctl = t_safe = 0.0
         safety, update, on_frame = self.safety, self.controller.update, self.clock.on_frame
+        allow, keep, clock = safety.step, steps.append, perf_counter
         state = self.controller.state if self.keep_state else None
         check_bad = self.bad_data_frames is not None
         stages = self.stages
@@ -144,18 +145,18 @@ class Pipeline:
             if stages is not None:
                 frame = stages.apply(frame)
             desired = update(frame)
-            tb = perf_counter()
+            tb = clock()
             on_frame(frame)
             if check_bad and (frame.flags or self._bad_run):  # nothing to do on a clean frame after clean ones
                 self._check_bad_data(frame)
-            allowed = safety.step(desired)
+            allowed = allow(desired)
             if allowed.fire:
                 _carry_notes(desired, allowed)
             if stages is not None:
                 stages.observe(allowed, frame)
-            steps.append(Step(frame, desired, allowed, state() if state is not None else None, safety.t))
+            keep(Step(frame, desired, allowed, state() if state is not None else None, safety.t))
             t_ctl += tb - ta
-            ta = perf_counter()
+            ta = clock()
             t_safe += ta - tb
         times = self.stage_s
         times["preprocess"] = t1 - t0

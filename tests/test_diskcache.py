@@ -131,3 +131,20 @@ def test_synthetic_eeg_is_the_same_computed_read_back_or_without_a_cache(cache, 
     monkeypatch.setenv(diskcache.CACHE_ENV, "off")
     np.testing.assert_array_equal(fresh(), computed)
     eeg._montage_positions.cache_clear()
+
+
+def test_the_library_version_is_looked_up_once_per_process(cache, monkeypatch):
+    # importlib.metadata.version reads every installed distribution (several ms): not once per filter design
+    import importlib.metadata
+
+    calls = []
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: calls.append(name) or real(name))
+    diskcache._library_version.cache_clear()
+    try:
+        for _ in range(3):
+            for name, args, kwargs in CALLS:
+                scipy_design(name, *args, **kwargs)
+    finally:
+        diskcache._library_version.cache_clear()
+    assert calls == ["scipy"]

@@ -211,12 +211,13 @@ def check_tus(command: Command, profile: DeviceProfile) -> list[str]:
     return p
 
 
-_CHECKS = {"tes": check_tes, "rtms": check_rtms, "tus": check_tus}
+#: The check of each modality (see :func:`check_command`).
+CHECKS = {"tes": check_tes, "rtms": check_rtms, "tus": check_tus}
 
 
 def check_command(command: Command, profile: DeviceProfile) -> list[str]:
     """Problems of ``command`` against ``profile`` for the profile's modality."""
-    return _CHECKS[profile.device.modality](command, profile)
+    return CHECKS[profile.device.modality](command, profile)
 
 
 @dataclass

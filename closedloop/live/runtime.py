@@ -315,6 +315,7 @@ class LiveSession:
                 self._say(f"connecting to {self.resolved.profile.device.name}")
                 self.adapter.connect()
                 self.adapter.arm()
+                self._wait_until_ready(signals)
                 watchdog = outputs.watchdog = self._start_watchdog(driver)
                 # start on the newest data: what queued during the start, but its newest window (the first
                 # frame's, fresh: a stream that went quiet meanwhile keeps nothing), is dropped
@@ -353,6 +354,24 @@ class LiveSession:
         finally:
             outputs.close(summary)
         return summary
+
+    def _wait_until_ready(self, signals: StopSignals, timeout_s: float = 10.0) -> None:
+        """Wait until an armed device that reports readiness (a stimulator charging) is ready to fire.
+
+        Adapters of real stimulators wait in ``arm()`` (the Magstim polls until
+        the unit reports ready); one with a ``ready(now)`` method returns at
+        once, and the first frame — there as soon as the loop runs — must not
+        fire into a device still charging.
+        """
+        ready = getattr(self.adapter, "ready", None)
+        if not callable(ready):
+            return
+        deadline = self.clock() + timeout_s
+        while not ready(self.clock()) and signals.requested is None:
+            if self.clock() > deadline:
+                name = self.resolved.profile.device.name
+                raise DeviceFault(f"{name}: not ready to fire {timeout_s:g} s after arming")
+            time.sleep(0.005)  # a device's charging time, polled
 
     def _open_ratings(self, driver: SessionDriver, recording: SessionRecording):
         """``[ratings]``: pull the rating stream before each chunk, record it, feed the frames."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from closedloop.config import ResolvedPipeline
 from closedloop.features import build_chain
-from closedloop.offline.files import RecordingFile, open_recording, plan_channels
+from closedloop.offline.files import RecordingFile, chunk_samples_for, open_recording, plan_channels
 from closedloop.types import Chunk, Quality
 
 __all__ = ["FeatureTable", "detect_line_frequency", "extract_features", "open_source_file"]
@@ -102,8 +102,8 @@ def extract_features(
     recording : RecordingFile, optional
         An already opened recording (``path`` is then only a label).
     chunk_samples : int, optional
-        Samples per chunk (default as in a replay: half a second, at least
-        one hop). Frames do not depend on it.
+        Samples per chunk (default as in a replay:
+        :func:`~closedloop.offline.files.chunk_samples_for`). Frames do not depend on it.
 
     Returns
     -------
@@ -118,7 +118,7 @@ def extract_features(
     rec = recording or open_source_file(path, resolved)
     plan = plan_channels(rec, resolved)
     pre, ext = build_chain(cfg.features, cfg.preprocess, cfg.sfreq, plan.names, plan.types or None)
-    step = chunk_samples or max(cfg.features.hop_samples, int(round(cfg.sfreq / 2)))
+    step = chunk_samples or chunk_samples_for(cfg)
     if step < 1:
         raise ValueError("chunk_samples must be >= 1")
     n_max = rec.n_samples // cfg.features.hop_samples + 1

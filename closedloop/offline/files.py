@@ -54,6 +54,8 @@ __all__ = [
     "open_recording",
     "plan_channels",
     "match_channels",
+    "CHUNK_S",
+    "chunk_samples_for",
 ]
 
 #: MNE channel types holding voltages (scaled V -> µV).
@@ -62,6 +64,17 @@ _VOLTAGE_TYPES = {"eeg", "eog", "ecg", "emg", "seeg", "ecog", "dbs", "bio"}
 _EDF_SUFFIXES = {".edf", ".bdf"}
 #: Roles of closedloop's own streams that are outputs, not events of the recording.
 _OUTPUT_ROLES = {"safety"}
+
+#: Data per chunk a replay (or an offline feature extraction) feeds the pipeline by default (s). Nothing
+#: depends on it but the speed: every call costs some Python glue per chunk, and a chunk's samples and
+#: filtered signals still fit the cache (64 channels at 1 kHz: 0.5 -> 2 s per chunk took ~17 % less
+#: time per frame; 1.5-4 s alike).
+CHUNK_S = 2.0
+
+
+def chunk_samples_for(cfg) -> int:
+    """Return the samples per chunk a replay of pipeline ``cfg`` feeds by default: :data:`CHUNK_S`, at least one hop."""
+    return max(cfg.features.hop_samples, int(round(CHUNK_S * cfg.sfreq)))
 
 
 class RecordingError(ValueError):
@@ -170,7 +183,8 @@ class RecordingFile:
         picks : list of int, optional
             Indices into :attr:`ch_names` (default: all), in the wanted order.
         block_samples : int
-            Block size for MNE files (XDF files yield their own chunks).
+            Block size for MNE files; XDF files yield their chunks, joined
+            until a block holds at least this many samples.
         """
         sel = None if picks is None else np.asarray(picks, dtype=np.intp)
         factors = self.factors if sel is None else self.factors[sel]
@@ -178,7 +192,7 @@ class RecordingFile:
         if self.kind == "xdf":
             identity = sel is not None and np.array_equal(sel, np.arange(len(self.ch_names)))
             cast = {}
-            for values, stamps in self._reader.iter_samples(self._stream_id):
+            for values, stamps in self._reader.iter_samples(self._stream_id, block_samples):
                 if values.dtype.kind != "f":  # integer streams (some amplifiers): as float64
                     values = values.astype(np.float64)
                 if sel is not None and not identity:

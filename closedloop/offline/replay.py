@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 
 from closedloop.adapters.simulated import simulated_adapter
-from closedloop.offline.files import Event, RecordingFile, open_recording, plan_channels
+from closedloop.offline.files import Event, RecordingFile, chunk_samples_for, open_recording, plan_channels
 from closedloop.offline.metrics import Trace, TraceBuilder
 from closedloop.pipeline import Pipeline, Step
 from closedloop.recording.atomic import rescue_dirs, write_json_atomic
@@ -123,8 +123,10 @@ def replay(
         compact per-frame arrays (:class:`~closedloop.offline.metrics.Trace`), or
         the trace plus every :class:`Step` object.
     chunk_samples : int, optional
-        Samples per chunk fed to the pipeline (default: half a second, at
-        least one hop). Frames do not depend on it.
+        Samples per chunk fed to the pipeline (default:
+        :func:`~closedloop.offline.files.chunk_samples_for`). Nothing but the speed depends on it: the
+        frames, the commands and the times they are issued at (each frame's
+        safety-layer time) are the same for every chunking.
     on_step : callable, optional
         Called with every step (streaming analysis without keeping them).
     report : bool
@@ -179,7 +181,9 @@ def replay(
     adapter = simulated_adapter(resolved.profile, clock=clock)
     if duration_s is None:
         duration_s = recorded.requested_duration_s
-    driver = SessionDriver(pipe, adapter, clock, lambda t: t, duration_s=duration_s, on_step=on_step)
+    driver = SessionDriver(
+        pipe, adapter, clock, lambda t: t, duration_s=duration_s, on_step=on_step, at_frame_times=True
+    )
     driver.warmup()
     session = None
     if out_dir is not None:
@@ -226,7 +230,7 @@ def replay(
     stats = driver.stats
     builder = TraceBuilder(pipe.feature_names) if keep != "none" else None
     kept: list[Step] | None = [] if keep == "steps" else None
-    step_size = chunk_samples or max(cfg.features.hop_samples, int(round(cfg.sfreq / 2)))
+    step_size = chunk_samples or chunk_samples_for(cfg)
     if step_size < 1:
         raise ValueError("chunk_samples must be >= 1")
     offset = rec.time_offset

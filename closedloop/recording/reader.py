@@ -156,6 +156,14 @@ def _parse_samples_kernel(buf, pos, n, value_bytes, tdiff, last, out_ts_bytes, o
     return pos
 
 
+def _join(parts: list[tuple[np.ndarray, np.ndarray, bool]]) -> tuple[np.ndarray, np.ndarray]:
+    """Return the parts' values and timestamps as new contiguous arrays (one copy; none for one new part)."""
+    if len(parts) == 1:
+        values, stamps, new = parts[0]
+        return (values, stamps) if new else (values.copy(), stamps.copy())
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 @numba.njit(cache=True)
 def _fill_deduced(stamps, has_ts, tdiff, last):
     """Timestamps omitted from the file: previous + 1/rate (pyxdf's rule)."""
@@ -271,11 +279,15 @@ class XDFReader:
         stream.sample_count += n
 
     # -- data pass ---------------------------------------------------------------
-    def iter_samples(self, stream_id: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_samples(self, stream_id: int, min_samples: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(values, timestamps)`` per Samples chunk of a numeric stream.
 
         ``values`` has shape (n, channel_count) and the stream's dtype;
         both arrays are new for each chunk (callers may keep them).
+        With ``min_samples``, consecutive chunks are joined until they hold at
+        least that many samples (the last block may hold fewer): fewer, larger
+        blocks for a reader that cuts its own chunks (a replay), at the cost
+        of the one copy each chunk's values get anyway.
         """
         stream = self.streams[stream_id]
         dtype = stream.dtype
@@ -286,6 +298,8 @@ class XDFReader:
         tdiff = _chunks.sample_interval(stream.nominal_srate)
         last = 0.0
         chunks = stream._chunks
+        parts: list[tuple[np.ndarray, np.ndarray, bool]] = []  # read, not yet yielded: values, stamps, new arrays?
+        have = 0
         with open(self.path, "rb") as f:
             for k in range(0, len(chunks), 2):
                 f.seek(chunks[k])
@@ -293,9 +307,12 @@ class XDFReader:
                 n, pos = _chunks.read_varlen(buf, 0)
                 recs = _chunks.explicit_records(buf, pos, n, record)
                 if recs is not None:
-                    stamps = recs["ts"].copy()
-                    last = float(stamps[-1])
-                    yield recs["values"].copy(), stamps
+                    parts.append((recs["values"], recs["ts"], False))  # views into the file's bytes
+                    last = float(recs["ts"][-1])
+                    have += n
+                    if have >= min_samples:
+                        yield _join(parts)
+                        parts, have = [], 0
                     continue
                 raw = np.frombuffer(buf, dtype=np.uint8)
                 ts_bytes = np.zeros((n, 8), dtype=np.uint8)
@@ -308,7 +325,13 @@ class XDFReader:
                     )
                 stamps = ts_bytes.view("<f8").reshape(n).copy()
                 last = _fill_deduced(stamps, has_ts, tdiff, last)
-                yield values.view(dtype).reshape(n, stream.channel_count), stamps
+                parts.append((values.view(dtype).reshape(n, stream.channel_count), stamps, True))
+                have += n
+                if have >= min_samples:
+                    yield _join(parts)
+                    parts, have = [], 0
+        if parts:
+            yield _join(parts)
 
     def read_stream(self, stream_id: int) -> tuple[np.ndarray, np.ndarray]:
         """All of a numeric stream's samples at once (for small streams)."""

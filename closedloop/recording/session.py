@@ -439,10 +439,14 @@ class SessionRecording:
         feats[:, :nf] = [f.values for f in frames]
         feats[:, nf] = [int(f.flags) for f in frames]
         feats[:, nf + 1] = [f.index for f in frames]
-        state = np.full((n, max(self._n_state, 1)), np.nan)
         names = self.controller_state_names
-        if names:
-            states = [getattr(step, "state", None) for step in steps]
+        states = [getattr(step, "state", None) for step in steps] if names else []
+        if states and all(states):  # every frame has its state (a session records them all): one conversion
+            k = len(names)
+            state = np.fromiter([st.get(key, math.nan) for st in states for key in names], np.float64, n * k)
+            state = state.reshape(n, k)
+        else:
+            state = np.full((n, max(self._n_state, 1)), np.nan)
             rows = [i for i, st in enumerate(states) if st]
             if rows:
                 state[rows, : len(names)] = [[states[i].get(key, math.nan) for key in names] for i in rows]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from closedloop.safety.layer import SafetyLayer
 from closedloop.safety.profile_limits import envelope_from_limits
+from closedloop.safety.state import ARMED, STIMULATING
 from closedloop.types import Command
 
 
@@ -81,23 +82,45 @@ class TESSafetyLayer(SafetyLayer):
 
     # -- one step -------------------------------------------------------------------
     def _step(self, desired: Command, t: float, dt: float) -> Command:
-        target = self._target(desired, t)
-        if not self.machine.may_stimulate:
+        env = self.env
+        # the usual command (a float amplitude within the limit, the frequency in force, no phase) takes
+        # the inline path; anything else goes through _target/_request, which log what they change
+        a, f, extra = desired.amplitude_mA, desired.frequency_Hz, desired.extra
+        if not desired.on:
             target = 0.0
-        self._request(desired, t)
-        if self._pending and self._amplitude == 0.0:
+        elif type(a) is float and 0.0 <= a <= env.max_amplitude_mA and a != math.inf:
+            target = a if a > 0.0 else 0.0  # also turns -0.0 into 0.0
+        else:
+            target = self._target(desired, t)
+        machine = self.machine
+        state = machine.state  # machine.may_stimulate, inline (twice per frame)
+        if not (state is ARMED or state is STIMULATING):
+            target = 0.0
+        pending = self._pending
+        if type(f) is float and f == self.frequency_Hz and not pending and type(extra) is dict and not extra:
+            # in range: frequency_Hz only ever holds a clamped value
+            self._frequency_set = True
+        else:
+            self._request(desired, t)
+        if pending and self._amplitude == 0.0:
             self._apply_pending(t)
-        if self._pending:
+        if pending:
             target = 0.0  # ramp to zero before a frequency or phase change
         if not self._frequency_set and target > 0.0:
             self._event(t, "refuse", "no valid frequency requested yet; target 0", target)
             target = 0.0
         a0 = self._amplitude
+        # min/max written out (the builtins cost more than the comparison; same results)
         if target >= a0:  # at target == a0 both branches give a0 (dt >= 0); this one skips the down-rate lookup
-            a1 = min(target, a0 + self.env.max_ramp_rate_mA_per_s * dt)
+            a1 = a0 + env.max_ramp_rate_mA_per_s * dt
+            if not a1 < target:
+                a1 = target
         else:
-            a1 = max(target, a0 - self._down_rate * dt)
-        if a1 > 0.0 and self.machine.may_stimulate:
+            a1 = a0 - self._down_rate * dt
+            if not a1 > target:
+                a1 = target
+        state = machine.state  # read again: an event callback may have stopped the layer meanwhile
+        if a1 > 0.0 and (state is ARMED or state is STIMULATING):
             problem = self._plan(a0, a1, dt, t)
             if problem:
                 self._latch(t, problem, "dose")
@@ -148,7 +171,8 @@ class TESSafetyLayer(SafetyLayer):
                 f"charge limit {env.max_charge_C:g} C: final ramp-down started at "
                 f"{self.account.charge_C:.4g} C so that the limit is never exceeded"
             )
-        if self._elapsed(t) + a1 / r + h > env.max_session_duration_s:
+        t_start = self.t_start
+        if (0.0 if t_start is None else t - t_start) + a1 / r + h > env.max_session_duration_s:  # _elapsed(t)
             return (
                 f"session duration limit {env.max_session_duration_s:g} s: final ramp-down started "
                 f"at {self._elapsed(t):.4g} s so that it ends in time"

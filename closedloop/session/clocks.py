@@ -102,7 +102,7 @@ class SampleClock:
         if self.origin is None:
             first = float(frame.time) if np.isfinite(frame.time) else 0.0
             self.origin = first - self._offset(frame.index)
-        self.t = self.origin + self._offset(frame.index)
+        self.t = self.origin + (self.window + frame.index * self.hop - 1) / self.sfreq  # _offset, inline
 
 
 class RecordedClock:

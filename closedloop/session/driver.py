@@ -53,6 +53,13 @@ class SessionDriver:
         processed — so a replay ends where the live session did.
     on_step : callable, optional
         Called with every :class:`~closedloop.pipeline.Step`.
+    at_frame_times : bool
+        Issue each frame's command at the safety layer's time of that frame
+        (:attr:`~closedloop.pipeline.Step.safety_time`) instead of reading
+        ``clock`` once the chunk's frames are computed. For a replay, whose
+        clock is the sample (or recorded) clock: the adapter, the recorded
+        issue times and latencies then do not depend on how the file was cut
+        into chunks. Live, ``clock`` is read at the moment each command goes out.
 
     Attributes
     ----------
@@ -76,6 +83,7 @@ class SessionDriver:
         recording: SessionRecording | None = None,
         duration_s: float | None = None,
         on_step: Callable[[Step], None] | None = None,
+        at_frame_times: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.adapter = adapter
@@ -84,6 +92,7 @@ class SessionDriver:
         self.recording = recording
         self.duration_samples = None if duration_s is None else round(duration_s * pipeline.resolved.config.sfreq)
         self.on_step = on_step
+        self.at_frame_times = at_frame_times
         self.lock = threading.Lock()
         self.stats = SessionStats()
         self.stats.feature_stats = RunningStats(len(pipeline.feature_names))
@@ -171,12 +180,13 @@ class SessionDriver:
             self._applied_rows = np.empty((2 * len(steps), 5))
             self._issue_times = np.empty(2 * len(steps))
         rows, issued, commands = self._applied_rows, self._issue_times, []
-        local_time, on_applied = self.local_time, self.on_applied
+        local_time, on_applied, at_frame_times = self.local_time, self.on_applied, self.at_frame_times
         keeps = recording is not None or on_applied is not None
+        applied, top = 0, stats.amplitude_max  # counted here, stored once (also when the adapter raises)
         try:
             for s in steps:
                 command = s.allowed
-                now = clock()
+                now = s.safety_time if at_frame_times else clock()
                 try:
                     adapter.apply(command, now)
                 except LimitViolation:
@@ -192,15 +202,18 @@ class SessionDriver:
                         commands.append(command)
                     if on_applied is not None:  # the session's published outputs (LSL, dashboard)
                         on_applied(command, now, latency)
-                stats.commands_applied += 1
-                if command.amplitude_mA > stats.amplitude_max:
-                    stats.amplitude_max = command.amplitude_mA
+                applied += 1
+                if command.amplitude_mA > top:
+                    top = command.amplitude_mA
                 if command.abort and not self.safety.stopped:
                     adapter.rearm()  # an abort disarms rTMS/TUS devices
         except BaseException:
             if commands:
                 self._record_applied(commands)
             raise
+        finally:
+            stats.commands_applied += applied
+            stats.amplitude_max = top
         return commands
 
     def _record_applied(self, commands: list[Command]) -> None:

@@ -137,6 +137,33 @@ def test_replay_writes_session_outputs_that_replay_identically(tmp_path, resolve
     np.testing.assert_array_equal(recorded.allowed_amplitude_mA, first.trace.allowed_amplitude_mA)
 
 
+def test_what_a_replay_records_does_not_depend_on_its_chunks(tmp_path, resolved):
+    # each frame's command goes to the device at that frame's safety-layer time, however many frames a chunk holds
+    from closedloop.recording import XDFReader
+    from closedloop.recording.session import APPLIED_CHANNELS, APPLIED_STREAM, COMMAND_CHANNELS, COMMANDS_STREAM
+
+    src = tmp_path / "lab.xdf"
+    write_synthetic_xdf(src, 20.0, n_channels=32, sfreq=500.0, seed=5)
+    got = {}
+    for size in (25, 37, 1000, 5000):  # one frame per chunk, 0-2 frames, 40 frames, a whole XDF block
+        result = replay(src, resolved, tmp_path / f"out{size}", report=False, chunk_samples=size)
+        reader = XDFReader(tmp_path / f"out{size}" / "session.xdf")
+        applied = reader.read_stream(reader.find(name=APPLIED_STREAM)[0].stream_id)
+        commands = reader.read_stream(reader.find(name=COMMANDS_STREAM)[0].stream_id)
+        got[size] = (applied, commands, {k: result.summary[k] for k in ("frames", "commands_applied", "stop_reason")})
+    (values, issued), (cmds, _), counts = got[25]
+    assert counts["commands_applied"] == counts["frames"] == len(issued) > 300
+    assert values[:, APPLIED_CHANNELS.index("amplitude_mA")].max() > 0.5  # stimulation was on
+    np.testing.assert_array_equal(issued, cmds[:, COMMAND_CHANNELS.index("safety_time")])  # at the frame's safety time
+    frame_time = values[:, APPLIED_CHANNELS.index("frame_time")]
+    np.testing.assert_array_equal(values[:, APPLIED_CHANNELS.index("latency_s")], issued - frame_time)
+    for size in (37, 1000, 5000):
+        for a, b in zip(got[size][:2], got[25][:2]):
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+        assert got[size][2] == counts
+
+
 def test_replay_stops_cleanly_when_the_recording_fails(tmp_path, resolved, monkeypatch):
     import shutil
 

@@ -31,9 +31,55 @@ from closedloop.recording import (
     repair_xdf,
     scan_xdf,
 )
-from closedloop.recording.xdf import chunk_bytes, encode_samples, encode_varlen, make_spec, samples_chunk
+from closedloop.recording.reader import XDFReader
+from closedloop.recording.xdf import (
+    TAG_SAMPLES,
+    chunk_bytes,
+    encode_samples,
+    encode_varlen,
+    make_spec,
+    samples_chunk,
+)
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def test_reader_joins_chunks_into_blocks_of_at_least_min_samples(tmp_path):
+    # chunks with explicit timestamps (our writer, LabRecorder) and one with omitted (deduced) timestamps
+    path = tmp_path / "mixed.xdf"
+    rng = np.random.default_rng(4)
+    sizes = [50, 1, 97, 13, 200, 3]
+    values = rng.standard_normal((sum(sizes) + 3, 2)).astype(np.float32)
+    stamps = 10.0 + np.arange(len(values)) / 100.0
+    w = XDFWriter(path)
+    w.add_stream(1, "EEG", "EEG", 2, 100.0, "float32")
+    w.add_stream(2, "M", "Markers", 1, 0.0, "string")
+    a = 0
+    for i, n in enumerate(sizes):
+        w.write_samples(1, values[a : a + n], stamps[a : a + n])
+        w.write_samples(2, [[f"m{i}"]], [stamps[a]])  # another stream's chunk in between
+        a += n
+    w.close_fd()
+    deduced = [8, 0, 0]  # the last 3 samples: one stamped, two deduced (+1/rate)
+    content = encode_varlen(3) + b"".join(
+        bytes([b]) + (np.float64(stamps[a + j]).tobytes() if b else b"") + values[a + j].tobytes()
+        for j, b in enumerate(deduced)
+    )
+    with open(path, "ab") as f:
+        f.write(chunk_bytes(TAG_SAMPLES, content, stream_id=1))
+    reader = XDFReader(path)
+    chunked = list(reader.iter_samples(1))
+    assert [len(t) for _, t in chunked] == [*sizes, 3]
+    for min_samples in (1, 60, 150, 10**6):
+        blocks = list(reader.iter_samples(1, min_samples))
+        np.testing.assert_array_equal(np.concatenate([v for v, _ in blocks]), values)
+        np.testing.assert_allclose(np.concatenate([t for _, t in blocks]), stamps, rtol=0, atol=1e-9)
+        ends = np.cumsum([len(t) for _, t in blocks])
+        assert set(ends) <= set(np.cumsum([*sizes, 3]))  # whole chunks only
+        assert all(len(t) >= min_samples for _, t in blocks[:-1]) and ends[-1] == len(values)
+        for v, t in blocks:  # new arrays: callers may keep or change them
+            assert v.flags.c_contiguous and v.flags.writeable and t.flags.writeable
+    assert [len(t) for _, t in reader.iter_samples(1, 60)] == [148, 213, 6]
 
 
 # -- writer --------------------------------------------------------------------
