@@ -22,7 +22,12 @@ its 4-MB temporaries come from the heap but 20-38 ms when each is a fresh
 mmap (page faults); which one a run gets depends on glibc's dynamic mmap
 threshold, i.e. on what the process allocated and freed before
 (``MALLOC_MMAP_THRESHOLD_=67108864`` pins the fast case), so the 256-channel
-ratio swings ~120-680x run to run. At 64 channels scipy welch is not affected.
+ratio swings ~120-680x run to run. A plain loop of scipy welch at 256
+channels in a fresh process, default glibc, took 20-25 ms per call here; with
+``MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=268435456`` 6.2-6.5 ms,
+and the all-checks step's ratio then reads ~140x (quick run: 45 µs against
+6.45 ms). This script times scipy as a lab's loop runs it, with the default
+allocator. At 64 channels scipy welch moves much less (1.0-2.0 ms).
 
     python benchmarks/bench_features.py [--quick] [--json PATH]
 
