@@ -25,7 +25,7 @@ from lying_world import DeviceSampler  # noqa: E402
 from closedloop.config import load_pipeline  # noqa: E402
 from closedloop.live.runtime import LiveSession  # noqa: E402
 
-pytestmark = [pytest.mark.integration, pytest.mark.lsl, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.lsl, pytest.mark.timeout(480)]
 
 
 @pytest.fixture
@@ -67,11 +67,16 @@ def test_a_full_disk_stops_stimulation_and_the_summary_lands_elsewhere(repo, tmp
         },
     )
     out = small_disk / "session"
-    session = LiveSession(resolved, 120.0, out, show_status=False)
+    running = threading.Event()
+    session = LiveSession(
+        resolved, 120.0, out, show_status=False, on_progress=lambda msg: running.set() if msg == "running" else None
+    )
     filled = {}
     with DeviceSampler(session.adapter.output_mA) as device:
 
         def fill_when_stimulating() -> None:
+            # the first session of a fresh install compiles every kernel first: minutes on a busy machine
+            assert running.wait(timeout=300.0), "the session never started its loop"
             device.wait_until(lambda a: a >= 0.4, timeout=60.0)
             filled["at"] = device.t[-1]
             fill(small_disk)
