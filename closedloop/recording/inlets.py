@@ -71,6 +71,7 @@ class StreamInlets:
         self._inlets: list = []
         self._measured: set[str] = set()  # streams with a clock offset recorded
         self._stop = threading.Event()
+        self._abandoned = threading.Event()  # stop() gave up waiting: forward nothing more
         self._thread: threading.Thread | None = None
 
     def start(self) -> StreamInlets:
@@ -152,48 +153,73 @@ class StreamInlets:
                 offset = inlet.time_correction(timeout=timeout)
             except pylsl.util.TimeoutError:
                 continue
+            if self._abandoned.is_set():
+                return
             self.recording.on_clock_offset(pylsl.local_clock(), offset, stream=name)
             self._measured.add(name)
 
+    def _pull_all(self) -> bool:
+        """Forward what each inlet has queued; whether anything came."""
+        got = False
+        for name, inlet, _fmt in self._inlets:
+            values, stamps = inlet.pull_chunk(timeout=0.0)
+            if stamps and not self._abandoned.is_set():
+                got = True
+                self.recording.on_marker(name, values, stamps)
+                self.samples[name] += len(stamps)
+        return got
+
     def _run(self) -> None:
+        """Pull until stopped, then the last markers and offsets; close the inlets.
+
+        Only this thread touches the inlets once it runs: liblsl's inlet
+        queues take one consumer, so a second thread pulling or closing
+        while this one waits in ``time_correction`` could corrupt them.
+        """
         next_offset = time.monotonic() + self.offset_interval_s
         try:
             self._measure_offsets(2.0)  # the first offsets, off start()'s path
             while not self._stop.is_set():
-                got = False
-                for name, inlet, _fmt in self._inlets:
-                    values, stamps = inlet.pull_chunk(timeout=0.0)
-                    if stamps:
-                        got = True
-                        self.recording.on_marker(name, values, stamps)
-                        self.samples[name] += len(stamps)
+                got = self._pull_all()
                 if time.monotonic() >= next_offset:
                     self._measure_offsets(0.5)
                     next_offset = time.monotonic() + self.offset_interval_s
                 if not got:
                     self._stop.wait(0.02)
+            if not self._abandoned.is_set():
+                self._pull_all()
+                # a stream without any offset yet (very short session): one now
+                self._measure_offsets(0.5, {name for name, _, _ in self._inlets} - self._measured)
         except Exception as err:  # noqa: BLE001 - a lost marker stream must not take the session down
             self.error = err
             log.warning("stream inlets stopped: %s: %s", type(err).__name__, err)
+        finally:
+            self._close_all()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Pull what is left, stop the thread and close the inlets."""
-        if self._thread is not None:
-            time.sleep(0.05)  # let markers pushed just before the end arrive
-            self._stop.set()
-            self._thread.join(timeout)
-            if not self._thread.is_alive():  # a stream without any offset yet (very short session): one now
-                self._measure_offsets(0.5, {name for name, _, _ in self._inlets} - self._measured)
-        for name, inlet, _ in self._inlets:
+    def _close_all(self) -> None:
+        for _, inlet, _ in self._inlets:
             try:
-                values, stamps = inlet.pull_chunk(timeout=0.0)
-                if stamps:
-                    self.recording.on_marker(name, values, stamps)
-                    self.samples[name] += len(stamps)
                 inlet.close_stream()
             except Exception:  # noqa: BLE001 - closing a lost stream may fail; nothing to save
                 pass
         self._inlets = []
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Pull what is left, stop the thread and let it close the inlets.
+
+        If the thread does not end within ``timeout`` (stuck in liblsl), it
+        is left to close its inlets when it returns and forwards nothing
+        more to the recording, which the caller is about to finish.
+        """
+        if self._thread is None:
+            self._close_all()
+            return
+        time.sleep(0.05)  # let markers pushed just before the end arrive
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abandoned.set()
+            log.warning("stream inlets thread still busy after %.1f s; it closes its inlets when it returns", timeout)
 
 
 def _labels(info) -> list[str]:

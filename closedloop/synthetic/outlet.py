@@ -177,7 +177,12 @@ class SynthPublisher:
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread and destroy the outlets, so inlets see the stream lost."""
+        """Stop the thread and destroy the outlets, so inlets see the stream lost.
+
+        The thread holds its own references to the outlets: if it does not
+        end within ``timeout`` (a kernel still compiling), the outlets live on
+        until it does and are destroyed by it, never while it uses them.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -200,10 +205,14 @@ class SynthPublisher:
         gen = self.generator
         period = 1.0 / gen.sfreq
         buf = np.empty((self.chunk_size, gen.n_channels), dtype=np.float32)
+        outlet, marker_outlet = self._outlet, self._marker_outlet  # stop() drops its references, not these
         try:
             if self.preroll_s > 0:  # an inlet only receives what is pushed after it connected
                 gen.warm_up()
-                self._outlet.wait_for_consumers(self.preroll_wait_s)
+                waited_until = time.monotonic() + self.preroll_wait_s
+                while not self._stop.is_set() and time.monotonic() < waited_until:
+                    if outlet.wait_for_consumers(0.1):
+                        break
                 self.start_time = pylsl.local_clock() - self.preroll_s
             while not self._stop.is_set():
                 last = self.samples_pushed + self.chunk_size - 1
@@ -214,12 +223,12 @@ class SynthPublisher:
                 stim = float(self.stim_amplitude()) if self.stim_amplitude is not None else 0.0
                 gen.generate(self.chunk_size, stim, out=buf)
                 # a float timestamp stamps the LAST sample; liblsl derives the earlier ones
-                self._outlet.push_chunk(buf, last_time)
+                outlet.push_chunk(buf, last_time)
                 self.samples_pushed += self.chunk_size
                 events = gen.pop_events()
-                if self._marker_outlet is not None:
+                if marker_outlet is not None:
                     for index, label in events:
-                        self._marker_outlet.push_sample([label], self.timestamp_of(index))
+                        marker_outlet.push_sample([label], self.timestamp_of(index))
         except BaseException as exc:  # noqa: BLE001 - reported through .error and the log
             self.error = exc
             log.exception("synth publisher %s failed", self.name)

@@ -280,3 +280,16 @@ def test_synth_preroll_arrives_back_dated_when_the_inlet_connects(unique_name):
     first = int(round((times[0] - pub.start_time) * 200.0))
     assert first == 0
     np.testing.assert_array_equal(data[:200], twin)
+
+
+def test_synth_stop_during_the_preroll_wait_ends_the_thread(unique_name):
+    # nobody connects: the thread waits for a consumer (up to preroll_wait_s); a stop must end that wait
+    gen = SyntheticEEG(n_channels=4, sfreq=200.0, seed=5)
+    pub = SynthPublisher(
+        gen, name=unique_name, source_id=unique_name, chunk_size=10, markers=False, preroll_s=1.0, preroll_wait_s=120.0
+    )
+    pub.start()
+    pub.stop(timeout=60.0)
+    assert not pub.running
+    assert pub.error is None
+    assert pub.samples_pushed == 0
