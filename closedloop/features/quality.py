@@ -53,7 +53,7 @@ import numpy as np
 
 from closedloop.config.features import QualityConfig
 from closedloop.features.intrinsics import carve
-from closedloop.preprocess.filters import scipy_design
+from closedloop.preprocess.filters import biquad, scipy_design
 from closedloop.types import Quality
 
 _NEVER = -(2**62)
@@ -101,18 +101,9 @@ def _emg_row(row, sos, chan, bss, n_ch):
     s0, s1, s2 = chan[_N_ROWS], chan[_N_ROWS + 1], chan[_N_ROWS + 2]
     s3, s4, s5 = chan[_N_ROWS + 3], chan[_N_ROWS + 4], chan[_N_ROWS + 5]
     for c in range(n_ch):
-        u = row[c]
-        y = b00 * u + s0[c]
-        s0[c] = b01 * u - a01 * y + s1[c]
-        s1[c] = b02 * u - a02 * y
-        u = y
-        y = b10 * u + s2[c]
-        s2[c] = b11 * u - a11 * y + s3[c]
-        s3[c] = b12 * u - a12 * y
-        u = y
-        y = b20 * u + s4[c]
-        s4[c] = b21 * u - a21 * y + s5[c]
-        s5[c] = b22 * u - a22 * y
+        y, s0[c], s1[c] = biquad(row[c], b00, b01, b02, a01, a02, s0[c], s1[c])
+        y, s2[c], s3[c] = biquad(y, b10, b11, b12, a11, a12, s2[c], s3[c])
+        y, s4[c], s5[c] = biquad(y, b20, b21, b22, a21, a22, s4[c], s5[c])
         bss[c] += y * y
 
 
@@ -128,32 +119,13 @@ def _emg_rows(row0, row1, sos, chan, bss, n_ch):
     s0, s1, s2 = chan[_N_ROWS], chan[_N_ROWS + 1], chan[_N_ROWS + 2]
     s3, s4, s5 = chan[_N_ROWS + 3], chan[_N_ROWS + 4], chan[_N_ROWS + 5]
     for c in range(n_ch):
-        z0, z1, z2, z3, z4, z5 = s0[c], s1[c], s2[c], s3[c], s4[c], s5[c]
-        u = row0[c]
-        y = b00 * u + z0
-        z0 = b01 * u - a01 * y + z1
-        z1 = b02 * u - a02 * y
-        u = y
-        y = b10 * u + z2
-        z2 = b11 * u - a11 * y + z3
-        z3 = b12 * u - a12 * y
-        u = y
-        y = b20 * u + z4
-        z4 = b21 * u - a21 * y + z5
-        z5 = b22 * u - a22 * y
+        y, z0, z1 = biquad(row0[c], b00, b01, b02, a01, a02, s0[c], s1[c])
+        y, z2, z3 = biquad(y, b10, b11, b12, a11, a12, s2[c], s3[c])
+        y, z4, z5 = biquad(y, b20, b21, b22, a21, a22, s4[c], s5[c])
         acc = bss[c] + y * y
-        u = row1[c]
-        y = b00 * u + z0
-        s0[c] = b01 * u - a01 * y + z1
-        s1[c] = b02 * u - a02 * y
-        u = y
-        y = b10 * u + z2
-        s2[c] = b11 * u - a11 * y + z3
-        s3[c] = b12 * u - a12 * y
-        u = y
-        y = b20 * u + z4
-        s4[c] = b21 * u - a21 * y + z5
-        s5[c] = b22 * u - a22 * y
+        y, s0[c], s1[c] = biquad(row1[c], b00, b01, b02, a01, a02, z0, z1)
+        y, s2[c], s3[c] = biquad(y, b10, b11, b12, a11, a12, z2, z3)
+        y, s4[c], s5[c] = biquad(y, b20, b21, b22, a21, a22, z4, z5)
         bss[c] = acc + y * y
 
 
@@ -186,18 +158,9 @@ def _few_channels(x, i0, run, sos, chan, bss, emg_on, n_ch):
         s3, s4, s5 = chan[_N_ROWS + 3, c], chan[_N_ROWS + 4, c], chan[_N_ROWS + 5, c]
         acc = bss[c]
         for ii in range(i0, i0 + run):
-            u = x[ii, c]
-            y = b00 * u + s0
-            s0 = b01 * u - a01 * y + s1
-            s1 = b02 * u - a02 * y
-            u = y
-            y = b10 * u + s2
-            s2 = b11 * u - a11 * y + s3
-            s3 = b12 * u - a12 * y
-            u = y
-            y = b20 * u + s4
-            s4 = b21 * u - a21 * y + s5
-            s5 = b22 * u - a22 * y
+            y, s0, s1 = biquad(x[ii, c], b00, b01, b02, a01, a02, s0, s1)
+            y, s2, s3 = biquad(y, b10, b11, b12, a11, a12, s2, s3)
+            y, s4, s5 = biquad(y, b20, b21, b22, a21, a22, s4, s5)
             acc += y * y
         chan[_N_ROWS, c], chan[_N_ROWS + 1, c], chan[_N_ROWS + 2, c] = s0, s1, s2
         chan[_N_ROWS + 3, c], chan[_N_ROWS + 4, c], chan[_N_ROWS + 5, c] = s3, s4, s5

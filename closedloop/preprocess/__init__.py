@@ -18,7 +18,7 @@ import numpy as np
 
 from closedloop.channels import channel_types
 from closedloop.preprocess.buffers import Float64Input, as_stamps
-from closedloop.preprocess.filters import design_sos, scipy_design, sosfilt_inplace
+from closedloop.preprocess.filters import biquad, design_sos, scipy_design, sosfilt_inplace
 from closedloop.preprocess.spatial import SpatialMap, build_spatial_map
 from closedloop.types import Chunk
 
@@ -73,14 +73,8 @@ def _preprocess_kernel(x, ptr, idx, weight, rowsum, ref_idx, sos, zi, zi_unit, s
                     p0, p1 = zi_unit[0, 0] * v, zi_unit[0, 1] * v
                     q0, q1 = zi_unit[1, 0] * v, zi_unit[1, 1] * v
                     st = 1
-                y = b10 * v + p0
-                p0 = b11 * v - a11 * y + p1
-                p1 = b12 * v - a12 * y
-                v = y
-                y = b20 * v + q0
-                q0 = b21 * v - a21 * y + q1
-                q1 = b22 * v - a22 * y
-                out[i, o] = y
+                y, p0, p1 = biquad(v, b10, b11, b12, a11, a12, p0, p1)
+                out[i, o], q0, q1 = biquad(y, b20, b21, b22, a21, a22, q0, q1)
             zi[0, o, 0], zi[0, o, 1], zi[1, o, 0], zi[1, o, 1] = p0, p1, q0, q1
             started[o] = st
         return

@@ -64,6 +64,18 @@ def scipy_design(name: str, *args: Any, **kwargs: Any) -> np.ndarray | tuple[np.
     return _arrays(cached("scipy", key, compute, _readable))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def biquad(u, b0, b1, b2, a1, a2, z0, z1):
+    """One second-order section, direct form II transposed: return ``(y, z0, z1)`` after input ``u``.
+
+    The operations and their order are those of :func:`scipy.signal.sosfilt`
+    (and of every kernel here that filters), so results are the same bits;
+    inlined, the states stay in registers across a caller's samples.
+    """
+    y = b0 * u + z0
+    return y, b1 * u - a1 * y + z1, b2 * u - a2 * y
+
+
 @numba.njit(cache=True, nogil=True)
 def sosfilt_inplace(sos: np.ndarray, zi: np.ndarray, x: np.ndarray) -> None:
     """Filter ``x`` (n_samples, n_channels) in place with second-order sections.
