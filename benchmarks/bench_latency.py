@@ -251,6 +251,61 @@ def run_closedloop(name: str, channels: int, rate: int, duration: float, method:
     }
 
 
+def measure_pace(channels: int, rate: int, method: str | None, seconds: float) -> dict:
+    """Time the loop's compute per chunk without LSL: the same chunks back to back, and at the stream's pace.
+
+    The pipeline of the live runs drives a simulated device through the
+    session driver (no recording, no other thread) on ``seconds`` of
+    synthetic EEG in chunks of :data:`CHUNK`, twice: fed back to back, and
+    fed one chunk per chunk period, sleeping in between like a loop waiting
+    for its stream. The ratio is what waking from idle costs on this
+    machine (cold caches and branch predictors, a halted virtual CPU): it is
+    in every live figure and in no replay figure.
+    """
+    from time import perf_counter, sleep
+
+    from closedloop.adapters.simulated import simulated_adapter
+    from closedloop.pipeline import Pipeline
+    from closedloop.session.driver import SessionDriver
+    from closedloop.synthetic.eeg import SyntheticEEG
+    from closedloop.types import Chunk
+
+    with tempfile.TemporaryDirectory() as tmp:
+        resolved = load_pipeline(write_pipeline(Path(tmp), "pace", channels, rate, method, "wait"))
+    n_chunks = int(seconds * rate) // CHUNK
+    warm = rate // CHUNK  # the first second fills the window: no frames yet
+    data = SyntheticEEG(n_channels=channels, sfreq=rate, seed=3).generate((warm + n_chunks) * CHUNK)
+    stamps = np.arange(data.shape[0]) / rate
+    period = CHUNK / rate
+    out: dict[str, dict] = {}
+    for mode in ("back_to_back", "at_stream_pace"):
+        pipe = Pipeline(resolved, list(standard_channel_names(channels)))
+        adapter = simulated_adapter(resolved.profile, clock=time.monotonic)
+        adapter.connect()
+        adapter.arm()
+        driver = SessionDriver(pipe, adapter, time.monotonic, lambda t: t, duration_s=None)
+        driver.warmup()
+        spent = []
+        next_at = perf_counter()
+        for k in range(warm + n_chunks):
+            rows = slice(k * CHUNK, (k + 1) * CHUNK)
+            chunk = Chunk(data[rows], stamps[rows])
+            if mode == "at_stream_pace" and k >= warm:
+                next_at += period
+                pause = next_at - perf_counter()
+                if pause > 0:
+                    sleep(pause)
+            t0 = perf_counter()
+            steps = driver.feed(chunk, data[rows], stamps[rows])
+            if k >= warm and steps:
+                spent.append(perf_counter() - t0)
+        adapter.stop()
+        out[mode] = {"median_ms": float(np.median(spent)) * 1e3, "p99_ms": float(np.percentile(spent, 99)) * 1e3}
+    out["ratio"] = out["at_stream_pace"]["median_ms"] / out["back_to_back"]["median_ms"]
+    out["chunk_period_ms"] = period * 1e3
+    return out
+
+
 def run_config(channels: int, rate: int, duration: float, method: str | None, lab_loops: bool) -> dict:
     name = f"bench-latency-{uuid.uuid4().hex[:8]}"
     phases = 2 + (2 if lab_loops else 0) + 1
@@ -299,6 +354,7 @@ def run_config(channels: int, rate: int, duration: float, method: str | None, la
         "compute_ms": ours["compute"]["median_ms"],
         "stage_ms": ours["stage_ms"],
         "loop_behind": ours["loop_behind"],
+        "pace": measure_pace(channels, rate, method, min(duration, 10.0)),
         "others": {},
     }
     for key in ("mne_lsl", "pylsl"):
@@ -464,6 +520,12 @@ def main() -> None:
         print(
             f"{'':16}overhead over the floor (median): {r['overhead_median_ms']:.3f} ms (wait), "
             f"{r['busy']['overhead_median_ms']:.3f} ms (busy); method {c['method']}; behind {r['loop_behind']}x"
+        )
+        pace = r["pace"]
+        print(
+            f"{'':16}the same chunks without LSL (driver.feed): {pace['back_to_back']['median_ms']:.3f} ms back to "
+            f"back, {pace['at_stream_pace']['median_ms']:.3f} ms at the stream's pace (one chunk per "
+            f"{pace['chunk_period_ms']:.0f} ms, idle between): {pace['ratio']:.1f}x"
         )
         own, own_busy = r["in_process"], r["busy"]["in_process"]
         print(

@@ -193,6 +193,13 @@ def render_latency(r: list) -> str:
                 f"{_f(own_busy['median_ms'], 3)} / {_f(own_busy['p99_ms'], 3)} ms busy (target p99 < 1 ms; "
                 f"the rest of the total's p99 is the transport's, as the floor's own p99 shows)"
             )
+        pace = run.get("pace")
+        if pace is not None:
+            note += (
+                f"; the loop's compute on the same chunks without LSL is {_f(pace['back_to_back']['median_ms'], 3)} "
+                f"ms back to back and {_f(pace['at_stream_pace']['median_ms'], 3)} ms at the stream's pace, idle "
+                f"between chunks ({_f(pace['ratio'], 1)}×: what waking from idle costs on this machine)"
+            )
         for key, other in run.get("others", {}).items():
             ratio = other["ratio_vs"]
             note += (

@@ -17,7 +17,8 @@ Usage::
     python benchmarks/run_all.py --json results.json [--quick] [--only replay,latency [--update]] [--readme]
 
 ``--update`` keeps the other benchmarks' results already in the file (each
-entry records its own commit and load average).
+entry records its own commit and load average). ``benchmarks/spread.py``
+compares the headline figures of two or more such files (run-to-run spread).
 """
 
 from __future__ import annotations

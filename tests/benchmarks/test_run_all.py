@@ -100,6 +100,11 @@ def test_latency_fields(results):
     # the loop's own share of the latency is part of it
     for own, loop in ((r["in_process"], r["loop"]), (r["busy"]["in_process"], r["busy"]["loop"])):
         assert finite(own["p99_ms"]) and 0 < own["median_ms"] <= loop["median_ms"] * 1.0001
+    pace = r["pace"]  # the same chunks through the driver without LSL, back to back and at the stream's pace
+    assert pace["chunk_period_ms"] == pytest.approx(1e3 * r["config"]["chunk"] / r["config"]["rate_hz"])
+    for mode in ("back_to_back", "at_stream_pace"):
+        assert finite(pace[mode]["p99_ms"]) and 0 < pace[mode]["median_ms"] < pace["chunk_period_ms"]
+    assert pace["ratio"] == pytest.approx(pace["at_stream_pace"]["median_ms"] / pace["back_to_back"]["median_ms"])
     assert set(r["others"]) == {"mne_lsl", "pylsl"}
     for other in r["others"].values():
         assert other["loop"]["n"] > 0 and finite(other["compute_ms"])
@@ -129,3 +134,39 @@ def test_readme_is_rendered_from_the_results_only(results, tmp_path):
     # rendering again changes nothing; --check says so
     assert render_readme.render_file(source, readme, check=True) == []
     assert render_readme.main([str(source), "--readme", str(readme), "--check"]) == 0
+
+
+def test_spread_of_two_runs_reads_every_headline_and_renders_into_the_readme(results, tmp_path):
+    import spread
+
+    # a second "run": the same results with every replay factor 25 % higher and the 64-ch floor doubled
+    second = json.loads(json.dumps(results))
+    replay = second["benchmarks"]["replay"]["results"]
+    for key in ("realtime_factor_in_memory", "realtime_factor", "realtime_factor_with_recording"):
+        replay[key] *= 1.25
+    lat64 = next(r for r in second["benchmarks"]["latency"]["results"] if r["config"]["channels"] == 64)
+    lat64["floor"]["median_ms"] *= 2.0
+    rows = {row["label"]: row for row in spread.spread([results, second])}
+    for h in spread.HEADLINES:  # the quick run has every figure the table names, but the 256-ch latencies
+        assert (h.get(results) is not None) == h.in_quick_runs, h.label
+    mem = rows["replay in memory"]
+    assert mem["values"][1] == pytest.approx(1.25 * mem["values"][0])
+    assert mem["spread"] == pytest.approx(0.25)
+    assert rows["`closedloop --help` (best)"]["spread"] == 0.0
+    floor64 = next(r for r in spread.spread([results, second]) if r["label"] == "… the LSL floor itself (median)")
+    assert floor64["spread"] == pytest.approx(1.0)  # the first such row is the 64-ch run's
+    target = rows["replay in memory"]["target"]
+    assert mem["met_in_runs"] == sum(v >= target for v in mem["values"])
+    # rendered into the README's block, the same again on a second render
+    first, other = tmp_path / "run1.json", tmp_path / "run2.json"
+    first.write_text(json.dumps(results))
+    other.write_text(json.dumps(second))
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO / "README.md").read_text())
+    assert spread.main([str(first), str(other), "--readme", str(readme), "--json", str(tmp_path / "s.json")]) == 0
+    text = readme.read_text()
+    block = text.split("<!-- bench:spread:start -->")[1].split("<!-- bench:spread:end -->")[0]
+    assert "| replay in memory |" in block and "25 %" in block and results["commit"]["sha"][:10] in block
+    assert spread.main([str(first), str(other), "--readme", str(readme)]) == 0
+    assert readme.read_text() == text
+    assert spread.main([str(tmp_path / "missing.json")]) == 2

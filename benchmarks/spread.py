@@ -1,0 +1,240 @@
+"""Run-to-run spread of the headline figures of two or more ``run_all.py`` results files.
+
+A figure measured once on a shared machine says little on its own: this
+script reads the same headline figures (those the README holds against the
+targets) from each results file and prints them side by side, with the
+spread ``(max - min) / min`` and, per target, whether every run met it.
+
+Usage::
+
+    python benchmarks/run_all.py --json run1.json
+    python benchmarks/run_all.py --json run2.json
+    python benchmarks/spread.py run1.json run2.json [--json spread.json] [--readme README.md]
+
+``--readme`` renders the table into README.md between
+``<!-- bench:spread:start -->`` and ``<!-- bench:spread:end -->``; the figures
+there are never edited by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One headline figure: where it sits in a results file and the target it is held against."""
+
+    label: str
+    unit: str
+    get: Callable[[dict], float | None]
+    target: float | None = None
+    higher_is_better: bool = False
+    in_quick_runs: bool = True  #: whether ``run_all.py --quick`` measures it too
+
+    def meets(self, value: float | None) -> bool | None:
+        """Whether ``value`` meets the target (None: no target or no value)."""
+        if self.target is None or value is None:
+            return None
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+
+def _path(*keys: str | int) -> Callable[[dict], float | None]:
+    """Getter of ``results["benchmarks"][keys[0]]["results"][keys[1]]...``; None if any key is missing."""
+
+    def get(results: dict) -> float | None:
+        entry = results.get("benchmarks", {}).get(keys[0])
+        if not entry or "error" in entry:
+            return None
+        node = entry.get("results")
+        for key in keys[1:]:
+            try:
+                node = node[key]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+    return get
+
+
+def _latency(channels: int, *keys: str) -> Callable[[dict], float | None]:
+    """Getter of a figure of the latency run with ``channels`` channels."""
+
+    def get(results: dict) -> float | None:
+        entry = results.get("benchmarks", {}).get("latency")
+        if not entry or "error" in entry:
+            return None
+        for run in entry.get("results") or []:
+            if run.get("config", {}).get("channels") == channels:
+                node = run
+                for key in keys:
+                    node = node.get(key) if isinstance(node, dict) else None
+                return float(node) if isinstance(node, (int, float)) else None
+        return None
+
+    return get
+
+
+HEADLINES: tuple[Headline, ...] = (
+    Headline("`closedloop --help` (best)", "s", _path("startup", "help", "best_s"), 0.3),
+    Headline("`closedloop check` (best)", "s", _path("startup", "check", "best_s"), 0.5),
+    Headline("first frame after `closedloop run` (median of 3)", "s", _path("startup", "run", "first_frame_s"), 2.0),
+    Headline("first frame, LSL stream already running", "s", _path("startup", "run_lsl", "first_frame_s"), 2.0),
+    Headline("`report.html` after `summary.json`", "s", _path("startup", "run", "report_s")),
+    Headline(
+        "step + all quality checks, 64 ch @ 1 kHz",
+        "× scipy",
+        _path("features", "summary", "64ch@1000Hz", "ratio_vs_scipy_welch"),
+        100.0,
+        True,
+    ),
+    Headline("… its median", "µs", _path("features", "summary", "64ch@1000Hz", "median_us")),
+    Headline(
+        "step + all quality checks, 256 ch @ 2 kHz",
+        "× scipy",
+        _path("features", "summary", "256ch@2000Hz", "ratio_vs_scipy_welch"),
+        200.0,
+        True,
+    ),
+    Headline("… its median", "µs", _path("features", "summary", "256ch@2000Hz", "median_us")),
+    Headline("… scipy welch at 256 ch", "µs", _path("features", "runs", 1, "methods", "scipy welch", "median_us")),
+    Headline("replay in memory", "× real time", _path("replay", "realtime_factor_in_memory"), 3000.0, True),
+    Headline("replay from XDF", "× real time", _path("replay", "realtime_factor"), 1500.0, True),
+    Headline(
+        "replay writing session.xdf", "× real time", _path("replay", "realtime_factor_with_recording"), 1000.0, True
+    ),
+    Headline("loop over the LSL floor, 64 ch (median)", "ms", _latency(64, "overhead_median_ms"), 0.2),
+    Headline('… `poll = "busy"`', "ms", _latency(64, "busy", "overhead_median_ms"), 0.1),
+    Headline("… the loop's own share, busy, p99", "ms", _latency(64, "busy", "in_process", "p99_ms"), 1.0),
+    Headline("… the LSL floor itself (median)", "ms", _latency(64, "floor", "median_ms")),
+    Headline("… compute without LSL, at the stream's pace ÷ back to back", "×", _latency(64, "pace", "ratio")),
+    Headline(
+        "loop over the LSL floor, 256 ch (median)", "ms", _latency(256, "overhead_median_ms"), 0.2, in_quick_runs=False
+    ),
+    Headline('… `poll = "busy"`', "ms", _latency(256, "busy", "overhead_median_ms"), 0.1, in_quick_runs=False),
+    Headline(
+        "… the loop's own share, busy, p99",
+        "ms",
+        _latency(256, "busy", "in_process", "p99_ms"),
+        1.0,
+        in_quick_runs=False,
+    ),
+    Headline("… the LSL floor itself (median)", "ms", _latency(256, "floor", "median_ms"), in_quick_runs=False),
+    Headline("RSS spread over 8 h with recording", "MB", _path("memory", "rss_spread_after_warmup_mb"), 5.0),
+)
+
+
+def spread(runs: list[dict]) -> list[dict]:
+    """Return one row per headline: each run's value, the spread and whether every run met the target.
+
+    ``spread`` is ``(max - min) / |min|`` over the runs that have the figure
+    (None with fewer than two, or when the smallest is 0).
+    """
+    rows = []
+    for h in HEADLINES:
+        values = [h.get(r) for r in runs]
+        have = [v for v in values if v is not None]
+        lo, hi = (min(have), max(have)) if have else (None, None)
+        rel = (hi - lo) / abs(lo) if len(have) >= 2 and lo else None
+        met = [h.meets(v) for v in have]
+        rows.append(
+            {
+                "label": h.label,
+                "unit": h.unit,
+                "target": h.target,
+                "higher_is_better": h.higher_is_better,
+                "values": values,
+                "min": lo,
+                "max": hi,
+                "spread": rel,
+                "met_in_every_run": None if h.target is None or not have else all(met),
+                "met_in_runs": None if h.target is None else sum(bool(m) for m in met),
+            }
+        )
+    return rows
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "—"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3f}" if abs(x) < 1 else f"{x:.2f}"
+
+
+def _run_line(k: int, results: dict) -> str:
+    m, c = results.get("machine", {}), results.get("commit", {})
+    sha = (c.get("sha") or "unknown")[:10] + (" + local changes" if c.get("dirty") else "")
+    load = results.get("load_before") or [float("nan")]
+    quick = ", quick mode" if results.get("quick") else ""
+    return (
+        f"run {k}: commit `{sha}`, {results.get('started', '?')}, {m.get('cpu', '?')} ({m.get('cores', '?')} cores), "
+        f"load {load[0]:.2f} at the start{quick}"
+    )
+
+
+def render(runs: list[dict], rows: list[dict]) -> str:
+    """Markdown table of the rows and one line per run saying where and when it was measured."""
+    head = "| figure | target | " + " | ".join(f"run {k}" for k in range(1, len(runs) + 1)) + " | spread | met |"
+    lines = [head, "|---|---:|" + "---:|" * len(runs) + "---:|---|"]
+    for row in rows:
+        target = ""
+        if row["target"] is not None:
+            target = f"{'≥' if row['higher_is_better'] else '≤'} {row['target']:g} {row['unit']}"
+        values = " | ".join(_num(v) for v in row["values"])
+        rel = "—" if row["spread"] is None else f"{100 * row['spread']:.0f} %"
+        if row["target"] is None:
+            met = ""
+        elif row["met_in_every_run"] and None not in row["values"]:
+            met = "every run"
+        else:
+            met = f"{row['met_in_runs']} of {len(runs)}"
+        unit = "" if row["target"] is not None else f", {row['unit']}"
+        lines.append(f"| {row['label']}{unit} | {target} | {values} | {rel} | {met} |")
+    return "\n".join(lines + [""] + [f"- {_run_line(k, r)}" for k, r in enumerate(runs, 1)])
+
+
+def render_readme(text: str, block: str) -> str:
+    """Return ``text`` with the spread block replaced by ``block`` (unchanged if there is no block)."""
+    pattern = re.compile(r"(<!-- bench:spread:start -->\n)(.*?)(<!-- bench:spread:end -->)", re.S)
+    return pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(3), text, count=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", type=Path, nargs="+", help="results files of run_all.py, in run order")
+    ap.add_argument("--json", type=Path, help="write the rows here")
+    ap.add_argument("--readme", type=Path, help="render the table into this README's spread block")
+    args = ap.parse_args(argv)
+    try:
+        runs = [json.loads(p.read_text()) for p in args.results]
+    except (OSError, ValueError) as err:
+        print(f"spread.py: cannot read a results file: {err}", file=sys.stderr)
+        return 2
+    rows = spread(runs)
+    table = render(runs, rows)
+    print(table)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"runs": [str(p) for p in args.results], "rows": rows}, indent=1))
+    if args.readme is not None:
+        text = args.readme.read_text()
+        new = render_readme(text, table)
+        if new == text and "<!-- bench:spread:start -->" not in text:
+            print(f"spread.py: {args.readme} has no spread block", file=sys.stderr)
+            return 2
+        args.readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
