@@ -584,6 +584,7 @@ class LiveSession:
     def _shutdown(self, watchdog, inlets, source, publisher) -> None:
         for action in (
             watchdog.stop if watchdog is not None else None,
+            publisher.halt if publisher is not None else None,  # no pushes while its inlets disconnect
             self.adapter.stop,
             inlets.stop if inlets is not None else None,
             self._ratings.close if self._ratings is not None else None,

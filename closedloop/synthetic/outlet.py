@@ -176,6 +176,20 @@ class SynthPublisher:
         self._thread = threading.Thread(target=self._run, name=f"synth-{self.name}", daemon=True)
         self._thread.start()
 
+    def halt(self, timeout: float = 2.0) -> None:
+        """Stop pushing (end the thread); the outlets stay until :meth:`stop`.
+
+        A session halts its stream before it closes the inlets that read it:
+        liblsl's outlet queues take one producer, and an inlet that
+        disconnects makes liblsl's own thread touch the queue the pushing
+        thread fills.
+        """
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("synth publisher thread %s did not stop within %.1f s", self.name, timeout)
+
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the thread and destroy the outlets, so inlets see the stream lost.
 
@@ -183,11 +197,7 @@ class SynthPublisher:
         end within ``timeout`` (a kernel still compiling), the outlets live on
         until it does and are destroyed by it, never while it uses them.
         """
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("synth publisher thread %s did not stop within %.1f s", self.name, timeout)
+        self.halt(timeout)
         # dropping the last reference destroys the outlet (pylsl's __del__)
         self._outlet = None
         self._marker_outlet = None
