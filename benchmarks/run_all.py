@@ -90,20 +90,29 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def commit() -> dict:
-    """Return the git commit of the tree and whether it has uncommitted changes."""
+def commit(results_file: Path | None = None) -> dict:
+    """Return the git commit of the tree and whether it has uncommitted changes.
+
+    ``results_file`` (this run's own output, rewritten after every benchmark)
+    does not count as a change.
+    """
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else ""
 
+    exclude: list[str] = []
+    if results_file is not None:
+        path = Path(results_file).resolve()
+        if path.is_relative_to(REPO):
+            exclude = ["--", ".", f":(exclude){path.relative_to(REPO).as_posix()}"]
     return {
         "sha": git("rev-parse", "HEAD") or None,
-        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no", *exclude)),
     }
 
 
-def run_benchmark(name: str, quick: bool, tmp: Path) -> dict:
+def run_benchmark(name: str, quick: bool, tmp: Path, results_file: Path | None = None) -> dict:
     """Run one benchmark in a fresh process; return its JSON results with wall time and load average."""
     script, extra = BENCHMARKS[name]
     out = tmp / f"{name}.json"
@@ -117,8 +126,7 @@ def run_benchmark(name: str, quick: bool, tmp: Path) -> dict:
     entry = {
         "command": " ".join(["python", f"benchmarks/{script}", *cmd[2:]]).replace(str(out), "OUT.json"),
         "wall_s": round(wall, 2),
-        "commit": commit()["sha"],
-        "dirty": commit()["dirty"],
+        **dict(zip(("commit", "dirty"), commit(results_file).values(), strict=True)),
         "load_before": load_before,
         "load_after": load_average(),
         "returncode": done.returncode,
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "machine": machine(),
         "versions": versions(),
-        "commit": commit(),
+        "commit": commit(args.json),
         "load_before": load_average(),
         "benchmarks": {},
     }
@@ -165,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
         for name in names:
             print(f"== {name} (load {load_average()}) ...", flush=True)
-            entry = run_benchmark(name, args.quick, Path(tmp))
+            entry = run_benchmark(name, args.quick, Path(tmp), args.json)
             results["benchmarks"][name] = entry
             print(entry["stdout"].rstrip()[-3000:], flush=True)
             if "error" in entry:

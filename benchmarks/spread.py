@@ -39,6 +39,7 @@ class Headline:
     target: float | None = None
     higher_is_better: bool = False
     in_quick_runs: bool = True  #: whether ``run_all.py --quick`` measures it too
+    as_range: bool = False  #: a difference near zero (an overhead over a floor): spread shown as max - min
 
     def meets(self, value: float | None) -> bool | None:
         """Whether ``value`` meets the target (None: no target or no value)."""
@@ -111,15 +112,22 @@ HEADLINES: tuple[Headline, ...] = (
     Headline(
         "replay writing session.xdf", "× real time", _path("replay", "realtime_factor_with_recording"), 1000.0, True
     ),
-    Headline("loop over the LSL floor, 64 ch (median)", "ms", _latency(64, "overhead_median_ms"), 0.2),
-    Headline('… `poll = "busy"`', "ms", _latency(64, "busy", "overhead_median_ms"), 0.1),
+    Headline("loop over the LSL floor, 64 ch (median)", "ms", _latency(64, "overhead_median_ms"), 0.2, as_range=True),
+    Headline('… `poll = "busy"`', "ms", _latency(64, "busy", "overhead_median_ms"), 0.1, as_range=True),
     Headline("… the loop's own share, busy, p99", "ms", _latency(64, "busy", "in_process", "p99_ms"), 1.0),
     Headline("… the LSL floor itself (median)", "ms", _latency(64, "floor", "median_ms")),
     Headline("… compute without LSL, at the stream's pace ÷ back to back", "×", _latency(64, "pace", "ratio")),
     Headline(
-        "loop over the LSL floor, 256 ch (median)", "ms", _latency(256, "overhead_median_ms"), 0.2, in_quick_runs=False
+        "loop over the LSL floor, 256 ch (median)",
+        "ms",
+        _latency(256, "overhead_median_ms"),
+        0.2,
+        in_quick_runs=False,
+        as_range=True,
     ),
-    Headline('… `poll = "busy"`', "ms", _latency(256, "busy", "overhead_median_ms"), 0.1, in_quick_runs=False),
+    Headline(
+        '… `poll = "busy"`', "ms", _latency(256, "busy", "overhead_median_ms"), 0.1, in_quick_runs=False, as_range=True
+    ),
     Headline(
         "… the loop's own share, busy, p99",
         "ms",
@@ -135,15 +143,17 @@ HEADLINES: tuple[Headline, ...] = (
 def spread(runs: list[dict]) -> list[dict]:
     """Return one row per headline: each run's value, the spread and whether every run met the target.
 
-    ``spread`` is ``(max - min) / |min|`` over the runs that have the figure
-    (None with fewer than two, or when the smallest is 0).
+    ``spread`` is ``(max - min) / min`` over the runs that have the figure
+    (None with fewer than two, when the smallest is not above 0, or for a
+    difference near zero such as an overhead over a floor: those are shown by
+    their ``range``, max - min).
     """
     rows = []
     for h in HEADLINES:
         values = [h.get(r) for r in runs]
         have = [v for v in values if v is not None]
         lo, hi = (min(have), max(have)) if have else (None, None)
-        rel = (hi - lo) / abs(lo) if len(have) >= 2 and lo else None
+        rel = (hi - lo) / lo if len(have) >= 2 and lo > 0 and not h.as_range else None
         met = [h.meets(v) for v in have]
         rows.append(
             {
@@ -155,6 +165,7 @@ def spread(runs: list[dict]) -> list[dict]:
                 "min": lo,
                 "max": hi,
                 "spread": rel,
+                "range": hi - lo if len(have) >= 2 else None,
                 "met_in_every_run": None if h.target is None or not have else all(met),
                 "met_in_runs": None if h.target is None else sum(bool(m) for m in met),
             }
@@ -192,7 +203,12 @@ def render(runs: list[dict], rows: list[dict]) -> str:
         if row["target"] is not None:
             target = f"{'≥' if row['higher_is_better'] else '≤'} {row['target']:g} {row['unit']}"
         values = " | ".join(_num(v) for v in row["values"])
-        rel = "—" if row["spread"] is None else f"{100 * row['spread']:.0f} %"
+        if row["spread"] is not None:
+            rel = f"{100 * row['spread']:.0f} %"
+        elif row["range"] is not None:
+            rel = f"{_num(row['range'])} {row['unit']}"
+        else:
+            rel = "—"
         if row["target"] is None:
             met = ""
         elif row["met_in_every_run"] and None not in row["values"]:

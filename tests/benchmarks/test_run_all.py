@@ -153,6 +153,12 @@ def test_spread_of_two_runs_reads_every_headline_and_renders_into_the_readme(res
     assert mem["values"][1] == pytest.approx(1.25 * mem["values"][0])
     assert mem["spread"] == pytest.approx(0.25)
     assert rows["`closedloop --help` (best)"]["spread"] == 0.0
+    # a figure that can be zero or below (an overhead over the floor) gets its range, not a ratio
+    overhead = spread.spread([{**results, "benchmarks": _with_overhead(results, -0.05)}, results])[
+        [h.label for h in spread.HEADLINES].index("loop over the LSL floor, 64 ch (median)")
+    ]
+    assert overhead["spread"] is None
+    assert overhead["range"] == pytest.approx(overhead["values"][1] + 0.05)
     floor64 = next(r for r in spread.spread([results, second]) if r["label"] == "… the LSL floor itself (median)")
     assert floor64["spread"] == pytest.approx(1.0)  # the first such row is the 64-ch run's
     target = rows["replay in memory"]["target"]
@@ -170,3 +176,10 @@ def test_spread_of_two_runs_reads_every_headline_and_renders_into_the_readme(res
     assert spread.main([str(first), str(other), "--readme", str(readme)]) == 0
     assert readme.read_text() == text
     assert spread.main([str(tmp_path / "missing.json")]) == 2
+
+
+def _with_overhead(results: dict, value: float) -> dict:
+    """The results' benchmarks with the 64-ch latency run's overhead over the floor set to ``value``."""
+    bench = json.loads(json.dumps(results["benchmarks"]))
+    next(r for r in bench["latency"]["results"] if r["config"]["channels"] == 64)["overhead_median_ms"] = value
+    return bench
