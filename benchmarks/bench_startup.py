@@ -101,12 +101,10 @@ if mode == "open":
 elif mode == "warmup":
     Warmup(resolved)._kernels()
 else:
-    warm = Warmup(resolved, report=True).start()
+    warm = Warmup(resolved).start()
     source.open()
-    warm.join()  # what the session waits for: the kernels; the report's stack goes on in the background
+    warm.join()  # what the session waits for: the kernels
 t2 = time.perf_counter()
-if mode == "overlapped":
-    warm.join_report()
 source.close()
 publisher.stop()
 print(json.dumps({"imports_s": t1 - t0, "phase_s": t2 - t1}))

@@ -100,7 +100,7 @@ def render_startup(r: dict, rep: dict | None) -> str:
     if rep is not None:
         rows.append(
             (
-                f"`report.html` of a {_f(rep['duration_s'], 0)}-s session, stack prepared at start",
+                f"`report.html` of a {_f(rep['duration_s'], 0)}-s session, plotting stack already imported",
                 f"{_f(rep.get('prepared_s'))} s (cold {_f(rep.get('cold_s'))} s)",
                 "≤ 1 s",
             )

@@ -257,9 +257,9 @@ class LiveSession:
         started = datetime.now().astimezone().isoformat(timespec="seconds")
         outputs = self.outputs = SessionOutputs(self, cfg.output.publish, self.dashboard_options)  # binds its port
         self._say("looking for the EEG stream")
-        # The processing stack loads while the source is built and liblsl waits for the stream; the report's
-        # plotting stack follows in the background (joined before the report is written, at the end).
-        warm = self._warmup = Warmup(self.resolved, report=cfg.recording.report).start()
+        # The processing stack loads while the source is built and liblsl waits for the stream; nothing else
+        # loads in the background once the loop may run (the report's plotting stack waits for the end).
+        warm = self._warmup = Warmup(self.resolved).start()
         source, publisher = _build_source(self.resolved, lambda: self.adapter.output_mA(self.clock()))
         self.source, self.publisher = source, publisher
         driver: SessionDriver | None = None
@@ -625,9 +625,6 @@ class LiveSession:
                     self._say(f"the session folder failed; summary.json written to {self.summary_path}")
         if recording is not None:
             if recording.report_enabled:
-                if self._warmup is not None and not self._warmup.join_report(timeout=0):
-                    self._say("loading the report's plotting stack")
-                    self._warmup.join_report(timeout=60.0)  # write_report imports what is still missing
                 self._say("writing report.html")
             recording.close(summary, self.stats)
         return summary

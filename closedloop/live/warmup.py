@@ -8,10 +8,13 @@ and the recording — :mod:`closedloop.live.runtime` does not import them
 before the resolve starts) and loads every numba kernel the pipeline will
 run from the on-disk cache (compiling it only when the cache is cold). The
 session waits for that (:meth:`Warmup.join`) before the pipeline is built.
-The same thread then goes on to import the report's plotting stack, which
-the session does not wait for: it overlaps the recording's start and the
-first feature window's data, and is joined (:meth:`Warmup.join_report`)
-only before the report is written, at the end.
+
+Nothing is imported in the background once the loop may run: an import
+holds the GIL in long stretches, and the loop needs it every chunk. (The
+report's plotting stack was imported here once, overlapping the first
+feature window; with the first frame at once it overlapped the loop, and on
+a busy machine with a cold cache stalled it past the watchdog's 0.3 s.) The
+report writer imports it after the loop, with progress shown.
 
 The kernels are loaded on a throwaway pipeline built for the channels the
 pipeline file names (the stream is not known yet); numba specialises on
@@ -47,21 +50,16 @@ class Warmup:
     ----------
     resolved : ResolvedPipeline
         The pipeline that will run.
-    report : bool
-        Then also import and warm the report's plotting stack.
 
     Attributes
     ----------
-    error, report_error : BaseException or None
-        What stopped the kernels' or the report's warm-up (the session's own
-        warm-up, or the report writer, repeats it and reports it).
+    error : BaseException or None
+        What stopped the warm-up (the session's own warm-up repeats it and reports it).
     """
 
-    def __init__(self, resolved, report: bool = False) -> None:
+    def __init__(self, resolved) -> None:
         self.resolved = resolved
-        self.report = report
         self.error: BaseException | None = None
-        self.report_error: BaseException | None = None
         self._kernels_done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="closedloop-warmup", daemon=True)
 
@@ -71,29 +69,14 @@ class Warmup:
         return self
 
     def join(self) -> None:
-        """Wait until the processing stack is imported and the kernels are loaded (not the report's stack)."""
+        """Wait until the processing stack is imported and the kernels are loaded."""
         self._kernels_done.wait()
-
-    def join_report(self, timeout: float | None = None) -> bool:
-        """Wait until the report's plotting stack is ready too; return whether it is."""
-        if self._thread.ident is None:  # never started
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def _run(self) -> None:
         try:
             self._kernels()
         finally:
             self._kernels_done.set()
-        if self.report:
-            try:
-                from closedloop.offline import report
-
-                report.prepare()
-            except BaseException as e:  # noqa: BLE001 - the report writer repeats it and reports it
-                self.report_error = e
-                log.debug("background warm-up of the report failed: %s", e)
 
     def _kernels(self) -> None:
         try:

@@ -169,8 +169,8 @@ def write_report(
 def prepare() -> None:
     """Import and warm up what the report draws with, so that :func:`write_report` is quick later.
 
-    Call it while a session starts (before the loop runs): it imports
-    matplotlib (0.5-1 s) and draws a small figure (font cache).
+    It imports matplotlib (0.5-1 s) and draws a small figure (font cache).
+    Never while a live loop runs: the import holds the GIL the loop needs.
     """
     fig = _figure(1.0)
     ax = fig.add_subplot()
