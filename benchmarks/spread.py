@@ -48,38 +48,34 @@ class Headline:
         return value >= self.target if self.higher_is_better else value <= self.target
 
 
+def _results(results: dict, name: str):
+    """Return the results of benchmark ``name`` in a run_all file (None if it is missing or failed)."""
+    entry = results.get("benchmarks", {}).get(name)
+    return None if not entry or "error" in entry else entry.get("results")
+
+
+def _number(node, keys) -> float | None:
+    """Return ``node[k0][k1]...`` as a float; None if a key is missing or the value is not a number."""
+    for key in keys:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+
 def _path(*keys: str | int) -> Callable[[dict], float | None]:
     """Getter of ``results["benchmarks"][keys[0]]["results"][keys[1]]...``; None if any key is missing."""
-
-    def get(results: dict) -> float | None:
-        entry = results.get("benchmarks", {}).get(keys[0])
-        if not entry or "error" in entry:
-            return None
-        node = entry.get("results")
-        for key in keys[1:]:
-            try:
-                node = node[key]
-            except (KeyError, IndexError, TypeError):
-                return None
-        return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
-
-    return get
+    return lambda results: _number(_results(results, keys[0]), keys[1:])
 
 
 def _latency(channels: int, *keys: str) -> Callable[[dict], float | None]:
     """Getter of a figure of the latency run with ``channels`` channels."""
 
     def get(results: dict) -> float | None:
-        entry = results.get("benchmarks", {}).get("latency")
-        if not entry or "error" in entry:
-            return None
-        for run in entry.get("results") or []:
-            if run.get("config", {}).get("channels") == channels:
-                node = run
-                for key in keys:
-                    node = node.get(key) if isinstance(node, dict) else None
-                return float(node) if isinstance(node, (int, float)) else None
-        return None
+        runs = _results(results, "latency") or []
+        run = next((r for r in runs if r.get("config", {}).get("channels") == channels), None)
+        return None if run is None else _number(run, keys)
 
     return get
 

@@ -184,7 +184,6 @@ class LiveSession:
         self.dashboard_options = dashboard
         self.outputs: SessionOutputs | None = None  # LSL streams and the dashboard (live/outputs.py)
         self._signals: StopSignals | None = None
-        self._warmup: Warmup | None = None
 
     @property
     def stats(self) -> SessionStats:
@@ -259,7 +258,7 @@ class LiveSession:
         self._say("looking for the EEG stream")
         # The processing stack loads while the source is built and liblsl waits for the stream; nothing else
         # loads in the background once the loop may run (the report's plotting stack waits for the end).
-        warm = self._warmup = Warmup(self.resolved).start()
+        warm = Warmup(self.resolved).start()
         source, publisher = _build_source(self.resolved, lambda: self.adapter.output_mA(self.clock()))
         self.source, self.publisher = source, publisher
         driver: SessionDriver | None = None
