@@ -92,7 +92,12 @@ class LSLSourceConfig(StrictModel):
     sfreq: float = Field(gt=0, le=20000, description="nominal rate the stream must have")
     channels: list[str] | None = Field(None, description="labels the stream must carry, in order")
     n_channels: int | None = Field(None, ge=1)
-    resolve_timeout_s: float = Field(5.0, gt=0)
+    resolve_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="how long to look for the stream, then how long each of its answers may take when it is opened "
+        "(header, data connection, first clock offset)",
+    )
     stall_timeout_s: float = Field(
         5.0,
         gt=0,

@@ -86,7 +86,9 @@ def _build_source(resolved: ResolvedPipeline, stim_amplitude: Callable[[], float
             sfreq=src.sfreq,
             ch_names=gen.ch_names,
             n_channels=src.n_channels,
-            resolve_timeout_s=5.0,
+            # our own in-process stream cannot be missing, only slow to answer on a busy machine (its first
+            # clock-offset query took over 2 s with a browser and two CPU hogs on 2 cores): wait longer for it
+            resolve_timeout_s=15.0,
             stall_timeout_s=src.stall_timeout_s,
             features=resolved.config.features,
             preprocess=resolved.config.preprocess,

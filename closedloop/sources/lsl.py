@@ -183,7 +183,8 @@ class LSLSource:
     n_channels : int | None
         Channel count the stream must have (checked if given).
     resolve_timeout_s : float
-        How long to look for the stream.
+        How long to look for the stream, and then how long each of its answers
+        may take at :meth:`open` (header, data connection, first clock offset).
     stall_timeout_s : float
         No sample for this long marks the stream stalled.
     max_chunk : int
@@ -354,12 +355,19 @@ class LSLSource:
         self._bind_pull()
         for note in self.notes:
             log.warning("%s", note)
+        timeout = self.resolve_timeout_s
         try:
-            inlet.open_stream(timeout=self.resolve_timeout_s)
-            self._update_offset(force=True)  # the first call takes ~0.6 s: before the session starts
+            inlet.open_stream(timeout=timeout)
         except pylsl.util.TimeoutError:
             self.close()
-            raise SourceError(f"{where} did not answer within {self.resolve_timeout_s:g} s") from None
+            raise SourceError(f"{where} did not open its data connection within {timeout:g} s") from None
+        try:
+            self._update_offset(force=True)  # the first call takes ~0.6 s (seconds on a busy machine): before the session
+        except pylsl.util.TimeoutError:
+            self.close()
+            raise SourceError(
+                f"{where} did not answer the clock-offset query (time_correction) within {timeout:g} s"
+            ) from None
         # One offset for the whole session keeps the pipeline's time base free of steps, so a
         # replay (raw timestamps + this offset) reproduces it exactly; later measurements are
         # recorded and used for latency and data age only.
@@ -448,7 +456,7 @@ class LSLSource:
 
         now = pylsl.local_clock()
         if force or now - self.last_offset_time > 5.0:
-            self.clock_offset = self.inlet.time_correction(timeout=2.0 if force else 0.05)
+            self.clock_offset = self.inlet.time_correction(timeout=self.resolve_timeout_s if force else 0.05)
             self.last_offset_time = now
             if self.on_offset is not None:
                 self.on_offset(now, self.clock_offset)
