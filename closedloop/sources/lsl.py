@@ -362,7 +362,7 @@ class LSLSource:
             self.close()
             raise SourceError(f"{where} did not open its data connection within {timeout:g} s") from None
         try:
-            self._update_offset(force=True)  # the first call takes ~0.6 s (seconds on a busy machine): before the session
+            self._update_offset(force=True)  # ~0.6 s (seconds on a busy machine): before the session starts
         except pylsl.util.TimeoutError:
             self.close()
             raise SourceError(
