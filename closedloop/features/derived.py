@@ -19,6 +19,7 @@ ARTIFACT/FLAT/NONFINITE/EMG/GAP/SATURATION do not enter the baseline statistics.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import numba
@@ -32,6 +33,9 @@ BASELINE_EXCLUDES = int(
     Quality.ARTIFACT | Quality.FLAT | Quality.NONFINITE | Quality.EMG | Quality.GAP | Quality.SATURATION
 )
 
+
+#: log10(e): ``log10(v) = log(v) * _LOG10_E``
+_LOG10_E = 1.0 / math.log(10.0)
 
 #: Entries of the deriver's int64 ``setup`` before the expressions' code.
 _HEADER = 9
@@ -85,7 +89,7 @@ def _derive_kernel(setup, fconst, ratio_idx, masks, stats, power, extra, flags, 
             lin[f] = v
             if logm[f]:
                 if v > 0.0:
-                    row[f] = np.log10(v)
+                    row[f] = math.log(v) * _LOG10_E  # glibc's log is ~2x faster than its log10, within 2 ulp
                 elif v == 0.0:
                     row[f] = -np.inf
                 else:
