@@ -42,6 +42,8 @@ import math
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
+
 _LN10 = math.log(10.0)
 _AP_PERCENTILE = 0.025  # specparam's ap_percentile_thresh (in percent)
 _BW_STD_EDGE = 1.0  # specparam's bw_std_edge

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.config.expressions import compile_expressions
 from closedloop.features.expressions import pack_programs, run_programs
 from closedloop.types import Quality

@@ -16,6 +16,7 @@ import math
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.config.expressions import (
     ABS,
     ADD,

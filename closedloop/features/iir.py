@@ -22,6 +22,7 @@ import math
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.features.bandpower import BandPowerMethod, Bands
 from closedloop.preprocess.filters import scipy_design
 

@@ -22,6 +22,8 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
+
 _LINE = 8  # float64 / int64 values per 64-byte cache line
 
 

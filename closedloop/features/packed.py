@@ -21,6 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.features.derived import _derive_kernel
 from closedloop.features.iir import _iir_kernel
 from closedloop.features.intrinsics import carve

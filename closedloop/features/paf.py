@@ -26,6 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.config.features import PafConfig
 from closedloop.features.bandpower import hann
 

@@ -63,6 +63,7 @@ import math
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.config.features import PHASE_OUTPUTS, PhaseConfig
 
 __all__ = ["PhaseEstimator", "echt_kernel", "hilbert_kernels"]

@@ -51,6 +51,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.config.features import QualityConfig
 from closedloop.features.intrinsics import carve
 from closedloop.preprocess.filters import biquad, scipy_design

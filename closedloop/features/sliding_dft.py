@@ -40,6 +40,7 @@ import math
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.features.bandpower import BandPowerMethod, Bands, band_bins, hann, psd_bin_scale
 from closedloop.features.intrinsics import prefetch_read, prefetch_write
 

@@ -39,6 +39,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.config.features import AperiodicConfig, IAFConfig, SpectrumConfig
 from closedloop.features.aperiodic import AperiodicWork, fit_aperiodic
 from closedloop.features.bandpower import Bands, hann

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.features.bandpower import BandPowerMethod, Bands, band_bins, hann, psd_bin_scale
 from closedloop.preprocess.buffers import aligned_zeros
 

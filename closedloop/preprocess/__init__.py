@@ -16,6 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.channels import channel_types
 from closedloop.preprocess.buffers import Float64Input, as_stamps
 from closedloop.preprocess.filters import biquad, design_sos, scipy_design, sosfilt_inplace

@@ -14,6 +14,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.diskcache import cached
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.recording import _chunks
 from closedloop.recording.xdf import (
     CHANNEL_FORMATS,

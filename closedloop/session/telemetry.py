@@ -7,6 +7,8 @@ import math
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
+
 
 class LatencyHistogram:
     """Log-spaced histogram of durations in seconds (1 µs to 100 s, ~1 % bins).

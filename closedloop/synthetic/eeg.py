@@ -35,6 +35,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.config.sources import standard_channel_names
 
 __all__ = ["PlantModel", "SyntheticEEG", "standard_channel_names"]
