@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import threading
@@ -11,7 +12,7 @@ import pytest
 pytest.importorskip("tornado", reason="the dashboard extra (tornado) is not installed")
 pytest.importorskip("plotly", reason="the dashboard extra (plotly) is not installed")
 
-from closedloop.live.dashboard.server import DashboardOptions, DashboardServer, is_loopback  # noqa: E402
+from closedloop.live.dashboard.server import DashboardOptions, DashboardServer, is_loopback, plotly_js  # noqa: E402
 from closedloop.live.signals import StopSignals  # noqa: E402
 
 
@@ -86,6 +87,9 @@ def test_loopback_serves_the_page_the_plot_library_and_a_stop(serve):
     assert status == 200 and b'<script src="/vendor/plotly.min.js">' in page
     status, js, r = request(server, "GET", "/vendor/plotly.min.js", headers={"Accept-Encoding": "identity"})
     assert status == 200 and len(js) > 1_000_000 and b"plotly" in js[:2000].lower()
+    # a browser on this machine gets the file as it is, even when it accepts gzip (nothing compressed in-process)
+    status, same, r = request(server, "GET", "/vendor/plotly.min.js", headers={"Accept-Encoding": "gzip, deflate"})
+    assert status == 200 and r.getheader("Content-Encoding") is None and same == js == plotly_js().read_bytes()
     for asset in ("/static/app.js", "/static/style.css"):
         assert request(server, "GET", asset)[0] == 200
     status, body, _ = request(server, "POST", "/api/stop", {"confirm": True, "who": "Ana <b>"}, JSON)
@@ -124,6 +128,11 @@ def test_an_exposed_dashboard_needs_the_token_everywhere(serve):
     assert request(server, "POST", "/api/rating", {"value": 3}, JSON)[0] == 403
     assert backend.stops == [] and backend.ratings == []
     assert request(server, "POST", "/api/stop", stop, {**JSON, "X-Closedloop-Token": token})[0] == 200
+    # across the network the plot library goes compressed
+    cookie = {"Cookie": f"closedloop_token={token}"}
+    status, packed, r = request(server, "GET", "/vendor/plotly.min.js", headers={**cookie, "Accept-Encoding": "gzip"})
+    assert status == 200 and r.getheader("Content-Encoding") == "gzip"
+    assert len(packed) < len(plotly_js().read_bytes()) / 2 and gzip.decompress(packed) == plotly_js().read_bytes()
     assert backend.stops == [(False, "op (127.0.0.1)")]
 
 
