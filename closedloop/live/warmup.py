@@ -60,8 +60,7 @@ class Warmup:
     def __init__(self, resolved) -> None:
         self.resolved = resolved
         self.error: BaseException | None = None
-        self._kernels_done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="closedloop-warmup", daemon=True)
+        self._thread = threading.Thread(target=self._kernels, name="closedloop-warmup", daemon=True)
 
     def start(self) -> Warmup:
         """Start the background work; return self."""
@@ -69,14 +68,8 @@ class Warmup:
         return self
 
     def join(self) -> None:
-        """Wait until the processing stack is imported and the kernels are loaded."""
-        self._kernels_done.wait()
-
-    def _run(self) -> None:
-        try:
-            self._kernels()
-        finally:
-            self._kernels_done.set()
+        """Wait until the processing stack is imported and the kernels are loaded (the thread's whole work)."""
+        self._thread.join()
 
     def _kernels(self) -> None:
         try:

@@ -1,4 +1,4 @@
-"""The live start-up: the session waits for the kernels' warm-up, not for the report's plotting stack."""
+"""The live start-up: the kernels load in the background, and nothing loads there once the loop may run."""
 
 from __future__ import annotations
 
