@@ -65,6 +65,7 @@ def test_the_digest_covers_files_defining_compiled_code_and_only_those(tmp_path)
     files = {
         "features/a.py": kernel,
         "sub/b.py": "from numba.extending import intrinsic\n\n@intrinsic\ndef g(typingctx):\n    pass\n",
+        "sub/j.py": "import numba\n\n\n@numba.jit(nopython=True)\ndef h(x):\n    return x\n",
         "cli.py": "import numba  # mentions numba, defines nothing compiled\n",
     }
     pkg = _package(tmp_path / "pkg", files)
@@ -76,6 +77,10 @@ def test_the_digest_covers_files_defining_compiled_code_and_only_those(tmp_path)
     (pkg / "sub/b.py").write_text(files["sub/b.py"] + "# a comment\n")
     assert kernel_cache.kernel_sources_digest(pkg) != base
     (pkg / "sub/b.py").write_text(files["sub/b.py"])
+    (pkg / "sub/j.py").write_text(files["sub/j.py"] + "# a comment\n")
+    assert kernel_cache.kernel_sources_digest(pkg) != base
+    (pkg / "sub/j.py").write_text(files["sub/j.py"])
+    assert kernel_cache.kernel_sources_digest(pkg) == base
     (pkg / "features/a.py").rename(pkg / "features/c.py")  # same content, another module
     assert kernel_cache.kernel_sources_digest(pkg) != base
 
