@@ -309,11 +309,11 @@ def test_first_clock_offset_waits_the_open_timeout_and_a_silent_stream_is_named(
     asked: list[float] = []
     real = pylsl.StreamInlet.time_correction
 
-    def slow_to_answer(self, timeout=pylsl.FOREVER):
+    def records_its_timeout(self, timeout=pylsl.FOREVER):
         asked.append(timeout)
         return real(self, timeout=timeout)
 
-    monkeypatch.setattr(pylsl.StreamInlet, "time_correction", slow_to_answer)
+    monkeypatch.setattr(pylsl.StreamInlet, "time_correction", records_its_timeout)
     src = LSLSource(name=unique_name, sfreq=100.0, n_channels=3, resolve_timeout_s=9.0)
     src.open()
     try:
