@@ -251,18 +251,35 @@ def run_closedloop(name: str, channels: int, rate: int, duration: float, method:
     }
 
 
+def _spin(n: int) -> float:
+    """Run ``n`` dependent multiply-adds in registers (compiled by :func:`measure_pace`): busy, touching nothing."""
+    a = 0.0
+    for _ in range(n):
+        a = a * 0.999999 + 1.0
+    return a
+
+
 def measure_pace(channels: int, rate: int, method: str | None, seconds: float) -> dict:
-    """Time the loop's compute per chunk without LSL: the same chunks back to back, and at the stream's pace.
+    """Time the loop's compute per chunk without LSL: back to back, and one chunk per chunk period.
 
     The pipeline of the live runs drives a simulated device through the
     session driver (no recording, no other thread) on ``seconds`` of
-    synthetic EEG in chunks of :data:`CHUNK`, twice: fed back to back, and
+    synthetic EEG in chunks of :data:`CHUNK`, three times: fed back to back;
     fed one chunk per chunk period, sleeping in between like a loop waiting
-    for its stream. The ratio is what waking from idle costs on this
-    machine (cold caches and branch predictors, a halted virtual CPU): it is
-    in every live figure and in no replay figure.
+    for its stream (``at_stream_pace``); and fed one chunk per chunk period
+    with the thread *computing* in between instead of sleeping — a numba
+    loop of register arithmetic, no memory traffic, no system call
+    (``at_stream_pace_computing``). ``ratio`` and ``ratio_computing`` divide
+    each by back to back. The slowdown is in every live figure and in no
+    replay figure; the third mode tells whether it comes from waking from
+    idle (then ``ratio_computing`` is near 1) or from the time between
+    chunks itself, whatever the core did meanwhile (then it is near
+    ``ratio``: the core's caches and predictors were cleared under the loop,
+    which the loop cannot avoid by spinning).
     """
     from time import perf_counter, sleep
+
+    import numba
 
     from closedloop.adapters.simulated import simulated_adapter
     from closedloop.pipeline import Pipeline
@@ -277,8 +294,14 @@ def measure_pace(channels: int, rate: int, method: str | None, seconds: float) -
     data = SyntheticEEG(n_channels=channels, sfreq=rate, seed=3).generate((warm + n_chunks) * CHUNK)
     stamps = np.arange(data.shape[0]) / rate
     period = CHUNK / rate
+    # the "computing" pause: `spin_iterations` steps of a loop-carried multiply-add take one chunk period
+    spin = numba.njit(_spin)
+    spin(1)
+    t0 = perf_counter()
+    spin(1_000_000)
+    spin_iterations = int(period / ((perf_counter() - t0) / 1_000_000))
     out: dict[str, dict] = {}
-    for mode in ("back_to_back", "at_stream_pace"):
+    for mode in ("back_to_back", "at_stream_pace", "at_stream_pace_computing"):
         pipe = Pipeline(resolved, list(standard_channel_names(channels)))
         adapter = simulated_adapter(resolved.profile, clock=time.monotonic)
         adapter.connect()
@@ -295,6 +318,8 @@ def measure_pace(channels: int, rate: int, method: str | None, seconds: float) -
                 pause = next_at - perf_counter()
                 if pause > 0:
                     sleep(pause)
+            elif mode == "at_stream_pace_computing" and k >= warm:
+                spin(spin_iterations)
             t0 = perf_counter()
             steps = driver.feed(chunk, data[rows], stamps[rows])
             if k >= warm and steps:
@@ -302,6 +327,7 @@ def measure_pace(channels: int, rate: int, method: str | None, seconds: float) -
         adapter.stop()
         out[mode] = {"median_ms": float(np.median(spent)) * 1e3, "p99_ms": float(np.percentile(spent, 99)) * 1e3}
     out["ratio"] = out["at_stream_pace"]["median_ms"] / out["back_to_back"]["median_ms"]
+    out["ratio_computing"] = out["at_stream_pace_computing"]["median_ms"] / out["back_to_back"]["median_ms"]
     out["chunk_period_ms"] = period * 1e3
     return out
 
@@ -525,7 +551,9 @@ def main() -> None:
         print(
             f"{'':16}the same chunks without LSL (driver.feed): {pace['back_to_back']['median_ms']:.3f} ms back to "
             f"back, {pace['at_stream_pace']['median_ms']:.3f} ms at the stream's pace (one chunk per "
-            f"{pace['chunk_period_ms']:.0f} ms, idle between): {pace['ratio']:.1f}x"
+            f"{pace['chunk_period_ms']:.0f} ms, idle between): {pace['ratio']:.1f}x; "
+            f"{pace['at_stream_pace_computing']['median_ms']:.3f} ms computing between chunks instead of idling: "
+            f"{pace['ratio_computing']:.1f}x"
         )
         own, own_busy = r["in_process"], r["busy"]["in_process"]
         print(

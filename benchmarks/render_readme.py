@@ -198,8 +198,19 @@ def render_latency(r: list) -> str:
             note += (
                 f"; the loop's compute on the same chunks without LSL is {_f(pace['back_to_back']['median_ms'], 3)} "
                 f"ms back to back and {_f(pace['at_stream_pace']['median_ms'], 3)} ms at the stream's pace, idle "
-                f"between chunks ({_f(pace['ratio'], 1)}×: what waking from idle costs on this machine)"
+                f"between chunks ({_f(pace['ratio'], 1)}×)"
             )
+            if "ratio_computing" in pace:
+                busy = pace["ratio_computing"]
+                why = (
+                    "the time between chunks costs it, whatever the core does meanwhile, not waking from idle"
+                    if busy - 1.0 >= 0.5 * (pace["ratio"] - 1.0)
+                    else "most of it is waking from idle"
+                )
+                note += (
+                    f", {_f(pace['at_stream_pace_computing']['median_ms'], 3)} ms at that pace with the thread "
+                    f"computing between chunks instead of sleeping ({_f(busy, 1)}×: {why})"
+                )
         for key, other in run.get("others", {}).items():
             ratio = other["ratio_vs"]
             note += (

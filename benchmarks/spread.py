@@ -113,6 +113,7 @@ HEADLINES: tuple[Headline, ...] = (
     Headline("… the loop's own share, busy, p99", "ms", _latency(64, "busy", "in_process", "p99_ms"), 1.0),
     Headline("… the LSL floor itself (median)", "ms", _latency(64, "floor", "median_ms")),
     Headline("… compute without LSL, at the stream's pace ÷ back to back", "×", _latency(64, "pace", "ratio")),
+    Headline("… the same, computing between chunks instead of idling", "×", _latency(64, "pace", "ratio_computing")),
     Headline(
         "loop over the LSL floor, 256 ch (median)",
         "ms",
