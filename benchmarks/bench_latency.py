@@ -274,8 +274,9 @@ def measure_pace(channels: int, rate: int, method: str | None, seconds: float) -
     replay figure; the third mode tells whether it comes from waking from
     idle (then ``ratio_computing`` is near 1) or from the time between
     chunks itself, whatever the core did meanwhile (then it is near
-    ``ratio``: the core's caches and predictors were cleared under the loop,
-    which the loop cannot avoid by spinning).
+    ``ratio``, and a loop cannot avoid it by spinning; on a virtual machine
+    the hypervisor's timer handling clearing the core's caches and
+    predictors would do this, which this benchmark does not show).
     """
     from time import perf_counter, sleep
 
