@@ -15,6 +15,7 @@ the recording gets its footers and report.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 import uuid
@@ -267,6 +268,7 @@ class LiveSession:
         recording: SessionRecording | None = None
         inlets: StreamInlets | None = None
         watchdog: Watchdog | None = None
+        frozen = False
         try:
             try:
                 try:
@@ -326,6 +328,12 @@ class LiveSession:
                     raise SessionInterrupted(signals.requested)
                 self._say("running")
                 outputs.marker("start")
+                # Everything the start-up made (~230k objects: numba, scipy, mne) leaves the cyclic garbage
+                # collector's reach until the session ends: a full collection of it costs ~0.1 s on a quiet
+                # machine and several times that on a busy one, enough to trip the loop watchdog (0.3 s)
+                # whenever Python decides to run one. Collections now only walk what the session makes.
+                gc.freeze()
+                frozen = True
                 emergency = self._loop(driver, source, watchdog, signals)
                 self._ramp_down(driver, watchdog, signals, emergency)
             except SessionInterrupted:
@@ -346,6 +354,8 @@ class LiveSession:
                 log.exception("session stopped by an internal error")
                 self.stats.stop_reason = f"internal error: {type(e).__name__}: {e}"
         finally:
+            if frozen:
+                gc.unfreeze()  # the process (a study running session after session, a test suite) collects as before
             signals.starting = True
             self._shutdown(watchdog, inlets, source, publisher)
             outputs.end(self.stats.stop_reason)  # the end marker, while the summary and report are written
