@@ -185,8 +185,17 @@ def _run_line(k: int, results: dict) -> str:
     sha = (c.get("sha") or "unknown")[:10] + (" + local changes" if c.get("dirty") else "")
     load = results.get("load_before") or [float("nan")]
     quick = ", quick mode" if results.get("quick") else ""
+    # after ``run_all.py --only ... --update`` the benchmarks of one file come from more than one commit
+    by_commit: dict[str, list[str]] = {}
+    for name, bench in results.get("benchmarks", {}).items():
+        by_commit.setdefault(str(bench.get("commit") or "unknown")[:10], []).append(name)
+    if len(by_commit) > 1:
+        where = "commits " + ", ".join(f"`{sha_}` ({', '.join(names)})" for sha_, names in by_commit.items())
+        when = f"last updated {results.get('started', '?')}"
+    else:
+        where, when = f"commit `{sha}`", str(results.get("started", "?"))
     return (
-        f"run {k}: commit `{sha}`, {results.get('started', '?')}, {m.get('cpu', '?')} ({m.get('cores', '?')} cores), "
+        f"run {k}: {where}, {when}, {m.get('cpu', '?')} ({m.get('cores', '?')} cores), "
         f"load {load[0]:.2f} at the start{quick}"
     )
 
