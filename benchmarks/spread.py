@@ -188,7 +188,8 @@ def _run_line(k: int, results: dict) -> str:
     # after ``run_all.py --only ... --update`` the benchmarks of one file come from more than one commit
     by_commit: dict[str, list[str]] = {}
     for name, bench in results.get("benchmarks", {}).items():
-        by_commit.setdefault(str(bench.get("commit") or "unknown")[:10], []).append(name)
+        at = str(bench.get("commit") or "unknown")[:10] + (" + local changes" if bench.get("dirty") else "")
+        by_commit.setdefault(at, []).append(name)
     if len(by_commit) > 1:
         where = "commits " + ", ".join(f"`{sha_}` ({', '.join(names)})" for sha_, names in by_commit.items())
         when = f"last updated {results.get('started', '?')}"

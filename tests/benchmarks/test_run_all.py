@@ -179,10 +179,14 @@ def test_spread_of_two_runs_reads_every_headline_and_renders_into_the_readme(res
     assert readme.read_text() == text
     assert spread.main([str(tmp_path / "missing.json")]) == 2
     # a file updated with one benchmark at another commit names each benchmark's commit
+    for bench in second["benchmarks"].values():
+        bench["dirty"] = False  # as on a clean checkout, whatever the tree this suite runs in
     second["benchmarks"]["replay"]["commit"] = "f" * 40
     line = spread._run_line(2, second)
     assert "`ffffffffff` (replay)" in line and f"`{results['commit']['sha'][:10]}` (startup" in line
     assert "last updated" in line and "`ffffffffff`" not in spread._run_line(1, results)
+    second["benchmarks"]["replay"]["dirty"] = True  # measured on uncommitted code: the line says so
+    assert "`ffffffffff + local changes` (replay)" in spread._run_line(2, second)
 
 
 def _with_overhead(results: dict, value: float) -> dict:
