@@ -19,6 +19,7 @@ const D = {
   ended: null,
   connected: false,
   lastRating: null,
+  infoRetries: 0,
 };
 window.closedloopDashboard = D;
 
@@ -398,7 +399,12 @@ function showBanner(text, cls) {
 async function post(path, body) {
   const headers = { "Content-Type": "application/json" };
   if (TOKEN) headers["X-Closedloop-Token"] = TOKEN;
-  const r = await fetch(path, { method: "POST", headers, body: JSON.stringify(body), credentials: "same-origin" });
+  let r;
+  try {
+    r = await fetch(path, { method: "POST", headers, body: JSON.stringify(body), credentials: "same-origin" });
+  } catch (e) {  // no answer at all (the session ended, the network): the caller says it did not get through
+    return { ok: false, unsent: true, error: `the session did not answer (${e.message})` };
+  }
   let doc = {};
   try { doc = await r.json(); } catch (e) { doc = { ok: false, error: `HTTP ${r.status}` }; }
   if (!r.ok) doc.ok = false;
@@ -457,7 +463,7 @@ async function confirmStop(ev) {
   const emergency = pendingStop;
   pendingStop = null;
   const doc = await post("/api/stop", { emergency, who, confirm: true });
-  setText("stop-note", doc.ok ? doc.message : `refused: ${doc.error}`);
+  setText("stop-note", doc.ok ? doc.message : `${doc.unsent ? "not sent" : "refused"}: ${doc.error}`);
 }
 
 // -------------------------------------------------------------------------------------------- rating
@@ -518,7 +524,13 @@ async function seek(t) {
     while (wanted !== null) {
       const at = wanted;
       wanted = null;
-      const r = await fetch(`/api/window?t=${at}${TOKEN ? "&token=" + encodeURIComponent(TOKEN) : ""}`, { credentials: "same-origin" });
+      let r;
+      try {
+        r = await fetch(`/api/window?t=${at}${TOKEN ? "&token=" + encodeURIComponent(TOKEN) : ""}`, { credentials: "same-origin" });
+      } catch (e) {
+        showBanner(`The viewer did not answer (${e.message}): is \`closedloop view\` still running?`);
+        continue;
+      }
       if (r.ok) { applySnapshot(await r.json()); D.messages++; }
     }
   } finally { fetching = false; }
@@ -552,6 +564,23 @@ async function startRecorded(info) {
 
 // ------------------------------------------------------------------------------------------------ main
 
+async function fetchInfo() {
+  // the page can load while the server is briefly unreachable (a busy machine, a network hiccup): ask again,
+  // every second, saying so, rather than leaving a blank page
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await fetch(`/api/info${TOKEN ? "?token=" + encodeURIComponent(TOKEN) : ""}`, { credentials: "same-origin" });
+      if (attempt > 1) $("banner").hidden = true;
+      return r;
+    } catch (e) {
+      D.infoRetries = attempt;
+      showBanner(`Cannot reach the session at ${location.host} (${e.message}); trying again (${attempt})…`);
+      $("conn").textContent = "unreachable";
+      await new Promise((done) => setTimeout(done, 1000));
+    }
+  }
+}
+
 async function main() {
   $("stop").addEventListener("click", () => askStop(false));
   $("estop").addEventListener("click", () => askStop(true));
@@ -561,7 +590,7 @@ async function main() {
   $("eeg-scale").addEventListener("change", () => (dirty.eeg = true));
   document.addEventListener("keydown", onKey);
   setInterval(render, 25);
-  const r = await fetch(`/api/info${TOKEN ? "?token=" + encodeURIComponent(TOKEN) : ""}`, { credentials: "same-origin" });
+  const r = await fetchInfo();
   if (!r.ok) {
     let why = `HTTP ${r.status}`;
     try { why = (await r.json()).error || why; } catch (e) { /* not JSON */ }
