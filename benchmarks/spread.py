@@ -180,21 +180,24 @@ def _num(x: float | None) -> str:
     return f"{x:.3f}" if abs(x) < 1 else f"{x:.2f}"
 
 
+def _commit_label(sha: object, dirty: object) -> str:
+    """Name a commit as the run lines do: its short sha, and whether the tree had local changes."""
+    return str(sha or "unknown")[:10] + (" + local changes" if dirty else "")
+
+
 def _run_line(k: int, results: dict) -> str:
     m, c = results.get("machine", {}), results.get("commit", {})
-    sha = (c.get("sha") or "unknown")[:10] + (" + local changes" if c.get("dirty") else "")
     load = results.get("load_before") or [float("nan")]
     quick = ", quick mode" if results.get("quick") else ""
     # after ``run_all.py --only ... --update`` the benchmarks of one file come from more than one commit
     by_commit: dict[str, list[str]] = {}
     for name, bench in results.get("benchmarks", {}).items():
-        at = str(bench.get("commit") or "unknown")[:10] + (" + local changes" if bench.get("dirty") else "")
-        by_commit.setdefault(at, []).append(name)
+        by_commit.setdefault(_commit_label(bench.get("commit"), bench.get("dirty")), []).append(name)
     if len(by_commit) > 1:
-        where = "commits " + ", ".join(f"`{sha_}` ({', '.join(names)})" for sha_, names in by_commit.items())
+        where = "commits " + ", ".join(f"`{label}` ({', '.join(names)})" for label, names in by_commit.items())
         when = f"last updated {results.get('started', '?')}"
     else:
-        where, when = f"commit `{sha}`", str(results.get("started", "?"))
+        where, when = f"commit `{_commit_label(c.get('sha'), c.get('dirty'))}`", str(results.get("started", "?"))
     return (
         f"run {k}: {where}, {when}, {m.get('cpu', '?')} ({m.get('cores', '?')} cores), "
         f"load {load[0]:.2f} at the start{quick}"
