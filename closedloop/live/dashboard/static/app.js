@@ -26,6 +26,12 @@ window.closedloopDashboard = D;
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const TOKEN = params.get("token");
+
+/** `path` with the page's access token added to its query string (as the server checks it), if the page has one. */
+function withToken(path) {
+  if (!TOKEN) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}`;
+}
 const PLOT_CONFIG = { displayModeBar: false, responsive: true, staticPlot: true };  // no hover/zoom layers: cheaper redraws
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf"];
 let dirty = { eeg: false, features: false, stim: false, spectrum: false, side: false, events: false };
@@ -413,7 +419,7 @@ async function post(path, body) {
 
 function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${proto}//${location.host}/ws${TOKEN ? "?token=" + encodeURIComponent(TOKEN) : ""}`);
+  const ws = new WebSocket(`${proto}//${location.host}${withToken("/ws")}`);
   ws.onopen = () => { D.connected = true; $("conn").textContent = "live"; dirty.side = true; };
   ws.onclose = () => {
     D.connected = false;
@@ -526,7 +532,7 @@ async function seek(t) {
       wanted = null;
       let r;
       try {
-        r = await fetch(`/api/window?t=${at}${TOKEN ? "&token=" + encodeURIComponent(TOKEN) : ""}`, { credentials: "same-origin" });
+        r = await fetch(withToken(`/api/window?t=${at}`), { credentials: "same-origin" });
       } catch (e) {
         showBanner(`The viewer did not answer (${e.message}): is \`closedloop view\` still running?`);
         continue;
@@ -569,7 +575,7 @@ async function fetchInfo() {
   // every second, saying so, rather than leaving a blank page
   for (let attempt = 1; ; attempt++) {
     try {
-      const r = await fetch(`/api/info${TOKEN ? "?token=" + encodeURIComponent(TOKEN) : ""}`, { credentials: "same-origin" });
+      const r = await fetch(withToken("/api/info"), { credentials: "same-origin" });
       if (attempt > 1) $("banner").hidden = true;
       return r;
     } catch (e) {
