@@ -46,9 +46,11 @@ def conditions(results: dict, name: str) -> str:
     quick = " **quick mode (smoke run, not for comparison)**" if results.get("quick") else ""
     load = entry.get("load_before") or []
     load_after = entry.get("load_after") or []
+    vectors = f"; vectors: {m['vectors']}" if m.get("vectors") else ""
     return (
         f"*`{entry['command']}`*, run by `benchmarks/run_all.py` at commit `{sha}` on {m['cpu']} "
-        f"({m['cores']} cores), load average {_load(load)} before and {_load(load_after)} after; {vers}.{quick}"
+        f"({m['cores']} cores{vectors}), load average {_load(load)} before and {_load(load_after)} after; "
+        f"{vers}.{quick}"
     )
 
 

@@ -72,10 +72,13 @@ def load_average() -> list[float]:
 
 def machine() -> dict:
     """Describe the machine the figures come from."""
+    from closedloop import vector_width  # what the benchmarks' processes decide too (same CPU, same environment)
+
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
+        "vectors": vector_width.STATE,
     }
 
 

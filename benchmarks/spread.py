@@ -199,7 +199,8 @@ def _run_line(k: int, results: dict) -> str:
     else:
         where, when = f"commit `{_commit_label(c.get('sha'), c.get('dirty'))}`", str(results.get("started", "?"))
     return (
-        f"run {k}: {where}, {when}, {m.get('cpu', '?')} ({m.get('cores', '?')} cores), "
+        f"run {k}: {where}, {when}, {m.get('cpu', '?')} ({m.get('cores', '?')} cores"
+        f"{'; vectors: ' + m['vectors'] if m.get('vectors') else ''}), "
         f"load {load[0]:.2f} at the start{quick}"
     )
 

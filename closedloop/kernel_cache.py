@@ -28,6 +28,8 @@ from pathlib import Path
 
 from numba.core import caching
 
+from closedloop import vector_width  # noqa: F401  (numba's target features, set before the first kernel)
+
 PACKAGE = Path(__file__).resolve().parent
 
 #: a line that defines compiled code: ``@numba.njit(...)``, ``@numba.jit``, ``@njit``, ``@intrinsic``

@@ -1,0 +1,115 @@
+"""512-bit vectors (closedloop.vector_width): when they are asked for, and frames bit-identical at either width."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from closedloop import vector_width
+from closedloop.vector_width import wide_features
+
+AVX512 = "+sse4.2,+avx2,+fma,+avx512f,+avx512dq,+avx512vl"
+
+
+@pytest.mark.parametrize(
+    ("cpu", "features", "environ", "wide", "why"),
+    [
+        ("emeraldrapids", AVX512, {}, True, "512 bits on emeraldrapids"),
+        ("znver4", AVX512, {}, True, "512 bits on znver4"),
+        ("znver3", "+sse4.2,+avx2,+fma,-avx512f", {}, False, "znver3 has no AVX-512"),
+        ("skylake-avx512", AVX512, {}, False, "skylake-avx512 lowers its clock"),
+        ("cascadelake", AVX512, {}, False, "cascadelake lowers its clock"),
+        ("emeraldrapids", AVX512, {"CLOSEDLOOP_VECTOR_BITS": "256"}, False, "CLOSEDLOOP_VECTOR_BITS=256"),
+        ("emeraldrapids", AVX512, {"CLOSEDLOOP_VECTOR_BITS": "512"}, True, "512 bits"),
+        ("emeraldrapids", AVX512, {"CLOSEDLOOP_VECTOR_BITS": "wide"}, False, "is not 256 or 512"),
+        ("emeraldrapids", AVX512, {"NUMBA_CPU_FEATURES": "+avx2"}, False, "NUMBA_CPU_FEATURES is set"),
+        ("emeraldrapids", AVX512, {"NUMBA_CPU_NAME": "generic"}, False, "NUMBA_CPU_NAME is set"),
+    ],
+)
+def test_wide_vectors_only_on_avx512_cpus_without_the_clock_drop_and_never_over_the_users_choice(
+    cpu, features, environ, wide, why
+):
+    got, reason = wide_features(cpu, features, environ)
+    assert why in reason
+    assert got == (f"{features},-prefer-256-bit" if wide else None)
+
+
+#: A fresh process at the width the environment asks for: a 40-channel signal with NaN, Inf, a spike, a
+#: flat stretch, garbage and a timestamp gap through the preprocessor and extractors of every band-power
+#: method (with PAF, relative power, smoothing and a baseline, and the fused path), frames saved to argv[1].
+CHILD = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from closedloop.config.features import FeatureBaselineConfig, IIRConfig, PafConfig, WelchConfig
+    from closedloop.features import FeatureExtractor
+    from closedloop.preprocess import Preprocessor
+    from closedloop.types import Chunk
+    from closedloop import vector_width
+
+    fs, n, n_ch = 250.0, 4000, 40
+    rng = np.random.default_rng(7)
+    t = np.arange(n) / fs
+    x = rng.standard_normal((n, n_ch)) * 5 + 15 * np.sin(2 * np.pi * 10.3 * t)[:, None]
+    x[900, 0] = np.nan
+    x[1400, 33] = np.inf
+    x[1700, 5] = 400.0
+    x[2000:2400, 17] = 3.0
+    x[2450, 39] = 1e30
+    t[2600:] += 0.5
+    names = [f"E{i}" for i in range(n_ch)]
+    pre = Preprocessor(names, names, fs, combine="each", reference="average", highpass_hz=1.0, notch_hz=50.0)
+    bands, ratios = {"theta": (4.0, 8.0), "alpha": (8.0, 12.0)}, {"theta_alpha": ("theta", "alpha")}
+    full = dict(smoothing_s=0.5, relative_to=(1.0, 40.0), paf=PafConfig(segment_samples=250, segments=3),
+                baseline=FeatureBaselineConfig(duration_s=3.0))
+    extractors = {
+        "welch": FeatureExtractor(fs, names, bands, ratios, 250, 10, per_channel=True, method="welch",
+                                  method_options=WelchConfig(segment_samples=125, overlap=0.5), **full),
+        "sliding_dft": FeatureExtractor(fs, names, bands, ratios, 250, 10, per_channel=True,
+                                        method="sliding_dft", **full),
+        "iir": FeatureExtractor(fs, names, bands, ratios, 250, 10, per_channel=True, method="iir",
+                                method_options=IIRConfig(smoothing="ema"), **full),
+        "fused": FeatureExtractor(fs, names, bands, ratios, 250, 10, per_channel=True, method="sliding_dft"),
+    }
+    out = {}
+    for name, ext in extractors.items():
+        rows, flags = [], []
+        for i in range(0, n, 10):
+            for frame in ext.step(pre.step(Chunk(x[i : i + 10], t[i : i + 10]))):
+                rows.append(frame.values.copy())
+                flags.append(int(frame.flags))
+        out[name] = np.array(rows)
+        out[name + "_flags"] = np.array(flags)
+    np.savez(sys.argv[1], **out)
+    print(vector_width.STATE)
+    """
+)
+
+
+def _frames_at(bits: str, path: Path) -> tuple[dict, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
+    env["CLOSEDLOOP_VECTOR_BITS"] = bits
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(path) as saved:
+        return dict(saved), proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(not vector_width.STATE.startswith("512"), reason="this CPU runs LLVM's default width")
+def test_frames_are_bit_identical_with_256_and_512_bit_vectors(tmp_path):
+    wide, wide_state = _frames_at("512", tmp_path / "wide.npz")
+    narrow, narrow_state = _frames_at("256", tmp_path / "narrow.npz")
+    assert wide_state.startswith("512 bits") and narrow_state.startswith("256 bits")
+    for name in ("welch", "sliding_dft", "iir", "fused"):
+        assert wide[name].shape[0] > 300 and np.isfinite(wide[name]).any()
+        assert np.any(wide[name + "_flags"] != 0)  # the bad samples and the gap were seen
+        np.testing.assert_array_equal(wide[name], narrow[name], strict=True)
+        np.testing.assert_array_equal(wide[name + "_flags"], narrow[name + "_flags"])
