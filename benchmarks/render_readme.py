@@ -46,12 +46,16 @@ def conditions(results: dict, name: str) -> str:
     quick = " **quick mode (smoke run, not for comparison)**" if results.get("quick") else ""
     load = entry.get("load_before") or []
     load_after = entry.get("load_after") or []
-    vectors = f"; vectors: {m['vectors']}" if m.get("vectors") else ""
     return (
-        f"*`{entry['command']}`*, run by `benchmarks/run_all.py` at commit `{sha}` on {m['cpu']} "
-        f"({m['cores']} cores{vectors}), load average {_load(load)} before and {_load(load_after)} after; "
-        f"{vers}.{quick}"
+        f"*`{entry['command']}`*, run by `benchmarks/run_all.py` at commit `{sha}` on {machine_label(m)}, "
+        f"load average {_load(load)} before and {_load(load_after)} after; {vers}.{quick}"
     )
+
+
+def machine_label(m: dict) -> str:
+    """Name the machine of a run (``run_all.machine()``): CPU, cores and, if recorded, the vector width used."""
+    vectors = f"; vectors: {m['vectors']}" if m.get("vectors") else ""
+    return f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores{vectors})"
 
 
 def _load(x: list) -> str:

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from render_readme import machine_label  # the README's name for a run's machine (same folder)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -198,11 +200,7 @@ def _run_line(k: int, results: dict) -> str:
         when = f"last updated {results.get('started', '?')}"
     else:
         where, when = f"commit `{_commit_label(c.get('sha'), c.get('dirty'))}`", str(results.get("started", "?"))
-    return (
-        f"run {k}: {where}, {when}, {m.get('cpu', '?')} ({m.get('cores', '?')} cores"
-        f"{'; vectors: ' + m['vectors'] if m.get('vectors') else ''}), "
-        f"load {load[0]:.2f} at the start{quick}"
-    )
+    return f"run {k}: {where}, {when}, {machine_label(m)}, load {load[0]:.2f} at the start{quick}"
 
 
 def render(runs: list[dict], rows: list[dict]) -> str:
