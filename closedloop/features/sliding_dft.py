@@ -26,10 +26,11 @@ charges dispatch time per argument.
 
 Hann window and mean removal are applied per frame in the frequency domain:
 ``Xw_k = 0.5 X_k - 0.25 X_{k-1} - 0.25 X_{k+1}`` (the 3-bin kernel of the
-periodic Hann window) with the DC bin dropped (the mean removed), which equals
-scipy's ``detrend="constant"`` + Hann. Non-finite samples enter the sums as 0
-and make the channel's value NaN while they are in the window; the sums never
-hold a NaN, so values recover the moment the bad samples leave.
+periodic Hann window, its constants folded into the rotation and the PSD
+scale) with the DC bin dropped (the mean removed), which equals scipy's
+``detrend="constant"`` + Hann. Non-finite samples enter the sums as 0 and make
+the channel's value NaN while they are in the window; the sums never hold a
+NaN, so values recover the moment the bad samples leave.
 """
 
 from __future__ import annotations
@@ -96,8 +97,11 @@ def _finish_frame(count, N, n_ch, sums, n_snap, hop, block_end, kernel, work, la
     cur, prev, wd = sums[0], sums[1], sums[2]
     old = sums[3 + ((count - N) // hop) % n_snap]
     m = (count - N) % N  # phase of the oldest sample in the window
-    ct = math.cos(2.0 * math.pi * m / N)
-    st = math.sin(2.0 * math.pi * m / N)
+    # the Hann kernel's 0.25 is folded into the rotation and its 0.5 into the PSD scale: twice the windowed
+    # bin, 2 Xw_k = A_k - 0.5 e^{-iθ} A_{k-1} - 0.5 e^{+iθ} A_{k+1}, and (2 re)^2 + (2 im)^2 times sc / 4.
+    # Scaling by powers of two is exact, so the powers keep every bit of the unfolded form.
+    ct = 0.5 * math.cos(2.0 * math.pi * m / N)
+    st = 0.5 * math.sin(2.0 * math.pi * m / N)
     for j in range(n_raw2):  # the window's DFT (rows n_raw2, n_raw2 + 1 stay zero: missing neighbours)
         w = wd[j]
         pj = prev[j]
@@ -116,20 +120,19 @@ def _finish_frame(count, N, n_ch, sums, n_snap, hop, block_end, kernel, work, la
         for c in range(n_ch):
             ab[c] = 0.0
     for q in range(kernel.shape[0]):
-        # 0.5 A_k - 0.25 e^{-iθ} A_{k-1} - 0.25 e^{+iθ} A_{k+1}; kernel[q] = rows of A_{k-1}, A_k, A_{k+1},
-        # conjugation signs of A_{k-1} and A_{k+1}, PSD scale, then 1.0 per band holding the bin
+        # kernel[q] = rows of A_{k-1}, A_k, A_{k+1}, conjugation signs of A_{k-1} and A_{k+1} (±1, so
+        # folding them into the constants is exact), PSD scale, then 1.0 per band holding the bin
         rm, r0, rp = int(kernel[q, 0]), int(kernel[q, 1]), int(kernel[q, 2])
-        sm, sp, sc = kernel[q, 3], kernel[q, 4], kernel[q, 5]
+        sm, sp, sc = kernel[q, 3], kernel[q, 4], 0.25 * kernel[q, 5]
+        smc, sms, spc, sps = sm * ct, sm * st, sp * ct, sp * st
         mre, mim = wd[rm], wd[rm + 1]
         zre, zim = wd[r0], wd[r0 + 1]
         pre_, pim = wd[rp], wd[rp + 1]
         for c in range(n_ch):
-            ai = sm * mim[c]
-            re = 0.5 * zre[c] - 0.25 * (mre[c] * ct + ai * st)
-            im = 0.5 * zim[c] - 0.25 * (ai * ct - mre[c] * st)
-            ai = sp * pim[c]
-            re -= 0.25 * (pre_[c] * ct - ai * st)
-            im -= 0.25 * (ai * ct + pre_[c] * st)
+            re = zre[c] - (mre[c] * ct + mim[c] * sms)
+            im = zim[c] - (mim[c] * smc - mre[c] * st)
+            re -= pre_[c] * ct - pim[c] * sps
+            im -= pim[c] * spc + pre_[c] * st
             power[c] = (re * re + im * im) * sc
         for b in range(n_bands):
             if kernel[q, 6 + b] != 0.0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from closedloop.features import SlidingDFTBandPower, WelchBandPower
@@ -90,3 +92,46 @@ def test_one_channel_gives_the_bits_of_the_same_channel_among_many():
         )
         assert got.shape == many[:, :1].shape and np.isnan(got).any()
         assert got.tobytes() == np.ascontiguousarray(many[:, :1]).tobytes(), f"chunk {chunk}"
+
+
+def _plain_hann_kernel(sdft: SlidingDFTBandPower, count: int) -> np.ndarray:
+    """Band powers (channels, bands) of the last frame from its window DFT, the Hann kernel written out unfolded."""
+    N = sdft.window
+    wd = sdft._sums[2]  # the window's DFT of the last frame, (re, im) rows over channels
+    m = (count - N) % N
+    ct, st = math.cos(2.0 * math.pi * m / N), math.sin(2.0 * math.pi * m / N)
+    kernel = sdft._kernel
+    bands = np.zeros((kernel.shape[1] - 6, wd.shape[1]))
+    for q in range(kernel.shape[0]):
+        rm, r0, rp = (int(v) for v in kernel[q, :3])
+        sm, sp, sc = kernel[q, 3:6]
+        ai = sm * wd[rm + 1]
+        re = 0.5 * wd[r0] - 0.25 * (wd[rm] * ct + ai * st)
+        im = 0.5 * wd[r0 + 1] - 0.25 * (ai * ct - wd[rm] * st)
+        ai = sp * wd[rp + 1]
+        re = re - 0.25 * (wd[rp] * ct - ai * st)
+        im = im - 0.25 * (ai * ct + wd[rp] * st)
+        power = (re * re + im * im) * sc
+        for b in np.flatnonzero(kernel[q, 6:]):
+            bands[b] = bands[b] + power
+    return bands.T
+
+
+def test_folded_hann_constants_give_the_bits_of_the_plain_kernel():
+    # The kernel folds the Hann kernel's 0.5 and 0.25 into the rotation and the PSD scale; scaling by
+    # powers of two is exact, so every frame must equal the plain 0.5 A_k - 0.25 (...) form to the bit,
+    # at every phase of the block (window no multiple of the hop), for bins at the band edges and DC's
+    # neighbour (delta band from 0.5 Hz: bin 1 has no A_0).
+    fs, window, hop = 250.0, 250, 7
+    bands = {"delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((1600, 9)) * 10 + 3.0
+    sdft = SlidingDFTBandPower(fs, 9, bands, window, hop)
+    count = checked = 0
+    for end in range(window, 1600, hop):  # one frame per call, its window DFT then left in the sums
+        power, _ = sdft.step(x[count:end], np.arange(count, end) / fs)
+        count = end
+        assert power.shape[0] == 1
+        assert power[0].tobytes() == _plain_hann_kernel(sdft, count).tobytes(), f"frame ending at {end}"
+        checked += 1
+    assert checked > 150
