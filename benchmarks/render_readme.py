@@ -155,8 +155,8 @@ def render_features(r: dict) -> str:
         lines.append(
             "Extractor step with every quality check (sliding DFT): "
             + "; ".join(
-                f"{k}: {_f(v['median_us'], 1)} µs = {_f(v['ratio_vs_scipy_welch'], 0)}× scipy welch "
-                f"(target ≥ {_f(v['target'], 0)}×)"
+                f"{k}: {_f(v['median_us'], 1)} µs = {v['ratio_vs_scipy_welch']:,.1f}× scipy welch "
+                f"(target ≥ {_f(v['target'], 0)}×: {'met' if v['ratio_vs_scipy_welch'] >= v['target'] else 'not met'})"
                 for k, v in summary.items()
             )
             + "."

@@ -82,6 +82,17 @@ def test_features_fields(results):
     assert set(r["summary"]) == {"64ch@1000Hz", "256ch@2000Hz"}
 
 
+def test_features_summary_line_never_rounds_a_miss_up_to_the_target(results):
+    # 99.94x against a 100x target once printed as "100× (target ≥ 100×)": the line must say it is not met
+    r = json.loads(json.dumps(results["benchmarks"]["features"]["results"]))
+    near, above = r["summary"]["64ch@1000Hz"], r["summary"]["256ch@2000Hz"]
+    near.update(ratio_vs_scipy_welch=99.94, target=100)
+    above.update(ratio_vs_scipy_welch=1234.56, target=200)
+    line = render_readme.render_features(r).splitlines()[-1]
+    assert "99.9× scipy welch (target ≥ 100×: not met)" in line
+    assert "1,234.6× scipy welch (target ≥ 200×: met)" in line
+
+
 def test_replay_fields(results):
     r = results["benchmarks"]["replay"]["results"]
     for key in ("realtime_factor_in_memory", "realtime_factor", "realtime_factor_with_recording"):
