@@ -34,14 +34,16 @@ def test_the_loop_runs_with_everything_made_before_it_frozen(repo, tmp_path):
     during = []
 
     def look(step):
-        if len(during) < 5:
+        # gc.get_freeze_count() walks the whole permanent generation (~20 ms per million objects here, several
+        # times that on a busy machine) on the loop thread: once, or a few in a row trip the watchdog (0.3 s)
+        if not during:
             during.append(gc.get_freeze_count())
 
     summary = _session(repo, tmp_path, look)
-    assert summary["stop_reason"] == "duration reached" and len(during) == 5
+    assert summary["stop_reason"] == "duration reached" and len(during) == 1
     # inside the loop, every object from before the session (and the start-up's own) is in the permanent
     # generation, which collections skip
-    assert min(during) >= n_before
+    assert during[0] >= n_before
     # afterwards the process collects as before: nothing frozen, the old objects tracked in the generations
     assert gc.get_freeze_count() == 0
     assert any(o is made_before for o in gc.get_objects(generation=2))
@@ -49,12 +51,15 @@ def test_the_loop_runs_with_everything_made_before_it_frozen(repo, tmp_path):
 
 def test_a_session_ended_by_an_error_unfreezes_too(repo, tmp_path):
     steps = []
+    frozen = []
 
     def fail(step):
-        steps.append(gc.get_freeze_count())
+        steps.append(len(steps) + 1)
+        if len(steps) == 1:
+            frozen.append(gc.get_freeze_count())  # once: it walks the permanent generation (see above)
         if len(steps) == 5:
             raise RuntimeError("a callback that fails")
 
     summary = _session(repo, tmp_path, fail)
-    assert summary["stop_reason"].startswith("internal error: RuntimeError")
-    assert min(steps) > 0 and gc.get_freeze_count() == 0
+    assert summary["stop_reason"].startswith("internal error: RuntimeError") and len(steps) == 5
+    assert frozen[0] > 0 and gc.get_freeze_count() == 0
