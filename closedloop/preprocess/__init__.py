@@ -1,10 +1,11 @@
 """Causal, stateful preprocessing: picks, re-reference, Laplacian, ROI means, IIR filters.
 
-One numba kernel per chunk applies the sparse spatial map (see
-:mod:`closedloop.preprocess.spatial`) and the filter cascade (see
-:mod:`closedloop.preprocess.filters`) sample by sample into a preallocated
-buffer. The IIR state carries over between chunks, so the output does not
-depend on how samples are chunked (bit for bit).
+One numba kernel per chunk applies the reference and the sparse spatial map
+(see :mod:`closedloop.preprocess.spatial`), then the filter cascade (see
+:mod:`closedloop.preprocess.filters`), stage by stage over the chunk into a
+preallocated buffer; each value sees the operations of a plain per-sample
+loop, in its order. The IIR state carries over between chunks, so the output
+does not depend on how samples are chunked (bit for bit).
 
 Non-finite input never poisons the filters: a NaN/Inf output sample leaves the
 filter state untouched (the filter skips it) and comes out as NaN; the feature
@@ -26,77 +27,145 @@ from closedloop.types import Chunk
 __all__ = ["Preprocessor", "SpatialMap", "build_spatial_map", "design_sos", "sosfilt_inplace"]
 
 
-@numba.njit(cache=True, nogil=True)
-def _preprocess_kernel(x, ptr, idx, weight, rowsum, ref_idx, sos, zi, zi_unit, started, out):
-    """Spatial map then SOS cascade, per sample, into ``out`` (n_samples, n_out).
+@numba.njit(cache=True, nogil=True, inline="always")
+def _reference(x, ref_idx, ref):
+    """``ref[i]`` = mean of ``x[i, ref_idx]``, summed in ``ref_idx`` order.
 
-    Two passes: the spatial map of every sample first, then the filters over
-    ``out``. The map reads a few scattered channels of each wide input row;
-    without the filter recursion between them those loads overlap (a replay
-    reads rows that are not in cache: about 30 % faster). Each value goes
-    through the same operations in the same order as in one pass. ``x`` is
-    always float64 and C-contiguous (one compiled signature).
-
-    Two sections (a high-pass and a notch, the usual cascade) run output by
-    output with the filter state in local variables (registers): about 20 %
-    less time than the general loop, whose state lives in ``zi``. Same
-    operations in the same order: bit-identical outputs.
+    Four samples are summed side by side: four independent chains of adds
+    instead of one, each in the same order as alone (about 3x faster at
+    256 channels; the same bits).
     """
-    n = x.shape[0]
-    n_out = out.shape[1]
-    n_sec = sos.shape[0]
-    n_ref = ref_idx.shape[0]
+    n, n_ref = x.shape[0], ref_idx.shape[0]
+    i = 0
+    while i + 4 <= n:
+        r0 = r1 = r2 = r3 = 0.0
+        a, b, c, d = x[i], x[i + 1], x[i + 2], x[i + 3]
+        for j in range(n_ref):
+            k = ref_idx[j]
+            r0 += a[k]
+            r1 += b[k]
+            r2 += c[k]
+            r3 += d[k]
+        ref[i], ref[i + 1], ref[i + 2], ref[i + 3] = r0 / n_ref, r1 / n_ref, r2 / n_ref, r3 / n_ref
+        i += 4
+    while i < n:
+        r0 = 0.0
+        a = x[i]
+        for j in range(n_ref):
+            r0 += a[ref_idx[j]]
+        ref[i] = r0 / n_ref
+        i += 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _spatial_map(x, ptr, idx, weight, rowsum, ref, has_ref, single, out):
+    """``out[i, o]`` = the weighted sum of output ``o``'s channels minus ``rowsum[o]`` times the reference.
+
+    ``single``: every output reads one channel (``ptr`` is ``0, 1, 2...``), the common per-channel
+    case; that loop has no inner loop over terms and vectorises. Returns whether every output is finite.
+    """
+    n, n_out = out.shape
+    bad = 0
     for i in range(n):
-        r = 0.0
-        if n_ref > 0:
-            for j in range(n_ref):
-                r += x[i, ref_idx[j]]
-            r /= n_ref
-        for o in range(n_out):
-            acc = 0.0
-            for k in range(ptr[o], ptr[o + 1]):
-                acc += weight[k] * x[i, idx[k]]
-            out[i, o] = acc - rowsum[o] * r if rowsum[o] != 0.0 else acc
-    if n_sec == 0:
-        return
-    if n_sec == 2:
-        b10, b11, b12, a11, a12 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
-        b20, b21, b22, a21, a22 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
-        for o in range(n_out):
-            st = started[o]
-            p0, p1, q0, q1 = zi[0, o, 0], zi[0, o, 1], zi[1, o, 0], zi[1, o, 1]
+        r = ref[i] if has_ref else 0.0
+        row, orow = x[i], out[i]
+        if single:
+            for o in range(n_out):
+                acc = 0.0 + weight[o] * row[idx[o]]
+                rs = rowsum[o]
+                v = acc - rs * r if rs != 0.0 else acc
+                orow[o] = v
+                bad += not np.isfinite(v)
+        else:
+            for o in range(n_out):
+                acc = 0.0
+                for k in range(ptr[o], ptr[o + 1]):
+                    acc += weight[k] * row[idx[k]]
+                v = acc - rowsum[o] * r if rowsum[o] != 0.0 else acc
+                orow[o] = v
+                bad += not np.isfinite(v)
+    return bad == 0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _start_filters(out, zi, zi_unit, started):
+    """Start each output's filters not yet started in the steady state for its first finite value.
+
+    Non-finite values before it leave the state alone (they are skipped), so starting here, before
+    the chunk is filtered, gives the state the filters would have set on reaching that value.
+    """
+    n, n_out = out.shape
+    for o in range(n_out):
+        if started[o] == 0:
             for i in range(n):
                 v = out[i, o]
-                if not np.isfinite(v):
-                    out[i, o] = np.nan  # skip: the filter state stays finite
-                    continue
-                if st == 0:  # start in the steady state for this first value (no step transient)
-                    p0, p1 = zi_unit[0, 0] * v, zi_unit[0, 1] * v
-                    q0, q1 = zi_unit[1, 0] * v, zi_unit[1, 1] * v
-                    st = 1
-                y, p0, p1 = biquad(v, b10, b11, b12, a11, a12, p0, p1)
-                out[i, o], q0, q1 = biquad(y, b20, b21, b22, a21, a22, q0, q1)
-            zi[0, o, 0], zi[0, o, 1], zi[1, o, 0], zi[1, o, 1] = p0, p1, q0, q1
-            started[o] = st
-        return
+                if np.isfinite(v):
+                    for s in range(zi.shape[0]):
+                        zi[s, 0, o] = zi_unit[s, 0] * v
+                        zi[s, 1, o] = zi_unit[s, 1] * v
+                    started[o] = 1
+                    break
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _two_sections(out, sos, zi):
+    """Filter an all-finite chunk in place with two sections (a high-pass and a notch: the usual cascade).
+
+    Sample by sample, every output side by side: the recursions of different outputs are independent,
+    so the loop over outputs vectorises (no branch and no masked store in it, which AVX2 CPUs
+    without fast masked stores pay dearly). Same operations in the same order per value as the
+    general loop: the same bits.
+    """
+    b10, b11, b12, a11, a12 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
+    b20, b21, b22, a21, a22 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
+    p0, p1, q0, q1 = zi[0, 0], zi[0, 1], zi[1, 0], zi[1, 1]
+    for i in range(out.shape[0]):
+        row = out[i]
+        for o in range(row.shape[0]):
+            y, p0[o], p1[o] = biquad(row[o], b10, b11, b12, a11, a12, p0[o], p1[o])
+            row[o], q0[o], q1[o] = biquad(y, b20, b21, b22, a21, a22, q0[o], q1[o])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sections(out, sos, zi):
+    """Filter in place with any cascade, skipping non-finite values (NaN out, state untouched)."""
+    n, n_out = out.shape
     for i in range(n):
         for o in range(n_out):
             v = out[i, o]
             if not np.isfinite(v):
                 out[i, o] = np.nan  # skip: the filter state stays finite
                 continue
-            if started[o] == 0:
-                # start in the steady state for this first value (no step transient)
-                for s in range(n_sec):
-                    zi[s, o, 0] = zi_unit[s, 0] * v
-                    zi[s, o, 1] = zi_unit[s, 1] * v
-                started[o] = 1
-            for s in range(n_sec):
-                y = sos[s, 0] * v + zi[s, o, 0]
-                zi[s, o, 0] = sos[s, 1] * v - sos[s, 4] * y + zi[s, o, 1]
-                zi[s, o, 1] = sos[s, 2] * v - sos[s, 5] * y
-                v = y
+            for s in range(sos.shape[0]):
+                v, zi[s, 0, o], zi[s, 1, o] = biquad(
+                    v, sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5], zi[s, 0, o], zi[s, 1, o]
+                )
             out[i, o] = v
+
+
+@numba.njit(cache=True, nogil=True)
+def _preprocess_kernel(x, ptr, idx, weight, rowsum, ref_idx, single, sos, zi, zi_unit, started, ref, out):
+    """Apply the reference, the spatial map, then the SOS cascade, into ``out`` (n_samples, n_out).
+
+    Stage by stage over the whole chunk, each stage's loop over outputs (or
+    over samples, for the reference) free of dependencies between its
+    iterations, so they overlap or vectorise. Every value goes through the
+    operations of the plain per-sample loop in the same order: the output does
+    not depend on the chunking, bit for bit. ``x`` is always float64 and
+    C-contiguous (one compiled signature); ``ref`` holds at least as many
+    samples as ``x``. ``zi`` is (sections, 2, outputs).
+    """
+    has_ref = ref_idx.shape[0] > 0
+    if has_ref:
+        _reference(x, ref_idx, ref)
+    finite = _spatial_map(x, ptr, idx, weight, rowsum, ref, has_ref, single, out)
+    if sos.shape[0] == 0:
+        return
+    _start_filters(out, zi, zi_unit, started)
+    if finite and sos.shape[0] == 2:
+        _two_sections(out, sos, zi)
+    else:
+        _sections(out, sos, zi)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -215,11 +284,12 @@ class Preprocessor:
         self.out_names = self.signal_names + self.monitor_names
         self.sos = design_sos(self.sfreq, highpass_hz, notch_hz, notch_harmonics, notch_q, bandpass_hz, filter_order)
         n_out, n_sec = len(self.out_names), self.sos.shape[0]
-        self.zi = np.zeros((n_sec, n_out, 2))
+        self.zi = np.zeros((n_sec, 2, n_out))  # per section: both states of every output, side by side
         self._zi_unit = np.ascontiguousarray(scipy_design("sosfilt_zi", self.sos)) if n_sec else np.zeros((0, 2))
         self._started = np.zeros(n_out, dtype=np.int8)
         self._input = Float64Input(len(self.ch_names))
         self._out = np.zeros((64, n_out))
+        self._ref = np.zeros(64)  # the reference per sample of a chunk
         # float32 chunks (LSL, XDF): only the channels the map reads are converted to float64 (the same
         # exact conversion), and the kernel runs on them with the map's indices into that gather
         m = self.map
@@ -228,6 +298,7 @@ class Preprocessor:
         self._gidx = np.array([where[int(c)] for c in m.idx], dtype=m.idx.dtype)
         self._gref = np.array([where[int(c)] for c in m.ref_idx], dtype=m.ref_idx.dtype)
         self._gathered = np.zeros((64, len(self._cols)))
+        self._single = bool(np.array_equal(m.ptr, np.arange(len(m.ptr))))  # every output reads one channel
 
     @classmethod
     def from_config(
@@ -289,9 +360,22 @@ class Preprocessor:
             n = x.shape[0]
         if n > self._out.shape[0]:
             self._out = np.zeros((max(n, 2 * self._out.shape[0]), self.n_out))
+            self._ref = np.zeros(self._out.shape[0])
         out = self._out[:n]
         _preprocess_kernel(
-            x, m.ptr, idx, m.weight, m.rowsum, ref_idx, self.sos, self.zi, self._zi_unit, self._started, out
+            x,
+            m.ptr,
+            idx,
+            m.weight,
+            m.rowsum,
+            ref_idx,
+            self._single,
+            self.sos,
+            self.zi,
+            self._zi_unit,
+            self._started,
+            self._ref,
+            out,
         )
         return Chunk(out, as_stamps(chunk.timestamps))
 
