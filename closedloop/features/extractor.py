@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 
-import numba
 import numpy as np
 
+from closedloop.compiled import entry_point
 from closedloop.config.features import (
     AperiodicConfig,
     FeatureBaselineConfig,
@@ -332,17 +331,17 @@ class FeatureExtractor:
         point for the types seen once serves every later call.
         """
         if self._fused is not None:
-            self._fused = _entry_point(self._fused, x, stamps, 0, _NO_ROW)
+            self._fused = entry_point(self._fused, x, stamps, 0, _NO_ROW)
             self._one = self._fused
         else:
             bandpower, quality, derive = self._kernels
             self._kernels = (
-                _entry_point(bandpower, x, stamps),
-                _entry_point(quality, x, stamps),
-                _entry_point(derive, 1, 0),
+                entry_point(bandpower, x, stamps),
+                entry_point(quality, x, stamps),
+                entry_point(derive, 1, 0),
             )
             if self._spectral_kernel is not None:
-                self._spectral_kernel = _entry_point(self._spectral_kernel, x)
+                self._spectral_kernel = entry_point(self._spectral_kernel, x)
         self._direct = True
 
     @property
@@ -446,20 +445,6 @@ class FeatureExtractor:
         n = self.window + self.hop
         twin.step(Chunk(np.zeros((n, self.n_columns)), np.arange(n) / self.sfreq))
         twin.step(Chunk(np.zeros((n, self.n_columns), dtype=np.float32), (n + np.arange(n)) / self.sfreq))
-
-
-def _entry_point(kernel: functools.partial, *args) -> Callable:
-    """Return ``kernel`` (a numba dispatcher with bound state) calling its compiled entry point for these types.
-
-    Falls back to ``kernel`` itself when it is not a bound dispatcher or that exact signature was not compiled.
-    """
-    overloads = getattr(kernel.func, "overloads", None) if isinstance(kernel, functools.partial) else None
-    if overloads is None or kernel.keywords:
-        return kernel
-    compiled = overloads.get(tuple(numba.typeof(a) for a in (*kernel.args, *args)))
-    if compiled is None:
-        return kernel
-    return functools.partial(compiled.entry_point, *kernel.args)
 
 
 def _twin_state(ext: FeatureExtractor) -> dict:

@@ -14,17 +14,23 @@ extractor flags the windows that hold it.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
 from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.channels import channel_types
+from closedloop.compiled import entry_point
 from closedloop.preprocess.buffers import Float64Input, as_stamps
 from closedloop.preprocess.filters import biquad, design_sos, scipy_design, sosfilt_inplace
 from closedloop.preprocess.spatial import SpatialMap, build_spatial_map
 from closedloop.types import Chunk
 
 __all__ = ["Preprocessor", "SpatialMap", "build_spatial_map", "design_sos", "sosfilt_inplace"]
+
+_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
+_STAMP_STRIDES = (8,)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -144,7 +150,7 @@ def _sections(out, sos, zi):
 
 
 @numba.njit(cache=True, nogil=True)
-def _preprocess_kernel(x, ptr, idx, weight, rowsum, ref_idx, single, sos, zi, zi_unit, started, ref, out):
+def _preprocess_kernel(ptr, idx, weight, rowsum, ref_idx, single, sos, zi, zi_unit, started, ref, x, out):
     """Apply the reference, the spatial map, then the SOS cascade, into ``out`` (n_samples, n_out).
 
     Stage by stage over the whole chunk, each stage's loop over outputs (or
@@ -299,6 +305,10 @@ class Preprocessor:
         self._gref = np.array([where[int(c)] for c in m.ref_idx], dtype=m.ref_idx.dtype)
         self._gathered = np.zeros((64, len(self._cols)))
         self._single = bool(np.array_equal(m.ptr, np.arange(len(m.ptr))))  # every output reads one channel
+        self._gathers = len(self._cols) < len(self.ch_names)  # float32 input: convert fewer channels than all
+        self._n_in = len(self.ch_names)
+        self._row_strides = (8 * self._n_in, 8)
+        self._kernels: list = [None, None]  # the bound kernel (float64 input, float32 gather), once called
 
     @classmethod
     def from_config(
@@ -339,45 +349,59 @@ class Preprocessor:
 
     def step(self, chunk: Chunk) -> Chunk:
         """Return the preprocessed chunk (its data is a view valid until the next call)."""
-        data = chunk.data
-        m = self.map
-        idx, ref_idx = m.idx, m.ref_idx
-        if (
-            data.dtype == np.float32
-            and data.flags.c_contiguous
+        data, stamps = chunk.data, chunk.timestamps
+        gather = False
+        if data.dtype is _F64 and data.strides == self._row_strides and data.shape[1] == self._n_in:
+            x = data  # float64 C-contiguous (synthetic sources, replays in memory): as it is
+        elif (
+            data.dtype is _F32  # LSL and XDF: only the channels the map reads are converted
+            and self._gathers
             and data.ndim == 2
-            and data.shape[1] == len(self.ch_names)
-            and len(self._cols) < data.shape[1]
+            and data.shape[1] == self._n_in
+            and data.flags.c_contiguous
         ):
             n = data.shape[0]
             if n > self._gathered.shape[0]:
                 self._gathered = np.zeros((max(n, 2 * self._gathered.shape[0]), len(self._cols)))
             x = self._gathered[:n]
             _gather_kernel(data, self._cols, x)
-            idx, ref_idx = self._gidx, self._gref
+            gather = True
         else:
             x = self._input(data)
-            n = x.shape[0]
+        n = x.shape[0]
         if n > self._out.shape[0]:
             self._out = np.zeros((max(n, 2 * self._out.shape[0]), self.n_out))
             self._ref = np.zeros(self._out.shape[0])
+            self._kernels = [None, None]
         out = self._out[:n]
-        _preprocess_kernel(
-            x,
+        kernel = self._kernels[gather]
+        if kernel is None:
+            kernel = self._bind(gather)
+            kernel(x, out)
+            self._kernels[gather] = entry_point(kernel, x, out)  # compiled now: past the dispatcher from here on
+        else:
+            kernel(x, out)
+        if stamps.dtype is not _F64 or stamps.strides != _STAMP_STRIDES:
+            stamps = as_stamps(stamps)
+        return Chunk(out, stamps)
+
+    def _bind(self, gather: bool) -> functools.partial:
+        """Return the kernel bound to the map (indices into the float32 gather if ``gather``) and the state."""
+        m = self.map
+        return functools.partial(
+            _preprocess_kernel,
             m.ptr,
-            idx,
+            self._gidx if gather else m.idx,
             m.weight,
             m.rowsum,
-            ref_idx,
+            self._gref if gather else m.ref_idx,
             self._single,
             self.sos,
             self.zi,
             self._zi_unit,
             self._started,
             self._ref,
-            out,
         )
-        return Chunk(out, as_stamps(chunk.timestamps))
 
     def warmup(self) -> None:
         """Compile the numba kernels before the session clock starts (state untouched)."""
