@@ -87,6 +87,10 @@ class Recorder:
         Longest time samples wait in memory before they are written.
     boundary_interval_s : float
         Interval between Boundary chunks; the file is also fsync'ed then.
+    sync_interval_bytes : int
+        The file is also fsync'ed whenever this many bytes were written since
+        the last fsync: a fast offline replay puts its data on disk while it
+        computes, instead of waiting for all of it at :meth:`close`.
     max_queue : int
         Most pushes waiting for the thread; more are dropped and counted.
     max_batch_samples : int
@@ -122,11 +126,12 @@ class Recorder:
         block_when_full: bool = False,
         offset_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        sync_interval_bytes: int = 8 << 20,
     ) -> None:
         if flush_interval_s <= 0 or boundary_interval_s <= 0 or offset_interval_s <= 0:
             raise ValueError("flush_interval_s, boundary_interval_s and offset_interval_s must be > 0")
-        if max_queue < 1 or max_batch_samples < 1:
-            raise ValueError("max_queue and max_batch_samples must be >= 1")
+        if max_queue < 1 or max_batch_samples < 1 or sync_interval_bytes < 1:
+            raise ValueError("max_queue, max_batch_samples and sync_interval_bytes must be >= 1")
         self.path = Path(path)
         self.file_info = dict(file_info or {})
         self.flush_interval_s = float(flush_interval_s)
@@ -134,6 +139,8 @@ class Recorder:
         self.max_batch_samples = int(max_batch_samples)
         self.block_when_full = bool(block_when_full)
         self.offset_interval_s = float(offset_interval_s)
+        self.sync_interval_bytes = int(sync_interval_bytes)
+        self._synced_bytes = 0  # bytes written at the last fsync (writer thread)
         self._clock = clock
         self._fixed_offsets: dict[int, float] = {}  # streams whose offsets the recorder writes
         self._declared: set[int] = set()  # streams whose header is in the file
@@ -448,7 +455,7 @@ class Recorder:
                     if now >= next_boundary:
                         writer.write_boundary()
                         writer.sync()
-                        self._bytes_written = writer.bytes_written
+                        self._synced_bytes = self._bytes_written = writer.bytes_written
                         next_boundary = now + self.boundary_interval_s
                 for done in flush_waiters:
                     done.set()
@@ -538,6 +545,9 @@ class Recorder:
         with self._lock:
             self._samples_written[stream_id] += n
             self._bytes_written = writer.bytes_written
+        if writer.bytes_written - self._synced_bytes >= self.sync_interval_bytes:
+            writer.sync()  # the producer goes on meanwhile (this thread waits on the disk, without the GIL)
+            self._synced_bytes = writer.bytes_written
 
     def _discard_queue(self) -> None:
         """Empty the queue after an error, counting samples as dropped; return when asked to stop.

@@ -263,6 +263,44 @@ def test_recorder_writes_streams_added_before_and_after_start(tmp_path):
     assert scan_xdf(path).ok
 
 
+def test_recorder_puts_data_on_disk_as_it_goes_not_only_at_close(tmp_path, monkeypatch):
+    # an offline replay feeds the recorder as fast as the CPU goes, for far less than a boundary interval:
+    # the file must still be fsync'ed every sync_interval_bytes while samples arrive, not all at close
+    real_fsync, synced, closing = os.fsync, [], []
+
+    def fsync(fd):
+        synced.append((os.fstat(fd).st_size, bool(closing)))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "synced.xdf"
+    interval = 100_000
+    rec = Recorder(
+        path,
+        flush_interval_s=60.0,
+        boundary_interval_s=60.0,
+        block_when_full=True,
+        max_queue=4,
+        max_batch_samples=200,  # a chunk of 53 kB per push
+        sync_interval_bytes=interval,
+    )
+    sid = rec.add_stream("EEG", "EEG", 64, 1000, "float32")
+    rec.start()
+    values = np.arange(200 * 64, dtype=np.float32).reshape(200, 64)
+    for i in range(100):  # 20,000 samples of 265 bytes: 5.3 MB
+        rec.push(sid, values, (i * 200 + np.arange(200)) / 1000)
+    closing.append(True)
+    rec.close()
+    during = [size for size, at_close in synced if not at_close]
+    assert len(during) >= 40, synced  # ~50 (every second chunk); the queue holds at most 4 pushes at the end
+    assert all(b - a >= interval for a, b in zip(during, during[1:]))
+    assert synced[-1] == (path.stat().st_size, True)  # and once more when the footers are written
+    streams, _ = load_raw(path)
+    np.testing.assert_array_equal(streams[sid]["time_series"], np.tile(values, (100, 1)))
+    with pytest.raises(ValueError, match="sync_interval_bytes"):
+        Recorder(tmp_path / "bad.xdf", sync_interval_bytes=0)
+
+
 def test_recorder_push_handed_over_arrays_are_checked_and_cast_but_not_copied(tmp_path):
     path = tmp_path / "owned.xdf"
     rec = Recorder(path, flush_interval_s=0.05)
