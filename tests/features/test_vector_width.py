@@ -1,8 +1,9 @@
-"""512-bit vectors (closedloop.vector_width): when they are asked for, and frames bit-identical at either width."""
+"""Vector widths: when 512 bits are asked for (closedloop.vector_width), and frames bit-identical at any width."""
 
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -92,9 +93,10 @@ CHILD = textwrap.dedent(
 )
 
 
-def _frames_at(bits: str, path: Path) -> tuple[dict, str]:
+def _frames_at(bits: str, path: Path, **environ: str) -> tuple[dict, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
     env["CLOSEDLOOP_VECTOR_BITS"] = bits
+    env.update(environ)
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(path)], env=env, capture_output=True, text=True, timeout=900, check=False
     )
@@ -113,3 +115,20 @@ def test_frames_are_bit_identical_with_256_and_512_bit_vectors(tmp_path):
         assert np.any(wide[name + "_flags"] != 0)  # the bad samples and the gap were seen
         np.testing.assert_array_equal(wide[name], narrow[name], strict=True)
         np.testing.assert_array_equal(wide[name + "_flags"], narrow[name + "_flags"])
+
+
+@pytest.mark.skipif(
+    vector_width.STATE.startswith("512") or platform.machine() not in ("x86_64", "AMD64"),
+    reason="AVX-512 CPUs compare 512 with 256 bits above; this compares the x86 default with SSE2",
+)
+def test_frames_are_bit_identical_at_the_hosts_vector_width_and_with_sse2_only(tmp_path):
+    # on CPUs without AVX-512 the test above cannot run: compare the host's own width (AVX2 on most) with
+    # numba's "generic" x86-64 target (SSE2: two float64 per vector, and no FMA to contract into)
+    host, host_state = _frames_at("", tmp_path / "host.npz")
+    sse2, sse2_state = _frames_at("", tmp_path / "sse2.npz", NUMBA_CPU_NAME="generic")
+    assert "NUMBA_CPU_NAME is set" in sse2_state and "NUMBA_CPU_NAME" not in host_state
+    for name in ("welch", "sliding_dft", "iir", "fused"):
+        assert host[name].shape[0] > 300 and np.isfinite(host[name]).any()
+        assert np.any(host[name + "_flags"] != 0)  # the bad samples and the gap were seen
+        np.testing.assert_array_equal(host[name], sse2[name], strict=True)
+        np.testing.assert_array_equal(host[name + "_flags"], sse2[name + "_flags"])
