@@ -46,12 +46,10 @@ from closedloop.features.quality import QualityMonitor
 from closedloop.features.sliding_dft import SlidingDFTBandPower
 from closedloop.features.spectrum import SpectrumStage
 from closedloop.features.welch import WelchBandPower
-from closedloop.preprocess.buffers import Float64Input, as_stamps
+from closedloop.preprocess.buffers import F64, STAMP_STRIDES, Float64Input, as_stamps
 from closedloop.types import Chunk, Frame
 
-_F64 = np.dtype(np.float64)
 _NO_ROW = np.zeros(0)  # "no frame buffer to fill" for the fused kernel
-_STAMP_STRIDES = (8,)
 
 METHODS = {
     "welch": WelchBandPower,
@@ -242,7 +240,7 @@ class FeatureExtractor:
         )
         self.names = self.deriver.names
         self._input = Float64Input(self.n_columns)
-        self._row_strides = (8 * self.n_columns, 8)
+        self._row_strides = self._input.row_strides  # step's lean path reads it without a second lookup
         self._samples = 0  # samples seen
         self._next_end = self.window  # sample count at which the next frame falls
         self._pool = FramePool(self.names)
@@ -360,10 +358,10 @@ class FeatureExtractor:
         # the live loop's case, kept lean: float64 C-contiguous chunks of at most a hop, so at most one frame
         if (
             one is not None
-            and x.dtype is _F64
-            and stamps.dtype is _F64
+            and x.dtype is F64
+            and stamps.dtype is F64
             and x.strides == self._row_strides
-            and stamps.strides == _STAMP_STRIDES
+            and stamps.strides == STAMP_STRIDES
             and x.shape[1] == self.n_columns
         ):
             n = len(x)
@@ -387,13 +385,8 @@ class FeatureExtractor:
 
     def _step(self, chunk: Chunk) -> list[Frame]:
         """Feed any chunk (other dtypes and layouts, several frames, kernels not yet bound directly)."""
-        data, ts = chunk.data, chunk.timestamps
         # float64 C-contiguous data and stamps (as sources and the preprocessor deliver them) pass as they are
-        if data.dtype is _F64 and data.strides == self._row_strides and data.shape[1] == self.n_columns:
-            x = data
-        else:
-            x = self._input(data)
-        stamps = ts if ts.dtype is _F64 and ts.strides == (8,) else as_stamps(ts)
+        x, stamps = self._input(chunk.data), as_stamps(chunk.timestamps)
         n = x.shape[0]
         if stamps.shape[0] != n:
             raise ValueError(f"{n} samples but {stamps.shape[0]} timestamps")

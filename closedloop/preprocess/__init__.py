@@ -29,8 +29,7 @@ from closedloop.types import Chunk
 
 __all__ = ["Preprocessor", "SpatialMap", "build_spatial_map", "design_sos", "sosfilt_inplace"]
 
-_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
-_STAMP_STRIDES = (8,)
+_F32 = np.dtype(np.float32)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -306,8 +305,6 @@ class Preprocessor:
         self._gathered = np.zeros((64, len(self._cols)))
         self._single = bool(np.array_equal(m.ptr, np.arange(len(m.ptr))))  # every output reads one channel
         self._gathers = len(self._cols) < len(self.ch_names)  # float32 input: convert fewer channels than all
-        self._n_in = len(self.ch_names)
-        self._row_strides = (8 * self._n_in, 8)
         self._kernels: list = [None, None]  # the bound kernel (float64 input, float32 gather), once called
 
     @classmethod
@@ -349,25 +346,22 @@ class Preprocessor:
 
     def step(self, chunk: Chunk) -> Chunk:
         """Return the preprocessed chunk (its data is a view valid until the next call)."""
-        data, stamps = chunk.data, chunk.timestamps
-        gather = False
-        if data.dtype is _F64 and data.strides == self._row_strides and data.shape[1] == self._n_in:
-            x = data  # float64 C-contiguous (synthetic sources, replays in memory): as it is
-        elif (
+        data = chunk.data
+        gather = (
             data.dtype is _F32  # LSL and XDF: only the channels the map reads are converted
             and self._gathers
             and data.ndim == 2
-            and data.shape[1] == self._n_in
+            and data.shape[1] == self._input.n_channels
             and data.flags.c_contiguous
-        ):
+        )
+        if gather:
             n = data.shape[0]
             if n > self._gathered.shape[0]:
                 self._gathered = np.zeros((max(n, 2 * self._gathered.shape[0]), len(self._cols)))
             x = self._gathered[:n]
             _gather_kernel(data, self._cols, x)
-            gather = True
         else:
-            x = self._input(data)
+            x = self._input(data)  # float64 C-contiguous data as they are (synthetic sources, replays in memory)
         n = x.shape[0]
         if n > self._out.shape[0]:
             self._out = np.zeros((max(n, 2 * self._out.shape[0]), self.n_out))
@@ -381,9 +375,7 @@ class Preprocessor:
             self._kernels[gather] = entry_point(kernel, x, out)  # compiled now: past the dispatcher from here on
         else:
             kernel(x, out)
-        if stamps.dtype is not _F64 or stamps.strides != _STAMP_STRIDES:
-            stamps = as_stamps(stamps)
-        return Chunk(out, stamps)
+        return Chunk(out, as_stamps(chunk.timestamps))
 
     def _bind(self, gather: bool) -> functools.partial:
         """Return the kernel bound to the map (indices into the float32 gather if ``gather``) and the state."""
