@@ -48,7 +48,8 @@ def conditions(results: dict, name: str) -> str:
     load_after = entry.get("load_after") or []
     return (
         f"*`{entry['command']}`*, run by `benchmarks/run_all.py` at commit `{sha}` on {machine_label(m)}, "
-        f"load average {_load(load)} before and {_load(load_after)} after; {vers}.{quick}"
+        f"load average {_load(load)} before and {_load(load_after)} after{_speed(entry.get('speed_before'))}; "
+        f"{vers}.{quick}"
     )
 
 
@@ -56,6 +57,25 @@ def machine_label(m: dict) -> str:
     """Name the machine of a run (``run_all.machine()``): CPU, cores and, if recorded, the vector width used."""
     vectors = f"; vectors: {m['vectors']}" if m.get("vectors") else ""
     return f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores{vectors})"
+
+
+def speed_label(results: dict) -> str:
+    """Say how fast the machine ran ``run_all.machine_speed``'s fixed workloads at the start (and end) of a run."""
+    before, after = results.get("speed_before"), results.get("speed_after")
+    if not before:
+        return "machine speed not recorded"
+    text = f"Python loop {before['python_loop_ms']:.0f} ms, numpy FFT {before['numpy_fft_ms']:.1f} ms at the start"
+    if after:
+        text += f" ({after['python_loop_ms']:.0f} / {after['numpy_fft_ms']:.1f} ms at the end)"
+    return text
+
+
+def _speed(speed: dict | None) -> str:
+    """Say how fast the machine ran the fixed workloads just before a benchmark (nothing if not recorded)."""
+    if not speed:
+        return ""
+    py, fft = speed["python_loop_ms"], speed["numpy_fft_ms"]
+    return f"; machine speed before it: Python loop {py:.0f} ms, numpy FFT {fft:.1f} ms"
 
 
 def _load(x: list) -> str:

@@ -6,7 +6,11 @@ into one JSON file together with
 
 - ``machine``: CPU model, cores, platform, load average before and after the whole run;
 - ``versions``: python, numpy, scipy, numba, mne, pylsl, mne-lsl, closedloop;
-- ``commit``: the git commit (and whether the tree had uncommitted changes).
+- ``commit``: the git commit (and whether the tree had uncommitted changes);
+- ``speed_before`` / ``speed_after`` (and ``speed_before`` per benchmark): how fast the
+  machine ran two fixed workloads at that moment (:func:`machine_speed`). A shared VM
+  has slow and quick phases that the load average does not show; these tell a slow
+  machine from slow code when two runs' figures differ.
 
 The README's performance figures are rendered from that file by
 ``benchmarks/render_readme.py`` (``--readme`` does it at the end of a full
@@ -82,6 +86,37 @@ def machine() -> dict:
     }
 
 
+def machine_speed(repeats: int = 5) -> dict[str, float]:
+    """Time two fixed workloads now; the best of ``repeats`` each, in ms (lower is faster).
+
+    ``python_loop_ms``: a pure-Python loop of 1,000,000 additions (the interpreter,
+    as in the loop's per-stage glue). ``numpy_fft_ms``: ``numpy.fft.rfft`` of
+    256 channels x 2000 samples (the kind of work scipy's welch does). Neither
+    touches closedloop, so a change in them between runs is the machine's.
+    """
+    import numpy as np
+
+    x = np.random.default_rng(0).standard_normal((256, 2000))
+
+    def python_loop() -> None:
+        total = 0
+        for i in range(1_000_000):
+            total += i
+
+    def numpy_fft() -> None:
+        np.fft.rfft(x, axis=1)
+
+    out = {}
+    for name, work in (("python_loop_ms", python_loop), ("numpy_fft_ms", numpy_fft)):
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            work()
+            best = min(best, time.perf_counter() - t0)
+        out[name] = round(best * 1e3, 2)
+    return out
+
+
 def versions() -> dict[str, str | None]:
     """Return the version of Python and of every package the figures depend on."""
     out: dict[str, str | None] = {"python": platform.python_version()}
@@ -122,6 +157,7 @@ def run_benchmark(name: str, quick: bool, tmp: Path, results_file: Path | None =
     cmd = [sys.executable, str(BENCH / script), "--json", str(out)] + (["--quick"] if quick else extra)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    speed_before = machine_speed()
     load_before = load_average()
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
@@ -132,6 +168,7 @@ def run_benchmark(name: str, quick: bool, tmp: Path, results_file: Path | None =
         **dict(zip(("commit", "dirty"), commit(results_file).values(), strict=True)),
         "load_before": load_before,
         "load_after": load_average(),
+        "speed_before": speed_before,
         "returncode": done.returncode,
         "stdout": done.stdout[-6000:],
     }
@@ -161,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
         "commit": commit(args.json),
         "load_before": load_average(),
+        "speed_before": machine_speed(),
         "benchmarks": {},
     }
     if args.update and args.json.exists():
@@ -185,9 +223,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   {entry['wall_s']:.0f} s, load {entry['load_before']} -> {entry['load_after']}", flush=True)
             args.json.write_text(json.dumps(results, indent=2))  # what is done so far survives an interruption
     results["load_after"] = load_average()
+    results["speed_after"] = machine_speed()
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     args.json.write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.json} (load {results['load_before']} -> {results['load_after']})")
+    from render_readme import speed_label
+
+    print(f"wrote {args.json} (load {results['load_before']} -> {results['load_after']}; {speed_label(results)})")
     if args.readme:
         from render_readme import render_file
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from render_readme import machine_label  # the README's name for a run's machine (same folder)
+from render_readme import machine_label, speed_label  # the README's names for a run's machine (same folder)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -200,7 +200,8 @@ def _run_line(k: int, results: dict) -> str:
         when = f"last updated {results.get('started', '?')}"
     else:
         where, when = f"commit `{_commit_label(c.get('sha'), c.get('dirty'))}`", str(results.get("started", "?"))
-    return f"run {k}: {where}, {when}, {machine_label(m)}, load {load[0]:.2f} at the start{quick}"
+    speed = f"; {speed_label(results)}" if results.get("speed_before") else ""
+    return f"run {k}: {where}, {when}, {machine_label(m)}, load {load[0]:.2f} at the start{speed}{quick}"
 
 
 def render(runs: list[dict], rows: list[dict]) -> str:

@@ -57,6 +57,32 @@ def test_run_all_records_machine_versions_commit_and_load(results):
         assert entry["wall_s"] > 0 and len(entry["load_before"]) == 3 and "--quick" in entry["command"]
 
 
+def test_run_all_records_the_machine_speed_and_the_readme_and_spread_lines_show_it(results):
+    # the fixed workloads, at the start and end of the run and just before each benchmark
+    for speed in [results["speed_before"], results["speed_after"]] + [
+        e["speed_before"] for e in results["benchmarks"].values()
+    ]:
+        assert set(speed) == {"python_loop_ms", "numpy_fft_ms"} and all(v > 0 and finite(v) for v in speed.values())
+    # each benchmark's conditions line carries the speed measured just before it, as recorded
+    for name, entry in results["benchmarks"].items():
+        line = render_readme.conditions(results, name)
+        assert f"Python loop {entry['speed_before']['python_loop_ms']:.0f} ms" in line, line
+        assert f"numpy FFT {entry['speed_before']['numpy_fft_ms']:.1f} ms" in line, line
+    # a run in a slow phase (the same figures, the workloads twice as slow) says so in its spread line
+    import spread
+
+    slow = json.loads(json.dumps(results))
+    slow["speed_before"] = {k: 2 * v for k, v in results["speed_before"].items()}
+    line = spread._run_line(1, slow)
+    assert f"Python loop {2 * results['speed_before']['python_loop_ms']:.0f} ms" in line, line
+    assert f"{results['speed_after']['python_loop_ms']:.0f} / " in line and "at the end" in line
+    # files written before the machine's speed was recorded still render
+    del slow["speed_before"], slow["benchmarks"]["replay"]["speed_before"]
+    assert "Python loop" not in spread._run_line(1, slow) and "Python loop" not in render_readme.conditions(
+        slow, "replay"
+    )
+
+
 def test_startup_fields(results):
     r = results["benchmarks"]["startup"]["results"]
     assert finite(r["help"]["best_s"]) and finite(r["check"]["best_s"])
