@@ -28,7 +28,10 @@ from pathlib import Path
 
 from numba.core import caching
 
-from closedloop import vector_width  # noqa: F401  (numba's target features, set before the first kernel)
+from closedloop import (
+    blas_check,  # noqa: F401  (numba's BLAS check, without importing scipy.linalg)
+    vector_width,  # noqa: F401  (numba's target features, set before the first kernel)
+)
 
 PACKAGE = Path(__file__).resolve().parent
 
