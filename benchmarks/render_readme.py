@@ -64,18 +64,19 @@ def speed_label(results: dict) -> str:
     before, after = results.get("speed_before"), results.get("speed_after")
     if not before:
         return "machine speed not recorded"
-    text = f"Python loop {before['python_loop_ms']:.0f} ms, numpy FFT {before['numpy_fft_ms']:.1f} ms at the start"
+    text = f"{_workloads(before)} at the start"
     if after:
         text += f" ({after['python_loop_ms']:.0f} / {after['numpy_fft_ms']:.1f} ms at the end)"
     return text
 
 
+def _workloads(speed: dict) -> str:
+    return f"Python loop {speed['python_loop_ms']:.0f} ms, numpy FFT {speed['numpy_fft_ms']:.1f} ms"
+
+
 def _speed(speed: dict | None) -> str:
     """Say how fast the machine ran the fixed workloads just before a benchmark (nothing if not recorded)."""
-    if not speed:
-        return ""
-    py, fft = speed["python_loop_ms"], speed["numpy_fft_ms"]
-    return f"; machine speed before it: Python loop {py:.0f} ms, numpy FFT {fft:.1f} ms"
+    return f"; machine speed before it: {_workloads(speed)}" if speed else ""
 
 
 def _load(x: list) -> str:
