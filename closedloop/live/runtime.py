@@ -462,6 +462,7 @@ class LiveSession:
         window_s = cfg.features.window_samples / cfg.sfreq
         t_start = clock()
         first_frame_deadline = t_start + window_s + max(2.0, 5 * wd.frame_timeout_s)
+        frame_tripped = None  # the last frame before the watchdog's latest frame trip
         try:
             while True:
                 if signals.requested is not None:
@@ -517,7 +518,9 @@ class LiveSession:
                 else:
                     trip = wd.check(now)
                     if trip is not None and trip.kind == "frame":
-                        stats.watchdog_trips += 1
+                        if wd.last_frame != frame_tripped:  # a new trip, not the same one seen again
+                            frame_tripped = wd.last_frame
+                            stats.watchdog_trips += 1
                         with driver.lock:
                             driver.apply(safety.ramp_down(trip.reason, emergency=True))
                 reason = driver.stop_reason()

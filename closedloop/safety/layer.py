@@ -86,6 +86,7 @@ class SafetyLayer:
         self.suspended: str | None = None  # why stimulation is refused until usable data return
         self._emergency = False  # the emergency ramp rate is in force
         self._emergency_latched = False
+        self._ramp_logged: tuple[str, str] | None = None  # the ramp-down under way, logged once (kind, reason)
         self._lock = threading.RLock()
 
     # -- what the runtime and the summary read -----------------------------------
@@ -169,6 +170,7 @@ class SafetyLayer:
         """
         with self._lock:
             t, dt = self._advance()
+            self._ramp_logged = None  # a frame: a later ramp-down is a new one
             if self.machine.state is IDLE and self.auto_arm:
                 self._go(ARMED, t, "armed automatically on the first frame")
             limit, t_start = self.env.max_session_duration_s, self.t_start  # the session time, on every call
@@ -203,12 +205,17 @@ class SafetyLayer:
         Used by the watchdog (``emergency=True``, stimulation resumes if fresh
         frames come back) and at shutdown. Once an emergency ramp has begun,
         later calls keep the emergency rate until a fresh frame arrives.
+        A ramp is logged (and counted) once, at its first call: the calls that
+        follow for the same reason continue it, until a frame arrives.
         """
         with self._lock:
             t, dt = self._advance()
             if emergency:
                 self._emergency = True
-            self.log.add(t, "watchdog" if emergency else "stop", reason, 0.0, self.amplitude_mA)
+            event = ("watchdog" if emergency else "stop", reason)
+            if event != self._ramp_logged:
+                self._ramp_logged = event
+                self.log.add(t, *event, 0.0, self.amplitude_mA)
             out = self._ramp(t, dt)
             self._sync_state(t)
             return out

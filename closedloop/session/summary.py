@@ -51,7 +51,8 @@ class SessionStats:
     adapter_refusals : int
         Commands the adapter refused (outside the device profile).
     watchdog_trips : int
-        Stale-frame, bad-data, stalled-loop and silent-device trips.
+        Watchdog trips: stale frames (one trip however long the frames stay away), a stalled
+        loop or a silent device.
     source_clock_events : int
         Source timestamps found non-monotonic, jumping or far from the local clock.
     stop_reason : str

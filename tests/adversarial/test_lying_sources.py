@@ -111,7 +111,8 @@ def test_stamps_far_from_the_local_clock_then_silence_ramp_to_zero_and_end(repo,
     bound = WATCHDOG + AMPLITUDE / EMERGENCY + 0.5  # watchdog trip, emergency ramp, margin for a busy machine
     assert device.zero_after(silent_at) <= bound, f"device still on {device.zero_after(silent_at):.2f} s after"
     assert summary["stop_reason"].startswith("source stalled")
-    assert summary["final_amplitude_mA"] == 0.0 and summary["watchdog_trips"] >= 1
+    # one silence, one trip (a few at most on a busy machine), not one per loop turn of the 5-s stall
+    assert summary["final_amplitude_mA"] == 0.0 and 1 <= summary["watchdog_trips"] <= 3
     _summary_on_disk(tmp_path, summary)
 
 

@@ -152,6 +152,21 @@ def test_watchdog_ramp_uses_the_emergency_rate_until_fresh_frames():
     assert at(s, 5.0).ramp_down("session end").amplitude_mA == pytest.approx(0.3125)  # normal rate again
 
 
+def test_a_ramp_down_is_logged_once_until_a_frame_arrives():
+    s = make(ENV)
+    drive(s, 2.0, 0.0, 4.0)
+    outs = [at(s, 4.0 + 0.05 * i).ramp_down("no data", emergency=True).amplitude_mA for i in range(1, 11)]
+    assert outs == sorted(outs, reverse=True) and outs[-1] < outs[0]  # every call moved the output down
+    assert s.counts["watchdog"] == 1  # one trip, however many loop turns it lasted
+    at(s, 4.6).step(want(2.0))  # a fresh frame ends it ...
+    at(s, 5.0).ramp_down("no data", emergency=True)  # ... so this is a second trip
+    for i in range(1, 6):
+        at(s, 5.0 + 0.1 * i).ramp_down("session end")
+    assert s.counts["watchdog"] == 2 and s.counts["stop"] == 1
+    kinds = [(e.kind, e.reason) for e in s.log.events if e.kind in ("watchdog", "stop")]
+    assert kinds == [("watchdog", "no data"), ("stop", "session end")]  # the log keeps a repeated reason once
+
+
 def test_emergency_stop_latches_at_the_fastest_ramp():
     s = make(ENV)
     drive(s, 2.0, 0.0, 4.0)
