@@ -32,8 +32,10 @@ def defer_blas_import() -> bool:
     """Import ``numba.np.arraymath`` with its BLAS check made by finding scipy.linalg; return whether it was."""
     if "numba.np.arraymath" in sys.modules:
         return False
-    from numba.np import linalg
-
+    try:
+        from numba.np import linalg
+    except ImportError:  # a numba laid out differently: its own check runs
+        return False
     ensure_blas = getattr(linalg, "ensure_blas", None)
     if not callable(ensure_blas) or importlib.util.find_spec("scipy.linalg") is None:
         return False
