@@ -54,10 +54,22 @@ class EventLog:
         self.counts: dict[str, int] = {}
         self._last_reason: dict[str, str] = {}
 
-    def add(self, time: float, kind: str, reason: str, desired_mA: float = 0.0, applied_mA: float = 0.0) -> None:
-        """Count the event; log and forward it unless it repeats the last reason of its kind."""
+    def add(
+        self,
+        time: float,
+        kind: str,
+        reason: str,
+        desired_mA: float = 0.0,
+        applied_mA: float = 0.0,
+        repeat: bool = False,
+    ) -> None:
+        """Count the event; log and forward it unless it repeats the last reason of its kind.
+
+        ``repeat=True`` logs and forwards it even then: an event its caller logs once per occurrence
+        (a watchdog trip that ended and came back is a second trip).
+        """
         self.counts[kind] = self.counts.get(kind, 0) + 1
-        if self._last_reason.get(kind) == reason:
+        if self._last_reason.get(kind) == reason and not repeat:
             return
         self._last_reason[kind] = reason
         ev = SafetyEvent(time, kind, reason, desired_mA, applied_mA)

@@ -215,7 +215,7 @@ class SafetyLayer:
             event = ("watchdog" if emergency else "stop", reason)
             if event != self._ramp_logged:
                 self._ramp_logged = event
-                self.log.add(t, *event, 0.0, self.amplitude_mA)
+                self.log.add(t, *event, 0.0, self.amplitude_mA, repeat=True)
             out = self._ramp(t, dt)
             self._sync_state(t)
             return out
