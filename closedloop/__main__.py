@@ -1,7 +1,5 @@
 """``python -m closedloop``: the command line."""
 
-import sys
+from closedloop.cli import console
 
-from closedloop.cli import main
-
-sys.exit(main())
+console()

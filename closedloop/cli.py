@@ -9,6 +9,7 @@ ends with exit code 3. User-facing text is printed without Rich markup, so
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import math
@@ -1217,5 +1218,15 @@ def main(argv: list[str] | None = None) -> int:
     return rv if isinstance(rv, int) else 0
 
 
+def console() -> NoReturn:
+    """Run the command line as the ``closedloop`` program and end the process with its exit code."""
+    code = main()
+    # The process ends here, and nothing it made needs collecting any more: freezing it spares the
+    # interpreter's teardown a full collection over every import, the schema and a session's objects
+    # (~0.1 s of `closedloop check`). Teardown still runs exit handlers, flushes and closes files.
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -115,3 +115,39 @@ def test_check_skips_pydantic_plugin_search_unless_the_user_asks(tmp_path, repo,
         assert not searched, result["calls"]  # every installed distribution's metadata read: skipped
     else:
         assert searched, result["calls"]
+
+
+#: The ``closedloop`` program with an exit handler of the kind an adapter plugin might register.
+PROGRAM = """
+import atexit, pathlib, sys
+atexit.register(pathlib.Path(sys.argv[1]).write_text, "exit handlers ran")
+sys.argv = ["closedloop", *sys.argv[2:]]
+from closedloop.cli import console
+console()
+"""
+
+
+@pytest.mark.parametrize("good", [True, False], ids=["check", "bad-pipeline"])
+def test_the_program_ends_with_the_command_code_its_whole_output_and_exit_handlers(tmp_path, repo, good):
+    marker = tmp_path / "exit.txt"
+    pipeline = repo / "pipelines/alpha_tacs.toml" if good else tmp_path / "missing.toml"
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    r = subprocess.run(
+        [sys.executable, "-c", PROGRAM, str(marker), "check", str(pipeline)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert marker.read_text() == "exit handlers ran"  # the teardown still runs what the process registered
+    if good:
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        start = lines.index("{")
+        shown = json.loads("\n".join(lines[start : lines.index("}", start) + 1]))
+        assert shown["pipeline"]["name"] == "alpha_tacs"
+        table = r.stdout.split("}")[-1]  # the envelope table, printed last, came through the pipe whole
+        assert "max_amplitude_mA" in table and "bad_data_timeout_s" in table and lines[-1].startswith("└")
+    else:
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr.startswith("error: ") and "missing.toml" in r.stderr
