@@ -230,9 +230,17 @@ class LiveSession:
         """
         with StopSignals() as signals:
             self._signals = signals
+            collecting = gc.isenabled()
+            # The start-up (imports, kernels, the recording's set-up) makes long-lived objects, not garbage:
+            # the cyclic collector's passes over them (~0.2 s before the first frame, two of them full
+            # collections) would only delay the first frame. It stays off until the loop starts, which
+            # freezes all of it and turns the collector back on (_run).
+            gc.disable()
             try:
-                return self._run(signals)
+                return self._run(signals, collecting)
             finally:
+                if collecting:
+                    gc.enable()
                 if self.outputs is not None:
                     self.outputs.close()  # also when the start failed: the dashboard's port is released
 
@@ -254,7 +262,7 @@ class LiveSession:
         signals.request(f"{kind} from the dashboard by {who}", emergency)
         return f"{kind} requested by {who} at {when}"
 
-    def _run(self, signals: StopSignals) -> dict:
+    def _run(self, signals: StopSignals, collecting: bool) -> dict:
         cfg = self.resolved.config
         started = datetime.now().astimezone().isoformat(timespec="seconds")
         outputs = self.outputs = SessionOutputs(self, cfg.output.publish, self.dashboard_options)  # binds its port
@@ -334,6 +342,8 @@ class LiveSession:
                 # whenever Python decides to run one. Collections now only walk what the session makes.
                 gc.freeze()
                 frozen = True
+                if collecting:
+                    gc.enable()
                 emergency = self._loop(driver, source, watchdog, signals)
                 self._ramp_down(driver, watchdog, signals, emergency)
             except SessionInterrupted:
