@@ -1223,7 +1223,8 @@ def console() -> NoReturn:
     code = main()
     # The process ends here, and nothing it made needs collecting any more: freezing it spares the
     # interpreter's teardown a full collection over every import, the schema and a session's objects
-    # (~0.1 s of `closedloop check`). Teardown still runs exit handlers, flushes and closes files.
+    # (~0.1 s of `closedloop check`). Teardown still runs the exit handlers and flushes the standard
+    # streams; objects left in reference cycles are not finalized, which Python does not promise at exit.
     gc.freeze()
     sys.exit(code)
 
