@@ -227,6 +227,13 @@ class LiveSession:
             If the source cannot be opened (nothing was started or written).
         OSError
             If the output folder cannot hold the recording (checked before stimulation).
+
+        Notes
+        -----
+        Python's cyclic garbage collector is process-wide: the session turns it
+        off for its start-up, freezes what the start-up made when the loop
+        starts (``gc.freeze``) and turns it back on for the loop; when the
+        session ends, it unfreezes and leaves the collector as it found it.
         """
         with StopSignals() as signals:
             self._signals = signals
