@@ -28,11 +28,15 @@ with open(out, "w") as f:
 """
 
 
+def _child_env() -> dict[str, str]:
+    """The environment of a child process that imports closedloop from this checkout."""
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+
 def _loaded(tmp_path: Path, *args: str) -> list[str]:
     out = tmp_path / "modules.json"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     r = subprocess.run(
-        [sys.executable, "-c", CHILD, str(out), *args], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-c", CHILD, str(out), *args], capture_output=True, text=True, env=_child_env(), timeout=120
     )
     assert r.returncode == 0, r.stderr
     result = json.loads(out.read_text())
@@ -95,8 +99,8 @@ SEARCHES = {"entry_points:pydantic", "distributions"}
 @pytest.mark.parametrize("user_setting", [None, ""], ids=["default", "user-enabled"])
 def test_check_skips_pydantic_plugin_search_unless_the_user_asks(tmp_path, repo, user_setting):
     out = tmp_path / "groups.json"
-    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env = _child_env()
+    env.pop("PYDANTIC_DISABLE_PLUGINS", None)
     if user_setting is not None:
         env["PYDANTIC_DISABLE_PLUGINS"] = user_setting  # "" = no plugin disabled: pydantic searches
     code = f"OUT = {str(out)!r}\n" + PLUGIN_CHILD
@@ -131,12 +135,11 @@ console()
 def test_the_program_ends_with_the_command_code_its_whole_output_and_exit_handlers(tmp_path, repo, good):
     marker = tmp_path / "exit.txt"
     pipeline = repo / "pipelines/alpha_tacs.toml" if good else tmp_path / "missing.toml"
-    env = {**os.environ, "PYTHONPATH": str(repo)}
     r = subprocess.run(
         [sys.executable, "-c", PROGRAM, str(marker), "check", str(pipeline)],
         capture_output=True,
         text=True,
-        env=env,
+        env=_child_env(),
         timeout=120,
     )
     assert marker.read_text() == "exit handlers ran"  # the teardown still runs what the process registered
