@@ -264,24 +264,30 @@ def measure_pace(channels: int, rate: int, method: str | None, seconds: float) -
 
     The pipeline of the live runs drives a simulated device through the
     session driver (no recording, no other thread) on ``seconds`` of
-    synthetic EEG in chunks of :data:`CHUNK`, three times: fed back to back;
+    synthetic EEG in chunks of :data:`CHUNK`, four times: fed back to back;
     fed one chunk per chunk period, sleeping in between like a loop waiting
-    for its stream (``at_stream_pace``); and fed one chunk per chunk period
+    for its stream (``at_stream_pace``); fed one chunk per chunk period
     with the thread *computing* in between instead of sleeping — a numba
     loop of register arithmetic, no memory traffic, no system call
-    (``at_stream_pace_computing``). ``ratio`` and ``ratio_computing`` divide
-    each by back to back. The slowdown is in every live figure and in no
-    replay figure; the third mode tells whether it comes from waking from
-    idle (then ``ratio_computing`` is near 1) or from the time between
-    chunks itself, whatever the core did meanwhile (then it is near
-    ``ratio``, and a loop cannot avoid it by spinning; on a virtual machine
-    the hypervisor's timer handling clearing the core's caches and
-    predictors would do this, which this benchmark does not show).
+    (``at_stream_pace_computing``); and fed one chunk per chunk period with
+    a second, identical pipeline (its own state and simulated device) fed
+    back to back in between, on the same data with later timestamps
+    (``at_stream_pace_warm``): the same code runs all the time, only the
+    timed pipeline's own state waits. ``ratio``, ``ratio_computing`` and
+    ``ratio_warm`` divide each by back to back. The slowdown is in every
+    live figure and in no replay figure; the third mode tells whether it
+    comes from waking from idle (then ``ratio_computing`` is near 1) or from
+    the time between chunks itself (then it is near ``ratio``, and a loop
+    cannot avoid it by spinning); the fourth whether that time costs because
+    the pipeline's code and the interpreter's state for it go cold in the
+    core's caches and predictors (then ``ratio_warm`` is near 1: keeping the
+    same code running keeps it fast) or whatever runs in between.
     """
     from time import perf_counter, sleep
 
     import numba
 
+    from closedloop.adapters.base import Adapter
     from closedloop.adapters.simulated import simulated_adapter
     from closedloop.pipeline import Pipeline
     from closedloop.session.driver import SessionDriver
@@ -301,17 +307,25 @@ def measure_pace(channels: int, rate: int, method: str | None, seconds: float) -
     t0 = perf_counter()
     spin(1_000_000)
     spin_iterations = int(period / ((perf_counter() - t0) / 1_000_000))
-    out: dict[str, dict] = {}
-    for mode in ("back_to_back", "at_stream_pace", "at_stream_pace_computing"):
+    total_chunks = warm + n_chunks
+
+    def new_driver() -> tuple[SessionDriver, Adapter]:
         pipe = Pipeline(resolved, list(standard_channel_names(channels)))
         adapter = simulated_adapter(resolved.profile, clock=time.monotonic)
         adapter.connect()
         adapter.arm()
         driver = SessionDriver(pipe, adapter, time.monotonic, lambda t: t, duration_s=None)
         driver.warmup()
+        return driver, adapter
+
+    out: dict[str, dict] = {}
+    for mode in ("back_to_back", "at_stream_pace", "at_stream_pace_computing", "at_stream_pace_warm"):
+        driver, adapter = new_driver()
+        twin, twin_adapter = new_driver() if mode == "at_stream_pace_warm" else (None, None)
+        twin_fed = 0
         spent = []
         next_at = perf_counter()
-        for k in range(warm + n_chunks):
+        for k in range(total_chunks):
             rows = slice(k * CHUNK, (k + 1) * CHUNK)
             chunk = Chunk(data[rows], stamps[rows])
             if mode == "at_stream_pace" and k >= warm:
@@ -321,14 +335,25 @@ def measure_pace(channels: int, rate: int, method: str | None, seconds: float) -
                     sleep(pause)
             elif mode == "at_stream_pace_computing" and k >= warm:
                 spin(spin_iterations)
+            elif twin is not None and k >= warm:
+                until = perf_counter() + period
+                while perf_counter() < until:  # the twin goes round the data, its timestamps always later
+                    lap, j = divmod(twin_fed, total_chunks)
+                    twin_rows = slice(j * CHUNK, (j + 1) * CHUNK)
+                    twin_stamps = stamps[twin_rows] + lap * (total_chunks * period)
+                    twin.feed(Chunk(data[twin_rows], twin_stamps), data[twin_rows], twin_stamps)
+                    twin_fed += 1
             t0 = perf_counter()
             steps = driver.feed(chunk, data[rows], stamps[rows])
             if k >= warm and steps:
                 spent.append(perf_counter() - t0)
         adapter.stop()
+        if twin_adapter is not None:
+            twin_adapter.stop()
         out[mode] = {"median_ms": float(np.median(spent)) * 1e3, "p99_ms": float(np.percentile(spent, 99)) * 1e3}
     out["ratio"] = out["at_stream_pace"]["median_ms"] / out["back_to_back"]["median_ms"]
     out["ratio_computing"] = out["at_stream_pace_computing"]["median_ms"] / out["back_to_back"]["median_ms"]
+    out["ratio_warm"] = out["at_stream_pace_warm"]["median_ms"] / out["back_to_back"]["median_ms"]
     out["chunk_period_ms"] = period * 1e3
     return out
 
@@ -554,7 +579,8 @@ def main() -> None:
             f"back, {pace['at_stream_pace']['median_ms']:.3f} ms at the stream's pace (one chunk per "
             f"{pace['chunk_period_ms']:.0f} ms, idle between): {pace['ratio']:.1f}x; "
             f"{pace['at_stream_pace_computing']['median_ms']:.3f} ms computing between chunks instead of idling: "
-            f"{pace['ratio_computing']:.1f}x"
+            f"{pace['ratio_computing']:.1f}x; {pace['at_stream_pace_warm']['median_ms']:.3f} ms with a second, "
+            f"identical pipeline fed between chunks: {pace['ratio_warm']:.1f}x"
         )
         own, own_busy = r["in_process"], r["busy"]["in_process"]
         print(

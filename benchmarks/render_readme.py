@@ -230,13 +230,24 @@ def render_latency(r: list) -> str:
             if "ratio_computing" in pace:
                 busy = pace["ratio_computing"]
                 why = (
-                    "the time between chunks costs it, whatever the core does meanwhile, not waking from idle"
+                    "the time between chunks costs it, not waking from idle"
                     if busy - 1.0 >= 0.5 * (pace["ratio"] - 1.0)
                     else "most of it is waking from idle"
                 )
                 note += (
                     f", {_f(pace['at_stream_pace_computing']['median_ms'], 3)} ms at that pace with the thread "
                     f"computing between chunks instead of sleeping ({_f(busy, 1)}×: {why})"
+                )
+            if "ratio_warm" in pace:
+                warm = pace["ratio_warm"]
+                why = (
+                    "most of the cost is the pipeline's code going cold between chunks"
+                    if warm - 1.0 <= 0.5 * (pace["ratio"] - 1.0)
+                    else "not only the pipeline's code going cold"
+                )
+                note += (
+                    f", and {_f(pace['at_stream_pace_warm']['median_ms'], 3)} ms with a second, identical pipeline "
+                    f"fed between chunks ({_f(warm, 1)}×: {why})"
                 )
         for key, other in run.get("others", {}).items():
             ratio = other["ratio_vs"]

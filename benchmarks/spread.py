@@ -116,6 +116,7 @@ HEADLINES: tuple[Headline, ...] = (
     Headline("… the LSL floor itself (median)", "ms", _latency(64, "floor", "median_ms")),
     Headline("… compute without LSL, at the stream's pace ÷ back to back", "×", _latency(64, "pace", "ratio")),
     Headline("… the same, computing between chunks instead of idling", "×", _latency(64, "pace", "ratio_computing")),
+    Headline("… the same, a second pipeline fed between chunks", "×", _latency(64, "pace", "ratio_warm")),
     Headline(
         "loop over the LSL floor, 256 ch (median)",
         "ms",

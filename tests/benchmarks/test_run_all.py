@@ -137,12 +137,20 @@ def test_latency_fields(results):
     # the loop's own share of the latency is part of it
     for own, loop in ((r["in_process"], r["loop"]), (r["busy"]["in_process"], r["busy"]["loop"])):
         assert finite(own["p99_ms"]) and 0 < own["median_ms"] <= loop["median_ms"] * 1.0001
-    pace = r["pace"]  # the same chunks through the driver without LSL: back to back, then idling or computing between
+    pace = r["pace"]  # the same chunks without LSL: back to back, then idling, computing or a twin pipeline between
     assert pace["chunk_period_ms"] == pytest.approx(1e3 * r["config"]["chunk"] / r["config"]["rate_hz"])
-    for mode in ("back_to_back", "at_stream_pace", "at_stream_pace_computing"):
+    modes = ("back_to_back", "at_stream_pace", "at_stream_pace_computing", "at_stream_pace_warm")
+    for mode in modes:
         assert finite(pace[mode]["p99_ms"]) and 0 < pace[mode]["median_ms"] < pace["chunk_period_ms"]
-    for ratio, mode in (("ratio", "at_stream_pace"), ("ratio_computing", "at_stream_pace_computing")):
+    for ratio, mode in zip(("ratio", "ratio_computing", "ratio_warm"), modes[1:]):
         assert pace[ratio] == pytest.approx(pace[mode]["median_ms"] / pace["back_to_back"]["median_ms"])
+    # the README's note gives the twin-pipeline figure and reads it by how much of the paced cost it removes
+    warm = f"{render_readme._f(pace['at_stream_pace_warm']['median_ms'], 3)} ms with a second, identical pipeline"
+    assert warm in render_readme.render_latency([r])
+    for ratio_warm, verdict in ((1.2, "most of the cost is the pipeline's code going cold"), (9.0, "not only")):
+        shown = json.loads(json.dumps(r))
+        shown["pace"].update(ratio=10.0, ratio_warm=ratio_warm)  # paced: 10x back to back; with the twin: 1.2x or 9x
+        assert f"({render_readme._f(ratio_warm, 1)}×: {verdict}" in render_readme.render_latency([shown])
     assert set(r["others"]) == {"mne_lsl", "pylsl"}
     for other in r["others"].values():
         assert other["loop"]["n"] > 0 and finite(other["compute_ms"])
