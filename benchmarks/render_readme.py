@@ -71,6 +71,7 @@ def speed_label(results: dict) -> str:
 
 
 def _workloads(speed: dict) -> str:
+    """Say how long the fixed workloads took (``run_all.machine_speed``'s two figures)."""
     return f"Python loop {speed['python_loop_ms']:.0f} ms, numpy FFT {speed['numpy_fft_ms']:.1f} ms"
 
 
@@ -80,6 +81,7 @@ def _speed(speed: dict | None) -> str:
 
 
 def _load(x: list) -> str:
+    """Format a load average as recorded (the 1-minute figure first), or say it is unknown."""
     return f"{x[0]:.2f}" if x else "unknown"
 
 

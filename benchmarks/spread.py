@@ -201,8 +201,8 @@ def _run_line(k: int, results: dict) -> str:
         when = f"last updated {results.get('started', '?')}"
     else:
         where, when = f"commit `{_commit_label(c.get('sha'), c.get('dirty'))}`", str(results.get("started", "?"))
-    speed = f"; {speed_label(results)}" if results.get("speed_before") else ""
-    return f"run {k}: {where}, {when}, {machine_label(m)}, load {load[0]:.2f} at the start{speed}{quick}"
+    speed = speed_label(results)  # or "machine speed not recorded" (files written before it was)
+    return f"run {k}: {where}, {when}, {machine_label(m)}, load {load[0]:.2f} at the start; {speed}{quick}"
 
 
 def render(runs: list[dict], rows: list[dict]) -> str:
