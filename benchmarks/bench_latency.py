@@ -271,8 +271,8 @@ def measure_pace(channels: int, rate: int, method: str | None, seconds: float) -
     loop of register arithmetic, no memory traffic, no system call
     (``at_stream_pace_computing``); and fed one chunk per chunk period with
     a second, identical pipeline (its own state and simulated device) fed
-    back to back in between, on the same data with later timestamps
-    (``at_stream_pace_warm``): the same code runs all the time, only the
+    back to back in between, round and round the same data with its own
+    timestamps increasing lap after lap (``at_stream_pace_warm``): the same code runs all the time, only the
     timed pipeline's own state waits. ``ratio``, ``ratio_computing`` and
     ``ratio_warm`` divide each by back to back. The slowdown is in every
     live figure and in no replay figure; the third mode tells whether it
@@ -337,7 +337,7 @@ def measure_pace(channels: int, rate: int, method: str | None, seconds: float) -
                 spin(spin_iterations)
             elif twin is not None and k >= warm:
                 until = perf_counter() + period
-                while perf_counter() < until:  # the twin goes round the data, its timestamps always later
+                while perf_counter() < until:  # the twin laps the data; its own timestamps keep increasing
                     lap, j = divmod(twin_fed, total_chunks)
                     twin_rows = slice(j * CHUNK, (j + 1) * CHUNK)
                     twin_stamps = stamps[twin_rows] + lap * (total_chunks * period)
