@@ -575,6 +575,7 @@ class LiveSession:
             return  # a faulted adapter has already driven its device to the safe state
         safety = driver.safety
         reason = f"session end: {driver.stats.stop_reason}"
+        kind = "stop"  # whatever the rate: a lost source ends the session at the emergency rate, no watchdog trip
         self._say("ramping stimulation down")
         deadline = self.clock() + self._ramp_time_bound(driver)
         stopped_adapter = False
@@ -582,6 +583,7 @@ class LiveSession:
             if signals.emergency and not emergency:
                 emergency = True
                 reason = f"emergency stop (second stop signal: {signals.requested})"
+                kind = "emergency"
             if emergency and signals.emergency and not stopped_adapter:
                 self.adapter.emergency_stop()
                 stopped_adapter = True
@@ -593,7 +595,7 @@ class LiveSession:
             if wd is not None:
                 wd.heartbeat(now)  # the ramp-down loop is the loop now
             with driver.lock:
-                driver.apply(safety.ramp_down(reason, emergency=emergency))
+                driver.apply(safety.ramp_down(reason, emergency=emergency, kind=kind))
             time.sleep(0.02)
 
     def _ramp_time_bound(self, driver: SessionDriver) -> float:

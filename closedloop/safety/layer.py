@@ -199,7 +199,7 @@ class SafetyLayer:
                 self.suspended = None
                 self.log.add(float(self.clock()), "bad_data", f"resumed: {reason}", 0.0, self.amplitude_mA)
 
-    def ramp_down(self, reason: str, emergency: bool = False) -> Command:
+    def ramp_down(self, reason: str, emergency: bool = False, kind: str | None = None) -> Command:
         """Move toward zero once, at the normal (or emergency) rate; nothing is latched.
 
         Used by the watchdog (``emergency=True``, stimulation resumes if fresh
@@ -207,12 +207,24 @@ class SafetyLayer:
         later calls keep the emergency rate until a fresh frame arrives.
         A ramp is logged (and counted) once, at its first call: the calls that
         follow for the same reason continue it, until a frame arrives.
+
+        Parameters
+        ----------
+        reason : str
+            Why, as logged.
+        emergency : bool
+            Ramp at the profile's emergency rate.
+        kind : str, optional
+            The logged event's kind: by default ``"watchdog"`` for an
+            emergency ramp and ``"stop"`` for a normal one. A session's final
+            ramp passes ``"stop"`` whatever its rate (a session that ends on a
+            lost source ramps at the emergency rate, and is no watchdog trip).
         """
         with self._lock:
             t, dt = self._advance()
             if emergency:
                 self._emergency = True
-            event = ("watchdog" if emergency else "stop", reason)
+            event = (kind or ("watchdog" if emergency else "stop"), reason)
             if event != self._ramp_logged:
                 self._ramp_logged = event
                 self.log.add(t, *event, 0.0, self.amplitude_mA, repeat=True)

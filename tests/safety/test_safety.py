@@ -167,6 +167,20 @@ def test_a_ramp_down_is_logged_once_until_a_frame_arrives():
     assert kinds == [("watchdog", "no data"), ("watchdog", "no data"), ("stop", "session end")]  # both trips
 
 
+def test_a_final_ramp_at_the_emergency_rate_is_logged_as_a_stop_not_a_watchdog_trip():
+    # a session that ends on a lost source: its last ramp goes at the emergency rate, and is the session's stop
+    s = make(ENV)
+    drive(s, 2.0, 0.0, 4.0)
+    outs = [
+        at(s, 4.0 + 0.05 * i).ramp_down("session end: source lost", emergency=True, kind="stop").amplitude_mA
+        for i in range(1, 6)
+    ]
+    assert outs == pytest.approx([1.8, 1.6, 1.4, 1.2, 1.0])  # 4 mA/s: the emergency rate, as a watchdog ramp
+    assert s.counts["stop"] == 1 and s.counts.get("watchdog", 0) == 0
+    kinds = [(e.kind, e.reason) for e in s.log.events if e.kind in ("watchdog", "stop")]
+    assert kinds == [("stop", "session end: source lost")]
+
+
 def test_emergency_stop_latches_at_the_fastest_ramp():
     s = make(ENV)
     drive(s, 2.0, 0.0, 4.0)
