@@ -448,15 +448,32 @@ class LiveSession:
         return watchdog
 
     def _on_trip(self, trip: WatchdogTrip, driver: SessionDriver) -> None:
-        """From the watchdog thread: the loop stalled or the device went silent — stop the output now."""
+        """From the watchdog thread: the loop stalled or the device went silent — stop the output now.
+
+        The safety layer latches the stop (one ``watchdog`` event) here if the
+        loop does not hold the driver's lock, else the loop does as soon as it
+        runs again (:meth:`_latch_trip`); the device is stopped either way.
+        """
         self._trip = trip
         self.stats.watchdog_trips += 1
         self.adapter.emergency_stop()
         if driver.lock.acquire(timeout=0.05):  # the loop may hold it while stalled; the device is already stopping
             try:
-                driver.safety.emergency_stop(trip.reason)
+                driver.safety.emergency_stop(trip.reason, kind="watchdog")
             finally:
                 driver.lock.release()
+
+    @staticmethod
+    def _latch_trip(driver: SessionDriver, trip: WatchdogTrip) -> None:
+        """Latch ``trip``'s stop in the safety layer, in case :meth:`_on_trip` could not take the lock.
+
+        Latching twice logs nothing more (the layer logs a latch once), so a
+        trip is one ``watchdog`` event whichever thread latched it.
+        """
+        with driver.lock:
+            command = driver.safety.emergency_stop(trip.reason, kind="watchdog")
+            if not driver.adapter.fault:  # a faulted adapter has already driven its device to the safe state
+                driver.apply(command)
 
     def _loop(self, driver: SessionDriver, source: Source, wd: Watchdog, signals: StopSignals) -> bool:
         """Run until the session ends; return whether it must end with an emergency ramp."""
@@ -494,6 +511,7 @@ class LiveSession:
                 wd.heartbeat(now)
                 if self._trip is not None:
                     stats.stop_reason = self._trip.reason
+                    self._latch_trip(driver, self._trip)
                     return True
                 if chunk is not None:
                     if self._t_first is None:

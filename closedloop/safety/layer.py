@@ -241,11 +241,21 @@ class SafetyLayer:
             self._sync_state(t)
             return out
 
-    def emergency_stop(self, reason: str) -> Command:
-        """Latch a stop from any state at the profile's fastest allowed ramp."""
+    def emergency_stop(self, reason: str, kind: str = "emergency") -> Command:
+        """Latch a stop from any state at the profile's fastest allowed ramp.
+
+        Parameters
+        ----------
+        reason : str
+            Why, as logged.
+        kind : str
+            The logged event's kind: ``"emergency"``, or ``"watchdog"`` when a
+            watchdog trip (a stalled loop, a silent device) is the reason, so
+            that every trip is one ``watchdog`` event.
+        """
         with self._lock:
             t, dt = self._advance()
-            self._latch(t, reason, "emergency", emergency=True)
+            self._latch(t, reason, kind, emergency=True)
             out = self._ramp(t, dt)
             self._sync_state(t)
             return out

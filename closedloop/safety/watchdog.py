@@ -7,7 +7,7 @@ itself, so :meth:`Watchdog.start` runs a small monitor thread that calls back
 when the heartbeat or the device acknowledgements stop. What to do on a trip
 is the caller's: stale frames → ``safety.ramp_down(reason, emergency=True)``
 (stimulation resumes with fresh frames); a stalled loop or a silent device →
-``safety.emergency_stop(reason)``, drive the adapter to its safe state, end
+``safety.emergency_stop(reason, kind="watchdog")``, drive the adapter to its safe state, end
 the session with ``trip.reason``. All times are on the watchdog's clock (the
 local monotonic clock live), never a source's timestamps.
 """

@@ -59,3 +59,49 @@ def test_stalled_loop_thread_is_stopped_by_the_watchdog_thread(repo, tmp_path):
     assert summary["watchdog_trips"] >= 1
     assert summary["final_amplitude_mA"] == 0.0
     assert timeout < 1.5
+    assert_trips_recorded(summary, tmp_path)
+
+
+def test_a_loop_stalled_holding_the_lock_is_stopped_and_its_trip_recorded(repo, tmp_path, monkeypatch):
+    # the loop hangs inside the controller, holding the driver's lock: the watchdog thread cannot latch the
+    # safety layer, stops the device itself, and the loop latches the trip once it runs again
+    from closedloop.control.threshold import ThresholdController
+
+    resolved = load_pipeline(
+        repo / "pipelines" / "alpha_tacs.toml",
+        {
+            "controller.lower": 9.0,
+            "controller.upper": 9.5,
+            "controller.onset": 1,
+            "controller.blanking_s": 0.0,
+            "recording.report": False,
+        },
+    )
+    session = LiveSession(resolved, 20.0, tmp_path, show_status=False)
+    stalled = {}
+    update = ThresholdController.update
+
+    def hang(self, frame):
+        if not stalled and session.adapter.output_mA(pylsl.local_clock()) >= 0.3:
+            stalled["output_before"] = session.adapter.output_mA(pylsl.local_clock())
+            stalled["zero"] = wait_for(lambda: session.adapter.output_mA(pylsl.local_clock()) == 0.0, 30.0)
+        return update(self, frame)
+
+    monkeypatch.setattr(ThresholdController, "update", hang)
+    summary = session.run()
+    assert stalled, "stimulation never reached 0.3 mA"
+    assert stalled["zero"], "the output stayed on while the loop thread was stuck holding the lock"
+    assert "loop thread stalled" in summary["stop_reason"] and summary["watchdog_trips"] == 1
+    assert summary["final_amplitude_mA"] == 0.0
+    assert_trips_recorded(summary, tmp_path)
+
+
+def assert_trips_recorded(summary: dict, folder) -> None:
+    """Every trip is one ``watchdog`` event, in the summary and in what ``closedloop view`` shows at the end."""
+    from closedloop.live.dashboard.recorded import RecordedSession
+
+    assert summary["safety_events"].get("watchdog", 0) == summary["watchdog_trips"], summary["safety_events"]
+    view = RecordedSession(folder)
+    end = view.window(view.end_s)["status"]
+    assert end["watchdog"]["trips"] == summary["watchdog_trips"]
+    assert any(kind == "watchdog" and "loop thread stalled" in reason for _, kind, reason in view.events)

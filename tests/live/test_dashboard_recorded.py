@@ -31,7 +31,10 @@ def test_a_window_holds_what_was_recorded_up_to_its_time(recorded):
     view = RecordedSession(folder)
     reader = XDFReader(folder / "session.xdf")
     t0 = 5000.0 + OFFSET  # the first EEG sample, pipeline time base
-    assert view.t0 == pytest.approx(t0) and view.end_s == pytest.approx(8.0 - 1 / 500, abs=1e-6)
+    # the timeline ends at what came last: here the last command, issued 1 ms after the last sample
+    last_issue = max(t for t, _, _ in recorded_applied(reader)) - t0
+    assert view.t0 == pytest.approx(t0) and last_issue == pytest.approx(8.0 - 1 / 500 + 0.001, abs=1e-6)
+    assert view.end_s == pytest.approx(last_issue, abs=1e-9)
     hello = view.hello()
     assert hello["mode"] == "recorded" and hello["end_s"] == pytest.approx(view.end_s, abs=1e-3)
     json.dumps(hello, allow_nan=False)

@@ -167,7 +167,10 @@ class RecordedSession:
                 off = float(np.median([o for _, o in s.clock_offsets])) if s.clock_offsets else 0.0
                 for row, ti in zip(v, t):
                     self.ratings.append((float(ti) + off, float(row[0]), bool(row[1]) if row.shape[0] > 1 else False))
-        ends = [x[-1] for x in (self.eeg_t, self.frame_t) if x.size]
+        # the timeline runs to whatever came last: a session's final ramp-down (its commands and its
+        # events, a watchdog trip's included) comes after the last EEG sample it saw
+        ends = [x[-1] for x in (self.eeg_t, self.frame_t, self.app_t) if x.size]
+        ends += [max(e[0] for e in self.events)] if self.events else []
         self.end_s = (max(ends) - self.t0) if ends else 0.0
 
     def _shown_state_names(self) -> list[str]:
