@@ -125,8 +125,9 @@ class LSLSourceConfig(StrictModel):
     poll: Literal["wait", "busy"] = Field(
         "wait",
         description="how the loop waits for samples: 'wait' sleeps inside liblsl until they arrive; 'busy' asks "
-        "liblsl again and again without sleeping — lower and steadier latency (~0.1 ms less), but it keeps "
-        "one CPU core at 100 % for the whole session",
+        "liblsl again and again without sleeping, and steps a twin of the pipeline (which never reaches the "
+        "device) just before each chunk is due so that its code is warm — lower and steadier latency, but it "
+        "keeps one CPU core at 100 % for the whole session and holds the pipeline's state twice",
     )
 
     @field_validator("units")

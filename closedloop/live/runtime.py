@@ -181,6 +181,7 @@ class LiveSession:
         self.summary_path: Path | None = None
         self._driver: SessionDriver | None = None
         self._trip: WatchdogTrip | None = None
+        self._rehearsal = None  # the twin pipeline a busy-polling loop steps before each chunk (live/rehearsal.py)
         self._ratings = None  # the rating inlet ([ratings])
         self._t_first: float | None = None
         self._elapsed_s = 0.0
@@ -313,6 +314,10 @@ class LiveSession:
                     live_timing(self.clock, source.local_time, self.adapter)
                 self._say("compiling the feature kernels")
                 driver.warmup()
+                if getattr(source, "poll", "wait") == "busy":  # the loop spins anyway: it keeps its code warm
+                    from closedloop.live.rehearsal import Rehearsal
+
+                    self._rehearsal = Rehearsal(self.resolved, source.ch_names, source.ch_types, source.max_chunk)
                 # checks the folder (writable, free space) and raises before anything is stimulated
                 recording = SessionRecording.for_source(
                     self.out_dir,
@@ -497,13 +502,17 @@ class LiveSession:
         t_start = clock()
         first_frame_deadline = t_start + window_s + max(2.0, 5 * wd.frame_timeout_s)
         frame_tripped = None  # the last frame before the watchdog's latest frame trip
+        rehearsal = self._rehearsal
         try:
             while True:
                 if signals.requested is not None:
                     stats.stop_reason = signals.reason
                     return signals.emergency
+                timeout = 0.02
+                if rehearsal is not None and rehearsal.due is not None:  # back in time for the twin's step
+                    timeout = min(timeout, max(0.0, rehearsal.due - clock()))
                 try:
-                    chunk = source.pull(timeout=0.02)
+                    chunk = source.pull(timeout=timeout)
                 except SourceError as e:
                     stats.stop_reason = f"source lost: {e}"
                     return True
@@ -534,9 +543,17 @@ class LiveSession:
                         typical_chunk += 0.01 * (n - typical_chunk) if n else 0.0
                         if (age > hop_s and n) or backlog:
                             stats.note_behind(age, n if backlog else 0, hop_s)
+                    if rehearsal is not None:
+                        rehearsal.after_chunk(chunk, now)
                     self.outputs.on_chunk(chunk)
                     if steps:
                         self._after_frames(driver, source, wd, status, steps, now, age)
+                elif rehearsal is not None and rehearsal.due is not None and now >= rehearsal.due:
+                    rehearsal.step()
+                    stats.rehearsals = rehearsal.steps
+                    if rehearsal.error is not None:
+                        stats.warn(f"rehearsal stopped (the twin pipeline raised {rehearsal.error})")
+                        rehearsal = None
                 elif source.stalled:
                     stats.stop_reason = (
                         f"source stalled: no sample for more than {source.stall_timeout_s:g} s "

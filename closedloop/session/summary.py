@@ -55,6 +55,9 @@ class SessionStats:
         loop or a silent device.
     source_clock_events : int
         Source timestamps found non-monotonic, jumping or far from the local clock.
+    rehearsals : int
+        Steps of the twin pipeline a busy-polling loop runs before each chunk
+        (:mod:`closedloop.live.rehearsal`); 0 with ``poll = "wait"``.
     stop_reason : str
         Why the session ended.
     """
@@ -70,6 +73,7 @@ class SessionStats:
     adapter_refusals: int = 0
     watchdog_trips: int = 0
     source_clock_events: int = 0
+    rehearsals: int = 0
     stop_reason: str = "duration reached"
     feature_stats: RunningStats | None = None
     amplitude_max: float = 0.0
@@ -183,6 +187,7 @@ def build_summary(
         "in_process_ms": {k: own[k] for k in ("median", "p99", "max")},
         "stage_ms": st.stages.summary_ms(),
         "loop_behind": st.behind,
+        "rehearsals": st.rehearsals,
         "warnings": list(st.warnings),
         "features": feats,
         "safety_envelope": {k: v["value"] for k, v in resolved.envelope().items()},
