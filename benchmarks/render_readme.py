@@ -43,9 +43,6 @@ def conditions(results: dict, name: str) -> str:
     dirty = entry.get("dirty") if own else c.get("dirty")
     sha = ((entry.get("commit") if own else c.get("sha")) or "unknown")[:10] + (" + local changes" if dirty else "")
     vers = ", ".join(f"{k} {v[k]}" for k in ("python", "numpy", "scipy", "numba", "mne", "pylsl") if v.get(k))
-    install = results.get("closedloop_install")
-    if install:  # an editable install's import hook costs every fresh interpreter (the start-up figures)
-        vers += f"; closedloop installed {'editable (pip install -e)' if install == 'editable' else 'as a package'}"
     quick = " **quick mode (smoke run, not for comparison)**" if results.get("quick") else ""
     load = entry.get("load_before") or []
     load_after = entry.get("load_after") or []

@@ -6,7 +6,6 @@ into one JSON file together with
 
 - ``machine``: CPU model, cores, platform, load average before and after the whole run;
 - ``versions``: python, numpy, scipy, numba, mne, pylsl, mne-lsl, closedloop;
-- ``closedloop_install``: ``editable`` or ``regular`` (an editable install slows every start);
 - ``commit``: the git commit (and whether the tree had uncommitted changes);
 - ``speed_before`` / ``speed_after`` (and ``speed_before`` per benchmark): how fast the
   machine ran two fixed workloads at that moment (:func:`machine_speed`). A shared VM
@@ -129,25 +128,6 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def install_kind() -> str | None:
-    """Return how closedloop is installed here: ``"editable"``, ``"regular"`` or None (not installed).
-
-    The benchmarks run the repository's code either way (``PYTHONPATH``), but an editable install
-    (``pip install -e``) adds its import hook to every interpreter's start (~30 ms on the README's
-    machine), which the start-up figures include; the README's ``pip install .`` has none.
-    """
-    import site
-
-    # the environment's own site-packages: from the repository's folder, its build metadata (an
-    # ``closedloop.egg-info`` left by building a wheel) would be found first
-    where = [*site.getsitepackages(), site.getusersitepackages()]
-    dist = next(iter(importlib.metadata.distributions(name="closedloop", path=where)), None)
-    if dist is None:
-        return None
-    direct = json.loads(dist.read_text("direct_url.json") or "{}")
-    return "editable" if (direct.get("dir_info") or {}).get("editable") else "regular"
-
-
 def commit(results_file: Path | None = None) -> dict:
     """Return the git commit of the tree and whether it has uncommitted changes.
 
@@ -216,7 +196,6 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "machine": machine(),
         "versions": versions(),
-        "closedloop_install": install_kind(),
         "commit": commit(args.json),
         "load_before": load_average(),
         "speed_before": machine_speed(),
