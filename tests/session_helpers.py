@@ -11,6 +11,14 @@ from closedloop.synthetic.eeg import SyntheticEEG
 from closedloop.types import Chunk
 
 OFFSET = 12.345678901234567  # a clock offset with every bit significant
+#: threshold overrides that switch stimulation on from the first frames (a threshold pair far above any alpha)
+STIMULATE_AT_ONCE = {
+    "controller.lower": 9.0,
+    "controller.upper": 9.5,
+    "controller.onset": 1,
+    "controller.blanking_s": 0.0,
+    "recording.report": False,
+}
 
 
 def eeg_desc(gen, fmt="float32"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from session_helpers import STIMULATE_AT_ONCE
 
 from closedloop.lslconfig import configure_lsl
 
@@ -35,12 +36,7 @@ def test_a_busy_polling_session_rehearses_without_touching_the_device(repo, tmp_
                 "source.source_id": unique_name,
                 "source.poll": "busy",
                 "source.resolve_timeout_s": 15.0,
-                # on and off during the session, so the twin's controller and safety layer have work too
-                "controller.lower": 9.0,
-                "controller.upper": 9.5,
-                "controller.onset": 1,
-                "controller.blanking_s": 0.0,
-                "recording.report": False,
+                **STIMULATE_AT_ONCE,  # stimulating: the twin's controller and safety layer have work too
             },
         )
         session = LiveSession(resolved, 4.0, tmp_path, show_status=False)

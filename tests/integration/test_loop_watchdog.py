@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from adapter_helpers import wait_for
+from session_helpers import STIMULATE_AT_ONCE
 
 from closedloop.lslconfig import configure_lsl
 
@@ -19,16 +20,7 @@ pytestmark = pytest.mark.lsl
 
 def test_stalled_loop_thread_is_stopped_by_the_watchdog_thread(repo, tmp_path):
     # stimulation on from the first frames (low threshold pair), then the loop thread hangs for 1.5 s
-    resolved = load_pipeline(
-        repo / "pipelines" / "alpha_tacs.toml",
-        {
-            "controller.lower": 9.0,
-            "controller.upper": 9.5,
-            "controller.onset": 1,
-            "controller.blanking_s": 0.0,
-            "recording.report": False,
-        },
-    )
+    resolved = load_pipeline(repo / "pipelines" / "alpha_tacs.toml", STIMULATE_AT_ONCE)
     session = LiveSession(resolved, 20.0, tmp_path, show_status=False)
     env = resolved.envelope()
     timeout = env["watchdog_timeout_s"]["value"]
@@ -67,16 +59,7 @@ def test_a_loop_stalled_holding_the_lock_is_stopped_and_its_trip_recorded(repo, 
     # safety layer, stops the device itself, and the loop latches the trip once it runs again
     from closedloop.control.threshold import ThresholdController
 
-    resolved = load_pipeline(
-        repo / "pipelines" / "alpha_tacs.toml",
-        {
-            "controller.lower": 9.0,
-            "controller.upper": 9.5,
-            "controller.onset": 1,
-            "controller.blanking_s": 0.0,
-            "recording.report": False,
-        },
-    )
+    resolved = load_pipeline(repo / "pipelines" / "alpha_tacs.toml", STIMULATE_AT_ONCE)
     session = LiveSession(resolved, 20.0, tmp_path, show_status=False)
     stalled = {}
     update = ThresholdController.update
