@@ -78,8 +78,24 @@ def test_run_prints_the_dashboard_address_and_view_serves_the_recording(tmp_path
     view = Command("view", str(out), "--port", "0", "--no-browser", cwd=tmp_path)
     url = view.url()
     info = json.loads(urllib.request.urlopen(url + "api/info", timeout=10).read())
-    assert info["mode"] == "recorded" and 4.0 < info["end_s"] < 6.0
+    # the timeline holds the 5 s of data and the final ramp-down after them (its commands come later)
+    assert info["mode"] == "recorded" and info["end_s"] > 4.0
+    assert info["end_s"] == pytest.approx(last_command_s(out / "session.xdf"), abs=2e-3)
     window = json.loads(urllib.request.urlopen(url + "api/window?t=3", timeout=10).read())
     assert window["t"] == 3.0 and window["eeg"]["t"][-1] <= 3.0
     view.proc.send_signal(signal.SIGINT)
     assert view.wait(30) == 0
+
+
+def last_command_s(path: Path) -> float:
+    """Time of the last command handed to the device, from the first EEG sample (pipeline time base)."""
+    from closedloop.recording import XDFReader
+    from closedloop.recording.session import APPLIED_STREAM
+
+    reader = XDFReader(path)
+    eeg = next(s for s in reader.streams.values() if s.desc("closedloop/role") == "eeg")
+    applied = next(s for s in reader.streams.values() if s.name == APPLIED_STREAM)
+    _, eeg_t = reader.read_stream(eeg.stream_id)
+    _, app_t = reader.read_stream(applied.stream_id)
+    offset = float(eeg.desc("closedloop/pipeline_offset") or 0.0)
+    return float(app_t[-1] - (eeg_t[0] + offset))
