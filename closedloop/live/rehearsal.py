@@ -44,8 +44,6 @@ class Rehearsal:
         The source's channels, as the session's pipeline gets them.
     ch_types : list of str or None
         Their types, as the session's pipeline gets them.
-    max_chunk : int
-        The most samples one chunk can hold (the source's pull buffer).
 
     Attributes
     ----------
@@ -57,16 +55,15 @@ class Rehearsal:
         Why rehearsal stopped, if a twin step raised.
     """
 
-    def __init__(self, resolved, ch_names: list[str], ch_types: list[str] | None, max_chunk: int) -> None:
+    def __init__(self, resolved, ch_names: list[str], ch_types: list[str] | None) -> None:
         cfg = resolved.config
         self.sfreq = float(cfg.sfreq)
         clock = SampleClock(cfg.sfreq, cfg.features.window_samples, cfg.features.hop_samples)
         self.twin = Pipeline(resolved, list(ch_names), clock=clock, ch_types=ch_types)
         self.twin.keep_state = False
-        self._max = max(1, int(max_chunk))
         self._data: np.ndarray | None = None  # made on the first chunk, in its dtype: the twin takes the same path
-        self._stamps = np.zeros(self._max)
-        self._offsets = np.arange(self._max) / self.sfreq
+        self._stamps = np.zeros(0)
+        self._offsets = np.zeros(0)
         self._n = 0
         self._t = 0.0  # the twin's own time line: its chunks follow each other whatever the real ones do
         self._last_arrival: float | None = None
@@ -78,10 +75,15 @@ class Rehearsal:
     def after_chunk(self, chunk: Chunk, arrival: float) -> None:
         """Copy ``chunk`` (what the twin is fed next) and plan the twin's step before the next chunk."""
         data, n = chunk.data, chunk.n_samples
-        if self.error is not None or n == 0 or n > self._max or data.ndim != 2:
+        if self.error is not None or n == 0 or data.ndim != 2:
             return
-        if self._data is None or self._data.dtype != data.dtype or self._data.shape[1] != data.shape[1]:
-            self._data = np.zeros((self._max, data.shape[1]), dtype=data.dtype)
+        buf = self._data
+        if buf is None or buf.shape[0] < n or buf.dtype != data.dtype or buf.shape[1] != data.shape[1]:
+            # grown for a larger chunk than any before (rare: the loop's commands for this one are out already)
+            size = max(n, 64, 0 if buf is None else 2 * buf.shape[0])
+            self._data = np.zeros((size, data.shape[1]), dtype=data.dtype)
+            self._stamps = np.zeros(size)
+            self._offsets = np.arange(size) / self.sfreq
         np.copyto(self._data[:n], data)
         self._n = n
         last, self._last_arrival = self._last_arrival, arrival

@@ -314,10 +314,10 @@ class LiveSession:
                     live_timing(self.clock, source.local_time, self.adapter)
                 self._say("compiling the feature kernels")
                 driver.warmup()
-                if getattr(source, "poll", "wait") == "busy":  # the loop spins anyway: it keeps its code warm
+                if getattr(cfg.source, "poll", "wait") == "busy":  # the loop spins anyway: it keeps its code warm
                     from closedloop.live.rehearsal import Rehearsal
 
-                    self._rehearsal = Rehearsal(self.resolved, source.ch_names, source.ch_types, source.max_chunk)
+                    self._rehearsal = Rehearsal(self.resolved, source.ch_names, source.ch_types)
                 # checks the folder (writable, free space) and raises before anything is stimulated
                 recording = SessionRecording.for_source(
                     self.out_dir,

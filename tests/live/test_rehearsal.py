@@ -40,7 +40,7 @@ def steps_of(pipe: Pipeline, data: np.ndarray, rehearsal: Rehearsal | None = Non
 def test_the_session_computes_the_same_with_a_rehearsing_twin(setup):
     resolved, names, data = setup
     alone = steps_of(Pipeline(resolved, names), data)
-    rehearsal = Rehearsal(resolved, names, None, max_chunk=64)
+    rehearsal = Rehearsal(resolved, names, None)
     with_twin = steps_of(Pipeline(resolved, names), data, rehearsal)
     assert len(alone) == len(with_twin) > 300
     for a, b in zip(alone, with_twin):
@@ -56,7 +56,7 @@ def test_the_session_computes_the_same_with_a_rehearsing_twin(setup):
 
 def test_the_twin_steps_lead_before_the_next_chunk_on_a_copy_and_its_own_time_line(setup):
     resolved, names, data = setup
-    rehearsal = Rehearsal(resolved, names, None, max_chunk=64)
+    rehearsal = Rehearsal(resolved, names, None)
     fed = []
     real = rehearsal.twin.process
     rehearsal.twin.process = lambda chunk: fed.append((chunk.data.copy(), chunk.timestamps.copy())) or real(chunk)
@@ -73,11 +73,16 @@ def test_the_twin_steps_lead_before_the_next_chunk_on_a_copy_and_its_own_time_li
     rehearsal.step()
     assert rehearsal.due is None  # once per chunk
     np.testing.assert_array_equal(fed[-1][0], data[2 * CHUNK : 3 * CHUNK])
+    # a larger chunk than any before (a backlog) is kept whole: the copy grows
+    big = data[100:300]
+    rehearsal.after_chunk(Chunk(big, np.arange(200) / SFREQ), 100.030)
+    rehearsal.step()
+    np.testing.assert_array_equal(fed[-1][0], big)
     # the twin's samples follow each other, one chunk after the other, whatever the real stamps were
     stamps = np.concatenate([t for _, t in fed])
     np.testing.assert_allclose(np.diff(stamps), 1 / SFREQ, rtol=1e-9)
     # chunks closer together than MIN_INTERVAL_S keep the code warm themselves: no step is planned
-    fast = Rehearsal(resolved, names, None, max_chunk=64)
+    fast = Rehearsal(resolved, names, None)
     for k in range(5):
         fast.after_chunk(Chunk(data[:CHUNK], np.arange(CHUNK) / SFREQ), k * MIN_INTERVAL_S / 2)
     assert fast.due is None
@@ -85,7 +90,7 @@ def test_the_twin_steps_lead_before_the_next_chunk_on_a_copy_and_its_own_time_li
 
 def test_a_twin_that_raises_stops_rehearsing_and_raises_nothing(setup):
     resolved, names, data = setup
-    rehearsal = Rehearsal(resolved, names, None, max_chunk=64)
+    rehearsal = Rehearsal(resolved, names, None)
 
     def broken(chunk):
         raise RuntimeError("twin broke")
