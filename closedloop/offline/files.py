@@ -192,11 +192,10 @@ class RecordingFile:
         if self.kind == "xdf":
             identity = sel is not None and np.array_equal(sel, np.arange(len(self.ch_names)))
             cast = {}
-            for values, stamps in self._reader.iter_samples(self._stream_id, block_samples):
+            picks_read = None if sel is None or identity else sel  # only these columns are copied out
+            for values, stamps in self._reader.iter_samples(self._stream_id, block_samples, picks_read):
                 if values.dtype.kind != "f":  # integer streams (some amplifiers): as float64
                     values = values.astype(np.float64)
-                if sel is not None and not identity:
-                    values = np.ascontiguousarray(values[:, sel])
                 if scale:  # in the stored dtype, as the live source scales: a replay stays bit-identical
                     f = cast.setdefault(values.dtype, factors.astype(values.dtype))
                     to_microvolts(values, f)

@@ -280,7 +280,9 @@ class XDFReader:
         stream.sample_count += n
 
     # -- data pass ---------------------------------------------------------------
-    def iter_samples(self, stream_id: int, min_samples: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_samples(
+        self, stream_id: int, min_samples: int = 1, picks: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(values, timestamps)`` per Samples chunk of a numeric stream.
 
         ``values`` has shape (n, channel_count) and the stream's dtype;
@@ -288,7 +290,9 @@ class XDFReader:
         With ``min_samples``, consecutive chunks are joined until they hold at
         least that many samples (the last block may hold fewer): fewer, larger
         blocks for a reader that cuts its own chunks (a replay), at the cost
-        of the one copy each chunk's values get anyway.
+        of the one copy each chunk's values get anyway. With ``picks``
+        (channel indices), ``values`` holds only those columns, in that
+        order: only they are copied out of the file's bytes.
         """
         stream = self.streams[stream_id]
         dtype = stream.dtype
@@ -308,7 +312,11 @@ class XDFReader:
                 n, pos = _chunks.read_varlen(buf, 0)
                 recs = _chunks.explicit_records(buf, pos, n, record)
                 if recs is not None:
-                    parts.append((recs["values"], recs["ts"], False))  # views into the file's bytes
+                    values = recs["values"]  # a view into the file's bytes
+                    if picks is None:
+                        parts.append((values, recs["ts"], False))
+                    else:
+                        parts.append((np.take(values, picks, axis=1), recs["ts"], False))
                     last = float(recs["ts"][-1])
                     have += n
                     if have >= min_samples:
@@ -326,7 +334,8 @@ class XDFReader:
                     )
                 stamps = ts_bytes.view("<f8").reshape(n).copy()
                 last = _fill_deduced(stamps, has_ts, tdiff, last)
-                parts.append((values.view(dtype).reshape(n, stream.channel_count), stamps, True))
+                values = values.view(dtype).reshape(n, stream.channel_count)
+                parts.append((values if picks is None else np.take(values, picks, axis=1), stamps, True))
                 have += n
                 if have >= min_samples:
                     yield _join(parts)

@@ -49,10 +49,10 @@ def test_reader_joins_chunks_into_blocks_of_at_least_min_samples(tmp_path):
     path = tmp_path / "mixed.xdf"
     rng = np.random.default_rng(4)
     sizes = [50, 1, 97, 13, 200, 3]
-    values = rng.standard_normal((sum(sizes) + 3, 2)).astype(np.float32)
+    values = rng.standard_normal((sum(sizes) + 3, 3)).astype(np.float32)
     stamps = 10.0 + np.arange(len(values)) / 100.0
     w = XDFWriter(path)
-    w.add_stream(1, "EEG", "EEG", 2, 100.0, "float32")
+    w.add_stream(1, "EEG", "EEG", 3, 100.0, "float32")
     w.add_stream(2, "M", "Markers", 1, 0.0, "string")
     a = 0
     for i, n in enumerate(sizes):
@@ -79,6 +79,14 @@ def test_reader_joins_chunks_into_blocks_of_at_least_min_samples(tmp_path):
         assert all(len(t) >= min_samples for _, t in blocks[:-1]) and ends[-1] == len(values)
         for v, t in blocks:  # new arrays: callers may keep or change them
             assert v.flags.c_contiguous and v.flags.writeable and t.flags.writeable
+        # picked channels (in the asked order) are the same columns, in the same blocks, from either layout
+        picks = np.array([2, 0])
+        picked = list(reader.iter_samples(1, min_samples, picks))
+        assert [len(t) for _, t in picked] == [len(t) for _, t in blocks]
+        for (v, t), (pv, pt) in zip(blocks, picked, strict=True):
+            np.testing.assert_array_equal(pv, v[:, picks])
+            np.testing.assert_array_equal(pt, t)
+            assert pv.flags.c_contiguous and pv.flags.writeable and pt.flags.writeable
     assert [len(t) for _, t in reader.iter_samples(1, 60)] == [148, 213, 6]
 
 
