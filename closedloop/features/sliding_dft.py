@@ -30,7 +30,9 @@ periodic Hann window, its constants folded into the rotation and the PSD
 scale) with the DC bin dropped (the mean removed), which equals scipy's
 ``detrend="constant"`` + Hann. Non-finite samples enter the sums as 0 and make
 the channel's value NaN while they are in the window; the sums never hold a
-NaN, so values recover the moment the bad samples leave.
+NaN, so values recover the moment the bad samples leave. A run holding a bad
+sample is cleaned into scratch rows and then added like any other run, so a
+channel that stays dead (NaN for the whole session) costs the others nothing.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def _finish_frame(count, N, n_ch, sums, n_snap, hop, block_end, kernel, work, la
             oj = old[j]
             for c in range(n_ch):
                 w[c] = cj[c] + (pj[c] - oj[c])
-    n_bands = work.shape[0] - 2
+    n_bands = kernel.shape[1] - 6
     power = work[n_bands]
     for b in range(n_bands):
         ab = work[b]
@@ -167,7 +169,7 @@ def _sdft_kernel(state, last_bad, sums, twiddle, kernel, work, out_power, out_ti
     n_raw2 = twiddle.shape[1]
     n_snap = sums.shape[0] - 3
     cur, prev = sums[0], sums[1]
-    clean = work[work.shape[0] - 1]
+    clean = work[kernel.shape[1] - 5 :]  # scratch rows for samples with a non-finite value (after the bands)
     frame_phase = N % hop
     # the snapshot the first frame of this chunk will read (written a window ago: out of cache by now) and
     # the one the first hop will write: their loads start now and overlap with the accumulation
@@ -192,22 +194,21 @@ def _sdft_kernel(state, last_bad, sums, twiddle, kernel, work, out_power, out_ti
                     finite = False
         if finite:
             _accumulate(x, i, run, n_ch, twiddle, phase, cur)
-        else:  # rare: bad samples count as 0, one sample at a time
-            for ii in range(run):
-                row = x[i + ii]
-                for c in range(n_ch):
-                    v = row[c]
-                    if np.isfinite(v):
-                        clean[c] = v
-                    else:
-                        clean[c] = 0.0
-                        last_bad[c] = count + ii
-                tw = twiddle[phase + ii]
-                for j in range(n_raw2):
-                    t = tw[j]
-                    acc = cur[j]
+        else:  # bad samples count as 0: cleaned into scratch rows, then added like any run (a dead channel)
+            rows = clean.shape[0]
+            for a in range(0, run, rows):
+                m = min(rows, run - a)
+                for ii in range(m):
+                    row = x[i + a + ii]
+                    out = clean[ii]
                     for c in range(n_ch):
-                        acc[c] += clean[c] * t
+                        v = row[c]
+                        if np.isfinite(v):
+                            out[c] = v
+                        else:
+                            out[c] = 0.0
+                            last_bad[c] = count + a + ii
+                _accumulate(clean, 0, m, n_ch, twiddle, phase + a, cur)
         i += run
         count += run
         state[0] = count
@@ -292,7 +293,8 @@ class SlidingDFTBandPower(BandPowerMethod):
         # complex128 sums as float64 (re, im) planes over channels: current block, previous block, the
         # window's DFT, then the snapshots; + a zero (re, im) pair for missing neighbours
         self._sums = np.zeros((3 + N // self.hop + 2, 2 * nr + 2, nch))
-        self._work = np.zeros((len(self.bands) + 2, nch))  # band sums, bin power, cleaned sample
+        # band sums, bin power, then up to 32 cleaned samples (bad ones as 0) at a time
+        self._work = np.zeros((len(self.bands) + 1 + min(self.hop, 32), nch))
         self._last_bad = np.full(self.n_channels, -(2**62), dtype=np.int64)
         self._state = np.array([0, self.hop, self.n_channels], dtype=np.int64)  # count, hop, channels
 

@@ -76,6 +76,27 @@ def test_runs_between_events_give_the_same_bits_for_any_chunking():
         assert frames(chunk).tobytes() == ref.tobytes(), f"chunk {chunk} differs"
 
 
+def test_a_dead_channel_is_nan_and_leaves_the_other_channels_bits_unchanged():
+    # a channel that sends NaN for the whole session (a dead electrode) puts every run through the cleaning
+    # path; per channel the sums are independent, so the live channels keep the bits they have without it
+    fs, window, hop = 500.0, 500, 45  # a hop above the 32 scratch rows: runs are cleaned in pieces
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((3000, 6)) * 10
+    dead = x.copy()
+    dead[:, 2] = np.nan
+    ts = np.arange(3000) / fs
+    bands = {"theta": (4.0, 8.0), "alpha": (8.0, 13.0)}
+    ref, _ = SlidingDFTBandPower(fs, 6, bands, window, hop).step(x, ts)
+    for chunk in (1, 17, 3000):
+        sdft = SlidingDFTBandPower(fs, 6, bands, window, hop)
+        got = np.concatenate(
+            [sdft.step(dead[i : i + chunk], ts[i : i + chunk])[0].copy() for i in range(0, 3000, chunk)]
+        )
+        assert got.shape == ref.shape and np.isnan(got[:, 2]).all()
+        live = [0, 1, 3, 4, 5]
+        assert got[:, live].tobytes() == ref[:, live].tobytes(), f"chunk {chunk}"
+
+
 def test_one_channel_gives_the_bits_of_the_same_channel_among_many():
     # one (virtual) channel runs a loop of its own (vectorised over the sums, not the channels): per sum the
     # same products in the same order, so the same bits as that channel among others, for any chunking
