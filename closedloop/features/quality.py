@@ -67,8 +67,8 @@ _AMP, _FLAT, _EMG, _SAT = 1, 2, 4, 8
 _P_AMP, _P_FLAT, _P_EMG, _P_SAT, _P_PERIOD, _P_GAPTOL, _P_PREV, _P_GUARD = range(8)
 _N_PARAMS = 8
 #: rows of ``chan`` (n_rows, n_channels); the EMG filter states (2 per section) follow
-_BMX, _BMN, _BSS, _PMX, _PMN, _PSS, _FMX, _FMN, _FSS, _U, _OK = range(11)
-_N_ROWS = 11
+_BMX, _BMN, _BSS, _PMX, _PMN, _PSS, _FMX, _FMN, _FSS = range(9)
+_N_ROWS = 9
 _N_SOS = 3  # EMG filter sections (fewer are padded with pass-through sections)
 
 
@@ -169,33 +169,40 @@ def _few_channels(x, i0, run, sos, chan, bss, emg_on, n_ch):
 
 
 @numba.njit(cache=True, nogil=True)
-def _bad_row(row, count, guard, sos, n_sos, chan, lb, emg_on, n_ch):
-    """Handle a row holding NaN/Inf or values from ``guard`` on: note non-finite samples; EMG over the others."""
+def _bad_row(row, count, guard, sos, chan, lb, emg_on, n_ch):
+    """Handle a row holding NaN/Inf or values from ``guard`` on: note non-finite samples; EMG over the others.
+
+    One pass over the channels, like :func:`_emg_row`, the skipped samples' filter states and sums kept by
+    selects rather than branches (vectorised, no masked stores), so a channel that is bad in every row (a
+    dead electrode) costs about what a clean row does; the usable samples get the same bits as in
+    :func:`_emg_row`.
+    """
     for c in range(n_ch):
-        if not np.isfinite(row[c]):
-            lb[c] = count
+        lb[c] = lb[c] if np.isfinite(row[c]) else count
     if not emg_on:
         return
-    ubuf, okbuf, bss = chan[_U], chan[_OK], chan[_BSS]
+    b00, b01, b02, a01, a02 = sos[0], sos[1], sos[2], sos[4], sos[5]
+    b10, b11, b12, a11, a12 = sos[6], sos[7], sos[8], sos[10], sos[11]
+    b20, b21, b22, a21, a22 = sos[12], sos[13], sos[14], sos[16], sos[17]
+    s0, s1, s2 = chan[_N_ROWS], chan[_N_ROWS + 1], chan[_N_ROWS + 2]
+    s3, s4, s5 = chan[_N_ROWS + 3], chan[_N_ROWS + 4], chan[_N_ROWS + 5]
+    bss = chan[_BSS]
     for c in range(n_ch):
         v = row[c]
         ok = abs(v) < guard
-        ubuf[c] = v if ok else 0.0
-        okbuf[c] = 1.0 if ok else 0.0
-    for s in range(n_sos):
-        b0, b1, b2 = sos[6 * s], sos[6 * s + 1], sos[6 * s + 2]
-        a1, a2 = sos[6 * s + 4], sos[6 * s + 5]
-        z0, z1 = chan[_N_ROWS + 2 * s], chan[_N_ROWS + 2 * s + 1]
-        for c in range(n_ch):
-            u = ubuf[c]
-            y = b0 * u + z0[c]
-            if okbuf[c] != 0.0:  # a skipped sample leaves the filter state alone
-                z0[c] = b1 * u - a1 * y + z1[c]
-                z1[c] = b2 * u - a2 * y
-            ubuf[c] = y
-    for c in range(n_ch):
-        if okbuf[c] != 0.0:
-            bss[c] += ubuf[c] * ubuf[c]
+        u = v if ok else 0.0
+        o0, o1, o2, o3, o4, o5 = s0[c], s1[c], s2[c], s3[c], s4[c], s5[c]
+        y, z0, z1 = biquad(u, b00, b01, b02, a01, a02, o0, o1)
+        y, z2, z3 = biquad(y, b10, b11, b12, a11, a12, o2, o3)
+        y, z4, z5 = biquad(y, b20, b21, b22, a21, a22, o4, o5)
+        s0[c] = z0 if ok else o0  # a skipped sample leaves the filter state and the sum alone
+        s1[c] = z1 if ok else o1
+        s2[c] = z2 if ok else o2
+        s3[c] = z3 if ok else o3
+        s4[c] = z4 if ok else o4
+        s5[c] = z5 if ok else o5
+        acc = bss[c]
+        bss[c] = acc + y * y if ok else acc
 
 
 @numba.njit(cache=True, nogil=True)
@@ -270,7 +277,7 @@ def _quality_kernel(ist, fst, out_flags, x, stamps):
                     if pend >= 0:
                         _emg_row(x[pend], sos, chan, bss, n_ch)
                         pend = -1
-                    _bad_row(row, count + ii - i, guard, sos, n_sos, chan, lb, emg_on, n_ch)
+                    _bad_row(row, count + ii - i, guard, sos, chan, lb, emg_on, n_ch)
             if pend >= 0:
                 _emg_row(x[pend], sos, chan, bss, n_ch)
         i += run

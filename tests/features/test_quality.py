@@ -215,3 +215,27 @@ def test_few_columns_give_the_bits_of_the_same_columns_among_many(name):
             a, b = few.window_stats(), ref.window_stats()
             for key in a:
                 assert a[key].tobytes() == b[key][:5].tobytes(), f"chunk {chunk}, {key} at sample {i}"
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_a_dead_channel_leaves_the_other_channels_statistics_bit_identical(chunk):
+    # a channel that is NaN in every row (a dead electrode) sends every row down the bad-row path; the other
+    # channels' max, min and EMG sums there must be the bits they get without it (clean rows, paired EMG)
+    q = QualityConfig()
+    x, t = nasty(n_ch=12, seed=3)
+    live = np.ascontiguousarray(x)
+    dead = np.hstack([x, np.full((x.shape[0], 1), np.nan)])
+    a = QualityMonitor(FS, 12, 250, 10, q)
+    b = QualityMonitor(FS, 13, 250, 10, q)
+    out_a = np.zeros(x.shape[0] // 10 + 2, dtype=np.int64)
+    out_b = np.zeros_like(out_a)
+    frames = 0
+    for i in range(0, x.shape[0], chunk):
+        k = a.process(live[i : i + chunk], t[i : i + chunk], out_a)
+        assert b.process(dead[i : i + chunk], t[i : i + chunk], out_b) == k
+        assert np.all(out_b[:k] & Quality.NONFINITE)  # the dead channel is reported
+        sa, sb = a.window_stats(), b.window_stats()
+        for key in sa:
+            assert sa[key].tobytes() == sb[key][:12].tobytes(), f"{key} at sample {i}"
+        frames += k
+    assert frames > 500
