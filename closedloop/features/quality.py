@@ -206,6 +206,40 @@ def _bad_row(row, count, guard, sos, chan, lb, emg_on, n_ch):
 
 
 @numba.njit(cache=True, nogil=True)
+def _bad_rows(row0, row1, count0, guard, sos, chan, lb, n_ch):
+    """Two consecutive rows, one of them or both holding a bad sample: :func:`_bad_row` on each (same bits).
+
+    The filter states stay in registers between the two samples, as in :func:`_emg_rows`: a channel that
+    is bad in every row (a dead electrode) keeps the other channels' rows going two at a time.
+    """
+    for c in range(n_ch):
+        b = lb[c] if np.isfinite(row0[c]) else count0
+        lb[c] = b if np.isfinite(row1[c]) else count0 + 1
+    b00, b01, b02, a01, a02 = sos[0], sos[1], sos[2], sos[4], sos[5]
+    b10, b11, b12, a11, a12 = sos[6], sos[7], sos[8], sos[10], sos[11]
+    b20, b21, b22, a21, a22 = sos[12], sos[13], sos[14], sos[16], sos[17]
+    s0, s1, s2 = chan[_N_ROWS], chan[_N_ROWS + 1], chan[_N_ROWS + 2]
+    s3, s4, s5 = chan[_N_ROWS + 3], chan[_N_ROWS + 4], chan[_N_ROWS + 5]
+    bss = chan[_BSS]
+    for c in range(n_ch):
+        v, w = row0[c], row1[c]
+        ok, ok1 = abs(v) < guard, abs(w) < guard
+        o0, o1, o2, o3, o4, o5, acc = s0[c], s1[c], s2[c], s3[c], s4[c], s5[c], bss[c]
+        y, z0, z1 = biquad(v if ok else 0.0, b00, b01, b02, a01, a02, o0, o1)
+        y, z2, z3 = biquad(y, b10, b11, b12, a11, a12, o2, o3)
+        y, z4, z5 = biquad(y, b20, b21, b22, a21, a22, o4, o5)
+        o0, o1, o2 = (z0, z1, z2) if ok else (o0, o1, o2)  # a skipped sample leaves the states and the sum alone
+        o3, o4, o5 = (z3, z4, z5) if ok else (o3, o4, o5)
+        acc = acc + y * y if ok else acc
+        y, z0, z1 = biquad(w if ok1 else 0.0, b00, b01, b02, a01, a02, o0, o1)
+        y, z2, z3 = biquad(y, b10, b11, b12, a11, a12, o2, o3)
+        y, z4, z5 = biquad(y, b20, b21, b22, a21, a22, o4, o5)
+        s0[c], s1[c], s2[c] = (z0, z1, z2) if ok1 else (o0, o1, o2)
+        s3[c], s4[c], s5[c] = (z3, z4, z5) if ok1 else (o3, o4, o5)
+        bss[c] = acc + y * y if ok1 else acc
+
+
+@numba.njit(cache=True, nogil=True)
 def _quality_kernel(ist, fst, out_flags, x, stamps):
     """Update the window statistics sample by sample; write flag bits at frames. Returns frames written.
 
@@ -257,7 +291,7 @@ def _quality_kernel(ist, fst, out_flags, x, stamps):
         if usual:
             _few_channels(x, i, run, sos, chan, bss, emg_on, n_ch)
         else:
-            pend = -1  # a usable row whose EMG step waits for the next usable row, to run both in one pass
+            pend, pend_bad = -1, False  # a row whose EMG step waits for the next row, to run both in one pass
             for ii in range(i, i + run):
                 row = x[ii]
                 n_bad = 0
@@ -266,20 +300,25 @@ def _quality_kernel(ist, fst, out_flags, x, stamps):
                     bmx[c] = np.fmax(bmx[c], v)
                     bmn[c] = np.fmin(bmn[c], v)
                     n_bad += not (abs(v) < guard)
-                if n_bad == 0:
+                if n_bad == 0 and not pend_bad:
                     if emg_on:
                         if pend < 0:
                             pend = ii
                         else:
                             _emg_rows(x[pend], row, sos, chan, bss, n_ch)
                             pend = -1
-                else:
-                    if pend >= 0:
-                        _emg_row(x[pend], sos, chan, bss, n_ch)
-                        pend = -1
-                    _bad_row(row, count + ii - i, guard, sos, chan, lb, emg_on, n_ch)
+                elif not emg_on:
+                    _bad_row(row, count + ii - i, guard, sos, chan, lb, False, n_ch)
+                elif pend < 0:
+                    pend, pend_bad = ii, True
+                else:  # this row or the pending one holds a bad sample
+                    _bad_rows(x[pend], row, count + pend - i, guard, sos, chan, lb, n_ch)
+                    pend, pend_bad = -1, False
             if pend >= 0:
-                _emg_row(x[pend], sos, chan, bss, n_ch)
+                if pend_bad:
+                    _bad_row(x[pend], count + pend - i, guard, sos, chan, lb, True, n_ch)
+                else:
+                    _emg_row(x[pend], sos, chan, bss, n_ch)
         i += run
         count += run
         if count % block != 0:
