@@ -23,6 +23,7 @@ def test_bench_features_quick_writes_ratios(tmp_path):
     for run in res["runs"]:
         m = run["methods"]["closedloop sliding_dft + all quality checks"]
         assert m["median_us"] > 0 and m["ratio_vs_scipy_welch"] > 0
+        assert run["methods"]["closedloop sliding_dft + all quality checks, one dead channel"]["median_us"] > 0
         assert run["methods"]["scipy welch"]["ratio_vs_scipy_welch"] == 1.0
     assert set(res["summary"]) == {"64ch@1000Hz", "256ch@2000Hz"}
 
