@@ -168,53 +168,26 @@ def _few_channels(x, i0, run, sos, chan, bss, emg_on, n_ch):
         bss[c] = acc
 
 
-@numba.njit(cache=True, nogil=True)
-def _bad_row(row, count, guard, sos, chan, lb, emg_on, n_ch):
-    """Handle a row holding NaN/Inf or values from ``guard`` on: note non-finite samples; EMG over the others.
-
-    One pass over the channels, like :func:`_emg_row`, the skipped samples' filter states and sums kept by
-    selects rather than branches (vectorised, no masked stores), so a channel that is bad in every row (a
-    dead electrode) costs about what a clean row does; the usable samples get the same bits as in
-    :func:`_emg_row`.
-    """
+@numba.njit(cache=True, nogil=True, inline="always")
+def _note_nonfinite(row, count, lb, n_ch):
+    """Note ``count`` as the last non-finite sample of each channel whose value in ``row`` is NaN or Inf."""
     for c in range(n_ch):
         lb[c] = lb[c] if np.isfinite(row[c]) else count
-    if not emg_on:
-        return
-    b00, b01, b02, a01, a02 = sos[0], sos[1], sos[2], sos[4], sos[5]
-    b10, b11, b12, a11, a12 = sos[6], sos[7], sos[8], sos[10], sos[11]
-    b20, b21, b22, a21, a22 = sos[12], sos[13], sos[14], sos[16], sos[17]
-    s0, s1, s2 = chan[_N_ROWS], chan[_N_ROWS + 1], chan[_N_ROWS + 2]
-    s3, s4, s5 = chan[_N_ROWS + 3], chan[_N_ROWS + 4], chan[_N_ROWS + 5]
-    bss = chan[_BSS]
-    for c in range(n_ch):
-        v = row[c]
-        ok = abs(v) < guard
-        u = v if ok else 0.0
-        o0, o1, o2, o3, o4, o5 = s0[c], s1[c], s2[c], s3[c], s4[c], s5[c]
-        y, z0, z1 = biquad(u, b00, b01, b02, a01, a02, o0, o1)
-        y, z2, z3 = biquad(y, b10, b11, b12, a11, a12, o2, o3)
-        y, z4, z5 = biquad(y, b20, b21, b22, a21, a22, o4, o5)
-        s0[c] = z0 if ok else o0  # a skipped sample leaves the filter state and the sum alone
-        s1[c] = z1 if ok else o1
-        s2[c] = z2 if ok else o2
-        s3[c] = z3 if ok else o3
-        s4[c] = z4 if ok else o4
-        s5[c] = z5 if ok else o5
-        acc = bss[c]
-        bss[c] = acc + y * y if ok else acc
 
 
 @numba.njit(cache=True, nogil=True)
-def _bad_rows(row0, row1, count0, guard, sos, chan, lb, n_ch):
-    """Two consecutive rows, one of them or both holding a bad sample: :func:`_bad_row` on each (same bits).
+def _bad_rows(row0, row1, count0, two, guard, sos, chan, lb, n_ch):
+    """Rows holding NaN/Inf or values from ``guard`` on: note non-finite samples; EMG over the others.
 
-    The filter states stay in registers between the two samples, as in :func:`_emg_rows`: a channel that
-    is bad in every row (a dead electrode) keeps the other channels' rows going two at a time.
+    ``row0`` (sample ``count0``), then ``row1`` if ``two``: consecutive rows, either of them or both bad.
+    One pass over the channels, the filter states in registers between the two samples as in
+    :func:`_emg_rows`, and the skipped samples' states and sums kept by selects rather than branches
+    (vectorised, no masked stores): a channel that is bad in every row (a dead electrode) keeps the
+    other channels' rows going two at a time, and their usable samples get the bits of :func:`_emg_row`.
     """
-    for c in range(n_ch):
-        b = lb[c] if np.isfinite(row0[c]) else count0
-        lb[c] = b if np.isfinite(row1[c]) else count0 + 1
+    _note_nonfinite(row0, count0, lb, n_ch)
+    if two:
+        _note_nonfinite(row1, count0 + 1, lb, n_ch)
     b00, b01, b02, a01, a02 = sos[0], sos[1], sos[2], sos[4], sos[5]
     b10, b11, b12, a11, a12 = sos[6], sos[7], sos[8], sos[10], sos[11]
     b20, b21, b22, a21, a22 = sos[12], sos[13], sos[14], sos[16], sos[17]
@@ -223,7 +196,7 @@ def _bad_rows(row0, row1, count0, guard, sos, chan, lb, n_ch):
     bss = chan[_BSS]
     for c in range(n_ch):
         v, w = row0[c], row1[c]
-        ok, ok1 = abs(v) < guard, abs(w) < guard
+        ok, ok1 = abs(v) < guard, two and abs(w) < guard
         o0, o1, o2, o3, o4, o5, acc = s0[c], s1[c], s2[c], s3[c], s4[c], s5[c], bss[c]
         y, z0, z1 = biquad(v if ok else 0.0, b00, b01, b02, a01, a02, o0, o1)
         y, z2, z3 = biquad(y, b10, b11, b12, a11, a12, o2, o3)
@@ -308,15 +281,15 @@ def _quality_kernel(ist, fst, out_flags, x, stamps):
                             _emg_rows(x[pend], row, sos, chan, bss, n_ch)
                             pend = -1
                 elif not emg_on:
-                    _bad_row(row, count + ii - i, guard, sos, chan, lb, False, n_ch)
+                    _note_nonfinite(row, count + ii - i, lb, n_ch)
                 elif pend < 0:
                     pend, pend_bad = ii, True
                 else:  # this row or the pending one holds a bad sample
-                    _bad_rows(x[pend], row, count + pend - i, guard, sos, chan, lb, n_ch)
+                    _bad_rows(x[pend], row, count + pend - i, True, guard, sos, chan, lb, n_ch)
                     pend, pend_bad = -1, False
             if pend >= 0:
                 if pend_bad:
-                    _bad_row(x[pend], count + pend - i, guard, sos, chan, lb, True, n_ch)
+                    _bad_rows(x[pend], x[pend], count + pend - i, False, guard, sos, chan, lb, n_ch)
                 else:
                     _emg_row(x[pend], sos, chan, bss, n_ch)
         i += run
