@@ -210,6 +210,7 @@ def _fired(onset: float, modality: str, amp: float, freq: float, extra: dict, ba
 # -- the EEG ----------------------------------------------------------------------------
 def _raw_from_xdf(reader, eeg, meas_date: datetime | None, line_freq: float | None):
     import mne
+    from mne.io.constants import FIFF
 
     from closedloop.units import microvolts_per
 
@@ -222,6 +223,8 @@ def _raw_from_xdf(reader, eeg, meas_date: datetime | None, line_freq: float | No
         scale[i] = (per if per is not None else 1.0) * 1e-6
     types = [_MNE_TYPES.get((t or "EEG").upper(), "misc") for t in (eeg.ch_types or ["EEG"] * eeg.channel_count)]
     info = mne.create_info(list(eeg.ch_names), float(eeg.nominal_srate), types)
+    for ch in info["chs"]:  # every channel is in volts now; MNE gives "misc" (a REF channel) no unit at all,
+        ch["unit"] = FIFF.FIFF_UNIT_V  # which BrainVision and channels.tsv would then write as "n/a"
     raw = mne.io.RawArray((values.astype(np.float64) * scale).T, info, verbose="error")
     if meas_date is not None:
         raw.set_meas_date(meas_date)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,10 @@ def _applied_transitions(xdf: Path) -> tuple[int, int]:
 
 def test_real_eeg_replay_exports_to_valid_bids_with_events_intact(replayed, tmp_path):
     root = tmp_path / "bids"
-    (item,) = export_sessions([replayed], root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (item,) = export_sessions([replayed], root)
+    assert not [str(w.message) for w in caught if "unit" in str(w.message)]  # pybv: "non-voltage units: n/a"
     assert (item.subject, item.session) == ("01", "1") and item.eeg.suffix == ".vhdr"
     validate(root)
 
@@ -58,6 +63,16 @@ def test_real_eeg_replay_exports_to_valid_bids_with_events_intact(replayed, tmp_
     assert raw.n_times == values.shape[0] and raw.info["sfreq"] == eeg.nominal_srate
     o1 = eeg.ch_names.index("EEG O1")
     np.testing.assert_allclose(raw.get_data(picks=[o1])[0], values[:, o1] * 1e-6, atol=1e-9)
+    # the recording's reference channel (type REF, a voltage: MISC in BIDS) keeps its unit, in both files
+    ref = eeg.ch_names.index("EEG A2-A1")
+    assert eeg.ch_types[ref] == "REF"
+    np.testing.assert_allclose(raw.get_data(picks=[ref])[0], values[:, ref] * 1e-6, atol=1e-9)
+    ses_eeg = root / "sub-01" / "ses-1" / "eeg"
+    with open(ses_eeg / "sub-01_ses-1_task-closedloop_channels.tsv", encoding="utf-8") as f:
+        units = {r["name"]: r["units"] for r in csv.DictReader(f, delimiter="\t")}
+    assert set(units.values()) == {"µV"}
+    vhdr = (ses_eeg / "sub-01_ses-1_task-closedloop_eeg.vhdr").read_text(encoding="utf-8")
+    assert re.search(r"^Ch\d+=EEG A2-A1,,[0-9.]+,µV$", vhdr, re.M)
 
     t0 = float(stamps[0]) + float(eeg.desc("closedloop/pipeline_offset") or 0.0)
     events = session_events(reader, t0, (raw.n_times - 1) / raw.info["sfreq"], "tes")
