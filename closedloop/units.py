@@ -25,6 +25,8 @@ __all__ = [
     "scale_factors",
     "to_microvolts",
     "unit_name",
+    "units_as_received",
+    "voltage_channels",
     "VOLTAGE_TYPES",
     "KNOWN_UNITS",
 ]
@@ -124,7 +126,7 @@ def scale_factors(
     forced = microvolts_per(override) if override else None
     missing = []
     for i, (unit, kind) in enumerate(zip(declared, types)):
-        voltage = kind in VOLTAGE_TYPES or kind == ""
+        voltage = _voltage_type(kind)
         if not voltage and kind != "MISC":
             continue
         if forced is not None and voltage:
@@ -153,6 +155,48 @@ def scale_factors(
             f"(set [source] units if they are not microvolts)"
         )
     return factors, notes
+
+
+def _voltage_type(kind: str) -> bool:
+    """Whether channels of type ``kind`` carry voltages (no declared type counts as EEG)."""
+    return kind in VOLTAGE_TYPES or kind == ""
+
+
+def units_as_received(units: Sequence[str] | None, types: Sequence[str], override: str | None = None) -> list[str]:
+    """Return the unit of each channel's values as received, for a recording's header.
+
+    ``override`` (a pipeline's ``[source] units``) replaces what the stream
+    declares on the channels :func:`scale_factors` applies it to, so that a
+    recording says what its values are: a replay, the dashboard or a BIDS
+    export reads them right without the pipeline file. Elsewhere the unit
+    is the declared one ("" where the stream declares none).
+    """
+    n = len(types)
+    declared = [str(u) for u in units] if units is not None and len(units) == n else [""] * n
+    if not override:
+        return declared
+    return [override if _voltage_type(kind) else unit for unit, kind in zip(declared, types)]
+
+
+def voltage_channels(units: Sequence[str] | None, types: Sequence[str]) -> list[bool]:
+    """Return whether each channel's values are voltages, as :func:`scale_factors` takes them.
+
+    A voltage type (or none), or a ``MISC`` channel that declares a voltage
+    unit. Other channels (``STIM``, a ``MISC`` channel in counts) are left
+    as they are.
+    """
+    n = len(types)
+    declared = list(units) if units is not None and len(units) == n else [""] * n
+    out = []
+    for unit, kind in zip(declared, types):
+        if _voltage_type(kind):
+            out.append(True)
+            continue
+        try:
+            out.append(kind == "MISC" and microvolts_per(unit) is not None)
+        except UnitError:
+            out.append(False)
+    return out
 
 
 def unit_name(factor: float) -> str:

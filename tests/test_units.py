@@ -7,7 +7,14 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from closedloop.units import UnitError, microvolts_per, scale_factors, to_microvolts
+from closedloop.units import (
+    UnitError,
+    microvolts_per,
+    scale_factors,
+    to_microvolts,
+    units_as_received,
+    voltage_channels,
+)
 
 
 @pytest.mark.parametrize(
@@ -47,6 +54,20 @@ def test_factors_per_channel_type_with_notes_and_override():
     f, notes = scale_factors(["µV", "furlong", "", "V", ""], types, labels, override="V")
     np.testing.assert_array_equal(f, [1e6, 1e6, 1e6, 1.0, 1.0])
     assert notes == []
+
+
+def test_a_recording_names_the_units_its_values_are_in():
+    types = ["EEG", "", "ECG", "STIM", "MISC", "MISC", "MISC"]
+    declared = ["µV", "", "furlong", "counts", "degC", "mV", ""]
+    # as received: the override wherever scale_factors applies it, the declared unit elsewhere
+    assert units_as_received(declared, types) == declared
+    assert units_as_received(declared, types, "V") == ["V", "V", "V", "counts", "degC", "mV", ""]
+    assert units_as_received(None, types, "V") == ["V", "V", "V", "", "", "", ""]
+    # voltages exactly where scale_factors scales (a MISC channel only with a voltage unit)
+    volts = voltage_channels(declared, types)
+    assert volts == [True, True, True, False, False, True, False]
+    f, _ = scale_factors(["µV", "", "V", "counts", "degC", "mV", ""], types, [str(i) for i in range(7)])
+    assert [bool(x != 1.0) for x in f] == [False, False, True, False, False, True, False]
 
 
 def test_to_microvolts_scales_in_place_or_into_a_buffer_without_allocating():

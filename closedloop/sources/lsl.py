@@ -24,7 +24,7 @@ from closedloop.channels import (
 )
 from closedloop.lslconfig import configure_lsl, scope_help
 from closedloop.types import Chunk
-from closedloop.units import UnitError, scale_factors, to_microvolts, unit_name
+from closedloop.units import UnitError, scale_factors, to_microvolts, unit_name, units_as_received
 
 log = logging.getLogger(__name__)
 
@@ -412,17 +412,15 @@ class LSLSource:
     def stream_info(self) -> dict:
         """Return the stream as the recording describes it: identity, rate, format, channels, units, header.
 
-        The values are described as received (their declared units); the
+        The values are described as received: their declared units, or the
+        pipeline's ``[source] units`` on the channels it overrides (the
+        stream's own header, in ``header_xml``, keeps what it declared); the
         pipeline's offset is recorded so a replay rebuilds the time base.
         """
         import pylsl
 
         info = self.info
         xml = info.as_xml()
-        root = ET.fromstring(xml)
-        units = [(ch.findtext("unit") or "") for ch in root.findall("./desc/channels/channel")]
-        if len(units) != len(self.ch_names):
-            units = ["microvolts"] * len(self.ch_names)
         return {
             "name": info.name(),
             "type": info.type(),
@@ -430,7 +428,7 @@ class LSLSource:
             "sfreq": info.nominal_srate(),
             "channel_format": "float32" if info.channel_format() == pylsl.cf_float32 else "double64",
             "ch_names": list(self.ch_names),
-            "units": units,
+            "units": units_as_received(self.units, self.ch_types, self.units_override),
             "pipeline_offset": float(self.pipeline_offset),
             "header_xml": xml,
             "created_at": info.created_at(),

@@ -30,6 +30,7 @@ import json
 import math
 import re
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -212,19 +213,21 @@ def _raw_from_xdf(reader, eeg, meas_date: datetime | None, line_freq: float | No
     import mne
     from mne.io.constants import FIFF
 
-    from closedloop.units import microvolts_per
+    from closedloop.units import UnitError, scale_factors, voltage_channels
 
     values, stamps = reader.read_stream(eeg.stream_id)
     if values.shape[0] < 2:
         raise BidsExportError(f"{reader.path}: the EEG stream {eeg.name!r} holds {values.shape[0]} samples")
-    scale = np.empty(eeg.channel_count)
-    for i, unit in enumerate(eeg.units or [""] * eeg.channel_count):
-        per = microvolts_per(unit) if unit else 1.0  # closedloop records µV when a stream declares nothing
-        scale[i] = (per if per is not None else 1.0) * 1e-6
-    types = [_MNE_TYPES.get((t or "EEG").upper(), "misc") for t in (eeg.ch_types or ["EEG"] * eeg.channel_count)]
-    info = mne.create_info(list(eeg.ch_names), float(eeg.nominal_srate), types)
-    for ch in info["chs"]:  # every channel is in volts now; MNE gives "misc" (a REF channel) no unit at all,
-        ch["unit"] = FIFF.FIFF_UNIT_V  # which BrainVision and channels.tsv would then write as "n/a"
+    kinds = [(t or "EEG").upper() for t in (eeg.ch_types or ["EEG"] * eeg.channel_count)]
+    try:  # the rule the session scaled them with: voltages to µV (none declared: µV), other channels as they are
+        to_uv, _ = scale_factors(eeg.units, kinds, eeg.ch_names, None, f"{reader.path} (stream {eeg.name!r})")
+    except UnitError as err:
+        raise BidsExportError(str(err)) from None
+    volts = voltage_channels(eeg.units, kinds)
+    scale = np.where(volts, to_uv * 1e-6, 1.0)
+    info = mne.create_info(list(eeg.ch_names), float(eeg.nominal_srate), [_MNE_TYPES.get(k, "misc") for k in kinds])
+    for ch, volt in zip(info["chs"], volts):  # MNE makes a misc channel (a REF one) unitless, a stim one volts:
+        ch["unit"] = FIFF.FIFF_UNIT_V if volt else FIFF.FIFF_UNIT_NONE  # say what the values are
     raw = mne.io.RawArray((values.astype(np.float64) * scale).T, info, verbose="error")
     if meas_date is not None:
         raw.set_meas_date(meas_date)
@@ -349,15 +352,18 @@ def export_session(
         )
     event_id = {d: i + 1 for i, d in enumerate(sorted({e.trial_type for e in events}))}
     bp = BIDSPath(subject=sub, session=ses, task=_label(task), run=run, datatype="eeg", root=root)
-    write_raw_bids(
-        raw,
-        bp,
-        event_id=event_id or None,
-        format=eeg_format,
-        allow_preload=True,
-        overwrite=True,
-        verbose="error",
-    )
+    with warnings.catch_warnings():
+        # a channel that is not a voltage (a trigger channel) is written as it is, its unit n/a in channels.tsv
+        warnings.filterwarnings("ignore", message="Encountered unsupported non-voltage units")
+        write_raw_bids(
+            raw,
+            bp,
+            event_id=event_id or None,
+            format=eeg_format,
+            allow_preload=True,
+            overwrite=True,
+            verbose="error",
+        )
     _finish_eeg_sidecar(bp, cfg, profile, summary, modality)
     _finish_events_sidecar(bp, columns, event_id)
     _write_nibs(bp, cfg, profile, summary, modality, reader)

@@ -247,3 +247,62 @@ def test_a_float32_volts_stream_records_as_received_and_replays_bit_for_bit(tmp_
     assert [(s.frame.time, s.frame.values.tobytes()) for s in again.steps] == [
         (s.frame.time, s.frame.values.tobytes()) for s in seen
     ]
+
+
+def _fingerprint(steps) -> list[tuple]:
+    return [(s.frame.time, s.frame.values.tobytes(), int(s.frame.flags), s.allowed.amplitude_mA) for s in steps]
+
+
+def test_a_units_override_is_recorded_so_the_recording_reads_right_without_the_pipeline(tmp_path, unique_name):
+    """An amplifier that says µV but sends volts (``[source] units = "V"``) and a trigger channel in counts.
+
+    The recording must say what its values are: replayed without the override, it gives the live frames bit for
+    bit; exported to BIDS, the EEG is in volts and the trigger channel keeps its codes.
+    """
+    pytest.importorskip("mne_bids")
+    from mne_bids import BIDSPath, read_raw_bids
+
+    from closedloop.live.dashboard.recorded import RecordedSession
+    from closedloop.live.runtime import LiveSession
+    from closedloop.offline.replay import replay
+    from closedloop.recording import XDFReader
+    from closedloop.study.bids import export_sessions
+
+    fs, n = 500.0, 10_000  # 20 s to push; the session takes what it needs
+    t = np.arange(n) / fs
+    rng = np.random.default_rng(3)
+    volts = 20e-6 * np.sin(2 * np.pi * 10 * t)[:, None] + 5e-6 * rng.standard_normal((n, 5))
+    codes = (np.arange(n) // 250 % 4).astype(np.float64)
+    data = np.column_stack([volts, codes]).astype(np.float32)
+    labels = ["Fz", "Cz", "Pz", "O1", "O2", "TRIG"]
+    out = outlet(unique_name, labels=labels, units=["microvolts"] * 5 + ["counts"], types=["EEG"] * 5 + ["STIM"])
+    base = {"source.name": unique_name, "recording.report": False, "features.smoothing_s": 0.0}
+    live = load_pipeline(REPO / "pipelines" / "alpha_tacs_lsl.toml", base | {"source.units": "V"})
+    seen = []
+    with Pusher(out, data):
+        summary = LiveSession(live, 3.0, tmp_path / "s", show_status=False, on_step=seen.append).run()
+    assert summary["stop_reason"] == "duration reached" and len(seen) > 10
+    assert 0.0 < np.median([s.frame.values[1] for s in seen]) < 3.0  # log10 alpha in µV², not about -10
+
+    reader = XDFReader(tmp_path / "s" / "session.xdf")
+    eeg = next(s for s in reader.streams.values() if s.desc("closedloop/role") == "eeg")
+    assert eeg.units == ["V"] * 5 + ["counts"] and eeg.ch_types == ["EEG"] * 5 + ["STIM"]
+    received, _ = reader.read_stream(eeg.stream_id)
+    assert np.abs(received[:, :5]).max() < 1e-3  # the volts as received
+
+    shown = RecordedSession(tmp_path / "s")  # the dashboard's recorded view: the EEG in µV
+    o1 = shown.info.display.index("O1")
+    np.testing.assert_allclose(shown.eeg_display[:, o1], received[:, 3].astype(np.float64) * 1e6)
+
+    plain = load_pipeline(REPO / "pipelines" / "alpha_tacs_lsl.toml", base)  # no [source] units
+    again = replay(tmp_path / "s" / "session.xdf", plain, keep="steps")
+    assert _fingerprint(again.steps) == _fingerprint(seen)
+
+    (item,) = export_sessions([tmp_path / "s"], tmp_path / "bids", participant="01")
+    raw = read_raw_bids(BIDSPath(subject="01", task="closedloop", datatype="eeg", root=tmp_path / "bids"), verbose=40)
+    np.testing.assert_allclose(raw.get_data(picks=labels[:5]).T, received[:, :5], rtol=1e-6, atol=1e-12)
+    assert raw.get_channel_types(picks=["TRIG"]) == ["stim"]
+    np.testing.assert_array_equal(raw.get_data(picks=["TRIG"])[0], received[:, 5])
+    channels = item.eeg.with_name(item.eeg.name.replace("_eeg.vhdr", "_channels.tsv")).read_text(encoding="utf-8")
+    units = dict(line.split("\t")[::2][:2] for line in channels.splitlines()[1:])
+    assert units == {**dict.fromkeys(labels[:5], "µV"), "TRIG": "n/a"}

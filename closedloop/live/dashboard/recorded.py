@@ -27,7 +27,7 @@ from closedloop.live.dashboard.state import (
     DashboardInfo,
     DashboardState,
 )
-from closedloop.units import microvolts_per
+from closedloop.units import scale_factors
 
 __all__ = ["RecordedSession", "RecordedBackend", "find_session_file"]
 
@@ -111,7 +111,8 @@ class RecordedSession:
         self.eeg_t = stamps.astype(np.float64) + offset
         cols = [eeg.ch_names.index(c) for c in self.info.display]
         roi = [eeg.ch_names.index(c) for c in self.info.roi]
-        scale = np.array([microvolts_per(u) or 1.0 for u in eeg.units], dtype=np.float64)
+        kinds = [(t or "EEG").upper() for t in (eeg.ch_types or ["EEG"] * eeg.channel_count)]
+        scale, _ = scale_factors(eeg.units, kinds, eeg.ch_names, None, f"{self.path} (stream {eeg.name!r})")
         self.eeg_display = values[:, cols].astype(np.float64) * scale[cols]
         self.eeg_roi = (values[:, roi].astype(np.float64) * scale[roi]).mean(axis=1)
         self.t0 = float(self.eeg_t[0]) if self.eeg_t.size else 0.0
