@@ -63,7 +63,7 @@ def test_a_recording_names_the_units_its_values_are_in():
     assert units_as_received(declared, types) == declared
     assert units_as_received(declared, types, "V") == ["V", "V", "V", "counts", "degC", "mV", ""]
     assert units_as_received(None, types, "V") == ["V", "V", "V", "", "", "", ""]
-    # voltages exactly where scale_factors scales (a MISC channel only with a voltage unit)
+    # voltages: the voltage types (or none), and a MISC channel only when it declares a voltage unit
     volts = voltage_channels(declared, types)
     assert volts == [True, True, True, False, False, True, False]
     f, _ = scale_factors(["µV", "", "V", "counts", "degC", "mV", ""], types, [str(i) for i in range(7)])

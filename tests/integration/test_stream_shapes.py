@@ -268,7 +268,7 @@ def test_a_units_override_is_recorded_so_the_recording_reads_right_without_the_p
     from closedloop.recording import XDFReader
     from closedloop.study.bids import export_sessions
 
-    fs, n = 500.0, 10_000  # 20 s to push; the session takes what it needs
+    fs, n = 500.0, 30_000  # 60 s to push (a busy machine may take long to start); the session takes 3 s of it
     t = np.arange(n) / fs
     rng = np.random.default_rng(3)
     volts = 20e-6 * np.sin(2 * np.pi * 10 * t)[:, None] + 5e-6 * rng.standard_normal((n, 5))
