@@ -213,12 +213,13 @@ def _raw_from_xdf(reader, eeg, meas_date: datetime | None, line_freq: float | No
     import mne
     from mne.io.constants import FIFF
 
+    from closedloop.channels import channel_types
     from closedloop.units import UnitError, scale_factors, voltage_channels
 
     values, stamps = reader.read_stream(eeg.stream_id)
     if values.shape[0] < 2:
         raise BidsExportError(f"{reader.path}: the EEG stream {eeg.name!r} holds {values.shape[0]} samples")
-    kinds = [(t or "EEG").upper() for t in (eeg.ch_types or ["EEG"] * eeg.channel_count)]
+    kinds = channel_types(eeg.ch_names, eeg.ch_types, eeg.type)  # as a replay types them (offline/files.py)
     try:  # the rule the session scaled them with: voltages to µV (none declared: µV), other channels as they are
         to_uv, _ = scale_factors(eeg.units, kinds, eeg.ch_names, None, f"{reader.path} (stream {eeg.name!r})")
     except UnitError as err:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from closedloop.channels import channel_types
 from closedloop.live.dashboard.ratings import RATINGS_STREAM, RATINGS_TYPE
 from closedloop.live.dashboard.state import (
     EEG_SPAN_S,
@@ -111,7 +112,7 @@ class RecordedSession:
         self.eeg_t = stamps.astype(np.float64) + offset
         cols = [eeg.ch_names.index(c) for c in self.info.display]
         roi = [eeg.ch_names.index(c) for c in self.info.roi]
-        kinds = [(t or "EEG").upper() for t in (eeg.ch_types or ["EEG"] * eeg.channel_count)]
+        kinds = channel_types(eeg.ch_names, eeg.ch_types, eeg.type)  # scaled as a replay scales them
         scale, _ = scale_factors(eeg.units, kinds, eeg.ch_names, None, f"{self.path} (stream {eeg.name!r})")
         self.eeg_display = values[:, cols].astype(np.float64) * scale[cols]
         self.eeg_roi = (values[:, roi].astype(np.float64) * scale[roi]).mean(axis=1)
