@@ -290,7 +290,7 @@ class FeatureExtractor:
         self._flags = np.zeros(max_frames, dtype=np.int64)
         self._extra = np.full((max_frames, n_sig, self.deriver.n_paf), np.nan)  # PAF, spectrum, phase columns
         self._rows = np.zeros((max_frames, len(self.names)))
-        self._pool.ensure(2 * max_frames + 2)
+        self._pool.ensure(_pool_slots(max_frames))
         self._bind()
 
     def _bind(self) -> None:
@@ -449,5 +449,10 @@ def _twin_state(ext: FeatureExtractor) -> dict:
     skip = ("_kernels", "_direct", "_fused", "_one", "_spectral_kernel", "_pool")
     state = copy.deepcopy({key: value for key, value in ext.__dict__.items() if key not in skip})
     pool = state["_pool"] = FramePool(ext.names)
-    pool.ensure(2 * ext._times.shape[0] + 2)  # as _alloc sizes it
+    pool.ensure(_pool_slots(ext._times.shape[0]))
     return state
+
+
+def _pool_slots(max_frames: int) -> int:
+    """Frame pool slots for steps of up to ``max_frames`` frames (at least twice those: :meth:`FramePool.ensure`)."""
+    return 2 * max_frames + 2
