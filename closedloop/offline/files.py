@@ -44,7 +44,7 @@ from closedloop.channels import (
     named_channels,
 )
 from closedloop.recording.reader import XDFReader, XDFStream
-from closedloop.units import UnitError, microvolts_per, scale_factors, to_microvolts
+from closedloop.units import UnitError, microvolts_per, scale_factors, to_microvolts, voltage_channels
 
 __all__ = [
     "Event",
@@ -56,6 +56,8 @@ __all__ = [
     "match_channels",
     "CHUNK_S",
     "chunk_samples_for",
+    "ChannelScaling",
+    "stream_scaling",
 ]
 
 #: MNE channel types holding voltages (scaled V -> µV).
@@ -292,6 +294,42 @@ def open_recording(
         raise RecordingError(str(e)) from None
 
 
+@dataclass(frozen=True)
+class ChannelScaling:
+    """How a replay reads a recorded stream's channels.
+
+    Attributes
+    ----------
+    types : list of str
+        Channel types (:func:`closedloop.channels.channel_types`).
+    factors : ndarray
+        µV per value as recorded (1 for channels left as they are).
+    volts : list of bool
+        Whether each channel's values are voltages (scaled by ``factors``).
+    notes : list of str
+        What was assumed (voltage channels that declare no unit).
+    """
+
+    types: list[str]
+    factors: np.ndarray
+    volts: list[bool]
+    notes: list[str]
+
+
+def stream_scaling(stream: XDFStream, labels: Sequence[str], where: str) -> ChannelScaling:
+    """Type and scale ``stream``'s channels (labelled ``labels``) as a replay does.
+
+    The one rule every reader of a recording uses (replay, recorded dashboard,
+    report, BIDS export): types from the header corrected by the labels,
+    voltages to µV from the units the header records, other channels as they
+    are. Raises :class:`~closedloop.units.UnitError` naming the channel when a
+    voltage channel's unit is not a voltage.
+    """
+    types = channel_types(labels, stream.ch_types, stream.type)
+    factors, notes = scale_factors(stream.units, types, labels, None, where)
+    return ChannelScaling(types, factors, voltage_channels(stream.units, types), notes)
+
+
 def _open_xdf(path: Path, name, type_, source_id) -> RecordingFile:
     reader = XDFReader(path)
     stream = _pick_eeg_stream(reader, name, type_, source_id)
@@ -316,9 +354,9 @@ def _open_xdf(path: Path, name, type_, source_id) -> RecordingFile:
         labels = list(stream.ch_names)
     else:
         labels = generic_names(stream.channel_count)
-    types = channel_types(labels, stream.ch_types, stream.type)
-    factors, unit_notes = scale_factors(stream.units, types, labels, None, where)
-    notes += unit_notes
+    scaling = stream_scaling(stream, labels, where)
+    types, factors = scaling.types, scaling.factors
+    notes += scaling.notes
     events = []
     for other in reader.streams.values():
         if other.channel_format != "string" or other.stream_id == stream.stream_id:

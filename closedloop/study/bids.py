@@ -213,19 +213,18 @@ def _raw_from_xdf(reader, eeg, meas_date: datetime | None, line_freq: float | No
     import mne
     from mne.io.constants import FIFF
 
-    from closedloop.channels import channel_types
-    from closedloop.units import UnitError, scale_factors, voltage_channels
+    from closedloop.offline.files import stream_scaling
+    from closedloop.units import UnitError
 
     values, stamps = reader.read_stream(eeg.stream_id)
     if values.shape[0] < 2:
         raise BidsExportError(f"{reader.path}: the EEG stream {eeg.name!r} holds {values.shape[0]} samples")
-    kinds = channel_types(eeg.ch_names, eeg.ch_types, eeg.type)  # as a replay types them (offline/files.py)
     try:  # the rule the session scaled them with: voltages to µV (none declared: µV), other channels as they are
-        to_uv, _ = scale_factors(eeg.units, kinds, eeg.ch_names, None, f"{reader.path} (stream {eeg.name!r})")
+        scaling = stream_scaling(eeg, eeg.ch_names, f"{reader.path} (stream {eeg.name!r})")
     except UnitError as err:
         raise BidsExportError(str(err)) from None
-    volts = voltage_channels(eeg.units, kinds)
-    scale = np.where(volts, to_uv * 1e-6, 1.0)
+    kinds, volts = scaling.types, scaling.volts
+    scale = np.where(volts, scaling.factors * 1e-6, 1.0)
     info = mne.create_info(list(eeg.ch_names), float(eeg.nominal_srate), [_MNE_TYPES.get(k, "misc") for k in kinds])
     for ch, volt in zip(info["chs"], volts):  # MNE makes a misc channel (a REF one) unitless, a stim one volts:
         ch["unit"] = FIFF.FIFF_UNIT_V if volt else FIFF.FIFF_UNIT_NONE  # say what the values are

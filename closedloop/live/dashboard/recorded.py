@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from closedloop.channels import channel_types
 from closedloop.live.dashboard.ratings import RATINGS_STREAM, RATINGS_TYPE
 from closedloop.live.dashboard.state import (
     EEG_SPAN_S,
@@ -28,7 +27,6 @@ from closedloop.live.dashboard.state import (
     DashboardInfo,
     DashboardState,
 )
-from closedloop.units import scale_factors
 
 __all__ = ["RecordedSession", "RecordedBackend", "find_session_file"]
 
@@ -68,6 +66,7 @@ class RecordedSession:
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
+        from closedloop.offline.files import stream_scaling
         from closedloop.recording.reader import XDFReader
 
         self.path = find_session_file(path)
@@ -112,8 +111,7 @@ class RecordedSession:
         self.eeg_t = stamps.astype(np.float64) + offset
         cols = [eeg.ch_names.index(c) for c in self.info.display]
         roi = [eeg.ch_names.index(c) for c in self.info.roi]
-        kinds = channel_types(eeg.ch_names, eeg.ch_types, eeg.type)  # scaled as a replay scales them
-        scale, _ = scale_factors(eeg.units, kinds, eeg.ch_names, None, f"{self.path} (stream {eeg.name!r})")
+        scale = stream_scaling(eeg, eeg.ch_names, f"{self.path} (stream {eeg.name!r})").factors  # as a replay
         self.eeg_display = values[:, cols].astype(np.float64) * scale[cols]
         self.eeg_roi = (values[:, roi].astype(np.float64) * scale[roi]).mean(axis=1)
         self.t0 = float(self.eeg_t[0]) if self.eeg_t.size else 0.0
