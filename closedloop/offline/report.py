@@ -144,7 +144,8 @@ def write_report(
         )
     )
     if eeg is not None and eeg.sample_count:
-        sections.append(("Raw EEG excerpt", _img(_eeg_figure(reader, eeg, cfg_json))))
+        fig, caption = _eeg_figure(reader, eeg, cfg_json)
+        sections.append(("Raw EEG excerpt", _img(fig) + f"<p>{html.escape(caption)}</p>"))
     toml = reader.file_header.findtext("pipeline_toml") or ""
     if toml.strip():
         sections.append(("Pipeline file", f"<pre><code>{html.escape(toml)}</code></pre>"))
@@ -528,6 +529,14 @@ def _latency_figure(stats, applied):
 
 
 def _eeg_figure(reader: XDFReader, eeg, cfg: dict | None):
+    """Return the first seconds of the EEG (feature channels first) and a caption saying what is shown.
+
+    Voltage channels are scaled to µV as a replay scales them (the units the
+    recording's header gives); other channels (a trigger channel) are left out.
+    """
+    from closedloop.offline.files import stream_scaling
+    from closedloop.units import UnitError
+
     want = int(_EXCERPT_S * eeg.nominal_srate)
     parts, stamps, got = [], [], 0
     for values, ts in reader.iter_samples(eeg.stream_id):
@@ -538,12 +547,22 @@ def _eeg_figure(reader: XDFReader, eeg, cfg: dict | None):
             break
     data = np.concatenate(parts).astype(np.float64)
     t = np.concatenate(stamps)
-    feats = [c for c in ((cfg or {}).get("features", {}).get("channels") or []) if c in eeg.ch_names]
-    order = feats + [c for c in eeg.ch_names if c not in feats]
+    try:
+        scaling = stream_scaling(eeg, eeg.ch_names, f"{reader.path.name} (stream {eeg.name!r})")
+        pool = [c for c, volt in zip(eeg.ch_names, scaling.volts) if volt]
+        factors = scaling.factors
+    except UnitError:  # a voltage channel in a unit closedloop does not know: shown as recorded
+        pool, factors = [], None
+    unit = "µV" if pool else "the recording's units"
+    left_out = [c for c in eeg.ch_names if c not in pool] if pool else []
+    pool = pool or list(eeg.ch_names)
+    feats = [c for c in ((cfg or {}).get("features", {}).get("channels") or []) if c in pool]
+    order = feats + [c for c in pool if c not in feats]
     shown = order[:_EXCERPT_CHANNELS]
     idx = [eeg.ch_names.index(c) for c in shown]
     x = t - t[0]
-    seg = data[:, idx] - np.nanmean(data[:, idx], axis=0)
+    values = data[:, idx] * factors[idx] if unit == "µV" else data[:, idx]
+    seg = values - np.nanmean(values, axis=0)
     spread = float(np.nanpercentile(np.abs(seg), 99)) * 2 if seg.size else 1.0
     spread = spread if math.isfinite(spread) and spread > 0 else 1.0
     fig = _figure(0.5 * len(shown) + 1.0, left=0.7, bottom=0.5, top=0.3)
@@ -553,7 +572,9 @@ def _eeg_figure(reader: XDFReader, eeg, cfg: dict | None):
     ax.plot(x[sl], seg[sl] + offsets, lw=0.5, color="k")
     ax.set_yticks(offsets, shown, fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
-    unit = eeg.units[0] or "µV"
     ax.set_xlabel(f"time from the first sample (s); {format_value(spread)} {unit} between traces", fontsize=8)
     ax.set_title(f"{eeg.name}: first {format_value(float(x[-1]) if len(x) else 0.0)} s", fontsize=9)
-    return fig
+    caption = f"{len(shown)} of {len(eeg.ch_names)} channels, mean removed, in {unit}"
+    if left_out:
+        caption += f"; not voltages, not shown: {', '.join(left_out)}"
+    return fig, caption + "."

@@ -257,7 +257,8 @@ def test_a_units_override_is_recorded_so_the_recording_reads_right_without_the_p
     """An amplifier that says µV but sends volts (``[source] units = "V"``) and a trigger channel in counts.
 
     The recording must say what its values are: replayed without the override, it gives the live frames bit for
-    bit; exported to BIDS, the EEG is in volts and the trigger channel keeps its codes.
+    bit; the dashboard's recorded view and the report's EEG excerpt show µV; exported to BIDS, the EEG is in
+    volts and the trigger channel keeps its codes.
     """
     pytest.importorskip("mne_bids")
     from mne_bids import BIDSPath, read_raw_bids
@@ -265,6 +266,7 @@ def test_a_units_override_is_recorded_so_the_recording_reads_right_without_the_p
     from closedloop.live.dashboard.recorded import RecordedSession
     from closedloop.live.runtime import LiveSession
     from closedloop.offline.replay import replay
+    from closedloop.offline.report import _eeg_figure, write_report
     from closedloop.recording import XDFReader
     from closedloop.study.bids import export_sessions
 
@@ -293,6 +295,12 @@ def test_a_units_override_is_recorded_so_the_recording_reads_right_without_the_p
     shown = RecordedSession(tmp_path / "s")  # the dashboard's recorded view: the EEG in µV
     o1 = shown.info.display.index("O1")
     np.testing.assert_allclose(shown.eeg_display[:, o1], received[:, 3].astype(np.float64) * 1e6)
+
+    html = write_report(tmp_path / "s" / "session.xdf", tmp_path / "r.html").read_text()  # its EEG excerpt too
+    assert "5 of 6 channels, mean removed, in µV; not voltages, not shown: TRIG." in html
+    fig, _ = _eeg_figure(reader, eeg, None)  # what it draws: the five EEG traces in µV (a 20-µV alpha sine)
+    assert [tick.get_text() for tick in fig.axes[0].get_yticklabels()] == labels[:5]
+    assert 10.0 < np.std(fig.axes[0].lines[0].get_ydata()) < 30.0
 
     plain = load_pipeline(REPO / "pipelines" / "alpha_tacs_lsl.toml", base)  # no [source] units
     again = replay(tmp_path / "s" / "session.xdf", plain, keep="steps")
