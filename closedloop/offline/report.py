@@ -534,6 +534,7 @@ def _eeg_figure(reader: XDFReader, eeg, cfg: dict | None):
     Voltage channels are scaled to µV as a replay scales them (the units the
     recording's header gives); other channels (a trigger channel) are left out.
     """
+    from closedloop.channels import ChannelError, match
     from closedloop.offline.files import stream_scaling
     from closedloop.units import UnitError
 
@@ -556,7 +557,12 @@ def _eeg_figure(reader: XDFReader, eeg, cfg: dict | None):
     unit = "µV" if pool else "the recording's units"
     left_out = [c for c in eeg.ch_names if c not in pool] if pool else []
     pool = pool or list(eeg.ch_names)
-    feats = [c for c in ((cfg or {}).get("features", {}).get("channels") or []) if c in pool]
+    wanted = list((cfg or {}).get("features", {}).get("channels") or [])
+    try:  # matched as the pipeline matches them: "O1" is a stream's "EEG O1"
+        feats = [eeg.ch_names[i] for i in match(wanted, eeg.ch_names)]
+    except ChannelError:
+        feats = wanted
+    feats = [c for c in feats if c in pool]
     order = feats + [c for c in pool if c not in feats]
     shown = order[:_EXCERPT_CHANNELS]
     idx = [eeg.ch_names.index(c) for c in shown]
@@ -574,7 +580,7 @@ def _eeg_figure(reader: XDFReader, eeg, cfg: dict | None):
     ax.tick_params(axis="x", labelsize=7)
     ax.set_xlabel(f"time from the first sample (s); {format_value(spread)} {unit} between traces", fontsize=8)
     ax.set_title(f"{eeg.name}: first {format_value(float(x[-1]) if len(x) else 0.0)} s", fontsize=9)
-    caption = f"{len(shown)} of {len(eeg.ch_names)} channels, mean removed, in {unit}"
+    caption = f"{', '.join(shown)} ({len(shown)} of {len(eeg.ch_names)} channels), mean removed, in {unit}"
     if left_out:
         caption += f"; not voltages, not shown: {', '.join(left_out)}"
     return fig, caption + "."

@@ -297,7 +297,7 @@ def test_a_units_override_is_recorded_so_the_recording_reads_right_without_the_p
     np.testing.assert_allclose(shown.eeg_display[:, o1], received[:, 3].astype(np.float64) * 1e6)
 
     html = write_report(tmp_path / "s" / "session.xdf", tmp_path / "r.html").read_text()  # its EEG excerpt too
-    assert "5 of 6 channels, mean removed, in µV; not voltages, not shown: TRIG." in html
+    assert "O1, O2, Pz, Fz, Cz (5 of 6 channels), mean removed, in µV; not voltages, not shown: TRIG." in html
     fig, _ = _eeg_figure(reader, eeg, None)  # what it draws: the five EEG traces in µV (a 20-µV alpha sine)
     assert [tick.get_text() for tick in fig.axes[0].get_yticklabels()] == labels[:5]
     assert 10.0 < np.std(fig.axes[0].lines[0].get_ydata()) < 30.0

@@ -233,6 +233,14 @@ def test_real_edf_replays_with_band_powers_equal_to_scipy(resolved):
     assert np.nanmean(result.trace.feature("theta_alpha")) < 0
 
 
+@pytest.mark.skipif(not SHARED_EDF.exists(), reason="shared real EEG (../shared/data) not present")
+def test_the_report_of_a_real_recording_shows_the_feature_channels_first(tmp_path, resolved):
+    """The pipeline names O1, O2, Pz; the file labels them "EEG O1"...: the raw excerpt starts with those."""
+    replay(SHARED_EDF, resolved, tmp_path / "out")
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "EEG O1, EEG O2, EEG Pz, EEG Fp1, EEG Fp2, EEG F3, EEG F4, EEG F7 (8 of 21 channels)" in html
+
+
 def test_cli_replay_and_its_errors(tmp_path, mne_raw):
     path = tmp_path / "rec_raw.fif"
     mne_raw.save(path, verbose=False)

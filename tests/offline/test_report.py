@@ -63,7 +63,7 @@ def test_report_shows_every_section_of_a_session(session):
     ):
         assert title in html, title
     assert "2 mA clamped to 1.5 mA" in html  # the recorded safety event, in its table
-    assert "8 of 32 channels, mean removed, in µV." in html  # the raw excerpt's caption
+    assert "(8 of 32 channels), mean removed, in µV." in html  # the raw excerpt's caption
     assert "duration reached" in html and "[controller]" in html
     figures = images(html)
     assert len(figures) == 4  # features, stimulation, latency/age, raw EEG
