@@ -550,13 +550,14 @@ def _eeg_figure(reader: XDFReader, eeg, cfg: dict | None):
     t = np.concatenate(stamps)
     try:
         scaling = stream_scaling(eeg, eeg.ch_names, f"{reader.path.name} (stream {eeg.name!r})")
-        pool = [c for c, volt in zip(eeg.ch_names, scaling.volts) if volt]
-        factors = scaling.factors
+        volts = [c for c, volt in zip(eeg.ch_names, scaling.volts) if volt]
     except UnitError:  # a voltage channel in a unit closedloop does not know: shown as recorded
-        pool, factors = [], None
-    unit = "µV" if pool else "the recording's units"
-    left_out = [c for c in eeg.ch_names if c not in pool] if pool else []
-    pool = pool or list(eeg.ch_names)
+        volts = []
+    if volts:
+        pool, unit, scale = volts, "µV", scaling.factors
+    else:
+        pool, unit, scale = list(eeg.ch_names), "the recording's units", np.ones(len(eeg.ch_names))
+    left_out = [c for c in eeg.ch_names if c not in pool]
     wanted = list((cfg or {}).get("features", {}).get("channels") or [])
     try:  # matched as the pipeline matches them: "O1" is a stream's "EEG O1"
         feats = [eeg.ch_names[i] for i in match(wanted, eeg.ch_names)]
@@ -567,7 +568,7 @@ def _eeg_figure(reader: XDFReader, eeg, cfg: dict | None):
     shown = order[:_EXCERPT_CHANNELS]
     idx = [eeg.ch_names.index(c) for c in shown]
     x = t - t[0]
-    values = data[:, idx] * factors[idx] if unit == "µV" else data[:, idx]
+    values = data[:, idx] * scale[idx]
     seg = values - np.nanmean(values, axis=0)
     spread = float(np.nanpercentile(np.abs(seg), 99)) * 2 if seg.size else 1.0
     spread = spread if math.isfinite(spread) and spread > 0 else 1.0
