@@ -120,31 +120,26 @@ def scale_factors(
     """
     import numpy as np
 
-    n = len(labels)
-    declared = list(units) if units is not None and len(units) == n else [""] * n
-    factors = np.ones(n)
+    declared = _declared(units, len(labels))
+    factors = np.ones(len(labels))
     forced = microvolts_per(override) if override else None
     missing = []
     for i, (unit, kind) in enumerate(zip(declared, types)):
-        voltage = _voltage_type(kind)
-        if not voltage and kind != "MISC":
-            continue
-        if forced is not None and voltage:
+        if not _is_voltage(unit, kind):
+            continue  # a trigger, a counter, a misc channel in some other unit: left as it is
+        if forced is not None and _voltage_type(kind):
             factors[i] = forced
             continue
         try:
             per = microvolts_per(unit)
-        except UnitError:
-            if not voltage:
-                continue  # a misc channel in some other unit: left as it is
+        except UnitError:  # a voltage type in an unknown unit (a misc channel's unit is known here)
             raise UnitError(
                 f"{where}: channel {labels[i]!r} declares unit {unit!r}, which is not a voltage closedloop knows "
                 f"(known: {', '.join(KNOWN_UNITS)}, or mne-lsl's 0, -3, -6, -9); "
                 f"set [source] units if the stream's unit is mislabelled"
             ) from None
-        if per is None:
-            if voltage:
-                missing.append(labels[i])
+        if per is None:  # a voltage type that declares no unit
+            missing.append(labels[i])
             continue
         factors[i] = per
     notes = []
@@ -162,6 +157,25 @@ def _voltage_type(kind: str) -> bool:
     return kind in VOLTAGE_TYPES or kind == ""
 
 
+def _declared(units: Sequence[str] | None, n: int) -> list[str]:
+    """Return the declared unit of each of ``n`` channels ("" for none); none at all when the count differs."""
+    if units is None or len(units) != n:
+        return [""] * n
+    return ["" if unit is None else str(unit) for unit in units]
+
+
+def _is_voltage(unit: str, kind: str) -> bool:
+    """Whether a channel's values are voltages: a voltage type (or none), or ``MISC`` in a known voltage unit."""
+    if _voltage_type(kind):
+        return True
+    if kind != "MISC":
+        return False
+    try:
+        return microvolts_per(unit) is not None
+    except UnitError:
+        return False
+
+
 def units_as_received(units: Sequence[str] | None, types: Sequence[str], override: str | None = None) -> list[str]:
     """Return the unit of each channel's values as received, for a recording's header.
 
@@ -171,8 +185,7 @@ def units_as_received(units: Sequence[str] | None, types: Sequence[str], overrid
     export reads them right without the pipeline file. Elsewhere the unit
     is the declared one ("" where the stream declares none).
     """
-    n = len(types)
-    declared = [str(u) for u in units] if units is not None and len(units) == n else [""] * n
+    declared = _declared(units, len(types))
     if not override:
         return declared
     return [override if _voltage_type(kind) else unit for unit, kind in zip(declared, types)]
@@ -185,18 +198,7 @@ def voltage_channels(units: Sequence[str] | None, types: Sequence[str]) -> list[
     unit. Other channels (``STIM``, a ``MISC`` channel in counts) are left
     as they are.
     """
-    n = len(types)
-    declared = list(units) if units is not None and len(units) == n else [""] * n
-    out = []
-    for unit, kind in zip(declared, types):
-        if _voltage_type(kind):
-            out.append(True)
-            continue
-        try:
-            out.append(kind == "MISC" and microvolts_per(unit) is not None)
-        except UnitError:
-            out.append(False)
-    return out
+    return [_is_voltage(unit, kind) for unit, kind in zip(_declared(units, len(types)), types)]
 
 
 def unit_name(factor: float) -> str:
