@@ -63,6 +63,8 @@ def test_a_recording_names_the_units_its_values_are_in():
     assert units_as_received(declared, types) == declared
     assert units_as_received(declared, types, "V") == ["V", "V", "V", "counts", "degC", "mV", ""]
     assert units_as_received(None, types, "V") == ["V", "V", "V", "", "", "", ""]
+    assert units_as_received(["µV", None], ["EEG", "EEG"]) == ["µV", ""]  # a missing entry is no unit, not "None"
+    assert units_as_received(["µV"], ["EEG", "EEG"]) == ["", ""]  # a count that does not match: none declared
     # voltages: the voltage types (or none), and a MISC channel only when it declares a voltage unit
     volts = voltage_channels(declared, types)
     assert volts == [True, True, True, False, False, True, False]
