@@ -290,11 +290,23 @@ def test_the_stop_buttons_ramp_the_device_to_zero(repo, tmp_path, page, emergenc
     t = np.array([s[0] for s in samples])
     out = np.array([s[1] for s in samples])
     assert out[t < clicked].min() >= 0.4999 and out[-1] == 0.0
-    start = t[np.argmax(out < 0.499)]  # the ramp starts once the confirmation reaches the loop
+    first = int(np.argmax(out < 0.499))
+    start, before = t[first], t[first - 1]  # the ramp starts once the confirmation reaches the loop, in between
     zero = t[np.argmax(out <= 0.0)]
-    # the confirmation crosses the browser, the server's thread and the loop's next turn: under the suite's
-    # load (two CPU hogs and a browser on 2 cores) that once took 1.17 s, so 2 s
-    assert clicked <= start < clicked + 2.0
+    # who and when, in the recording: the operator event is noted when the server takes the confirmation
+    safety = [json.loads(x[0]) for x in load_streams(run.folder)["closedloop-safety"]["time_series"]]
+    ops = [e for e in safety if e["kind"] == "operator"]
+    assert len(ops) == 1 and f"{kind} requested by Dr Test (127.0.0.1) at " in ops[0]["reason"]
+    received = ops[0]["time"]
+    # the browser's part (click to server) runs at nice 10, under the suite's load below two CPU hogs on 2 cores:
+    # click to ramp once took 2.17 s with it included. It is the browser's latency, not the product's: bounded loosely
+    assert clicked <= received < clicked + 10.0
+    # the loop's part: the ramp starts at its next turn, within the watchdog's timeout (else it had tripped);
+    # the sampler's last reading before the ramp (5 ms apart, more under load) bounds when it began
+    watchdog = env["watchdog_timeout_s"]["value"]
+    assert received <= start and before < received + watchdog, (
+        f"ramp between {before - received:.3f} and {start - received:.3f} s after the server took the stop"
+    )
     if emergency:  # the device's emergency stop: at least as fast as the emergency rate
         assert zero - start <= 0.5 / env["emergency_ramp_rate_mA_per_s"]["value"] + 0.05
     else:  # through the safety layer at the profile's rate: 0.5 mA in 2.5 s, never faster
@@ -306,11 +318,6 @@ def test_the_stop_buttons_ramp_the_device_to_zero(repo, tmp_path, page, emergenc
         drops = np.interp(fall, t, out) - np.interp(fall + 1.0, t, out)
         # over any 1 s, no more than the rate allows (slack: one late ramp step of up to 0.3 s on a busy machine)
         assert drops.max() <= 1.3 * rate
-    # who and when, in the recording
-    safety = [json.loads(x[0]) for x in load_streams(run.folder)["closedloop-safety"]["time_series"]]
-    ops = [e for e in safety if e["kind"] == "operator"]
-    assert len(ops) == 1 and f"{kind} requested by Dr Test (127.0.0.1) at " in ops[0]["reason"]
-    assert clicked <= ops[0]["time"] <= start + 0.1
 
 
 def test_an_exposed_dashboard_refuses_the_page_and_the_stop_without_its_token(repo, tmp_path, page):
