@@ -315,8 +315,8 @@ class XDFReader:
                     values = recs["values"]  # a view into the file's bytes
                     if picks is None:
                         parts.append((values, recs["ts"], False))
-                    else:
-                        parts.append((np.take(values, picks, axis=1), recs["ts"], False))
+                    else:  # the picked columns are a new array already: only the stamps need their own
+                        parts.append((np.take(values, picks, axis=1), recs["ts"].copy(), True))
                     last = float(recs["ts"][-1])
                     have += n
                     if have >= min_samples:
