@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from closedloop.pipeline import Pipeline
@@ -19,6 +21,18 @@ STIMULATE_AT_ONCE = {
     "controller.blanking_s": 0.0,
     "recording.report": False,
 }
+
+
+def sim_tacs_copy(repo: Path, folder: Path, name: str, limits: dict[str, float]) -> Path:
+    """Write a copy of the simulated tACS profile, renamed ``name``, whose only changes are these limits' values."""
+    text = (repo / "devices" / "sim_tacs.toml").read_text()
+    for key, value in limits.items():
+        head = f"[limits.{key}]\nvalue = "
+        start = text.index(head) + len(head)
+        text = text[:start] + repr(value) + text[text.index("\n", start) :]
+    path = folder / f"{name}.toml"
+    path.write_text(text.replace('name = "sim_tacs"', f'name = "{name}"'))
+    return path
 
 
 def eeg_desc(gen, fmt="float32"):

@@ -21,6 +21,7 @@ from closedloop.lslconfig import configure_lsl
 configure_lsl()
 
 from lying_world import DeviceSampler, Lie, LyingOutlet  # noqa: E402
+from session_helpers import sim_tacs_copy  # noqa: E402
 
 from closedloop.config import load_pipeline  # noqa: E402
 from closedloop.live.runtime import LiveSession  # noqa: E402
@@ -36,14 +37,8 @@ AMPLITUDE = 1.0  # mA, what the controller asks for
 
 def setup(repo, tmp_path, name: str, overrides: dict | None = None):
     """A pipeline on stream ``name`` that always wants 1 mA, on a fast-ramping copy of the simulated tACS profile."""
-    text = (repo / "devices" / "sim_tacs.toml").read_text()
-    for key, value in (("max_ramp_rate_mA_per_s", RAMP), ("emergency_ramp_rate_mA_per_s", EMERGENCY)):
-        head = f"[limits.{key}]\nvalue = "
-        start = text.index(head) + len(head)
-        end = text.index("\n", start)
-        text = text[:start] + repr(value) + text[end:]
-    profile = tmp_path / "sim_tacs_fast.toml"
-    profile.write_text(text.replace('name = "sim_tacs"', 'name = "sim_tacs_fast"'))
+    fast = {"max_ramp_rate_mA_per_s": RAMP, "emergency_ramp_rate_mA_per_s": EMERGENCY}
+    profile = sim_tacs_copy(repo, tmp_path, "sim_tacs_fast", fast)
     over = {
         "source.name": name,
         "source.type": "EEG",

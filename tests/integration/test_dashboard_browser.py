@@ -43,6 +43,7 @@ from closedloop.lslconfig import configure_lsl
 configure_lsl()
 
 import pylsl  # noqa: E402
+from session_helpers import sim_tacs_copy  # noqa: E402
 
 from closedloop.config import load_pipeline  # noqa: E402
 from closedloop.live.runtime import LiveSession  # noqa: E402
@@ -87,13 +88,8 @@ WATCHDOG_S = 1.0
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory) -> Path:
     """A copy of the simulated tACS profile whose only change is a ``WATCHDOG_S`` loop watchdog."""
-    text = (REPO / "devices" / "sim_tacs.toml").read_text()
-    head = "[limits.watchdog_timeout_s]\nvalue = "
-    start = text.index(head) + len(head)
-    text = text[:start] + repr(WATCHDOG_S) + text[text.index("\n", start) :]
-    path = tmp_path_factory.mktemp("devices") / "sim_tacs_browser.toml"
-    path.write_text(text.replace('name = "sim_tacs"', 'name = "sim_tacs_browser"'))
-    return path
+    folder = tmp_path_factory.mktemp("devices")
+    return sim_tacs_copy(REPO, folder, "sim_tacs_browser", {"watchdog_timeout_s": WATCHDOG_S})
 
 
 @pytest.fixture
