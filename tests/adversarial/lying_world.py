@@ -6,8 +6,11 @@ Unix-epoch stamps, a fixed offset, a step back, a jump forward, a stop, NaN or
 1e30 values. :class:`DeviceSampler` reads the device's own output
 (``adapter.output_mA(t)``, or an emulator's state) on the local clock every few
 milliseconds, so the tests assert what the device delivered — charge as our
-own ∫|I|dt, the largest slope, when it reached zero — not what the safety
-layer believes.
+own ∫|I|dt, when it reached zero — not what the safety layer believes.
+:class:`DeviceInputs` records every command the simulated tACS device
+receives, and when, and rebuilds its exact output from them: slopes are read
+from that, since a sampler thread starved on a busy machine misses the shape
+between its readings.
 """
 
 from __future__ import annotations
@@ -176,18 +179,6 @@ class DeviceSampler:
         t, a = self.arrays()
         return float(np.trapezoid(np.abs(a), t)) / 1000.0 if t.size > 1 else 0.0
 
-    def max_rise(self, window_s: float) -> float:
-        """Return the largest rise ΔI / Δt over any ``window_s`` of the sampled output (mA/s).
-
-        Rises are bounded by the ramp rate; falls may use the faster emergency rate.
-        """
-        t, a = self.arrays()
-        if t.size < 2:
-            return 0.0
-        later = np.interp(t + window_s, t, a)
-        keep = t + window_s <= t[-1]
-        return float(np.max(later[keep] - a[keep]) / window_s) if keep.any() else 0.0
-
     def zero_after(self, t0: float) -> float:
         """Return how long after ``t0`` the output reached zero and stayed there (inf if it never did)."""
         t, a = self.arrays()
@@ -202,3 +193,101 @@ class DeviceSampler:
         t, a = self.arrays()
         after = a[t >= t0]
         return float(after.max()) if after.size else 0.0
+
+
+class DeviceInputs:
+    """Record what a :class:`~closedloop.adapters.simulated.SimulatedStimulator` receives; rebuild its output.
+
+    Wraps the adapter's ``apply``: for every command, the local time the
+    device got it (``now``), the layer's time stamped on the command, the
+    device's output at that moment and the target it then moves to at its own
+    transition rate (``adapter.rate``). Between commands the output is
+    therefore known exactly, not sampled.
+    """
+
+    def __init__(self, adapter) -> None:
+        self.adapter = adapter
+        self.rate = float(adapter.rate)
+        self.rows: list[tuple[float, float, float, float]] = []  # (now, command time, output, target)
+        self._apply = adapter.apply
+        adapter.apply = self._record
+
+    def _record(self, command, now: float) -> None:
+        before = self.adapter.output_mA(now)
+        self._apply(command, now)
+        self.rows.append((now, float(command.time), before, float(self.adapter.status()["target_mA"])))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Return (local times received, layer times, outputs then, targets) as arrays."""
+        rows = np.asarray(self.rows, dtype=float).reshape(-1, 4)
+        return rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+
+    def output(self, t: np.ndarray) -> np.ndarray:
+        """Return the device's output (mA) at local times ``t`` (not before the first command)."""
+        now, _, start, target = self.arrays()
+        k = np.clip(np.searchsorted(now, t, side="right") - 1, 0, None)
+        span = target[k] - start[k]
+        moved = np.minimum(self.rate * np.maximum(t - now[k], 0.0), np.abs(span))
+        return start[k] + np.sign(span) * moved
+
+    def rebuild_error(self) -> float:
+        """Return how far the rebuilt output, just before each command, is from what the device read then (mA).
+
+        Zero (to rounding) when the rebuild follows the device's own model and nothing but ``apply`` moved it.
+        """
+        now, _, start, target = self.arrays()
+        span = target[:-1] - start[:-1]
+        moved = np.minimum(self.rate * (now[1:] - now[:-1]), np.abs(span))
+        return float(np.max(np.abs(start[:-1] + np.sign(span) * moved - start[1:]))) if now.size > 1 else 0.0
+
+    def rises(self, window_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Return the starts of the windows where the largest rises can begin, and each window's rise (mA).
+
+        The output is piecewise linear, with knots where a command arrives and
+        where the transition to it ends; the rise over a window is largest with
+        one of its ends at a knot.
+        """
+        now, _, start, target = self.arrays()
+        knots = np.concatenate([now, now + np.abs(target - start) / self.rate])
+        starts = np.unique(np.concatenate([knots, knots - window_s]))
+        starts = starts[(starts >= now[0]) & (starts + window_s <= now[-1])]
+        return starts, self.output(starts + window_s) - self.output(starts)
+
+    def max_rise(self, window_s: float) -> float:
+        """Return the largest rise ΔI / Δt of the output over any ``window_s`` (mA/s)."""
+        _, rise = self.rises(window_s)
+        return float(rise.max()) / window_s if rise.size else 0.0
+
+    def worst_rise(self, window_s: float, ramp: float) -> tuple[float, float, float]:
+        """Compare every ``window_s`` of the output's rise with what the ramp rate allows on the layer's clock.
+
+        Over a window the output rises from a level the device had reached —
+        at least the target of some command ``i`` — to at most the target of
+        the last command it received by the window's end, ``m``. The layer
+        lets targets rise by at most ``ramp`` × (its time of ``m`` − its time
+        of ``i``). With a frame every 50 ms that span is the window plus at
+        most a frame; a loop stalled for ``g`` s makes it ``g`` longer, and the
+        next target is ``ramp`` × ``g`` higher (docs/safety.md).
+
+        Returns
+        -------
+        tuple
+            The largest ratio of a window's rise to its allowance; that
+            window's rise (mA/s over the window) and its span on the layer's clock (s).
+        """
+        now, layer_t, _, target = self.arrays()
+        starts, rise = self.rises(window_s)
+        level = self.output(starts)
+        worst = (0.0, 0.0, 0.0)
+        for s, r, at in zip(starts, rise, level):
+            if r <= 1e-12:
+                continue
+            j = np.searchsorted(now, s, side="right") - 1  # the last command received by the window's start
+            reached = np.nonzero(target[: j + 1] <= at + 1e-12)[0]
+            i = reached[-1] if reached.size else 0
+            m = np.searchsorted(now, s + window_s, side="right") - 1
+            span = layer_t[m] - layer_t[i]
+            ratio = r / (ramp * span + 1e-9)
+            if ratio > worst[0]:
+                worst = (ratio, r / window_s, span)
+        return worst
