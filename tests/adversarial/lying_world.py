@@ -222,23 +222,27 @@ class DeviceInputs:
         rows = np.asarray(self.rows, dtype=float).reshape(-1, 4)
         return rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
 
-    def output(self, t: np.ndarray) -> np.ndarray:
-        """Return the device's output (mA) at local times ``t`` (not before the first command)."""
+    def _after(self, k: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Return the output at local times ``t`` had command ``k`` been the last one received (mA)."""
         now, _, start, target = self.arrays()
-        k = np.clip(np.searchsorted(now, t, side="right") - 1, 0, None)
         span = target[k] - start[k]
         moved = np.minimum(self.rate * np.maximum(t - now[k], 0.0), np.abs(span))
         return start[k] + np.sign(span) * moved
+
+    def output(self, t: np.ndarray) -> np.ndarray:
+        """Return the device's output (mA) at local times ``t`` (not before the first command)."""
+        now = self.arrays()[0]
+        return self._after(np.clip(np.searchsorted(now, t, side="right") - 1, 0, None), t)
 
     def rebuild_error(self) -> float:
         """Return how far the rebuilt output, just before each command, is from what the device read then (mA).
 
         Zero (to rounding) when the rebuild follows the device's own model and nothing but ``apply`` moved it.
         """
-        now, _, start, target = self.arrays()
-        span = target[:-1] - start[:-1]
-        moved = np.minimum(self.rate * (now[1:] - now[:-1]), np.abs(span))
-        return float(np.max(np.abs(start[:-1] + np.sign(span) * moved - start[1:]))) if now.size > 1 else 0.0
+        now, _, start, _ = self.arrays()
+        if now.size < 2:
+            return 0.0
+        return float(np.max(np.abs(self._after(np.arange(now.size - 1), now[1:]) - start[1:])))
 
     def rises(self, window_s: float) -> tuple[np.ndarray, np.ndarray]:
         """Return the starts of the windows where the largest rises can begin, and each window's rise (mA).

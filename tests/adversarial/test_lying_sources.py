@@ -40,9 +40,7 @@ AMPLITUDE = 1.0  # mA, what the controller asks for
 
 def setup(repo, tmp_path, name: str, overrides: dict | None = None, watchdog_s: float = WATCHDOG):
     """A pipeline on stream ``name`` that always wants 1 mA, on a fast-ramping copy of the simulated tACS profile."""
-    fast = {"max_ramp_rate_mA_per_s": RAMP, "emergency_ramp_rate_mA_per_s": EMERGENCY}
-    if watchdog_s != WATCHDOG:
-        fast["watchdog_timeout_s"] = watchdog_s
+    fast = {"max_ramp_rate_mA_per_s": RAMP, "emergency_ramp_rate_mA_per_s": EMERGENCY, "watchdog_timeout_s": watchdog_s}
     profile = sim_tacs_copy(repo, tmp_path, "sim_tacs_fast", fast)
     over = {
         "source.name": name,
