@@ -1,4 +1,4 @@
-"""Two numba intrinsics for the hot kernels: array views without numba's reshape helper, and cache prefetch.
+"""numba intrinsics for the hot kernels: array views without numba's reshape helper, cache prefetch, fused multiply-add.
 
 :func:`carve` returns ``base[offset : offset + size].reshape(shape)`` for a
 C-contiguous 1-d ``base`` without the C helper numba's ``reshape`` calls for
@@ -9,7 +9,25 @@ Prefetch: state that is touched once per frame and then not for a long time (the
 DFT's snapshot ring: ``window / hop`` slots of ``bins x channels`` values,
 ~1.3 MB at 64 channels) is out of the core's caches by the time it is read
 again. Asking for it at the start of a step lets those loads overlap with the
-arithmetic that comes first. A hint only: results are unchanged.
+arithmetic that comes first. A hint only: results are unchanged. At most the
+first 12 kB of an array are asked for (:data:`PREFETCH_BYTES`): each prefetch
+that misses holds one of the core's few line-fill buffers until its line
+arrives, so a longer burst stalls the kernel instead of overlapping with it —
+at 256 channels (49-kB slots) prefetching whole slots made the step ~1 µs
+slower than prefetching none (Xeon, ``benchmarks/bench_features.py``), while
+12 kB keeps the gain measured at 64 channels, whose slots are that size; the
+hardware prefetchers follow on from there.
+
+:func:`muladd` is ``a * b + c`` rounded once (IEEE 754 fused multiply-add)
+on CPUs with FMA instructions, the ones numba compiles for
+(:data:`FUSED`), and rounded twice (``a * b`` then ``+ c``) elsewhere.
+numba compiles without fast-math, so LLVM never contracts a multiply and an
+add on its own: only an explicit fused operation is one. A fused result is
+correctly rounded, so it is the same on every CPU that has the instruction
+(x86-64 since 2013, every ARM64 core) and at any vector width; frames from a
+CPU without FMA differ from those at rounding level (~1e-16 relative), and
+each CPU's frames stay bit-identical for any chunking and between a live
+session and its replay.
 """
 
 from __future__ import annotations
@@ -18,13 +36,29 @@ import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.core.imputils import impl_ret_borrowed
+from numba.core.imputils import impl_ret_borrowed, impl_ret_untracked
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
 from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 
+
+def _compiles_fma() -> bool:
+    """Whether the CPU numba compiles for has FMA: numba's feature setting if given, else the host's."""
+    from numba.core import config
+    from numba.core.codegen import get_host_cpu_features
+
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+    return "+fma" in features.split(",")
+
+
+#: whether :func:`muladd` is one fused (singly rounded) multiply-add in this process
+FUSED = _compiles_fma()
+
 _LINE = 8  # float64 / int64 values per 64-byte cache line
+
+#: bytes of an array that :func:`prefetch_read` and :func:`prefetch_write` ask for, at most (192 lines)
+PREFETCH_BYTES = 12 * 1024
 
 
 @intrinsic
@@ -50,16 +84,53 @@ def _prefetch_at(typingctx, arr, index, write):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def prefetch_read(a):
-    """Hint that C-contiguous ``a`` will be read soon."""
-    for i in range(0, a.size, _LINE):
+    """Hint that C-contiguous ``a`` (its first :data:`PREFETCH_BYTES`) will be read soon."""
+    for i in range(0, min(a.size, PREFETCH_BYTES // a.itemsize), _LINE):
         _prefetch_at(a, i, 0)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def prefetch_write(a):
-    """Hint that C-contiguous ``a`` will be written soon."""
-    for i in range(0, a.size, _LINE):
+    """Hint that C-contiguous ``a`` (its first :data:`PREFETCH_BYTES`) will be written soon."""
+    for i in range(0, min(a.size, PREFETCH_BYTES // a.itemsize), _LINE):
         _prefetch_at(a, i, 1)
+
+
+@intrinsic
+def muladd(typingctx, a, b, c):
+    """Return ``a * b + c`` for float64 values: fused (rounded once) if :data:`FUSED`, else rounded twice."""
+    if not all(isinstance(t, types.Float) and t.bitwidth == 64 for t in (a, b, c)):
+        return None
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        if FUSED:
+            return builder.fma(*args)
+        return builder.fadd(builder.fmul(args[0], args[1]), args[2])
+
+    return sig, codegen
+
+
+@intrinsic
+def borrow(typingctx, arr):
+    """Return ``arr`` without its reference count: no view of the result costs an atomic operation.
+
+    numba counts references to an array's memory, and every view it makes (``a[i]``, a slice) adds one and
+    drops it again: two atomic instructions, ~20 cycles each; a step of the fused kernels makes a few hundred
+    (~1.7 µs of a ~22 µs step at 256 channels). The result points at the same memory with no owner
+    (a null ``meminfo``), so its views are counted by no one. Only for arrays that outlive the call
+    (arguments) and for views that stay inside it: never return or store one.
+    """
+    if not isinstance(arr, types.Array):
+        return None
+    sig = arr(arr)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+        return impl_ret_untracked(context, builder, signature.return_type, ary._getvalue())
+
+    return sig, codegen
 
 
 @intrinsic

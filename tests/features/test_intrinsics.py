@@ -1,12 +1,16 @@
-"""The kernels' numba intrinsics: carve gives the views reshape would, prefetch changes nothing."""
+"""The kernels' numba intrinsics: carve gives the views reshape would, prefetch changes nothing, muladd rounds once
+where the CPU has FMA, borrow gives the same memory."""
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import numba
 import numpy as np
 import pytest
 
-from closedloop.features.intrinsics import carve, prefetch_read, prefetch_write
+from closedloop.features import intrinsics
+from closedloop.features.intrinsics import borrow, carve, muladd, prefetch_read, prefetch_write
 
 
 @numba.njit(cache=False)
@@ -55,8 +59,56 @@ def test_carve_refuses_views_out_of_the_buffer(offset, a, b):
         _carve_int(np.zeros(40, dtype=np.int64), offset, a, b)
 
 
-def test_prefetch_is_only_a_hint():
-    a = np.random.default_rng(0).standard_normal(1001)
+@pytest.mark.parametrize("size", [1001, 5000])  # 5000 values: 40 kB, past the 12 kB asked for
+def test_prefetch_is_only_a_hint(size):
+    a = np.random.default_rng(0).standard_normal(size)
     before = a.copy()
     assert _prefetched_sum(a) == _plain_sum(before)
     assert a.tobytes() == before.tobytes()
+
+
+@numba.njit(cache=False)
+def _muladd_all(a, b, c, out):
+    for i in range(a.shape[0]):
+        out[i] = muladd(a[i], b[i], c[i])
+
+
+def test_muladd_rounds_once_where_the_cpu_has_fma_and_twice_elsewhere():
+    from numba.core import config
+    from numba.core.codegen import get_host_cpu_features
+
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+    assert intrinsics.FUSED == ("+fma" in features.split(","))
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(2000), rng.standard_normal(2000)
+    c = -(a * b) * (1.0 + rng.standard_normal(2000) * 1e-9)  # near cancellation: the product's rounding shows
+    a[0], b[0], c[0] = 1.0 + 2.0**-30, 1.0 - 2.0**-30, -1.0  # a * b = 1 - 2^-60 exactly, 1.0 once rounded
+    got = np.empty(2000)
+    _muladd_all(a, b, c, got)
+    exact = np.array([float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in zip(a, b, c)])  # rounded once
+    if intrinsics.FUSED:
+        assert got[0] == -(2.0**-60)
+        np.testing.assert_array_equal(got, exact)
+    else:
+        assert got[0] == 0.0
+        np.testing.assert_array_equal(got, a * b + c)
+    assert np.count_nonzero(exact != a * b + c) > 1000  # the two differ: the check above tells them apart
+
+
+@numba.njit(cache=False)
+def _negate_firsts_and_sum(a):
+    b = borrow(a)
+    total = 0.0
+    for i in range(b.shape[0]):
+        row = b[i]
+        row[0] = -row[0]
+        total += row.sum()
+    return total
+
+
+def test_borrow_gives_the_same_memory():
+    a = np.arange(12.0).reshape(4, 3)
+    ref = a.copy()
+    ref[:, 0] = -ref[:, 0]
+    assert _negate_firsts_and_sum(a) == ref.sum()
+    np.testing.assert_array_equal(a, ref)  # the writes through the borrowed views reached the array
