@@ -12,8 +12,10 @@ at 256 channels, and ~8.9 instead of ~9.8 µs at 64 (Xeon, Emerald Rapids;
 
 Results do not change. The vectors run across channels: each channel's
 arithmetic, and its order, is the same at any width (numba compiles without
-fast-math, so nothing is reassociated or contracted into FMA), and frames are
-bit-identical at either width (``tests/features/test_vector_width.py``).
+fast-math, so nothing is reassociated, and a multiply and an add are fused only
+where a kernel asks for it with :func:`~closedloop.features.intrinsics.muladd`,
+whose fused result is the same at any width), and frames are bit-identical at
+either width (``tests/features/test_vector_width.py``).
 
 numba has one setting for this, for the whole process:
 ``numba.config.CPU_FEATURES``, read once, when numba's CPU target is created

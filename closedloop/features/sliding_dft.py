@@ -15,7 +15,8 @@ products and nothing is ever subtracted out of a long running sum, so the
 error stays at rounding level however long the session (measured ~1e-14
 relative after 8 h at 2 kHz, see the tests), and all of it depends only on
 the sample count, keeping frames bit-identical for any chunking. Memory:
-``(window / hop + 2) * channels * bins`` complex snapshots.
+``window / hop`` complex snapshots of ``channels * bins`` (two more if the
+window is not a whole number of hops).
 
 Speed (the hot loop of the fastest method): samples between two events
 (block end, snapshot, frame) are added as one run, four samples per pass over
@@ -45,16 +46,18 @@ import numpy as np
 
 from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.features.bandpower import BandPowerMethod, Bands, band_bins, hann, psd_bin_scale
-from closedloop.features.intrinsics import prefetch_read, prefetch_write
+from closedloop.features.intrinsics import muladd, prefetch_read, prefetch_write
 
 
 @numba.njit(cache=True, nogil=True)
 def _accumulate(x, i0, n_run, n_ch, tw, phase, cur):
     """Add samples ``x[i0 : i0 + n_run]`` (all finite, at block phases ``phase ...``) to the running sums.
 
-    Four samples per pass over the sums (fewer loads and stores of ``cur``), a bin's real and imaginary
-    sums in one pass over the channels (half the loads of the samples); each sum still adds its products
-    one sample after the other, so the result is the same as one sample at a time.
+    Ten samples per pass over the sums (then four, then one at a time), a bin's real and imaginary sums
+    in one pass over the channels (half the loads of the samples): the sums are loaded and stored once
+    per pass, which is what bounds this loop. Each sum still adds its products one sample after the
+    other with :func:`~closedloop.features.intrinsics.muladd`, so the result is the same as one sample at
+    a time, however the samples are grouped.
     """
     n_raw2 = tw.shape[1]  # cur has two more rows (the zero pair), never accumulated
     i = 0
@@ -64,26 +67,47 @@ def _accumulate(x, i0, n_run, n_ch, tw, phase, cur):
             v0, v1, v2, v3 = x[i0 + i, 0], x[i0 + i + 1, 0], x[i0 + i + 2, 0], x[i0 + i + 3, 0]
             w0, w1, w2, w3 = tw[phase + i], tw[phase + i + 1], tw[phase + i + 2], tw[phase + i + 3]
             for j in range(n_raw2):
-                flat[j] = (((flat[j] + v0 * w0[j]) + v1 * w1[j]) + v2 * w2[j]) + v3 * w3[j]
+                flat[j] = muladd(v3, w3[j], muladd(v2, w2[j], muladd(v1, w1[j], muladd(v0, w0[j], flat[j]))))
             i += 4
         while i < n_run:
             v0 = x[i0 + i, 0]
             w0 = tw[phase + i]
             for j in range(n_raw2):
-                flat[j] += v0 * w0[j]
+                flat[j] = muladd(v0, w0[j], flat[j])
             i += 1
         return
+    while i + 10 <= n_run:  # ten samples per pass: a hop of 10 or 20 in one or two passes
+        q, p = i0 + i, phase + i
+        r0, r1, r2, r3, r4 = x[q], x[q + 1], x[q + 2], x[q + 3], x[q + 4]
+        r5, r6, r7, r8, r9 = x[q + 5], x[q + 6], x[q + 7], x[q + 8], x[q + 9]
+        w0, w1, w2, w3, w4 = tw[p], tw[p + 1], tw[p + 2], tw[p + 3], tw[p + 4]
+        w5, w6, w7, w8, w9 = tw[p + 5], tw[p + 6], tw[p + 7], tw[p + 8], tw[p + 9]
+        for j in range(0, n_raw2, 2):
+            k = j + 1
+            a0, a1, a2, a3, a4 = w0[j], w1[j], w2[j], w3[j], w4[j]
+            a5, a6, a7, a8, a9 = w5[j], w6[j], w7[j], w8[j], w9[j]
+            b0, b1, b2, b3, b4 = w0[k], w1[k], w2[k], w3[k], w4[k]
+            b5, b6, b7, b8, b9 = w5[k], w6[k], w7[k], w8[k], w9[k]
+            re, im = cur[j], cur[k]
+            for c in range(n_ch):
+                v0, v1, v2, v3, v4 = r0[c], r1[c], r2[c], r3[c], r4[c]
+                v5, v6, v7, v8, v9 = r5[c], r6[c], r7[c], r8[c], r9[c]
+                s = muladd(v4, a4, muladd(v3, a3, muladd(v2, a2, muladd(v1, a1, muladd(v0, a0, re[c])))))
+                re[c] = muladd(v9, a9, muladd(v8, a8, muladd(v7, a7, muladd(v6, a6, muladd(v5, a5, s)))))
+                s = muladd(v4, b4, muladd(v3, b3, muladd(v2, b2, muladd(v1, b1, muladd(v0, b0, im[c])))))
+                im[c] = muladd(v9, b9, muladd(v8, b8, muladd(v7, b7, muladd(v6, b6, muladd(v5, b5, s)))))
+        i += 10
     while i + 4 <= n_run:
         r0, r1, r2, r3 = x[i0 + i], x[i0 + i + 1], x[i0 + i + 2], x[i0 + i + 3]
         w0, w1, w2, w3 = tw[phase + i], tw[phase + i + 1], tw[phase + i + 2], tw[phase + i + 3]
-        for j in range(0, n_raw2, 2):  # a bin's real and imaginary sums together: each sample loaded once
+        for j in range(0, n_raw2, 2):
             a0, a1, a2, a3 = w0[j], w1[j], w2[j], w3[j]
             b0, b1, b2, b3 = w0[j + 1], w1[j + 1], w2[j + 1], w3[j + 1]
             re, im = cur[j], cur[j + 1]
             for c in range(n_ch):
                 v0, v1, v2, v3 = r0[c], r1[c], r2[c], r3[c]
-                re[c] = (((re[c] + v0 * a0) + v1 * a1) + v2 * a2) + v3 * a3
-                im[c] = (((im[c] + v0 * b0) + v1 * b1) + v2 * b2) + v3 * b3
+                re[c] = muladd(v3, a3, muladd(v2, a2, muladd(v1, a1, muladd(v0, a0, re[c]))))
+                im[c] = muladd(v3, b3, muladd(v2, b2, muladd(v1, b1, muladd(v0, b0, im[c]))))
         i += 4
     while i < n_run:
         r0 = x[i0 + i]
@@ -92,13 +116,16 @@ def _accumulate(x, i0, n_run, n_ch, tw, phase, cur):
             t0 = w0[j]
             acc = cur[j]
             for c in range(n_ch):
-                acc[c] += r0[c] * t0
+                acc[c] = muladd(r0[c], t0, acc[c])
         i += 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _finish_frame(count, N, n_ch, sums, n_snap, hop, block_end, kernel, work, last_bad, out_row):
-    """Band powers of the window ending at ``count`` into ``out_row`` (channels, bands)."""
+def _finish_frame(count, N, n_ch, sums, n_snap, hop, block_end, wd_ready, kernel, work, last_bad, out_row):
+    """Band powers of the window ending at ``count`` into ``out_row`` (channels, bands).
+
+    ``wd_ready``: the window's DFT (``sums[2]``) was already built, with the snapshot write of the same hop.
+    """
     n_raw2 = sums.shape[1] - 2
     cur, prev, wd = sums[0], sums[1], sums[2]
     old = sums[3 + ((count - N) // hop) % n_snap]
@@ -108,7 +135,7 @@ def _finish_frame(count, N, n_ch, sums, n_snap, hop, block_end, kernel, work, la
     # Scaling by powers of two is exact, so the powers keep every bit of the unfolded form.
     ct = 0.5 * math.cos(2.0 * math.pi * m / N)
     st = 0.5 * math.sin(2.0 * math.pi * m / N)
-    for j in range(n_raw2):  # the window's DFT (rows n_raw2, n_raw2 + 1 stay zero: missing neighbours)
+    for j in range(0 if wd_ready else n_raw2):  # the window's DFT (rows n_raw2, n_raw2 + 1 stay zero)
         w = wd[j]
         pj = prev[j]
         if block_end:
@@ -171,11 +198,14 @@ def _sdft_kernel(state, last_bad, sums, twiddle, kernel, work, out_power, out_ti
     cur, prev = sums[0], sums[1]
     clean = work[kernel.shape[1] - 5 :]  # scratch rows for samples with a non-finite value (after the bands)
     frame_phase = N % hop
+    # a window of whole hops (the usual case) has one snapshot slot per hop: the slot a hop overwrites holds
+    # the snapshot its frame subtracts, so the frame reads it just before the new one is written
+    tight = n_snap * hop == N
     # the snapshot the first frame of this chunk will read (written a window ago: out of cache by now) and
-    # the one the first hop will write: their loads start now and overlap with the accumulation
+    # the one the first hop will write (the same slot if tight): their loads overlap with the accumulation
     count = state[0]
     first = N if count < N else N + ((count - N) // hop + 1) * hop
-    if first <= count + n:
+    if first <= count + n and not tight:
         prefetch_read(sums[3 + ((first - N) // hop) % n_snap])
     first = (count // hop + 1) * hop
     if first <= count + n:
@@ -220,7 +250,17 @@ def _sdft_kernel(state, last_bad, sums, twiddle, kernel, work, out_power, out_ti
                 for c in range(n_ch):
                     pj[c] = cj[c]
                     cj[c] = 0.0
-        if count % hop == 0:  # snapshot: partial sum of the block holding sample count - 1, up to count
+        frame = count >= N and (count - N) % hop == 0
+        wd_ready = tight and frame and not block_end
+        if wd_ready:  # the window's DFT from the snapshot a window old, then this hop's snapshot in its slot
+            snap, wd = sums[3 + (count // hop) % n_snap], sums[2]
+            for j in range(n_raw2):
+                w, pj, cj, sj = wd[j], prev[j], cur[j], snap[j]
+                for c in range(n_ch):
+                    v = cj[c]
+                    w[c] = v + (pj[c] - sj[c])
+                    sj[c] = v
+        elif count % hop == 0:  # snapshot: partial sum of the block holding sample count - 1, up to count
             snap = sums[3 + (count // hop) % n_snap]
             src = prev if block_end else cur
             for j in range(n_raw2):
@@ -228,9 +268,9 @@ def _sdft_kernel(state, last_bad, sums, twiddle, kernel, work, out_power, out_ti
                 sj = src[j]
                 for c in range(n_ch):
                     dst[c] = sj[c]
-        if count < N or (count - N) % hop != 0:
+        if not frame:
             continue
-        _finish_frame(count, N, n_ch, sums, n_snap, hop, block_end, kernel, work, last_bad, out_power[k])
+        _finish_frame(count, N, n_ch, sums, n_snap, hop, block_end, wd_ready, kernel, work, last_bad, out_power[k])
         out_time[k] = stamps[i - 1]
         k += 1
     return k
@@ -291,8 +331,11 @@ class SlidingDFTBandPower(BandPowerMethod):
         self._twiddle = tw
         nr, nch = len(raw), self.n_channels
         # complex128 sums as float64 (re, im) planes over channels: current block, previous block, the
-        # window's DFT, then the snapshots; + a zero (re, im) pair for missing neighbours
-        self._sums = np.zeros((3 + N // self.hop + 2, 2 * nr + 2, nch))
+        # window's DFT, then the snapshots, one per hop of a window (two more if the window is not a whole
+        # number of hops: a frame's snapshot then differs from the one its hop writes); + a zero (re, im)
+        # pair for missing neighbours
+        n_snap = N // self.hop if N % self.hop == 0 else N // self.hop + 2
+        self._sums = np.zeros((3 + n_snap, 2 * nr + 2, nch))
         # band sums, bin power, then up to 32 cleaned samples (bad ones as 0) at a time
         self._work = np.zeros((len(self.bands) + 1 + min(self.hop, 32), nch))
         self._last_bad = np.full(self.n_channels, -(2**62), dtype=np.int64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from closedloop.features import SlidingDFTBandPower, WelchBandPower
 
@@ -53,11 +54,14 @@ def test_nan_values_while_in_window_then_exact_recovery():
     np.testing.assert_allclose(got[~holds], ref[~holds], rtol=1e-9)
 
 
-def test_runs_between_events_give_the_same_bits_for_any_chunking():
-    # The kernel adds samples in runs between events (block end every 250, snapshot every 7, frame at
-    # 250 + 7 j): a window that is no multiple of the hop puts the events at every relative position.
-    # One sample per call (one run per sample) is the reference; NaN rows take the per-sample path.
-    fs, window, hop = 250.0, 250, 7
+@pytest.mark.parametrize("hop", [7, 10])
+def test_runs_between_events_give_the_same_bits_for_any_chunking(hop):
+    # The kernel adds samples in runs between events (block end every 250, snapshot every hop, frame at
+    # 250 + hop j): a window that is no multiple of the hop (7) puts the events at every relative position;
+    # a window of whole hops (10) has one snapshot slot per hop, which each frame reads just before its hop
+    # overwrites it. One sample per call (one run per sample) is the reference; NaN rows take the
+    # per-sample path. The values equal single-segment Welch (to rounding) where no NaN is in the window.
+    fs, window = 250.0, 250
     rng = np.random.default_rng(13)
     x = rng.standard_normal((1600, 70)) * 10
     x[400, 3] = np.nan
@@ -74,6 +78,9 @@ def test_runs_between_events_give_the_same_bits_for_any_chunking():
     assert np.isnan(ref[:, 3]).any() and np.isfinite(ref[:, :3]).all()
     for chunk in (4, 33, 1600):
         assert frames(chunk).tobytes() == ref.tobytes(), f"chunk {chunk} differs"
+    bands = {"theta": (4.0, 8.0), "alpha": (8.0, 13.0)}
+    welch, _ = WelchBandPower(fs, 3, bands, window, hop).step(x[:, :3], ts)
+    np.testing.assert_allclose(ref[:, :3], welch, rtol=1e-9)
 
 
 def test_a_dead_channel_is_nan_and_leaves_the_other_channels_bits_unchanged():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from closedloop import vector_width
+from closedloop.features import intrinsics
 from closedloop.vector_width import wide_features
 
 AVX512 = "+sse4.2,+avx2,+fma,+avx512f,+avx512dq,+avx512vl"
@@ -88,12 +89,15 @@ CHILD = textwrap.dedent(
         out[name] = np.array(rows)
         out[name + "_flags"] = np.array(flags)
     np.savez(sys.argv[1], **out)
+    from closedloop.features import intrinsics
+    print("fused" if intrinsics.FUSED else "unfused")
     print(vector_width.STATE)
     """
 )
 
 
-def _frames_at(bits: str, path: Path, **environ: str) -> tuple[dict, str]:
+def _frames_at(bits: str, path: Path, **environ: str) -> tuple[dict, str, bool]:
+    """Frames of the child at ``bits`` (and ``environ``); numba's vector-width decision; whether muladd fused."""
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
     env["CLOSEDLOOP_VECTOR_BITS"] = bits
     env.update(environ)
@@ -101,15 +105,17 @@ def _frames_at(bits: str, path: Path, **environ: str) -> tuple[dict, str]:
         [sys.executable, "-c", CHILD, str(path)], env=env, capture_output=True, text=True, timeout=900, check=False
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
     with np.load(path) as saved:
-        return dict(saved), proc.stdout.strip().splitlines()[-1]
+        return dict(saved), lines[-1], lines[-2] == "fused"
 
 
 @pytest.mark.skipif(not vector_width.STATE.startswith("512"), reason="this CPU runs LLVM's default width")
 def test_frames_are_bit_identical_with_256_and_512_bit_vectors(tmp_path):
-    wide, wide_state = _frames_at("512", tmp_path / "wide.npz")
-    narrow, narrow_state = _frames_at("256", tmp_path / "narrow.npz")
+    wide, wide_state, wide_fused = _frames_at("512", tmp_path / "wide.npz")
+    narrow, narrow_state, narrow_fused = _frames_at("256", tmp_path / "narrow.npz")
     assert wide_state.startswith("512 bits") and narrow_state.startswith("256 bits")
+    assert wide_fused and narrow_fused  # every AVX-512 CPU has FMA
     for name in ("welch", "sliding_dft", "iir", "fused"):
         assert wide[name].shape[0] > 300 and np.isfinite(wide[name]).any()
         assert np.any(wide[name + "_flags"] != 0)  # the bad samples and the gap were seen
@@ -117,18 +123,42 @@ def test_frames_are_bit_identical_with_256_and_512_bit_vectors(tmp_path):
         np.testing.assert_array_equal(wide[name + "_flags"], narrow[name + "_flags"])
 
 
+#: numba's "generic" x86-64 target with FMA (and the AVX it needs) but 128-bit vectors: two float64 per vector
+NARROW_WITH_FMA = {"NUMBA_CPU_NAME": "generic", "NUMBA_CPU_FEATURES": "+sse4.2,+avx,+fma,+prefer-128-bit"}
+
+
 @pytest.mark.skipif(
-    vector_width.STATE.startswith("512") or platform.machine() not in ("x86_64", "AMD64"),
-    reason="AVX-512 CPUs compare 512 with 256 bits above; this compares the x86 default with SSE2",
+    vector_width.STATE.startswith("512") or platform.machine() not in ("x86_64", "AMD64") or not intrinsics.FUSED,
+    reason="AVX-512 CPUs compare 512 with 256 bits above; this compares an FMA CPU's default with 128 bits",
 )
-def test_frames_are_bit_identical_at_the_hosts_vector_width_and_with_sse2_only(tmp_path):
+def test_frames_are_bit_identical_at_the_hosts_vector_width_and_at_128_bits(tmp_path):
     # on CPUs without AVX-512 the test above cannot run: compare the host's own width (AVX2 on most) with
-    # numba's "generic" x86-64 target (SSE2: two float64 per vector, and no FMA to contract into)
-    host, host_state = _frames_at("", tmp_path / "host.npz")
-    sse2, sse2_state = _frames_at("", tmp_path / "sse2.npz", NUMBA_CPU_NAME="generic")
-    assert "NUMBA_CPU_NAME is set" in sse2_state and "NUMBA_CPU_NAME" not in host_state
+    # 128-bit vectors, FMA in both (its fused results are the same at any width)
+    host, host_state, host_fused = _frames_at("", tmp_path / "host.npz")
+    narrow, narrow_state, narrow_fused = _frames_at("", tmp_path / "narrow.npz", **NARROW_WITH_FMA)
+    assert "NUMBA_CPU_NAME is set" in narrow_state and "NUMBA_CPU_NAME" not in host_state
+    assert host_fused and narrow_fused
     for name in ("welch", "sliding_dft", "iir", "fused"):
         assert host[name].shape[0] > 300 and np.isfinite(host[name]).any()
         assert np.any(host[name + "_flags"] != 0)  # the bad samples and the gap were seen
+        np.testing.assert_array_equal(host[name], narrow[name], strict=True)
+        np.testing.assert_array_equal(host[name + "_flags"], narrow[name + "_flags"])
+
+
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64") or not intrinsics.FUSED, reason="compares an FMA CPU with SSE2"
+)
+def test_without_fma_frames_differ_from_fused_ones_only_by_rounding(tmp_path):
+    # numba's "generic" x86-64 target (SSE2, no FMA): muladd rounds twice there, so the sliding DFT's sums and
+    # the EMG filter differ from the host's at rounding level; Welch and IIR band power use no muladd
+    host, _, host_fused = _frames_at("", tmp_path / "host.npz")
+    sse2, sse2_state, sse2_fused = _frames_at("", tmp_path / "sse2.npz", NUMBA_CPU_NAME="generic")
+    assert host_fused and not sse2_fused and "NUMBA_CPU_NAME is set" in sse2_state
+    for name in ("welch", "iir"):
         np.testing.assert_array_equal(host[name], sse2[name], strict=True)
+    for name in ("sliding_dft", "fused"):
+        assert not np.array_equal(host[name], sse2[name])  # the unfused path did run
+        # log10 powers and ratios (values near 0 too): within 1e-12 in log10 units, i.e. ~2e-12 relative power
+        np.testing.assert_allclose(sse2[name], host[name], rtol=1e-12, atol=1e-12)
+    for name in ("welch", "sliding_dft", "iir", "fused"):
         np.testing.assert_array_equal(host[name + "_flags"], sse2[name + "_flags"])
