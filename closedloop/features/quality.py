@@ -27,10 +27,11 @@ non-finite sample; the EMG cascade takes two usable rows per pass, its state
 in registers in between); with few columns (a ROI and its monitor electrodes) a run
 of usable samples goes channel by channel instead, with the filter state in
 registers — the same operations per channel in the same order. The running max and min of the
-vectorised pass are ``np.fmax(m, v)`` / ``np.fmin(m, v)``: for a running value ``m`` that is never NaN
-these equal ``v if v > m else m`` (NaN ignored, ties keep ``m``) bit for bit, but compile to an
-unconditional store, where the ``if`` form compiles to a masked store (``vmaskmovpd``), slow on AMD cores
-(the pass took ~4x as long at 64 channels). Blocks are grouped in segments of ``window / block``
+vectorised pass take four rows per pass, the running value in a register across them (a chain of
+``v if v > m else m``: NaN ignored, ties keep ``m``; one ``maxpd`` each); a single row stored back in
+that form would compile to a masked store (``vmaskmovpd``), slow on AMD cores (that pass took ~4x as
+long at 64 channels), so it uses ``np.fmax`` / ``np.fmin``, equal bit for bit for a running value that
+is never NaN. Blocks are grouped in segments of ``window / block``
 blocks; when a segment completes its block statistics are turned, in place,
 into suffix statistics (max, min, sum of each block to the segment's end),
 while the current segment keeps prefix statistics. A window is the tail of
@@ -53,8 +54,8 @@ import numpy as np
 
 from closedloop import kernel_cache  # noqa: F401  (before the first cached kernel: see that module)
 from closedloop.config.features import QualityConfig
-from closedloop.features.intrinsics import carve
-from closedloop.preprocess.filters import biquad, scipy_design
+from closedloop.features.intrinsics import carve, muladd
+from closedloop.preprocess.filters import scipy_design
 from closedloop.types import Quality
 
 _NEVER = -(2**62)
@@ -94,6 +95,19 @@ def _start_filters(setup, params, chan, started, x):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _section(u, b0, b1, b2, a1, a2, z0, z1):
+    """One EMG filter section, direct form II transposed: return ``(y, z0, z1)`` after input ``u``.
+
+    The form of :func:`scipy.signal.sosfilt` with its products folded into
+    :func:`~closedloop.features.intrinsics.muladd`: five operations instead of
+    nine, each rounded once on CPUs with FMA. Every EMG path here uses it, so
+    a sample gets the same bits whichever path filters it.
+    """
+    y = muladd(b0, u, z0)
+    return y, muladd(b1, u, muladd(-a1, y, z1)), muladd(b2, u, -a2 * y)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _emg_row(row, sos, chan, bss, n_ch):
     """One row of usable samples through the three EMG sections (fused, vectorised over channels); add y²."""
     b00, b01, b02, a01, a02 = sos[0], sos[1], sos[2], sos[4], sos[5]
@@ -102,9 +116,9 @@ def _emg_row(row, sos, chan, bss, n_ch):
     s0, s1, s2 = chan[_N_ROWS], chan[_N_ROWS + 1], chan[_N_ROWS + 2]
     s3, s4, s5 = chan[_N_ROWS + 3], chan[_N_ROWS + 4], chan[_N_ROWS + 5]
     for c in range(n_ch):
-        y, s0[c], s1[c] = biquad(row[c], b00, b01, b02, a01, a02, s0[c], s1[c])
-        y, s2[c], s3[c] = biquad(y, b10, b11, b12, a11, a12, s2[c], s3[c])
-        y, s4[c], s5[c] = biquad(y, b20, b21, b22, a21, a22, s4[c], s5[c])
+        y, s0[c], s1[c] = _section(row[c], b00, b01, b02, a01, a02, s0[c], s1[c])
+        y, s2[c], s3[c] = _section(y, b10, b11, b12, a11, a12, s2[c], s3[c])
+        y, s4[c], s5[c] = _section(y, b20, b21, b22, a21, a22, s4[c], s5[c])
         bss[c] += y * y
 
 
@@ -120,14 +134,66 @@ def _emg_rows(row0, row1, sos, chan, bss, n_ch):
     s0, s1, s2 = chan[_N_ROWS], chan[_N_ROWS + 1], chan[_N_ROWS + 2]
     s3, s4, s5 = chan[_N_ROWS + 3], chan[_N_ROWS + 4], chan[_N_ROWS + 5]
     for c in range(n_ch):
-        y, z0, z1 = biquad(row0[c], b00, b01, b02, a01, a02, s0[c], s1[c])
-        y, z2, z3 = biquad(y, b10, b11, b12, a11, a12, s2[c], s3[c])
-        y, z4, z5 = biquad(y, b20, b21, b22, a21, a22, s4[c], s5[c])
+        y, z0, z1 = _section(row0[c], b00, b01, b02, a01, a02, s0[c], s1[c])
+        y, z2, z3 = _section(y, b10, b11, b12, a11, a12, s2[c], s3[c])
+        y, z4, z5 = _section(y, b20, b21, b22, a21, a22, s4[c], s5[c])
         acc = bss[c] + y * y
-        y, s0[c], s1[c] = biquad(row1[c], b00, b01, b02, a01, a02, z0, z1)
-        y, s2[c], s3[c] = biquad(y, b10, b11, b12, a11, a12, z2, z3)
-        y, s4[c], s5[c] = biquad(y, b20, b21, b22, a21, a22, z4, z5)
+        y, s0[c], s1[c] = _section(row1[c], b00, b01, b02, a01, a02, z0, z1)
+        y, s2[c], s3[c] = _section(y, b10, b11, b12, a11, a12, z2, z3)
+        y, s4[c], s5[c] = _section(y, b20, b21, b22, a21, a22, z4, z5)
         bss[c] = acc + y * y
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _above(m, v):
+    """``v if v > m else m``: the larger, ``m`` if ``v`` is NaN (one ``maxpd``)."""
+    return v if v > m else m
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _below(m, v):
+    """``v if v < m else m``: the smaller, ``m`` if ``v`` is NaN (one ``minpd``)."""
+    return v if v < m else m
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _extremes(x, i0, run, bmx, bmn, guard, n_ch):
+    """Fold rows ``x[i0 : i0 + run]`` into the running max ``bmx`` and min ``bmn``; return the bad samples' count.
+
+    Bad: NaN, Inf, or ``|v| >= guard``. Four rows (then two, then one) per pass over the channels, each
+    running value kept in a register across them: a chain of ``_above``/``_below``, whose last select is
+    not between the loaded value and another, so it compiles to ``maxpd``/``minpd`` and a plain store.
+    A single row uses ``np.fmax``/``np.fmin`` (the same values: the running ones are never NaN), as
+    ``_above(bmx[c], v)`` stored back would compile to a masked store (see the module's docstring).
+    """
+    n_bad = 0
+    i, end = i0, i0 + run
+    while i + 4 <= end:
+        r0, r1, r2, r3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+        for c in range(n_ch):
+            v0, v1, v2, v3 = r0[c], r1[c], r2[c], r3[c]
+            bmx[c] = _above(_above(_above(_above(bmx[c], v0), v1), v2), v3)
+            bmn[c] = _below(_below(_below(_below(bmn[c], v0), v1), v2), v3)
+            n_bad += (
+                (not (abs(v0) < guard)) + (not (abs(v1) < guard)) + (not (abs(v2) < guard)) + (not (abs(v3) < guard))
+            )
+        i += 4
+    if i + 2 <= end:
+        r0, r1 = x[i], x[i + 1]
+        for c in range(n_ch):
+            v0, v1 = r0[c], r1[c]
+            bmx[c] = _above(_above(bmx[c], v0), v1)
+            bmn[c] = _below(_below(bmn[c], v0), v1)
+            n_bad += (not (abs(v0) < guard)) + (not (abs(v1) < guard))
+        i += 2
+    if i < end:
+        r0 = x[i]
+        for c in range(n_ch):
+            v0 = r0[c]
+            bmx[c] = np.fmax(bmx[c], v0)
+            bmn[c] = np.fmin(bmn[c], v0)
+            n_bad += not (abs(v0) < guard)
+    return n_bad
 
 
 #: up to this many columns a run of usable samples goes channel by channel (state in registers); more
@@ -159,9 +225,9 @@ def _few_channels(x, i0, run, sos, chan, bss, emg_on, n_ch):
         s3, s4, s5 = chan[_N_ROWS + 3, c], chan[_N_ROWS + 4, c], chan[_N_ROWS + 5, c]
         acc = bss[c]
         for ii in range(i0, i0 + run):
-            y, s0, s1 = biquad(x[ii, c], b00, b01, b02, a01, a02, s0, s1)
-            y, s2, s3 = biquad(y, b10, b11, b12, a11, a12, s2, s3)
-            y, s4, s5 = biquad(y, b20, b21, b22, a21, a22, s4, s5)
+            y, s0, s1 = _section(x[ii, c], b00, b01, b02, a01, a02, s0, s1)
+            y, s2, s3 = _section(y, b10, b11, b12, a11, a12, s2, s3)
+            y, s4, s5 = _section(y, b20, b21, b22, a21, a22, s4, s5)
             acc += y * y
         chan[_N_ROWS, c], chan[_N_ROWS + 1, c], chan[_N_ROWS + 2, c] = s0, s1, s2
         chan[_N_ROWS + 3, c], chan[_N_ROWS + 4, c], chan[_N_ROWS + 5, c] = s3, s4, s5
@@ -198,15 +264,15 @@ def _bad_rows(row0, row1, count0, two, guard, sos, chan, lb, n_ch):
         v, w = row0[c], row1[c]
         ok, ok1 = abs(v) < guard, two and abs(w) < guard
         o0, o1, o2, o3, o4, o5, acc = s0[c], s1[c], s2[c], s3[c], s4[c], s5[c], bss[c]
-        y, z0, z1 = biquad(v if ok else 0.0, b00, b01, b02, a01, a02, o0, o1)
-        y, z2, z3 = biquad(y, b10, b11, b12, a11, a12, o2, o3)
-        y, z4, z5 = biquad(y, b20, b21, b22, a21, a22, o4, o5)
+        y, z0, z1 = _section(v if ok else 0.0, b00, b01, b02, a01, a02, o0, o1)
+        y, z2, z3 = _section(y, b10, b11, b12, a11, a12, o2, o3)
+        y, z4, z5 = _section(y, b20, b21, b22, a21, a22, o4, o5)
         o0, o1, o2 = (z0, z1, z2) if ok else (o0, o1, o2)  # a skipped sample leaves the states and the sum alone
         o3, o4, o5 = (z3, z4, z5) if ok else (o3, o4, o5)
         acc = acc + y * y if ok else acc
-        y, z0, z1 = biquad(w if ok1 else 0.0, b00, b01, b02, a01, a02, o0, o1)
-        y, z2, z3 = biquad(y, b10, b11, b12, a11, a12, o2, o3)
-        y, z4, z5 = biquad(y, b20, b21, b22, a21, a22, o4, o5)
+        y, z0, z1 = _section(w if ok1 else 0.0, b00, b01, b02, a01, a02, o0, o1)
+        y, z2, z3 = _section(y, b10, b11, b12, a11, a12, o2, o3)
+        y, z4, z5 = _section(y, b20, b21, b22, a21, a22, o4, o5)
         s0[c], s1[c], s2[c] = (z0, z1, z2) if ok1 else (o0, o1, o2)
         s3[c], s4[c], s5[c] = (z3, z4, z5) if ok1 else (o3, o4, o5)
         bss[c] = acc + y * y if ok1 else acc
@@ -263,16 +329,21 @@ def _quality_kernel(ist, fst, out_flags, x, stamps):
             usual = n_bad == 0
         if usual:
             _few_channels(x, i, run, sos, chan, bss, emg_on, n_ch)
+        elif _extremes(x, i, run, bmx, bmn, guard, n_ch) == 0:  # no bad sample: the EMG cascade two rows a pass
+            if emg_on:
+                ii = i
+                while ii + 2 <= i + run:
+                    _emg_rows(x[ii], x[ii + 1], sos, chan, bss, n_ch)
+                    ii += 2
+                if ii < i + run:
+                    _emg_row(x[ii], sos, chan, bss, n_ch)
         else:
             pend, pend_bad = -1, False  # a row whose EMG step waits for the next row, to run both in one pass
             for ii in range(i, i + run):
                 row = x[ii]
                 n_bad = 0
-                for c in range(n_ch):  # branch-free: vectorised over channels (max/min ignore NaN)
-                    v = row[c]
-                    bmx[c] = np.fmax(bmx[c], v)
-                    bmn[c] = np.fmin(bmn[c], v)
-                    n_bad += not (abs(v) < guard)
+                for c in range(n_ch):
+                    n_bad += not (abs(row[c]) < guard)
                 if n_bad == 0 and not pend_bad:
                     if emg_on:
                         if pend < 0:

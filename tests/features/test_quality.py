@@ -97,9 +97,10 @@ CONFIGS = {
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("window,hop", [(250, 10), (250, 250), (200, 30)])
-def test_flags_equal_a_direct_recomputation_for_any_chunking(name, window, hop):
+@pytest.mark.parametrize("n_ch", [5, 12])  # up to 8 columns go channel by channel, more row by row
+def test_flags_equal_a_direct_recomputation_for_any_chunking(name, window, hop, n_ch):
     q = CONFIGS[name]
-    x, t = nasty()
+    x, t = nasty(n_ch=n_ch)
     ref, ref_stats = direct(x, t, window, hop, q)
     got, stats = run(QualityMonitor(FS, x.shape[1], window, hop, q), x, t, 1, with_stats=True)
     assert got.tobytes() == ref.tobytes()
