@@ -44,10 +44,17 @@ from closedloop import kernel_cache  # noqa: F401  (before the first cached kern
 
 
 def _compiles_fma() -> bool:
-    """Whether the CPU numba compiles for has FMA: numba's feature setting if given, else the host's."""
+    """Whether the CPU numba compiles for has FMA: numba's feature setting if given, else the host's.
+
+    On 64-bit ARM, FMA is part of the base instruction set (LLVM names no feature for it).
+    """
+    import platform
+
     from numba.core import config
     from numba.core.codegen import get_host_cpu_features
 
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return True
     features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
     return "+fma" in features.split(",")
 
