@@ -21,17 +21,19 @@ how the defaults were chosen: docs/quality.md.
 
 How it stays cheap: frames fall at sample counts ``window + j * hop``, so
 every window is a whole number of blocks of ``gcd(window, hop)`` samples.
-Per sample, one vectorised pass over the channels updates the running
-block's max, min and EMG sum of squares (and a per-channel index of the last
-non-finite sample; the EMG cascade takes two usable rows per pass, its state
-in registers in between); with few columns (a ROI and its monitor electrodes) a run
+Per run of samples, passes vectorised over the channels update the running
+block's max and min, then its EMG sum of squares (the EMG cascade takes two
+usable rows per pass, its state in registers in between; rows with a bad sample
+go one at a time and note the last non-finite sample per channel); with few
+columns (a ROI and its monitor electrodes) a run
 of usable samples goes channel by channel instead, with the filter state in
 registers — the same operations per channel in the same order. The running max and min of the
 vectorised pass take four rows per pass, the running value in a register across them (a chain of
 ``v if v > m else m``: NaN ignored, ties keep ``m``; one ``maxpd`` each); a single row stored back in
 that form would compile to a masked store (``vmaskmovpd``), slow on AMD cores (that pass took ~4x as
 long at 64 channels), so it uses ``np.fmax`` / ``np.fmin``, equal bit for bit for a running value that
-is never NaN. Blocks are grouped in segments of ``window / block``
+is never NaN (the four-row chain compiles to ``vmaxpd``/``vminpd`` for Zen 2 and 3 too, checked with
+``NUMBA_CPU_NAME``). Blocks are grouped in segments of ``window / block``
 blocks; when a segment completes its block statistics are turned, in place,
 into suffix statistics (max, min, sum of each block to the segment's end),
 while the current segment keeps prefix statistics. A window is the tail of
