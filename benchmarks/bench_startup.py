@@ -352,7 +352,7 @@ def main() -> None:
     print("numba on-disk cache, second fresh process (kernels: hits / misses):")
     for where, variants in results["numba_cache"].items():
         for label, c in variants.items():
-            print(f"  {where:<15}{label:<20}{c['kernels']:3d} kernels: {c['hits']} hits / {c['misses']} misses")
+            print(f"  {where:<16}{label:<21}{c['kernels']:3d} kernels: {c['hits']} hits / {c['misses']} misses")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
         print(f"wrote {args.json}")
